@@ -1,0 +1,1 @@
+"""Adapters: stores, the iteration-record tables, fakes for the demo, and the CLI."""

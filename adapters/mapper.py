@@ -1,0 +1,66 @@
+"""Stores pydantic events: JSON from pydantic itself, and back through the event's class topic."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, cast
+from uuid import UUID
+
+from eventsourcing.domain import DomainEventProtocol
+from eventsourcing.persistence import Mapper, MapperDeserialisationError, StoredEvent
+from eventsourcing.utils import get_topic, resolve_topic
+from pydantic import BaseModel
+
+_HEADER_FIELDS = frozenset({"originator_id", "originator_version"})
+
+
+class PydanticMapper(Mapper[UUID]):
+    """The library's default mapper does not round-trip frozen pydantic models; this one does.
+
+    The originator id and version live in their own columns, so they are left out of the state.
+    """
+
+    def to_stored_event(self, domain_event: DomainEventProtocol[UUID]) -> StoredEvent:
+        model = cast(BaseModel, domain_event)
+        class_version: int = getattr(type(model), "class_version", 1)
+        if class_version > 1:
+            data = model.model_dump(mode="json", exclude=set(_HEADER_FIELDS))
+            data["class_version"] = class_version
+            state = json.dumps(data, separators=(",", ":")).encode()
+        else:
+            state = model.model_dump_json(exclude=set(_HEADER_FIELDS)).encode()
+        if self.compressor:
+            state = self.compressor.compress(state)
+        if self.cipher:
+            state = self.cipher.encrypt(state)
+        return StoredEvent(
+            originator_id=domain_event.originator_id,
+            originator_version=domain_event.originator_version,
+            topic=get_topic(type(domain_event)),
+            state=state,
+        )
+
+    def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[UUID]:
+        state = stored_event.state
+        try:
+            if self.cipher:
+                state = self.cipher.decrypt(state)
+            if self.compressor:
+                state = self.compressor.decompress(state)
+            data: dict[str, Any] = json.loads(state)
+            cls = resolve_topic(stored_event.topic)
+            from_version = data.pop("class_version", 1)
+            to_version = getattr(cls, "class_version", 1)
+            while from_version < to_version:
+                getattr(cls, f"upcast_v{from_version}_v{from_version + 1}")(data)
+                from_version += 1
+            originator_id = stored_event.originator_id
+            data["originator_id"] = originator_id if isinstance(originator_id, UUID) else UUID(originator_id)
+            data["originator_version"] = stored_event.originator_version
+            return cast(DomainEventProtocol[UUID], cls.model_validate(data))
+        except Exception as e:
+            msg = (
+                f"cannot read stored event {stored_event.topic!r} of {stored_event.originator_id} "
+                f"version {stored_event.originator_version}: {e}"
+            )
+            raise MapperDeserialisationError(msg) from e

@@ -1,0 +1,93 @@
+"""The SQLite store (embedded default): eventsourcing's recorder plus the `agent_iterations` table."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import ApplicationRecorder, StoredEvent
+from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteFactory
+
+from itertrack.adapters.mapper import PydanticMapper
+from itertrack.adapters.record_rows import COLUMNS, JSON_COLUMNS, RECORDS_TABLE, record_of
+from itertrack.domain.ports import IterationRecordStore
+
+_CREATE_RECORDS = (
+    f"CREATE TABLE IF NOT EXISTS {RECORDS_TABLE} ("
+    "id TEXT PRIMARY KEY, "
+    "agent_id TEXT NOT NULL, "
+    "iteration_number INTEGER NOT NULL, "
+    "strategy TEXT, scan_results TEXT, backtest_results TEXT, analysis TEXT, refinements TEXT, "
+    "manual_guidance TEXT, "
+    "iteration_status TEXT NOT NULL, "
+    "created_at TEXT NOT NULL)"
+)
+_INSERT_RECORD = f"INSERT INTO {RECORDS_TABLE} ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
+_SELECT_RECORD = f"SELECT {', '.join(COLUMNS)} FROM {RECORDS_TABLE} WHERE id = ?"
+
+
+class SQLiteRecorder(SQLiteApplicationRecorder, IterationRecordStore):
+    """Writes the iteration record inside the same transaction as the events that mark it saved."""
+
+    def construct_create_table_statements(self) -> list[str]:
+        return [*super().construct_create_table_statements(), _CREATE_RECORDS]
+
+    def _insert_events(self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        record = record_of(kwargs)
+        if record is not None:
+            assert record.id is not None and record.created_at is not None
+            c.execute(
+                _INSERT_RECORD,
+                (
+                    str(record.id),
+                    record.agent_id,
+                    record.iteration_number,
+                    *(None if getattr(record, col) is None else json.dumps(getattr(record, col)) for col in JSON_COLUMNS),
+                    record.manual_guidance,
+                    record.iteration_status,
+                    record.created_at.isoformat(),
+                ),
+            )
+        return super()._insert_events(c, stored_events, **kwargs)
+
+    def migrate(self) -> None:
+        self.create_table()
+
+    def missing_tables(self) -> list[str]:
+        """Tables of this store that do not exist yet."""
+        wanted = [self.events_table_name, RECORDS_TABLE]
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT name FROM sqlite_master WHERE type='table' AND name IN ({', '.join('?' for _ in wanted)})",
+                wanted,
+            )
+            found = {row[0] for row in c.fetchall()}
+        return [t for t in wanted if t not in found]
+
+    def select_iteration_record(self, iteration_id: UUID) -> dict[str, Any] | None:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(_SELECT_RECORD, (str(iteration_id),))
+            row = c.fetchone()
+        if row is None:
+            return None
+        data = dict(zip(COLUMNS, tuple(row), strict=True))
+        for col in JSON_COLUMNS:
+            data[col] = None if data[col] is None else json.loads(data[col])
+        data["id"] = UUID(data["id"])
+        data["created_at"] = datetime.fromisoformat(data["created_at"])
+        return data
+
+
+class SQLiteStoreFactory(SQLiteFactory):
+    """`sqlite:///path.db`: one file, WAL journal, shared safely by processes on one machine."""
+
+    application_recorder_class = SQLiteRecorder
+
+    def mapper(self, transcoder: Any = None, mapper_class: Any = None) -> PydanticMapper:
+        return PydanticMapper(transcoder=transcoder or self.transcoder(), cipher=self.cipher(), compressor=self.compressor())
+
+    def application_recorder(self) -> ApplicationRecorder:
+        return SQLiteRecorder(datastore=self.datastore)

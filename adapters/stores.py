@@ -1,0 +1,109 @@
+"""Store selection: turns the tracker's store URL into an eventsourcing infrastructure factory.
+
+This is the one choke point where driver and connection failures at start-up become typed
+`StoreError`s, with the password redacted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from eventsourcing.persistence import InfrastructureFactory, PersistenceError
+from eventsourcing.utils import Environment, strtobool
+
+from itertrack.adapters.memory_store import MemoryStoreFactory
+from itertrack.adapters.postgres_store import PostgresRecorder, PostgresStoreFactory
+from itertrack.adapters.sqlite_store import SQLiteRecorder, SQLiteStoreFactory
+from itertrack.adapters.store_url import DEFAULT_STORE, StoreURL, parse_store_url
+from itertrack.domain.errors import StoreError, StoreNotMigratedError, StoreUnavailableError
+
+STORE = "ITERTRACK_STORE"
+MIGRATE = "ITERTRACK_MIGRATE"
+_STORE_KEY_PREFIXES = ("POSTGRES_", "SQLITE_", "PERSISTENCE_MODULE", "CREATE_TABLE")
+
+
+def store_url_of(env: Environment) -> StoreURL:
+    """The parsed store URL the environment names (the embedded default if none)."""
+    return parse_store_url(env.get(STORE) or DEFAULT_STORE)
+
+
+def _clean_env(env: Environment, settings: dict[str, str]) -> Environment:
+    # The store URL is the single source of truth: drop stray POSTGRES_*/SQLITE_* keys,
+    # including the application-prefixed ones that eventsourcing would prefer.
+    prefix = env.name.upper() + "_" if env.name else ""
+    kept = {
+        key: value
+        for key, value in env.items()
+        if not key.removeprefix(prefix).startswith(_STORE_KEY_PREFIXES)
+    }
+    return Environment(env.name, {**kept, **settings, "CREATE_TABLE": "n"})
+
+
+@contextmanager
+def store_errors(url: StoreURL) -> Iterator[None]:
+    """Translate driver and pool failures into `StoreUnavailableError`, raised from the original."""
+    try:
+        yield
+    except StoreError:
+        raise
+    except (PersistenceError, OSError) as e:
+        detail = str(e).replace(url.password.get_secret_value() or "\x00", "***") if url.password else str(e)
+        raise StoreUnavailableError(f"store {url.redacted} is unavailable: {detail.strip() or type(e).__name__}") from e
+
+
+def construct_factory(env: Environment) -> InfrastructureFactory[Any]:
+    """Build the factory for the store URL in `env`, migrating or checking its tables."""
+    url = store_url_of(env)
+    migrate_setting = env.get(MIGRATE)
+    if url.scheme == "memory":
+        return MemoryStoreFactory(_clean_env(env, {}))
+    if url.scheme == "sqlite":
+        path = url.path
+        if path == ":memory:":
+            # A private shared-cache database, so every pooled connection sees the same data.
+            path = f"file:itertrack-{id(env)}?mode=memory&cache=shared"
+        settings = {"SQLITE_DBNAME": path, "SQLITE_LOCK_TIMEOUT": str(url.lock_timeout)}
+        with store_errors(url):
+            sqlite_factory = SQLiteStoreFactory(_clean_env(env, settings))
+        _prepare(sqlite_factory, url, migrate=strtobool(migrate_setting or "y"))
+        return sqlite_factory
+    settings = {
+        "POSTGRES_DBNAME": url.dbname,
+        "POSTGRES_HOST": url.host,
+        "POSTGRES_PORT": str(url.port),
+        "POSTGRES_USER": url.user,
+        "POSTGRES_PASSWORD": url.password.get_secret_value(),
+        "POSTGRES_SCHEMA": url.schema_name,
+        "POSTGRES_POOL_SIZE": str(url.pool_size),
+        "POSTGRES_MAX_OVERFLOW": str(url.max_overflow),
+        "POSTGRES_CONNECT_TIMEOUT": str(url.connect_timeout),
+        "POSTGRES_LOCK_TIMEOUT": str(url.lock_timeout),
+        # Its database functions bypass the recorder hook that writes iteration records.
+        "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
+    }
+    with store_errors(url):
+        pg_factory = PostgresStoreFactory(_clean_env(env, settings))
+    _prepare(pg_factory, url, migrate=strtobool(migrate_setting or "n"))
+    return pg_factory
+
+
+def _prepare(factory: SQLiteStoreFactory | PostgresStoreFactory, url: StoreURL, *, migrate: bool) -> None:
+    """Migrate (when asked) or check that the tables exist; close the factory on any failure."""
+    try:
+        with store_errors(url):
+            recorder = factory.application_recorder()
+            assert isinstance(recorder, SQLiteRecorder | PostgresRecorder)
+            if migrate:
+                recorder.migrate()
+            else:
+                missing = recorder.missing_tables()
+                if missing:
+                    raise StoreNotMigratedError(
+                        f"store {url.redacted} has no table(s) {', '.join(missing)}: "
+                        f"run `itertrack migrate --store {url.redacted}` (or pass migrate=True) first"
+                    )
+    except BaseException:
+        factory.close()
+        raise

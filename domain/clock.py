@@ -1,0 +1,38 @@
+"""The one seam through which the domain reads time and makes new ids."""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import UTC, datetime
+from typing import Protocol
+from uuid import UUID
+
+
+class Clock(Protocol):
+    """Wall time for event timestamps, a monotonic clock for durations, and new ids."""
+
+    def now(self) -> datetime:
+        """Timezone-aware current time."""
+        ...
+
+    def monotonic(self) -> float:
+        """Seconds from an arbitrary origin, never going backwards."""
+        ...
+
+    def new_id(self) -> UUID:
+        """A fresh random id."""
+        ...
+
+
+class SystemClock:
+    """The real clock and a random UUID4 source."""
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(time.time(), tz=UTC)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def new_id(self) -> UUID:
+        return UUID(bytes=os.urandom(16), version=4)

@@ -1,0 +1,108 @@
+"""Every error the tracker raises on purpose, under one root: `IterationError`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_MAX_SHOWN = 120
+
+
+def shown(value: Any) -> str:
+    """Repr of a value, cut short so an error message stays one readable line."""
+    text = repr(value)
+    if len(text) > _MAX_SHOWN:
+        text = text[: _MAX_SHOWN - 1] + "…"
+    return text
+
+
+class IterationError(Exception):
+    """Root of every error itertrack raises on purpose; catch this to catch them all."""
+
+
+class InvalidInputError(IterationError, ValueError):
+    """Raised when an argument breaks a rule; nothing is written.
+
+    The message names the field and the offending value.
+    """
+
+    def __init__(self, field: str, value: Any, reason: str) -> None:
+        self.field = field
+        self.value = value
+        self.reason = reason
+        super().__init__(f"{field}={shown(value)}: {reason}")
+
+
+class UnknownPhaseError(InvalidInputError):
+    """Raised when a phase name is neither built in nor registered by the host."""
+
+
+class InvalidMetricError(InvalidInputError):
+    """Raised when a metric name is not snake_case or an amount is not a finite, non-negative number."""
+
+
+class InvalidIterationIdError(InvalidInputError):
+    """Raised when an iteration id is not a UUID (or a string that parses as one)."""
+
+
+class IterationNotFoundError(IterationError, LookupError):
+    """Raised when no iteration has been started under the given id."""
+
+    def __init__(self, iteration_id: Any) -> None:
+        self.iteration_id = iteration_id
+        super().__init__(f"iteration_id={shown(str(iteration_id))}: no such iteration")
+
+
+class DuplicateIterationError(IterationError):
+    """Raised when an iteration is started under an id that is already taken."""
+
+    def __init__(self, iteration_id: Any) -> None:
+        self.iteration_id = iteration_id
+        super().__init__(f"iteration_id={shown(str(iteration_id))}: an iteration with this id already exists")
+
+
+class IterationFinishedError(IterationError):
+    """Raised when an iteration that reached a terminal phase (completed, failed) is changed again."""
+
+    def __init__(self, iteration_id: Any, phase: str, attempted: str) -> None:
+        self.iteration_id = iteration_id
+        self.phase = phase
+        super().__init__(
+            f"iteration_id={shown(str(iteration_id))}: the iteration is {phase} (terminal); "
+            f"refused: {attempted}"
+        )
+
+
+class RecordAlreadySavedError(IterationError):
+    """Raised when the saving step runs a second time for the same iteration."""
+
+    def __init__(self, iteration_id: Any) -> None:
+        self.iteration_id = iteration_id
+        super().__init__(f"iteration_id={shown(str(iteration_id))}: its iteration record is already saved")
+
+
+class ConcurrencyError(IterationError):
+    """Raised when a change kept losing to concurrent writers for every allowed attempt."""
+
+    def __init__(self, iteration_id: Any, attempts: int) -> None:
+        self.iteration_id = iteration_id
+        self.attempts = attempts
+        super().__init__(
+            f"iteration_id={shown(str(iteration_id))}: gave up after {attempts} attempts, "
+            "each lost to a concurrent change of the same iteration"
+        )
+
+
+class StoreError(IterationError):
+    """Root of the errors about the store itself (configuration, reachability, schema)."""
+
+
+class StoreConfigError(StoreError, InvalidInputError):
+    """Raised when a store URL or store setting is malformed; the message names the setting."""
+
+
+class StoreUnavailableError(StoreError):
+    """Raised when the store cannot be reached; the message never shows a password."""
+
+
+class StoreNotMigratedError(StoreError):
+    """Raised when the store's tables do not exist yet and the tracker was not asked to create them."""

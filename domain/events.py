@@ -1,0 +1,21 @@
+"""The base of every stored event: a frozen pydantic model with the originator's id, version and time."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict
+
+
+class DomainEvent(BaseModel):
+    """An immutable fact about one aggregate, at one version, at one timezone-aware instant."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # Bumped (with an `upcast_vN_vN+1` static method) when a stored shape changes.
+    class_version: ClassVar[int] = 1
+
+    originator_id: UUID
+    originator_version: int
+    timestamp: AwareDatetime

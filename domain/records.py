@@ -1,0 +1,77 @@
+"""The iteration record the host's saving step stores, under the tracked iteration's id."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
+
+from itertrack.domain.errors import InvalidInputError
+from itertrack.domain.text import MAX_AGENT_ID, check_agent_id
+
+
+def _storable(value: JsonValue, path: str) -> None:
+    # PostgreSQL's jsonb and text refuse NUL; UTF-8 refuses lone surrogates.
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError(f"{path}: must not contain NUL characters")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"{path}: must be encodable as UTF-8") from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _storable(key, path)
+            _storable(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _storable(item, f"{path}[{index}]")
+
+
+class IterationRecord(BaseModel):
+    """What the seed's `saveIteration` stores; `id` is the tracker's iteration id (a new one if absent)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: UUID | None = None
+    agent_id: str = Field(min_length=1, max_length=MAX_AGENT_ID)
+    iteration_number: int = Field(ge=0, le=2**31 - 1)
+    strategy: JsonValue = None
+    scan_results: JsonValue = None
+    backtest_results: JsonValue = None
+    analysis: JsonValue = None
+    refinements: JsonValue = None
+    manual_guidance: str | None = Field(default=None, max_length=100_000)
+    iteration_status: str = Field(default="completed", pattern=r"^[a-z][a-z0-9_]{0,49}$")
+    # Set by the tracker's clock when the host leaves it out.
+    created_at: AwareDatetime | None = None
+
+    @field_validator("agent_id")
+    @classmethod
+    def _agent_id(cls, value: str) -> str:
+        try:
+            return check_agent_id(value)
+        except InvalidInputError as e:
+            raise ValueError(e.reason) from None
+
+    @field_validator("strategy", "scan_results", "backtest_results", "analysis", "refinements", "manual_guidance")
+    @classmethod
+    def _json_storable(cls, value: JsonValue) -> JsonValue:
+        _storable(value, "value")
+        return value
+
+    @classmethod
+    def parse(cls, data: IterationRecord | Mapping[str, Any]) -> IterationRecord:
+        """Validate a record given as a mapping (the seed's `data`), raising `InvalidInputError` naming the field."""
+        if isinstance(data, IterationRecord):
+            return data
+        if not isinstance(data, Mapping):
+            raise InvalidInputError("record", data, "must be an IterationRecord or a mapping")
+        try:
+            return cls.model_validate(dict(data))
+        except ValidationError as e:
+            first = e.errors()[0]
+            field = "record." + ".".join(str(part) for part in first["loc"]) if first["loc"] else "record"
+            raise InvalidInputError(field, first.get("input"), first["msg"]) from None

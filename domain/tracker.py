@@ -1,0 +1,274 @@
+"""The tracker: the application service the host calls at every step of an iteration."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, ClassVar
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import InfrastructureFactory, IntegrityError
+from eventsourcing.utils import Environment, resolve_topic
+
+from itertrack.domain.clock import Clock, SystemClock
+from itertrack.domain.errors import (
+    ConcurrencyError,
+    DuplicateIterationError,
+    InvalidInputError,
+    InvalidIterationIdError,
+    IterationNotFoundError,
+    StoreConfigError,
+)
+from itertrack.domain.iteration import Iteration
+from itertrack.domain.metrics import Amount, check_metrics, time_metric
+from itertrack.domain.phases import Phase, PhaseCatalog
+from itertrack.domain.ports import IterationRecordStore
+from itertrack.domain.records import IterationRecord
+from itertrack.domain.state import IterationState
+from itertrack.domain.text import check_agent_id, check_error_message, check_iteration_number, error_message_of
+from itertrack.domain.usage import LLMUsage
+
+log = logging.getLogger("itertrack")
+
+DEFAULT_MAX_ATTEMPTS = 12
+_BACKOFF_BASE_S = 0.002
+_BACKOFF_CAP_S = 0.25
+
+
+def parse_iteration_id(value: object, field: str = "iteration_id") -> UUID:
+    """A UUID, or a string that parses as one."""
+    if isinstance(value, UUID):
+        return value
+    if isinstance(value, str):
+        try:
+            return UUID(value)
+        except ValueError:
+            pass
+    raise InvalidIterationIdError(field, value, "must be a UUID")
+
+
+class PerformanceTracker(Application[UUID]):
+    """Records every phase change and metric update of every iteration as immutable events.
+
+    The store is chosen by `store=` (or `ITERTRACK_STORE`): `sqlite:///path.db` (the default,
+    `itertrack.db` in the working directory), `postgresql://user[:password]@host:port/db`,
+    or `memory://`. Store URLs are turned into recorders by the adapter named in
+    `ITERTRACK_STORE_RESOLVER`, so this module never imports a database driver.
+    """
+
+    name = "PerformanceTracker"
+    STORE = "ITERTRACK_STORE"
+    STORE_RESOLVER = "ITERTRACK_STORE_RESOLVER"
+    MIGRATE = "ITERTRACK_MIGRATE"
+    env: ClassVar[dict[str, str]] = {
+        STORE_RESOLVER: "itertrack.adapters.stores:construct_factory",
+        # Keep aggregates cached and trust the cache: the store's (id, version) key
+        # detects a stale copy at save time, and only then is the iteration re-loaded.
+        "AGGREGATE_CACHE_MAXSIZE": "10000",
+        "AGGREGATE_CACHE_FASTFORWARD": "n",
+        "DEEPCOPY_FROM_AGGREGATE_CACHE": "y",
+    }
+
+    def __init__(
+        self,
+        store: str | None = None,
+        *,
+        phases: Iterable[str] = (),
+        clock: Clock | None = None,
+        migrate: bool | None = None,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.catalog = PhaseCatalog(phases)
+        self.clock: Clock = clock or SystemClock()
+        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+            raise InvalidInputError("max_attempts", max_attempts, "must be a positive int")
+        self.max_attempts = max_attempts
+        settings = dict(env or {})
+        if store is not None:
+            if not isinstance(store, str):
+                raise StoreConfigError("store", store, "must be a store URL string")
+            settings[self.STORE] = store
+        if migrate is not None:
+            settings[self.MIGRATE] = "y" if migrate else "n"
+        super().__init__(env=settings)
+        if not isinstance(self.recorder, IterationRecordStore):
+            self.close()
+            raise StoreConfigError("store", type(self.recorder).__name__, "recorder cannot store iteration records")
+        self.records: IterationRecordStore = self.recorder
+
+    def construct_factory(self, env: Environment) -> InfrastructureFactory:
+        """Let the store adapter turn the store URL into an infrastructure factory."""
+        topic = env.get(self.STORE_RESOLVER) or type(self).env[self.STORE_RESOLVER]
+        resolver: Callable[[Environment], InfrastructureFactory] = resolve_topic(topic)
+        return resolver(env)
+
+    # -- commands -----------------------------------------------------------------
+
+    def start_iteration(
+        self, agent_id: str, iteration_number: int, iteration_id: UUID | str | None = None
+    ) -> UUID:
+        """Begin tracking an iteration (phase `initializing`) and return its id."""
+        agent_id = check_agent_id(agent_id)
+        iteration_number = check_iteration_number(iteration_number)
+        new_id = self.clock.new_id() if iteration_id is None else parse_iteration_id(iteration_id)
+        iteration = Iteration.start(new_id, agent_id, iteration_number, self.clock.now())
+        try:
+            self.save(iteration)
+        except IntegrityError as e:
+            raise DuplicateIterationError(new_id) from e
+        return new_id
+
+    def update_phase(self, iteration_id: UUID | str, phase: str, error: str | None = None) -> None:
+        """Record that the iteration entered `phase`; `failed` takes the error message."""
+        iid = parse_iteration_id(iteration_id)
+        phase = self.catalog.check(phase)
+        if error is not None:
+            check_error_message(error)
+        self._change(iid, lambda it: it.change_phase(phase, error, self._now_after(it)))
+
+    def update_metrics(self, iteration_id: UUID | str, metrics: Mapping[str, Amount]) -> None:
+        """Add each amount to its metric's running total."""
+        iid = parse_iteration_id(iteration_id)
+        checked = check_metrics(metrics)
+        self._change(iid, lambda it: it.record_metrics(checked, self._now_after(it)))
+
+    def record_usage(self, iteration_id: UUID | str, phase: str, usage: object) -> LLMUsage:
+        """Add one LLM response's usage to `<phase>_tokens` and to the four per-kind token metrics."""
+        phase = self.catalog.check(phase)
+        counted = LLMUsage.of(usage)
+        self.update_metrics(iteration_id, counted.as_metrics(phase))
+        return counted
+
+    @contextmanager
+    def track_phase(self, iteration_id: UUID | str, phase: str) -> Iterator[None]:
+        """Enter `phase`, time the block, add `<phase>_time_ms`; on an exception mark the iteration failed."""
+        iid = parse_iteration_id(iteration_id)
+        self.update_phase(iid, phase)
+        started = self.clock.monotonic()
+        try:
+            yield
+        except Exception as exc:
+            elapsed = self._elapsed_ms(started)
+            try:
+                self.update_metrics(iid, {time_metric(phase): elapsed})
+                self.update_phase(iid, Phase.FAILED, error=error_message_of(exc))
+            except Exception:
+                log.warning("could not mark iteration %s failed after an error in %s", iid, phase, exc_info=True)
+            raise
+        self.update_metrics(iid, {time_metric(phase): self._elapsed_ms(started)})
+
+    def save_iteration(self, record: IterationRecord | Mapping[str, Any]) -> UUID:
+        """The saving step: store the record under the iteration's id, in the transaction of its event.
+
+        With `record.id` the tracked iteration must exist and match the record's agent and number;
+        without it, a new iteration id is made and the iteration is started and saved at once.
+        """
+        parsed = IterationRecord.parse(record)
+        now = self.clock.now()
+        created_at = parsed.created_at or now
+        if parsed.id is None:
+            new_id = self.clock.new_id()
+            to_store = parsed.model_copy(update={"id": new_id, "created_at": created_at})
+            iteration = Iteration.start(new_id, parsed.agent_id, parsed.iteration_number, now)
+            iteration.mark_saved(parsed.iteration_status, now)
+            try:
+                self.save(iteration, iteration_record=to_store)
+            except IntegrityError as e:
+                raise DuplicateIterationError(new_id) from e
+            return new_id
+
+        to_store = parsed.model_copy(update={"created_at": created_at})
+
+        def save(it: Iteration) -> None:
+            if it.agent_id != parsed.agent_id:
+                raise InvalidInputError(
+                    "record.agent_id", parsed.agent_id, f"differs from the tracked iteration's {it.agent_id!r}"
+                )
+            if it.iteration_number != parsed.iteration_number:
+                raise InvalidInputError(
+                    "record.iteration_number",
+                    parsed.iteration_number,
+                    f"differs from the tracked iteration's {it.iteration_number}",
+                )
+            it.mark_saved(parsed.iteration_status, self._now_after(it))
+
+        self._change(parsed.id, save, iteration_record=to_store)
+        return parsed.id
+
+    def migrate(self) -> None:
+        """Create the store's tables if they do not exist (safe to run from many processes)."""
+        self.records.migrate()
+
+    # -- queries --------------------------------------------------------------------
+
+    def get_iteration(self, iteration_id: UUID | str) -> IterationState:
+        """The iteration's current state, including changes made by other processes."""
+        iid = parse_iteration_id(iteration_id)
+        return IterationState.of(self._read(iid))
+
+    def history(self, iteration_id: UUID | str) -> list[Iteration.Event]:
+        """The iteration's immutable events, oldest first."""
+        iid = parse_iteration_id(iteration_id)
+        events: list[Iteration.Event] = list(self.events.get(iid))  # type: ignore[arg-type]
+        if not events:
+            raise IterationNotFoundError(iid)
+        return events
+
+    def get_record(self, iteration_id: UUID | str) -> IterationRecord | None:
+        """The record the saving step stored under this id, if any."""
+        iid = parse_iteration_id(iteration_id)
+        row = self.records.select_iteration_record(iid)
+        return None if row is None else IterationRecord.model_validate(row)
+
+    # -- internals --------------------------------------------------------------------
+
+    def _now_after(self, iteration: Iteration) -> datetime:
+        # Event times never run backwards within an iteration, even across hosts' clocks.
+        return max(self.clock.now(), iteration.modified_on)
+
+    def _elapsed_ms(self, started: float) -> float:
+        return round(max(0.0, self.clock.monotonic() - started) * 1000.0, 3)
+
+    def _evict(self, iteration_id: UUID) -> None:
+        cache = self.repository.cache
+        if cache is not None:
+            try:
+                cache.get(iteration_id, evict=True)
+            except KeyError:
+                pass
+
+    def _load(self, iteration_id: UUID) -> Iteration:
+        try:
+            iteration: Iteration = self.repository.get(iteration_id)
+        except AggregateNotFoundError:
+            raise IterationNotFoundError(iteration_id) from None
+        return iteration
+
+    def _read(self, iteration_id: UUID) -> Iteration:
+        # The cache may be behind other processes' writes: read what came after it.
+        iteration = self._load(iteration_id)
+        for event in self.events.get(iteration_id, gt=iteration.version):
+            event.mutate(iteration)
+        return iteration
+
+    def _change(self, iteration_id: UUID, command: Callable[[Iteration], None], **save_kwargs: Any) -> None:
+        """Run `command` on the iteration and save; on a version conflict re-load and re-run it."""
+        for attempt in range(1, self.max_attempts + 1):
+            iteration = self._load(iteration_id)
+            command(iteration)
+            try:
+                self.save(iteration, **save_kwargs)
+            except IntegrityError:
+                # Another writer took this version: the cached copy is stale.
+                self._evict(iteration_id)
+                if attempt < self.max_attempts:
+                    time.sleep(random.uniform(0.0, min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2**attempt)))
+                continue
+            return
+        raise ConcurrencyError(iteration_id, self.max_attempts)
