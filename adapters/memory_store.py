@@ -9,7 +9,6 @@ from uuid import UUID
 from eventsourcing.persistence import ApplicationRecorder, IntegrityError, StoredEvent
 from eventsourcing.popo import POPOApplicationRecorder, POPOFactory
 
-from itertrack.adapters.mapper import PydanticMapper
 from itertrack.adapters.record_rows import record_of
 from itertrack.domain.ports import IterationRecordStore
 
@@ -44,9 +43,6 @@ class MemoryRecorder(POPOApplicationRecorder, IterationRecordStore):
 
 class MemoryStoreFactory(POPOFactory):
     """`memory://`: nothing survives the process; for tests and experiments."""
-
-    def mapper(self, transcoder: Any = None, mapper_class: Any = None) -> PydanticMapper:
-        return PydanticMapper(transcoder=transcoder or self.transcoder(), cipher=self.cipher(), compressor=self.compressor())
 
     def application_recorder(self) -> ApplicationRecorder:
         return MemoryRecorder()

@@ -14,7 +14,6 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 from psycopg.types.json import Jsonb
 
-from itertrack.adapters.mapper import PydanticMapper
 from itertrack.adapters.record_rows import COLUMNS, JSON_COLUMNS, RECORDS_TABLE, record_of
 from itertrack.domain.ports import IterationRecordStore
 
@@ -98,9 +97,6 @@ class PostgresStoreFactory(PostgresFactory):
     """`postgresql://...`: the production store, shared by many processes."""
 
     application_recorder_class = PostgresRecorder
-
-    def mapper(self, transcoder: Any = None, mapper_class: Any = None) -> PydanticMapper:
-        return PydanticMapper(transcoder=transcoder or self.transcoder(), cipher=self.cipher(), compressor=self.compressor())
 
     def application_recorder(self) -> ApplicationRecorder:
         prefix = self.env.name.lower() or "stored"

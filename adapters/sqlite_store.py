@@ -11,7 +11,6 @@ from uuid import UUID
 from eventsourcing.persistence import ApplicationRecorder, StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteFactory
 
-from itertrack.adapters.mapper import PydanticMapper
 from itertrack.adapters.record_rows import COLUMNS, JSON_COLUMNS, RECORDS_TABLE, record_of
 from itertrack.domain.ports import IterationRecordStore
 
@@ -25,8 +24,9 @@ _CREATE_RECORDS = (
     "iteration_status TEXT NOT NULL, "
     "created_at TEXT NOT NULL)"
 )
-_INSERT_RECORD = f"INSERT INTO {RECORDS_TABLE} ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
-_SELECT_RECORD = f"SELECT {', '.join(COLUMNS)} FROM {RECORDS_TABLE} WHERE id = ?"
+# Built from module constants only; values are always bound parameters.
+_INSERT_RECORD = f"INSERT INTO {RECORDS_TABLE} ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"  # noqa: S608
+_SELECT_RECORD = f"SELECT {', '.join(COLUMNS)} FROM {RECORDS_TABLE} WHERE id = ?"  # noqa: S608
 
 
 class SQLiteRecorder(SQLiteApplicationRecorder, IterationRecordStore):
@@ -35,17 +35,23 @@ class SQLiteRecorder(SQLiteApplicationRecorder, IterationRecordStore):
     def construct_create_table_statements(self) -> list[str]:
         return [*super().construct_create_table_statements(), _CREATE_RECORDS]
 
-    def _insert_events(self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+    def _insert_events(
+        self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
         record = record_of(kwargs)
         if record is not None:
-            assert record.id is not None and record.created_at is not None
+            assert record.id is not None
+            assert record.created_at is not None
             c.execute(
                 _INSERT_RECORD,
                 (
                     str(record.id),
                     record.agent_id,
                     record.iteration_number,
-                    *(None if getattr(record, col) is None else json.dumps(getattr(record, col)) for col in JSON_COLUMNS),
+                    *(
+                        None if getattr(record, col) is None else json.dumps(getattr(record, col))
+                        for col in JSON_COLUMNS
+                    ),
                     record.manual_guidance,
                     record.iteration_status,
                     record.created_at.isoformat(),
@@ -60,10 +66,7 @@ class SQLiteRecorder(SQLiteApplicationRecorder, IterationRecordStore):
         """Tables of this store that do not exist yet."""
         wanted = [self.events_table_name, RECORDS_TABLE]
         with self.datastore.transaction(commit=False) as c:
-            c.execute(
-                f"SELECT name FROM sqlite_master WHERE type='table' AND name IN ({', '.join('?' for _ in wanted)})",
-                wanted,
-            )
+            c.execute("SELECT name FROM sqlite_master WHERE type='table' AND name IN (?, ?)", wanted)
             found = {row[0] for row in c.fetchall()}
         return [t for t in wanted if t not in found]
 
@@ -85,9 +88,6 @@ class SQLiteStoreFactory(SQLiteFactory):
     """`sqlite:///path.db`: one file, WAL journal, shared safely by processes on one machine."""
 
     application_recorder_class = SQLiteRecorder
-
-    def mapper(self, transcoder: Any = None, mapper_class: Any = None) -> PydanticMapper:
-        return PydanticMapper(transcoder=transcoder or self.transcoder(), cipher=self.cipher(), compressor=self.compressor())
 
     def application_recorder(self) -> ApplicationRecorder:
         return SQLiteRecorder(datastore=self.datastore)

@@ -69,7 +69,9 @@ def parse_store_url(url: object) -> StoreURL:
     if scheme == "sqlite":
         unknown = set(options) - _SQLITE_OPTIONS
         if unknown:
-            raise StoreConfigError("store", shown, f"unknown option(s) {sorted(unknown)}; known: {sorted(_SQLITE_OPTIONS)}")
+            raise StoreConfigError(
+                "store", shown, f"unknown option(s) {sorted(unknown)}; known: {sorted(_SQLITE_OPTIONS)}"
+            )
         path = unquote(parts.path[1:] if parts.path.startswith("/") else parts.path)
         if parts.netloc or not path:
             raise StoreConfigError("store", shown, "expected sqlite:///relative/path.db or sqlite:////absolute/path.db")

@@ -11,8 +11,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from eventsourcing.persistence import InfrastructureFactory, PersistenceError
-from eventsourcing.utils import Environment, strtobool
+from eventsourcing.utils import Environment, get_topic, strtobool
 
+from itertrack.adapters.mapper import PydanticMapper
 from itertrack.adapters.memory_store import MemoryStoreFactory
 from itertrack.adapters.postgres_store import PostgresRecorder, PostgresStoreFactory
 from itertrack.adapters.sqlite_store import SQLiteRecorder, SQLiteStoreFactory
@@ -21,7 +22,7 @@ from itertrack.domain.errors import StoreError, StoreNotMigratedError, StoreUnav
 
 STORE = "ITERTRACK_STORE"
 MIGRATE = "ITERTRACK_MIGRATE"
-_STORE_KEY_PREFIXES = ("POSTGRES_", "SQLITE_", "PERSISTENCE_MODULE", "CREATE_TABLE")
+_STORE_KEY_PREFIXES = ("POSTGRES_", "SQLITE_", "PERSISTENCE_MODULE", "CREATE_TABLE", "MAPPER_TOPIC")
 
 
 def store_url_of(env: Environment) -> StoreURL:
@@ -33,12 +34,8 @@ def _clean_env(env: Environment, settings: dict[str, str]) -> Environment:
     # The store URL is the single source of truth: drop stray POSTGRES_*/SQLITE_* keys,
     # including the application-prefixed ones that eventsourcing would prefer.
     prefix = env.name.upper() + "_" if env.name else ""
-    kept = {
-        key: value
-        for key, value in env.items()
-        if not key.removeprefix(prefix).startswith(_STORE_KEY_PREFIXES)
-    }
-    return Environment(env.name, {**kept, **settings, "CREATE_TABLE": "n"})
+    kept = {key: value for key, value in env.items() if not key.removeprefix(prefix).startswith(_STORE_KEY_PREFIXES)}
+    return Environment(env.name, {**kept, **settings, "CREATE_TABLE": "n", "MAPPER_TOPIC": get_topic(PydanticMapper)})
 
 
 @contextmanager
@@ -98,12 +95,16 @@ def _prepare(factory: SQLiteStoreFactory | PostgresStoreFactory, url: StoreURL, 
             if migrate:
                 recorder.migrate()
             else:
-                missing = recorder.missing_tables()
-                if missing:
-                    raise StoreNotMigratedError(
-                        f"store {url.redacted} has no table(s) {', '.join(missing)}: "
-                        f"run `itertrack migrate --store {url.redacted}` (or pass migrate=True) first"
-                    )
+                _check_migrated(recorder, url)
     except BaseException:
         factory.close()
         raise
+
+
+def _check_migrated(recorder: SQLiteRecorder | PostgresRecorder, url: StoreURL) -> None:
+    missing = recorder.missing_tables()
+    if missing:
+        raise StoreNotMigratedError(
+            f"store {url.redacted} has no table(s) {', '.join(missing)}: "
+            f"run `itertrack migrate --store {url.redacted}` (or pass migrate=True) first"
+        )

@@ -67,8 +67,7 @@ class IterationFinishedError(IterationError):
         self.iteration_id = iteration_id
         self.phase = phase
         super().__init__(
-            f"iteration_id={shown(str(iteration_id))}: the iteration is {phase} (terminal); "
-            f"refused: {attempted}"
+            f"iteration_id={shown(str(iteration_id))}: the iteration is {phase} (terminal); refused: {attempted}"
         )
 
 

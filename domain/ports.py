@@ -49,9 +49,7 @@ class StrategyLLM(ABC):
     """The LLM (Claude) calls of one learning iteration."""
 
     @abstractmethod
-    def generate_scan_strategy(
-        self, agent_id: str, iteration_number: int, manual_guidance: str | None
-    ) -> LLMResponse:
+    def generate_scan_strategy(self, agent_id: str, iteration_number: int, manual_guidance: str | None) -> LLMResponse:
         """Step 1: a scan strategy."""
 
     @abstractmethod

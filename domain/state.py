@@ -51,8 +51,7 @@ class IterationState(BaseModel):
             error=iteration.error,
             metrics=dict(iteration.metrics),
             phase_history=tuple(
-                PhaseEntry(phase=v.phase, entered_at=v.entered_at, version=v.version)
-                for v in iteration.phase_history
+                PhaseEntry(phase=v.phase, entered_at=v.entered_at, version=v.version) for v in iteration.phase_history
             ),
             saved=iteration.saved,
             version=iteration.version,

@@ -6,9 +6,9 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -110,9 +110,7 @@ class PerformanceTracker(Application[UUID]):
 
     # -- commands -----------------------------------------------------------------
 
-    def start_iteration(
-        self, agent_id: str, iteration_number: int, iteration_id: UUID | str | None = None
-    ) -> UUID:
+    def start_iteration(self, agent_id: str, iteration_number: int, iteration_id: UUID | str | None = None) -> UUID:
         """Begin tracking an iteration (phase `initializing`) and return its id."""
         agent_id = check_agent_id(agent_id)
         iteration_number = check_iteration_number(iteration_number)
@@ -238,10 +236,8 @@ class PerformanceTracker(Application[UUID]):
     def _evict(self, iteration_id: UUID) -> None:
         cache = self.repository.cache
         if cache is not None:
-            try:
+            with suppress(KeyError):
                 cache.get(iteration_id, evict=True)
-            except KeyError:
-                pass
 
     def _load(self, iteration_id: UUID) -> Iteration:
         try:
@@ -253,7 +249,8 @@ class PerformanceTracker(Application[UUID]):
     def _read(self, iteration_id: UUID) -> Iteration:
         # The cache may be behind other processes' writes: read what came after it.
         iteration = self._load(iteration_id)
-        for event in self.events.get(iteration_id, gt=iteration.version):
+        newer = cast(Iterator[Iteration.Event], self.events.get(iteration_id, gt=iteration.version))
+        for event in newer:
             event.mutate(iteration)
         return iteration
 

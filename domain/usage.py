@@ -31,12 +31,7 @@ class LLMUsage(BaseModel):
     @property
     def total(self) -> int:
         """All tokens of the response: input, output and both cache counts."""
-        return (
-            self.input_tokens
-            + self.output_tokens
-            + self.cache_creation_input_tokens
-            + self.cache_read_input_tokens
-        )
+        return self.input_tokens + self.output_tokens + self.cache_creation_input_tokens + self.cache_read_input_tokens
 
     def __add__(self, other: LLMUsage) -> LLMUsage:
         return LLMUsage(**{f: getattr(self, f) + getattr(other, f) for f in USAGE_FIELDS})

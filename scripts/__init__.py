@@ -1,0 +1,1 @@
+"""Runnable entry points that are not part of the installed package."""
