@@ -45,7 +45,7 @@ class SQLiteRecorder(SQLiteApplicationRecorder, IterationRecordStore):
             c.execute(
                 _INSERT_RECORD,
                 (
-                    str(record.id),
+                    record.id.hex,  # the events table's own form, so the two join on one id
                     record.agent_id,
                     record.iteration_number,
                     *(
@@ -72,7 +72,7 @@ class SQLiteRecorder(SQLiteApplicationRecorder, IterationRecordStore):
 
     def select_iteration_record(self, iteration_id: UUID) -> dict[str, Any] | None:
         with self.datastore.transaction(commit=False) as c:
-            c.execute(_SELECT_RECORD, (str(iteration_id),))
+            c.execute(_SELECT_RECORD, (iteration_id.hex,))
             row = c.fetchone()
         if row is None:
             return None

@@ -89,6 +89,8 @@ class PerformanceTracker(Application[UUID]):
         if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
             raise InvalidInputError("max_attempts", max_attempts, "must be a positive int")
         self.max_attempts = max_attempts
+        # How many changes lost a version race and were re-applied on a re-loaded iteration.
+        self.conflicts_retried = 0
         settings = dict(env or {})
         if store is not None:
             if not isinstance(store, str):
@@ -264,6 +266,7 @@ class PerformanceTracker(Application[UUID]):
             except IntegrityError:
                 # Another writer took this version: the cached copy is stale.
                 self._evict(iteration_id)
+                self.conflicts_retried += 1
                 if attempt < self.max_attempts:
                     time.sleep(random.uniform(0.0, min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2**attempt)))
                 continue

@@ -1,0 +1,48 @@
+"""Imports point one way: domain <- projections <- adapters <- scripts; only adapters touch drivers."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+LAYERS = ["domain", "projections", "adapters"]
+DRIVERS = {"psycopg", "psycopg_pool", "sqlite3"}
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_layers_import_only_inward(layer: str) -> None:
+    """No module imports a layer outside its own or those before it; domain and projections import no driver."""
+    allowed = set(LAYERS[: LAYERS.index(layer) + 1])
+    forbidden = {f"itertrack.{other}" for other in LAYERS if other not in allowed}
+    offenders = []
+    for path in sorted((ROOT / layer).rglob("*.py")):
+        for module in imported_modules(path):
+            top = module.split(".")[0]
+            if any(module == f or module.startswith(f + ".") for f in forbidden):
+                offenders.append(f"{path.relative_to(ROOT)} imports {module}")
+            if layer != "adapters" and top in DRIVERS:
+                offenders.append(f"{path.relative_to(ROOT)} imports driver {module}")
+            if top in LAYERS:
+                offenders.append(f"{path.relative_to(ROOT)} imports {module} (use itertrack.{module})")
+    assert offenders == []
+
+
+def test_the_rule_catches_a_violation(tmp_path: Path) -> None:
+    """The checker sees a driver import and a cross-layer import (so the rule test can fail)."""
+    bad = tmp_path / "bad.py"
+    bad.write_text("import sqlite3\nfrom itertrack.adapters.cli import app\n")
+    assert imported_modules(bad) == {"sqlite3", "itertrack.adapters.cli"}

@@ -1,0 +1,64 @@
+"""Store URLs: what parses, what is refused, and that passwords never show."""
+
+from __future__ import annotations
+
+import pytest
+
+from itertrack.adapters.store_url import parse_store_url, redact
+from itertrack.domain import StoreConfigError
+
+
+def test_sqlite_relative_and_absolute_paths() -> None:
+    """Three slashes give a relative path, four an absolute one."""
+    assert parse_store_url("sqlite:///itertrack.db").path == "itertrack.db"
+    assert parse_store_url("sqlite:////var/lib/it.db").path == "/var/lib/it.db"
+
+
+def test_postgresql_url_with_options() -> None:
+    """User, password, host, port, database and the schema/pool options are read."""
+    url = parse_store_url("postgresql://bob:s3cret@db.local:6543/tracking?schema=team_a&pool_size=4")
+    assert (url.user, url.password.get_secret_value(), url.host, url.port, url.dbname) == (
+        "bob",
+        "s3cret",
+        "db.local",
+        6543,
+        "tracking",
+    )
+    assert (url.schema_name, url.pool_size) == ("team_a", 4)
+    assert "s3cret" not in url.redacted
+    assert "s3cret" not in repr(url)
+
+
+@pytest.mark.parametrize(
+    ("url", "fragment"),
+    [
+        ("", "must be a store URL"),
+        ("mysql://root@h/db", "unknown scheme"),
+        ("sqlite://", "expected sqlite:///"),
+        ("sqlite:///x.db?journal=off", "unknown option(s) ['journal']"),
+        ("postgresql://root@127.0.0.1:5432/", "expected postgresql://"),
+        ("postgresql://127.0.0.1:5432/test", "names no user"),
+        ("postgresql://root@h/db?schema=Bad-Name", "store (schema)='Bad-Name'"),
+        ("postgresql://root@h/db?pool_size=lots", "store (pool_size)='lots'"),
+        ("postgresql://root@h:99999/db", "malformed URL"),
+    ],
+)
+def test_malformed_urls_are_refused_naming_the_setting(url: str, fragment: str) -> None:
+    """Each malformed URL gets a StoreConfigError that names the setting and the value."""
+    with pytest.raises(StoreConfigError) as caught:
+        parse_store_url(url)
+    assert fragment in str(caught.value)
+
+
+def test_errors_never_show_the_password() -> None:
+    """A refused URL is shown redacted."""
+    with pytest.raises(StoreConfigError) as caught:
+        parse_store_url("postgresql://bob:hunter2@h/db?bogus=1")
+    assert "hunter2" not in str(caught.value)
+    assert "bob:***@h" in str(caught.value)
+
+
+def test_redact_leaves_passwordless_urls_alone() -> None:
+    """Only a password is replaced."""
+    assert redact("postgresql://root@127.0.0.1:5432/test") == "postgresql://root@127.0.0.1:5432/test"
+    assert redact("postgresql://u:p@h/d") == "postgresql://u:***@h/d"
