@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import ApplicationRecorder, StoredEvent
+from eventsourcing.persistence import ApplicationRecorder, InterfaceError, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore, PostgresFactory
+from eventsourcing.utils import retry
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
@@ -63,6 +64,35 @@ class PostgresRecorder(PostgresApplicationRecorder, IterationRecordStore):
                 ),
             )
         super()._insert_events(curs, stored_events, **kwargs)
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        """Insert the record (if any) and the events in one pipelined transaction that any error rolls back.
+
+        eventsourcing 9.5.6 catches exceptions inside its transaction block and re-raises them after the
+        commit, so a non-database error raised after the record insert would commit the record alone.
+        Here the exception leaves the transaction block (rolling it back) and is caught outside it.
+        """
+        exc: Exception | None = None
+        notification_ids: Sequence[int] | None = None
+        with self.datastore.get_connection() as conn:
+            with conn.pipeline() as pipeline:
+                try:
+                    with conn.transaction():
+                        with conn.cursor() as curs:
+                            self._insert_events(curs, stored_events, **kwargs)
+                        if stored_events:
+                            with conn.cursor() as curs:
+                                self._insert_stored_events(curs, stored_events, **kwargs)
+                                # Sync now, so a key conflict raises IntegrityError here.
+                                pipeline.sync()
+                                notification_ids = self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+                except Exception as e:
+                    # Raised outside the pipeline block, to avoid psycopg's pipeline warning.
+                    exc = e
+            if exc:
+                raise exc
+        return notification_ids
 
     def migrate(self) -> None:
         """Create schema and tables under an advisory lock, so many processes may migrate at once."""

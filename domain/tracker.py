@@ -118,10 +118,7 @@ class PerformanceTracker(Application[UUID]):
         iteration_number = check_iteration_number(iteration_number)
         new_id = self.clock.new_id() if iteration_id is None else parse_iteration_id(iteration_id)
         iteration = Iteration.start(new_id, agent_id, iteration_number, self.clock.now())
-        try:
-            self.save(iteration)
-        except IntegrityError as e:
-            raise DuplicateIterationError(new_id) from e
+        self._save_new(iteration)
         return new_id
 
     def update_phase(self, iteration_id: UUID | str, phase: str, error: str | None = None) -> None:
@@ -177,10 +174,7 @@ class PerformanceTracker(Application[UUID]):
             to_store = parsed.model_copy(update={"id": new_id, "created_at": created_at})
             iteration = Iteration.start(new_id, parsed.agent_id, parsed.iteration_number, now)
             iteration.mark_saved(parsed.iteration_status, now)
-            try:
-                self.save(iteration, iteration_record=to_store)
-            except IntegrityError as e:
-                raise DuplicateIterationError(new_id) from e
+            self._save_new(iteration, iteration_record=to_store)
             return new_id
 
         to_store = parsed.model_copy(update={"created_at": created_at})
@@ -256,14 +250,38 @@ class PerformanceTracker(Application[UUID]):
             event.mutate(iteration)
         return iteration
 
+    def _already_stored(self, pending: list[Iteration.Event]) -> bool:
+        """Whether the store holds exactly these events at their versions.
+
+        A commit whose acknowledgement was lost, then retried by the driver layer, meets its own
+        rows on the (id, version) key: that is success, not a conflict to re-apply.
+        """
+        first, last = pending[0], pending[-1]
+        stored = self.events.get(first.originator_id, gt=first.originator_version - 1, lte=last.originator_version)
+        return list(stored) == pending
+
+    def _save_new(self, iteration: Iteration, **save_kwargs: Any) -> None:
+        pending = cast(list[Iteration.Event], list(iteration.pending_events))
+        try:
+            self.save(iteration, **save_kwargs)
+        except IntegrityError as e:
+            if not self._already_stored(pending):
+                raise DuplicateIterationError(iteration.id) from e
+
     def _change(self, iteration_id: UUID, command: Callable[[Iteration], None], **save_kwargs: Any) -> None:
         """Run `command` on the iteration and save; on a version conflict re-load and re-run it."""
+        cache = self.repository.cache
         for attempt in range(1, self.max_attempts + 1):
             iteration = self._load(iteration_id)
             command(iteration)
+            pending = cast(list[Iteration.Event], list(iteration.pending_events))
             try:
                 self.save(iteration, **save_kwargs)
             except IntegrityError:
+                if self._already_stored(pending):
+                    if cache is not None:
+                        cache.put(iteration_id, iteration)
+                    return
                 # Another writer took this version: the cached copy is stale.
                 self._evict(iteration_id)
                 self.conflicts_retried += 1

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import UUID
+
+from itertrack.domain import PerformanceTracker
 
 
 class StepClock:
@@ -28,3 +31,21 @@ class StepClock:
 
     def new_id(self) -> UUID:
         return UUID(int=self._ids.getrandbits(128), version=4)
+
+
+def add_to_metric_worker(store: str, iteration_id: str, times: int, gate: Any, results: Any) -> None:
+    """Child process: wait for the start gate, then add 1 to one metric `times` times."""
+    with PerformanceTracker(store=store, migrate=False) as tracker:
+        if not gate.wait(60):
+            raise TimeoutError("start gate never opened")
+        for _ in range(times):
+            tracker.update_metrics(iteration_id, {"contended_total": 1})
+        results.put(tracker.conflicts_retried)
+
+
+def migrate_worker(store: str, gate: Any, results: Any) -> None:
+    """Child process: wait for the start gate, then migrate the store."""
+    if not gate.wait(60):
+        raise TimeoutError("start gate never opened")
+    with PerformanceTracker(store=store, migrate=True):
+        results.put("migrated")

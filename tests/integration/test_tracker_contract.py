@@ -193,9 +193,14 @@ def test_track_phase_marks_failed_and_reraises(any_store: str, open_tracker: Ope
     clock = StepClock()
     tracker = open_tracker(any_store, clock=clock)
     iid = tracker.start_iteration("agent-1", 1)
-    with pytest.raises(TimeoutError, match="backtester timed out"), tracker.track_phase(iid, "backtest_execution"):
-        clock.advance(1000)
-        raise TimeoutError("backtester timed out")
+
+    def backtest() -> None:
+        with tracker.track_phase(iid, "backtest_execution"):
+            clock.advance(1000)
+            raise TimeoutError("backtester timed out")
+
+    with pytest.raises(TimeoutError, match="backtester timed out"):
+        backtest()
     state = tracker.get_iteration(iid)
     assert (state.phase, state.status, state.error) == ("failed", Status.FAILED, "backtester timed out")
     assert state.metrics == {"backtest_execution_time_ms": 1000.0}
@@ -264,13 +269,38 @@ def test_saving_step_refuses_a_record_of_another_iteration(any_store: str, open_
     """A record whose agent or number differs from the tracked iteration is refused, nothing stored."""
     tracker = open_tracker(any_store)
     iid = tracker.start_iteration("agent-1", 4)
-    with pytest.raises(InvalidInputError, match="record.agent_id='agent-2'"):
+    with pytest.raises(InvalidInputError, match=r"record\.agent_id='agent-2'"):
         tracker.save_iteration({"id": iid, "agent_id": "agent-2", "iteration_number": 4})
-    with pytest.raises(InvalidInputError, match="record.iteration_number=5"):
+    with pytest.raises(InvalidInputError, match=r"record\.iteration_number=5"):
         tracker.save_iteration({"id": iid, "agent_id": "agent-1", "iteration_number": 5})
-    with pytest.raises(InvalidInputError, match="record.strategy"):
+    with pytest.raises(InvalidInputError, match=r"record\.strategy"):
         tracker.save_iteration({"id": iid, "agent_id": "agent-1", "iteration_number": 4, "strategy": {1, 2}})
-    with pytest.raises(InvalidInputError, match="record.surprise"):
+    with pytest.raises(InvalidInputError, match=r"record\.surprise"):
         tracker.save_iteration({"id": iid, "agent_id": "agent-1", "iteration_number": 4, "surprise": 1})
     assert tracker.get_record(iid) is None
     assert len(tracker.history(iid)) == 1
+
+
+def test_a_commit_whose_acknowledgement_was_lost_is_not_applied_twice(
+    any_store: str, open_tracker: Open, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If the insert committed but the caller saw a key conflict (a retried commit), the change counts once."""
+    tracker = open_tracker(any_store)
+    iid = tracker.start_iteration("agent-1", 1)
+    tracker.update_metrics(iid, {"analysis_tokens": 5})
+    original = tracker.recorder.insert_events
+
+    def commit_then_lose_the_ack(stored_events: object, **kwargs: object) -> object:
+        original(stored_events, **kwargs)  # type: ignore[arg-type]
+        return original(stored_events, **kwargs)  # type: ignore[arg-type]  # the retry meets its own rows
+
+    monkeypatch.setattr(tracker.recorder, "insert_events", commit_then_lose_the_ack)
+    tracker.update_metrics(iid, {"analysis_tokens": 7})
+    tracker.update_phase(iid, "analysis")
+    new_id = tracker.start_iteration("agent-1", 2)
+    monkeypatch.undo()
+    state = tracker.get_iteration(iid)
+    assert state.metrics == {"analysis_tokens": 12}
+    assert state.version == 4
+    assert tracker.conflicts_retried == 0
+    assert len(tracker.history(new_id)) == 1

@@ -152,8 +152,9 @@ def test_events_are_frozen() -> None:
     """An event cannot be changed after it is made."""
     iteration = Iteration.start(ID, "agent-1", 1, T0)
     (event,) = iteration.collect_events()
+    assert isinstance(event, Iteration.Started)
     with pytest.raises(ValueError, match="frozen"):
-        event.agent_id = "someone else"  # type: ignore[misc]
+        event.agent_id = "someone else"  # type: ignore[misc]  # frozen: the point of the test
 
 
 def test_events_refuse_unknown_fields() -> None:

@@ -149,7 +149,7 @@ def test_usage_reads_sdk_like_objects_and_mappings() -> None:
 
     assert LLMUsage.of(SdkUsage()).total == 18
     assert LLMUsage.of({"input_tokens": 1, "output_tokens": 2}).total == 3
-    with pytest.raises(InvalidMetricError, match="usage.output_tokens=-2"):
+    with pytest.raises(InvalidMetricError, match=r"usage\.output_tokens=-2"):
         LLMUsage.of({"input_tokens": 1, "output_tokens": -2})
     with pytest.raises(InvalidMetricError, match="unknown usage fields"):
         LLMUsage.of({"input_tokens": 1, "tokens": 2})
