@@ -31,7 +31,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-out = Console()
+out = Console(soft_wrap=True)
 err = Console(stderr=True)
 
 StoreOption = Annotated[
@@ -116,15 +116,9 @@ def demo(
         print_summary(summary, redact(store))
         completed = [s.id for s in states if s.status == "completed"]
         if completed:
-            out.print(
-                f"\nOne completed iteration: [bold]itertrack show {completed[0]} --store {redact(store)}",
-                soft_wrap=True,
-            )
+            out.print(f"\nOne completed iteration: [bold]itertrack show {completed[0]} --store {redact(store)}")
         if run.failed_ids:
-            out.print(
-                f"One failed iteration:    [bold]itertrack history {run.failed_ids[0]} --store {redact(store)}",
-                soft_wrap=True,
-            )
+            out.print(f"One failed iteration:    [bold]itertrack history {run.failed_ids[0]} --store {redact(store)}")
 
 
 def print_summary(summary: RunSummary, store: str) -> None:

@@ -6,10 +6,12 @@ This is the one choke point where driver and connection failures at start-up bec
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import psycopg
 from eventsourcing.persistence import InfrastructureFactory, PersistenceError
 from eventsourcing.utils import Environment, get_topic, strtobool
 
@@ -45,7 +47,7 @@ def store_errors(url: StoreURL) -> Iterator[None]:
         yield
     except StoreError:
         raise
-    except (PersistenceError, OSError) as e:
+    except (PersistenceError, OSError, sqlite3.Error, psycopg.Error) as e:
         detail = str(e).replace(url.password.get_secret_value() or "\x00", "***") if url.password else str(e)
         raise StoreUnavailableError(f"store {url.redacted} is unavailable: {detail.strip() or type(e).__name__}") from e
 

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, cast
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import InfrastructureFactory, IntegrityError
+from eventsourcing.persistence import InfrastructureFactory, IntegrityError, InterfaceError, OperationalError
 from eventsourcing.utils import Environment, resolve_topic
 
 from itertrack.domain.clock import Clock, SystemClock
@@ -23,6 +23,7 @@ from itertrack.domain.errors import (
     InvalidIterationIdError,
     IterationNotFoundError,
     StoreConfigError,
+    StoreUnavailableError,
 )
 from itertrack.domain.iteration import Iteration
 from itertrack.domain.metrics import Amount, check_metrics, time_metric
@@ -50,6 +51,15 @@ def parse_iteration_id(value: object, field: str = "iteration_id") -> UUID:
         except ValueError:
             pass
     raise InvalidIterationIdError(field, value, "must be a UUID")
+
+
+@contextmanager
+def store_unavailable_as_typed_error() -> Iterator[None]:
+    """The store stopped answering mid-run: raise `StoreUnavailableError` from the library's error."""
+    try:
+        yield
+    except (OperationalError, InterfaceError) as e:
+        raise StoreUnavailableError(f"store is unavailable: {str(e).strip() or type(e).__name__}") from e
 
 
 class PerformanceTracker(Application[UUID]):
@@ -112,6 +122,7 @@ class PerformanceTracker(Application[UUID]):
 
     # -- commands -----------------------------------------------------------------
 
+    @store_unavailable_as_typed_error()
     def start_iteration(self, agent_id: str, iteration_number: int, iteration_id: UUID | str | None = None) -> UUID:
         """Begin tracking an iteration (phase `initializing`) and return its id."""
         agent_id = check_agent_id(agent_id)
@@ -121,6 +132,7 @@ class PerformanceTracker(Application[UUID]):
         self._save_new(iteration)
         return new_id
 
+    @store_unavailable_as_typed_error()
     def update_phase(self, iteration_id: UUID | str, phase: str, error: str | None = None) -> None:
         """Record that the iteration entered `phase`; `failed` takes the error message."""
         iid = parse_iteration_id(iteration_id)
@@ -129,6 +141,7 @@ class PerformanceTracker(Application[UUID]):
             check_error_message(error)
         self._change(iid, lambda it: it.change_phase(phase, error, self._now_after(it)))
 
+    @store_unavailable_as_typed_error()
     def update_metrics(self, iteration_id: UUID | str, metrics: Mapping[str, Amount]) -> None:
         """Add each amount to its metric's running total."""
         iid = parse_iteration_id(iteration_id)
@@ -160,6 +173,7 @@ class PerformanceTracker(Application[UUID]):
             raise
         self.update_metrics(iid, {time_metric(phase): self._elapsed_ms(started)})
 
+    @store_unavailable_as_typed_error()
     def save_iteration(self, record: IterationRecord | Mapping[str, Any]) -> UUID:
         """The saving step: store the record under the iteration's id, in the transaction of its event.
 
@@ -195,17 +209,20 @@ class PerformanceTracker(Application[UUID]):
         self._change(parsed.id, save, iteration_record=to_store)
         return parsed.id
 
+    @store_unavailable_as_typed_error()
     def migrate(self) -> None:
         """Create the store's tables if they do not exist (safe to run from many processes)."""
         self.records.migrate()
 
     # -- queries --------------------------------------------------------------------
 
+    @store_unavailable_as_typed_error()
     def get_iteration(self, iteration_id: UUID | str) -> IterationState:
         """The iteration's current state, including changes made by other processes."""
         iid = parse_iteration_id(iteration_id)
         return IterationState.of(self._read(iid))
 
+    @store_unavailable_as_typed_error()
     def history(self, iteration_id: UUID | str) -> list[Iteration.Event]:
         """The iteration's immutable events, oldest first."""
         iid = parse_iteration_id(iteration_id)
@@ -214,6 +231,7 @@ class PerformanceTracker(Application[UUID]):
             raise IterationNotFoundError(iid)
         return events
 
+    @store_unavailable_as_typed_error()
     def get_record(self, iteration_id: UUID | str) -> IterationRecord | None:
         """The record the saving step stored under this id, if any."""
         iid = parse_iteration_id(iteration_id)

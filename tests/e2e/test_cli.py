@@ -1,0 +1,150 @@
+"""The `itertrack` command as a user runs it: a real process on a real SQLite file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ITERTRACK = str(Path(sys.executable).with_name("itertrack"))
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([ITERTRACK, *args], capture_output=True, text=True, timeout=120, cwd=cwd, check=False)
+
+
+@pytest.fixture(scope="module")
+def demo_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, object]]:
+    """One demo run shared by the module: its store URL and its JSON output."""
+    store = f"sqlite:///{tmp_path_factory.mktemp('cli') / 'demo.db'}"
+    result = run(
+        "demo",
+        "--iterations",
+        "12",
+        "--agents",
+        "2",
+        "--failure-rate",
+        "0.3",
+        "--seed",
+        "3",
+        "--store",
+        store,
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    return store, json.loads(result.stdout)
+
+
+def test_demo_tracks_every_iteration(demo_store: tuple[str, dict[str, object]]) -> None:
+    """The demo's JSON lists 12 iterations, its counts add up, and its failures are among them."""
+    _, output = demo_store
+    summary = output["summary"]
+    assert isinstance(summary, dict)
+    ids = output["iteration_ids"]
+    failed = output["failed_ids"]
+    assert isinstance(ids, list)
+    assert isinstance(failed, list)
+    assert len(ids) == summary["iterations"] == 12
+    assert summary["completed"] + summary["failed"] == 12
+    assert summary["failed"] == len(failed) > 0
+    assert set(failed) <= set(ids)
+
+
+def test_demo_prints_tables_by_default(tmp_path: Path) -> None:
+    """Without --json the demo ends with the per-phase table and a command to inspect an iteration."""
+    result = run("demo", "--iterations", "4", "--store", f"sqlite:///{tmp_path / 'd.db'}")
+    assert result.returncode == 0, result.stderr
+    assert "Per phase" in result.stdout
+    assert "backtest_execution" in result.stdout
+    assert "itertrack show" in result.stdout
+
+
+def test_show_prints_the_state_of_a_demo_iteration(demo_store: tuple[str, dict[str, object]]) -> None:
+    """`show --json` of a demo iteration matches what the demo tracked, with a timeline and the saved record."""
+    store, output = demo_store
+    ids = output["iteration_ids"]
+    failed = output["failed_ids"]
+    assert isinstance(ids, list)
+    assert isinstance(failed, list)
+    completed = next(i for i in ids if i not in failed)
+    result = run("show", completed, "--store", store, "--json")
+    assert result.returncode == 0, result.stderr
+    state = json.loads(result.stdout)
+    assert (state["id"], state["status"], state["phase"]) == (completed, "completed", "completed")
+    assert state["record"]["id"] == completed
+    assert state["timeline"][0]["phase"] == "initializing"
+    assert state["metrics"]["analysis_tokens"] > 0
+    table = run("show", completed, "--store", store)
+    assert table.returncode == 0
+    assert "Phase timeline" in table.stdout
+
+
+def test_history_prints_a_failed_iterations_events(demo_store: tuple[str, dict[str, object]]) -> None:
+    """`history --json` lists versions 1..n ending in the failed phase with its error."""
+    store, output = demo_store
+    failed = output["failed_ids"]
+    assert isinstance(failed, list)
+    result = run("history", failed[0], "--store", store, "--json")
+    assert result.returncode == 0, result.stderr
+    events = json.loads(result.stdout)
+    assert [e["version"] for e in events] == list(range(1, len(events) + 1))
+    assert events[0]["event"] == "Started"
+    assert events[-1]["event"] == "PhaseChanged"
+    assert events[-1]["data"]["phase"] == "failed"
+    assert events[-1]["data"]["error"]
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["show", "not-a-uuid"], "iteration_id='not-a-uuid': must be a UUID"),
+        (["show", "00000000-0000-4000-8000-000000000000"], "no such iteration"),
+        (["history", "00000000-0000-4000-8000-000000000000"], "no such iteration"),
+    ],
+)
+def test_bad_ids_give_one_line_and_a_nonzero_exit(
+    demo_store: tuple[str, dict[str, object]], args: list[str], fragment: str
+) -> None:
+    """A malformed or unknown id prints one line on stderr, no traceback, and exits 1."""
+    store, _ = demo_store
+    result = run(*args, "--store", store)
+    assert result.returncode == 1
+    assert fragment in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_unreachable_store_gives_one_line_without_the_password() -> None:
+    """An unreachable PostgreSQL prints one redacted line and exits non-zero."""
+    result = run(
+        "show",
+        "00000000-0000-4000-8000-000000000000",
+        "--store",
+        "postgresql://u:pw123@127.0.0.1:1/x?connect_timeout=1",
+    )
+    assert result.returncode == 1
+    assert "unavailable" in result.stderr
+    assert "pw123" not in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_store_url_and_bad_options(tmp_path: Path) -> None:
+    """A malformed store URL and an out-of-range option are refused with a message, no traceback."""
+    bad_url = run("migrate", "--store", "mysql://root@h/db")
+    assert bad_url.returncode == 1
+    assert "unknown scheme" in bad_url.stderr
+    bad_option = run("demo", "--failure-rate", "2", "--store", f"sqlite:///{tmp_path / 'x.db'}")
+    assert bad_option.returncode == 2
+    assert "failure-rate" in bad_option.stderr
+    assert "Traceback" not in bad_url.stderr + bad_option.stderr
+
+
+def test_migrate_then_use(tmp_path: Path) -> None:
+    """`migrate` creates the tables of a new SQLite file."""
+    result = run("migrate", "--store", f"sqlite:///{tmp_path / 'm.db'}")
+    assert result.returncode == 0, result.stderr
+    assert "is ready" in result.stdout
+    assert (tmp_path / "m.db").exists()

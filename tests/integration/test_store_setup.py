@@ -1,0 +1,113 @@
+"""Choosing, migrating and failing to reach a store: typed errors, no passwords, nothing half-made."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from itertrack.domain import PerformanceTracker, StoreConfigError, StoreNotMigratedError, StoreUnavailableError
+
+Open = Callable[..., PerformanceTracker]
+
+
+@pytest.mark.postgres
+def test_postgres_needs_an_explicit_migrate(pg_store: str, open_tracker: Open) -> None:
+    """A tracker on an unmigrated schema says which command creates the tables; after it, it works."""
+    with pytest.raises(StoreNotMigratedError, match="itertrack migrate --store"):
+        PerformanceTracker(store=pg_store)
+    open_tracker(pg_store, migrate=True).close()
+    tracker = PerformanceTracker(store=pg_store)
+    try:
+        assert tracker.get_iteration(tracker.start_iteration("agent-1", 1)).version == 1
+    finally:
+        tracker.close()
+
+
+def test_unreachable_postgres_is_a_typed_error_without_the_password() -> None:
+    """A refused connection raises StoreUnavailableError; the password never appears."""
+    with pytest.raises(StoreUnavailableError) as caught:
+        PerformanceTracker(store="postgresql://root:hunter2@127.0.0.1:1/test?connect_timeout=1")
+    message = str(caught.value)
+    assert "hunter2" not in message
+    assert "root:***@127.0.0.1:1" in message
+    assert "hunter2" not in repr(caught.value.__cause__)
+
+
+def test_sqlite_file_is_migrated_on_first_use(tmp_path: Path) -> None:
+    """The embedded store creates its file and tables the first time it is used."""
+    path = tmp_path / "fresh.db"
+    with PerformanceTracker(store=f"sqlite:///{path}") as tracker:
+        tracker.start_iteration("agent-1", 1)
+    assert path.exists()
+
+
+def test_sqlite_without_migration_names_the_missing_tables(tmp_path: Path) -> None:
+    """Asked not to migrate, a new SQLite file raises naming the tables and the command."""
+    with pytest.raises(StoreNotMigratedError, match="stored_events, agent_iterations"):
+        PerformanceTracker(store=f"sqlite:///{tmp_path / 'empty.db'}", migrate=False)
+
+
+def test_sqlite_in_a_missing_directory_is_unavailable(tmp_path: Path) -> None:
+    """A path whose directory does not exist gives a clear StoreUnavailableError."""
+    with pytest.raises(StoreUnavailableError, match="unable to open database file"):
+        PerformanceTracker(store=f"sqlite:///{tmp_path / 'no' / 'such' / 'dir.db'}")
+
+
+def test_a_file_that_is_not_a_database_is_unavailable(tmp_path: Path) -> None:
+    """A corrupted SQLite file gives StoreUnavailableError, not a traceback from the driver."""
+    path = tmp_path / "garbage.db"
+    path.write_bytes(b"this is not an sqlite database, just bytes" * 100)
+    with pytest.raises(StoreUnavailableError, match="not a database"):
+        PerformanceTracker(store=f"sqlite:///{path}")
+
+
+def test_store_comes_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without store=, ITERTRACK_STORE chooses the store."""
+    path = tmp_path / "from-env.db"
+    monkeypatch.setenv("ITERTRACK_STORE", f"sqlite:///{path}")
+    with PerformanceTracker() as tracker:
+        tracker.start_iteration("agent-1", 1)
+    assert path.exists()
+
+
+def test_default_store_is_itertrack_db_in_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no store= and no ITERTRACK_STORE, the tracker writes ./itertrack.db."""
+    monkeypatch.delenv("ITERTRACK_STORE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    with PerformanceTracker() as tracker:
+        iid = tracker.start_iteration("agent-1", 1)
+    with PerformanceTracker(store="sqlite:///itertrack.db") as again:
+        assert again.get_iteration(iid).agent_id == "agent-1"
+
+
+@pytest.mark.postgres
+def test_stray_driver_settings_in_the_environment_are_ignored(
+    pg_store: str, open_tracker: Open, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """POSTGRES_* variables (plain or app-prefixed) cannot redirect a tracker away from its store URL."""
+    monkeypatch.setenv("POSTGRES_HOST", "203.0.113.1")
+    monkeypatch.setenv("PERFORMANCETRACKER_POSTGRES_PORT", "1")
+    monkeypatch.setenv("POSTGRES_ENABLE_DB_FUNCTIONS", "y")
+    tracker = open_tracker(pg_store)
+    assert tracker.get_iteration(tracker.start_iteration("agent-1", 1)).version == 1
+
+
+@pytest.mark.parametrize("store", ["mysql://root@localhost/db", "sqlite://", 42])
+def test_malformed_store_is_refused(store: object) -> None:
+    """A store that is not a supported URL raises StoreConfigError naming `store`."""
+    with pytest.raises(StoreConfigError, match="store"):
+        PerformanceTracker(store=store)  # type: ignore[arg-type]
+
+
+@pytest.mark.postgres
+def test_store_lost_mid_run_is_a_typed_error(pg_store: str, open_tracker: Open) -> None:
+    """When the store stops answering after start-up, calls raise StoreUnavailableError, not a driver error."""
+    tracker = open_tracker(pg_store)
+    iid = tracker.start_iteration("agent-1", 1)
+    tracker.factory.datastore.pool.close()  # type: ignore[attr-defined]
+    with pytest.raises(StoreUnavailableError, match="store is unavailable"):
+        tracker.update_phase(iid, "analysis")
