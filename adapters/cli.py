@@ -44,6 +44,7 @@ StoreOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+IdArgument = Annotated[str, typer.Argument(help="The iteration's id (a UUID).")]
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -164,12 +165,12 @@ def _timeline(state: IterationState) -> list[dict[str, Any]]:
 
 @app.command()
 def show(
-    iteration_id: Annotated[str, typer.Argument(help="The iteration's id (a UUID).")],
+    iteration_id: IdArgument,
     store: StoreOption = DEFAULT_STORE,
     as_json: JsonOption = False,
 ) -> None:
     """One iteration's state, metric totals and phase timeline."""
-    with cli_errors(store), open_tracker(store) as tracker:
+    with cli_errors(store), open_tracker(store, migrate=False) as tracker:
         state = tracker.get_iteration(iteration_id)
         record = tracker.get_record(state.id)
     timeline = _timeline(state)
@@ -238,12 +239,12 @@ def event_json(event: Iteration.Event) -> dict[str, Any]:
 
 @app.command()
 def history(
-    iteration_id: Annotated[str, typer.Argument(help="The iteration's id (a UUID).")],
+    iteration_id: IdArgument,
     store: StoreOption = DEFAULT_STORE,
     as_json: JsonOption = False,
 ) -> None:
     """One iteration's immutable events, oldest first."""
-    with cli_errors(store), open_tracker(store) as tracker:
+    with cli_errors(store), open_tracker(store, migrate=False) as tracker:
         events = tracker.history(iteration_id)
     if as_json:
         print_json([event_json(e) for e in events])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -63,10 +64,14 @@ def construct_factory(env: Environment) -> InfrastructureFactory[Any]:
         if path == ":memory:":
             # A private shared-cache database, so every pooled connection sees the same data.
             path = f"file:itertrack-{id(env)}?mode=memory&cache=shared"
+        migrate = strtobool(migrate_setting or "y")
+        if not migrate and path == url.path and not Path(path).exists():
+            # Connecting would create an empty file; a reader should not leave one behind.
+            raise StoreNotMigratedError(f"store {url.redacted} does not exist (no file {path})")
         settings = {"SQLITE_DBNAME": path, "SQLITE_LOCK_TIMEOUT": str(url.lock_timeout)}
         with store_errors(url):
             sqlite_factory = SQLiteStoreFactory(_clean_env(env, settings))
-        _prepare(sqlite_factory, url, migrate=strtobool(migrate_setting or "y"))
+        _prepare(sqlite_factory, url, migrate=migrate)
         return sqlite_factory
     settings = {
         "POSTGRES_DBNAME": url.dbname,

@@ -148,3 +148,12 @@ def test_migrate_then_use(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "is ready" in result.stdout
     assert (tmp_path / "m.db").exists()
+
+
+def test_reading_a_missing_sqlite_file_does_not_create_it(tmp_path: Path) -> None:
+    """`show` on a store file that does not exist says so and leaves no empty file behind."""
+    path = tmp_path / "typo.db"
+    result = run("show", "00000000-0000-4000-8000-000000000000", "--store", f"sqlite:///{path}")
+    assert result.returncode == 1
+    assert "does not exist" in result.stderr
+    assert not path.exists()

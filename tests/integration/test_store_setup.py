@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -44,9 +45,20 @@ def test_sqlite_file_is_migrated_on_first_use(tmp_path: Path) -> None:
 
 
 def test_sqlite_without_migration_names_the_missing_tables(tmp_path: Path) -> None:
-    """Asked not to migrate, a new SQLite file raises naming the tables and the command."""
-    with pytest.raises(StoreNotMigratedError, match="stored_events, agent_iterations"):
-        PerformanceTracker(store=f"sqlite:///{tmp_path / 'empty.db'}", migrate=False)
+    """Asked not to migrate, a database of another application raises naming our tables and the command."""
+    other = tmp_path / "other-app.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY)")
+    with pytest.raises(StoreNotMigratedError, match="stored_events, agent_iterations: run `itertrack migrate"):
+        PerformanceTracker(store=f"sqlite:///{other}", migrate=False)
+
+
+def test_sqlite_without_migration_refuses_a_missing_file(tmp_path: Path) -> None:
+    """Asked not to migrate, a missing SQLite file is reported and not created."""
+    missing = tmp_path / "missing.db"
+    with pytest.raises(StoreNotMigratedError, match="does not exist"):
+        PerformanceTracker(store=f"sqlite:///{missing}", migrate=False)
+    assert not missing.exists()
 
 
 def test_sqlite_in_a_missing_directory_is_unavailable(tmp_path: Path) -> None:
