@@ -16,6 +16,8 @@ from psycopg.sql import SQL, Identifier
 from psycopg.types.json import Jsonb
 
 from itertrack.adapters.record_rows import COLUMNS, JSON_COLUMNS, RECORDS_TABLE, record_of
+from itertrack.adapters.view_sql import VIEW_TABLES
+from itertrack.adapters.views_postgres import TRACKING_TABLE, PostgresReadModelView
 from itertrack.domain.ports import IterationRecordStore
 
 
@@ -101,12 +103,13 @@ class PostgresRecorder(PostgresApplicationRecorder, IterationRecordStore):
             conn.execute("SELECT pg_advisory_lock(%s)", (self.migrate_lock_key,))
             try:
                 self.create_table()
+                PostgresReadModelView(self.datastore).migrate_views()
             finally:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (self.migrate_lock_key,))
 
     def missing_tables(self) -> list[str]:
         """Tables of this store that do not exist yet."""
-        wanted = [self.events_table_name, RECORDS_TABLE]
+        wanted = [self.events_table_name, RECORDS_TABLE, TRACKING_TABLE, *VIEW_TABLES]
         with self.datastore.transaction(commit=False) as curs:
             missing = []
             for name in wanted:

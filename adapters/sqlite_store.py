@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import weakref
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import ApplicationRecorder, StoredEvent
-from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteFactory
+from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore, SQLiteFactory
 
 from itertrack.adapters.record_rows import COLUMNS, JSON_COLUMNS, RECORDS_TABLE, record_of
+from itertrack.adapters.subscriptions import PollingSubscription
+from itertrack.adapters.view_sql import VIEW_TABLES
+from itertrack.adapters.views_sqlite import SQLiteReadModelView
 from itertrack.domain.ports import IterationRecordStore
 
 _CREATE_RECORDS = (
@@ -31,6 +35,22 @@ _SELECT_RECORD = f"SELECT {', '.join(COLUMNS)} FROM {RECORDS_TABLE} WHERE id = ?
 
 class SQLiteRecorder(SQLiteApplicationRecorder, IterationRecordStore):
     """Writes the iteration record inside the same transaction as the events that mark it saved."""
+
+    def __init__(self, datastore: SQLiteDatastore, events_table_name: str = "stored_events") -> None:
+        super().__init__(datastore, events_table_name)
+        self._subscriptions: weakref.WeakSet[PollingSubscription] = weakref.WeakSet()
+
+    def subscribe(self, gt: int | None = None, topics: Sequence[str] = ()) -> PollingSubscription:
+        """Follow the log from after `gt` (eventsourcing 9.5.6 has no SQLite subscription)."""
+        subscription = PollingSubscription(self, gt=gt, topics=topics)
+        self._subscriptions.add(subscription)
+        return subscription
+
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        notification_ids = super().insert_events(stored_events, **kwargs)
+        for subscription in list(self._subscriptions):
+            subscription.notify()
+        return notification_ids
 
     def construct_create_table_statements(self) -> list[str]:
         return [*super().construct_create_table_statements(), _CREATE_RECORDS]
@@ -61,12 +81,13 @@ class SQLiteRecorder(SQLiteApplicationRecorder, IterationRecordStore):
 
     def migrate(self) -> None:
         self.create_table()
+        SQLiteReadModelView(self.datastore).migrate_views()
 
     def missing_tables(self) -> list[str]:
         """Tables of this store that do not exist yet."""
-        wanted = [self.events_table_name, RECORDS_TABLE]
+        wanted = [self.events_table_name, RECORDS_TABLE, "tracking", *VIEW_TABLES]
         with self.datastore.transaction(commit=False) as c:
-            c.execute("SELECT name FROM sqlite_master WHERE type='table' AND name IN (?, ?)", wanted)
+            c.execute("SELECT name FROM sqlite_master WHERE type='table'")
             found = {row[0] for row in c.fetchall()}
         return [t for t in wanted if t not in found]
 

@@ -12,7 +12,13 @@ from typing import Any, ClassVar, cast
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import InfrastructureFactory, IntegrityError, InterfaceError, OperationalError
+from eventsourcing.persistence import (
+    InfrastructureFactory,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    Recording,
+)
 from eventsourcing.utils import Environment, resolve_topic
 
 from itertrack.domain.clock import Clock, SystemClock
@@ -101,6 +107,7 @@ class PerformanceTracker(Application[UUID]):
         self.max_attempts = max_attempts
         # How many changes lost a version race and were re-applied on a re-loaded iteration.
         self.conflicts_retried = 0
+        self._save_listeners: list[Callable[[int], None]] = []
         settings = dict(env or {})
         if store is not None:
             if not isinstance(store, str):
@@ -210,6 +217,26 @@ class PerformanceTracker(Application[UUID]):
         return parsed.id
 
     @store_unavailable_as_typed_error()
+    def add_save_listener(self, listener: Callable[[int], None]) -> None:
+        """Call `listener(notification_id)` after each save of this tracker (e.g. to refresh read models)."""
+        self._save_listeners.append(listener)
+
+    def remove_save_listener(self, listener: Callable[[int], None]) -> None:
+        """Stop calling a listener added with `add_save_listener`."""
+        if listener in self._save_listeners:
+            self._save_listeners.remove(listener)
+
+    def _notify(self, recordings: list[Recording[UUID]]) -> None:
+        super()._notify(recordings)
+        if recordings and self._save_listeners:
+            last = recordings[-1].notification.id
+            for listener in list(self._save_listeners):
+                try:
+                    listener(last)
+                except Exception:
+                    # A listener's failure must never fail the host's tracked change, already committed.
+                    log.warning("save listener %r failed", listener, exc_info=True)
+
     def migrate(self) -> None:
         """Create the store's tables if they do not exist (safe to run from many processes)."""
         self.records.migrate()

@@ -1,0 +1,103 @@
+"""SQL of the read-model tables, shared by the SQLite and PostgreSQL views.
+
+Statements are built once from fixed table names (and, on PostgreSQL, a schema name validated
+as an identifier by the store URL parser); every value is a bound parameter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+CURRENT_COLUMNS = (
+    "id",
+    "agent_id",
+    "iteration_number",
+    "phase",
+    "status",
+    "error",
+    "phase_entered_at",
+    "started_at",
+    "finished_at",
+    "updated_at",
+    "last_version",
+)
+VIEW_TABLES = ("iteration_current", "iteration_metrics", "agent_metrics", "iteration_phase_durations")
+
+
+@dataclass(frozen=True)
+class ViewTypes:
+    """Column types of one store."""
+
+    id: str
+    time: str
+    total: str
+    real: str
+
+
+SQLITE_TYPES = ViewTypes(id="TEXT", time="TEXT", total="", real="REAL")
+POSTGRES_TYPES = ViewTypes(id="uuid", time="timestamptz", total="numeric", real="double precision")
+
+
+class ViewStatements:
+    """Every statement the views run, for one table prefix (`"schema".` or nothing) and placeholder."""
+
+    def __init__(self, prefix: str, types: ViewTypes, placeholder: str) -> None:
+        def q(sql: str) -> str:
+            return sql.replace("%s", placeholder)
+
+        cur, met, agt, dur = (f"{prefix}{t}" for t in VIEW_TABLES)
+        self.tables = (cur, met, agt, dur)
+        t = types
+        self.create = [
+            f"CREATE TABLE IF NOT EXISTS {cur} (id {t.id} PRIMARY KEY, agent_id text NOT NULL, "
+            "iteration_number integer NOT NULL, phase text NOT NULL, status text NOT NULL, error text, "
+            f"phase_entered_at {t.time} NOT NULL, started_at {t.time} NOT NULL, finished_at {t.time}, "
+            f"updated_at {t.time} NOT NULL, last_version integer NOT NULL)",
+            f"CREATE INDEX IF NOT EXISTS iteration_current_agent_idx ON {cur} (agent_id, iteration_number)",
+            f"CREATE INDEX IF NOT EXISTS iteration_current_status_idx ON {cur} (status, phase)",
+            f"CREATE TABLE IF NOT EXISTS {met} (iteration_id {t.id} NOT NULL, metric text NOT NULL, "
+            f"total {t.total} NOT NULL, PRIMARY KEY (iteration_id, metric))",
+            f"CREATE TABLE IF NOT EXISTS {agt} (agent_id text NOT NULL, metric text NOT NULL, "
+            f"total {t.total} NOT NULL, iterations integer NOT NULL, PRIMARY KEY (agent_id, metric))",
+            f"CREATE TABLE IF NOT EXISTS {dur} (iteration_id {t.id} NOT NULL, phase text NOT NULL, "
+            f"duration_ms {t.real} NOT NULL, visits integer NOT NULL, PRIMARY KEY (iteration_id, phase))",
+        ]
+        cols = ", ".join(CURRENT_COLUMNS)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in CURRENT_COLUMNS[1:])
+        values = ", ".join("%s" for _ in CURRENT_COLUMNS)
+        self.upsert_current = q(
+            f"INSERT INTO {cur} ({cols}) VALUES ({values}) ON CONFLICT (id) DO UPDATE SET {updates}"
+        )
+        self.upsert_metric = q(
+            f"INSERT INTO {met} (iteration_id, metric, total) VALUES (%s, %s, %s) "
+            "ON CONFLICT (iteration_id, metric) DO UPDATE SET total = excluded.total"
+        )
+        self.add_agent_metric = q(
+            f"INSERT INTO {agt} (agent_id, metric, total, iterations) VALUES (%s, %s, %s, %s) "
+            f"ON CONFLICT (agent_id, metric) DO UPDATE SET total = {agt}.total + excluded.total, "
+            f"iterations = {agt}.iterations + excluded.iterations"
+        )
+        self.upsert_duration = q(
+            f"INSERT INTO {dur} (iteration_id, phase, duration_ms, visits) VALUES (%s, %s, %s, %s) "
+            "ON CONFLICT (iteration_id, phase) DO UPDATE SET duration_ms = excluded.duration_ms, "
+            "visits = excluded.visits"
+        )
+        self.select_current_one = q(f"SELECT {cols} FROM {cur} WHERE id = %s")
+        self.select_current = f"SELECT {cols} FROM {cur}"
+        self.select_metrics_of = q(
+            f"SELECT iteration_id, metric, total FROM {met} WHERE iteration_id = %s ORDER BY metric"
+        )
+        self.select_agent_metrics = q(
+            f"SELECT agent_id, metric, total, iterations FROM {agt} WHERE agent_id = %s ORDER BY metric"
+        )
+        self.select_all_agent_metrics = (
+            f"SELECT agent_id, metric, total, iterations FROM {agt} ORDER BY agent_id, metric"
+        )
+        self.select_overall_metrics = (
+            f"SELECT metric, sum(total) AS total, sum(iterations) AS iterations FROM {agt} "
+            "GROUP BY metric ORDER BY metric"
+        )
+        self.select_durations_of = q(
+            f"SELECT iteration_id, phase, duration_ms, visits FROM {dur} WHERE iteration_id = %s ORDER BY phase"
+        )
+        self.clear = [f"DELETE FROM {table}" for table in self.tables]

@@ -1,0 +1,43 @@
+"""The read models in the PostgreSQL store's schema, beside the events."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import Any
+
+from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
+
+from itertrack.adapters.read_model_view import APPLICATION_NAME, ReadModelView
+from itertrack.adapters.view_sql import POSTGRES_TYPES, ViewStatements
+
+TRACKING_TABLE = "itertrack_read_models_tracking"
+
+
+class PostgresReadModelView(ReadModelView, PostgresTrackingRecorder):
+    """Views as PostgreSQL tables in the store's schema (validated as an identifier by the URL parser)."""
+
+    def __init__(self, datastore: PostgresDatastore) -> None:
+        super().__init__(datastore, tracking_table_name=TRACKING_TABLE)
+        schema = f'"{self.datastore.schema}".'
+        self.statements = ViewStatements(prefix=schema, types=POSTGRES_TYPES, placeholder="%s")
+        tracking = f"{schema}{TRACKING_TABLE}"
+        self.cas_insert = f"INSERT INTO {tracking} (application_name, notification_id) VALUES (%s, %s)"
+        self.cas_update = (
+            f"UPDATE {tracking} SET notification_id = %s WHERE application_name = %s AND notification_id = %s "
+            "RETURNING notification_id"
+        )
+        self.cas_reset = f"DELETE FROM {tracking} WHERE application_name = %s"  # fixed names
+
+    def _transaction(self, *, commit: bool) -> AbstractContextManager[Any]:
+        return self.datastore.transaction(commit=commit)
+
+    def _where_in(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        return f"{column} = ANY(%s)", [list(values)]
+
+    def _create_tracking_table(self) -> None:
+        self.create_table()
+
+    def _max_position(self) -> int | None:
+        position: int | None = self.max_tracking_id(APPLICATION_NAME)
+        return position
