@@ -49,7 +49,8 @@ def test_sqlite_without_migration_names_the_missing_tables(tmp_path: Path) -> No
     other = tmp_path / "other-app.db"
     with sqlite3.connect(other) as conn:
         conn.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY)")
-    with pytest.raises(StoreNotMigratedError, match="has no table\\(s\\) stored_events, agent_iterations, tracking, iteration_current"):
+    expected = r"has no table\(s\) stored_events, agent_iterations, tracking, iteration_current"
+    with pytest.raises(StoreNotMigratedError, match=expected):
         PerformanceTracker(store=f"sqlite:///{other}", migrate=False)
 
 
