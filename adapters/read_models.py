@@ -33,7 +33,10 @@ log = logging.getLogger("itertrack")
 DEFAULT_BATCH_SIZE = 500
 
 
-def view_for(factory: InfrastructureFactory[Any]) -> ReadModelView:
+StoreView = SQLiteReadModelView | PostgresReadModelView
+
+
+def view_for(factory: InfrastructureFactory[Any]) -> StoreView:
     """The read-model view on the same database (and connection pool) as a store factory."""
     if isinstance(factory, SQLiteStoreFactory):
         return SQLiteReadModelView(factory.datastore)
