@@ -34,7 +34,8 @@ class ReadModelRunner(BaseProjectionRunner[FollowedTracker]):
 
     def __init__(self, store: str, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
         env = {STORE: store, MIGRATE: "n"}
-        self.view_factory = construct_factory(Environment(ReadModelProjection.name, env))
+        # Same environment name as the tracker: PostgreSQL table names derive from it.
+        self.view_factory = construct_factory(Environment(FollowedTracker.name, env))
         self.view = view_for(self.view_factory)
         self.projection = ReadModelProjection(self.view, batch_size=batch_size)
         super().__init__(

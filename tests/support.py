@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import random
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 from itertrack.domain import PerformanceTracker
+from itertrack.projections.fold import LoadedState, fold
 
 
 class StepClock:
@@ -49,3 +52,76 @@ def migrate_worker(store: str, gate: Any, results: Any) -> None:
         raise TimeoutError("start gate never opened")
     with PerformanceTracker(store=store, migrate=True):
         results.put("migrated")
+
+
+class ManualClock(StepClock):
+    """A clock that reads exactly what the test set (`at(ms)` after the start), for hand-computed durations."""
+
+    def now(self) -> datetime:
+        return self.current
+
+    def at(self, ms: float) -> None:
+        self.current = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC) + timedelta(milliseconds=ms)
+
+
+def all_events(tracker: PerformanceTracker) -> list[Any]:
+    """Every event in the store, in log order."""
+    notifications = tracker.recorder.select_notifications(start=0, limit=10**9)
+    return [tracker.mapper.to_domain_event(n) for n in notifications]
+
+
+def fold_models(tracker: PerformanceTracker) -> dict[str, Any]:
+    """The read models as a fold of the store's whole event history computes them (the reference)."""
+    changes = fold(all_events(tracker), LoadedState())
+    return {
+        "current": dict(changes.current),
+        "metrics": dict(changes.metrics),
+        "agents": dict(changes.agent_deltas),
+        "durations": dict(changes.durations),
+    }
+
+
+def view_models(view: Any) -> dict[str, Any]:
+    """The read models as the view tables hold them, in the same shape as `fold_models`."""
+    current = {row.id: row for row in view.iterations(limit=10**9)}
+    metrics = {(m.iteration_id, m.metric): m.total for iid in current for m in view.metrics(iid)}
+    agents = {(a.agent_id, a.metric): (a.total, a.iterations) for a in view.agent_metrics()}
+    durations = {
+        (d.iteration_id, d.phase): (d.duration_ms, d.visits) for iid in current for d in view.phase_durations(iid)
+    }
+    return {"current": current, "metrics": metrics, "agents": agents, "durations": durations}
+
+
+def _close(a: Any, b: Any) -> bool:
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
+    return bool(a == b)
+
+
+def assert_same_models(actual: dict[str, Any], expected: dict[str, Any]) -> None:
+    """Equal read models; numbers compared to 1e-9 (PostgreSQL sums floats as exact decimals)."""
+    assert actual["current"] == expected["current"]
+    for part in ("metrics", "agents", "durations"):
+        assert actual[part].keys() == expected[part].keys(), part
+        different = {
+            k: (actual[part][k], expected[part][k])
+            for k in expected[part]
+            if not _close(actual[part][k], expected[part][k])
+        }
+        assert different == {}, part
+
+
+def paced_writer_worker(store: str, iterations: int, pause_s: float, results: Any) -> None:
+    """Child process: run `iterations` short iterations, reporting (id, wall time) after each completes."""
+    with PerformanceTracker(store=store, migrate=False) as tracker:
+        for n in range(iterations):
+            iid = tracker.start_iteration(f"agent-{n % 4}", n)
+            tracker.update_phase(iid, "scan_generation")
+            tracker.update_metrics(iid, {"scan_generation_tokens": n})
+            tracker.update_phase(iid, "completed")
+            results.put((str(iid), time.time()))
+            if pause_s:
+                time.sleep(pause_s)  # paces the writer so that other work overlaps it; nothing waits on it
+    results.put(None)
