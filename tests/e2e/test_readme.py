@@ -17,27 +17,30 @@ def python_blocks() -> list[str]:
 
 def promised_output(block: str) -> list[str]:
     """The `# ...` comment after each print() call: what the README says it prints."""
-    return [m.group(1).strip() for m in re.finditer(r"^print\(.*\)\s+# (.+)$", block, flags=re.MULTILINE)]
+    return [m.group(1).strip() for m in re.finditer(r"^\s*print\(.*\)\s+# (.+)$", block, flags=re.MULTILINE)]
 
 
 def test_readme_has_the_examples() -> None:
-    """The README shows the tracker API and the PostgreSQL example."""
+    """The README shows the tracker API, the PostgreSQL example and the read models."""
     blocks = python_blocks()
-    assert len(blocks) == 2
+    assert len(blocks) == 3
     assert "start_iteration" in blocks[0]
     assert README_PG in blocks[1]
+    assert "ReadModels" in blocks[2]
 
 
-def test_api_example_runs_and_prints_what_it_says(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("index", [0, 2])
+def test_embedded_examples_run_and_print_what_they_say(
+    index: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The API example runs on the embedded default store, and each commented print matches."""
+    """The examples on the embedded store run in a fresh directory, and each commented print matches."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("ITERTRACK_STORE", raising=False)
-    block = python_blocks()[0]
+    block = python_blocks()[index]
     exec(compile(block, str(README), "exec"), {})  # noqa: S102
     printed = capsys.readouterr().out.splitlines()
     promised = promised_output(block)
+    assert promised
     assert printed[: len(promised)] == promised
     assert (tmp_path / "itertrack.db").exists()
 

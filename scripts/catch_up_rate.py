@@ -1,0 +1,71 @@
+"""Measures read-model catch-up (events applied per second) on a fresh SQLite file and PostgreSQL schema.
+
+Usage: .venv/bin/python scripts/catch_up_rate.py [--events 50000] [--batch-size 500] [--postgres URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from itertrack.adapters.read_models import CatchUp, view_for
+from itertrack.domain import Iteration, PerformanceTracker
+
+EVENTS_PER_ITERATION = 6
+
+
+def seed(tracker: PerformanceTracker, events: int) -> int:
+    """Write iterations of six events (start, 3 phases, metrics, terminal), 200 per save."""
+    clock = tracker.clock
+    iterations = events // EVENTS_PER_ITERATION
+    for start in range(0, iterations, 200):
+        batch = []
+        for n in range(start, min(start + 200, iterations)):
+            it = Iteration.start(clock.new_id(), f"agent-{n % 20}", n, clock.now())
+            it.change_phase("scan_generation", None, clock.now())
+            it.record_metrics({"scan_generation_tokens": 1500, "scan_generation_time_ms": 812.5}, clock.now())
+            it.change_phase("backtest_execution", None, clock.now())
+            it.change_phase("analysis", None, clock.now())
+            it.change_phase("completed", None, clock.now())
+            batch.append(it)
+        tracker.save(*batch)
+    return iterations * EVENTS_PER_ITERATION
+
+
+def measure(store: str, events: int, batch_size: int) -> tuple[int, float]:
+    with PerformanceTracker(store=store, migrate=True) as tracker:
+        written = seed(tracker, events)
+        catch_up = CatchUp(tracker, view_for(tracker.factory), batch_size)
+        started = time.perf_counter()
+        applied = catch_up.run()
+        elapsed = time.perf_counter() - started
+        assert applied == written, (applied, written)
+        return applied, applied / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--postgres", default="postgresql://root@127.0.0.1:5432/test")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        applied, rate = measure(f"sqlite:///{Path(tmp) / 'rate.db'}", args.events, args.batch_size)
+        print(f"SQLite file:  {rate:,.0f} events/s ({applied:,} events, batch {args.batch_size})")
+    schema = f"itertrack_rate_{uuid.uuid4().hex[:8]}"
+    try:
+        applied, rate = measure(f"{args.postgres}?schema={schema}", args.events, args.batch_size)
+        print(f"PostgreSQL:   {rate:,.0f} events/s ({applied:,} events, batch {args.batch_size})")
+    finally:
+        with psycopg.connect(args.postgres, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+if __name__ == "__main__":
+    main()
