@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
@@ -24,6 +24,7 @@ from itertrack.adapters.demo import run_demo
 from itertrack.adapters.fakes import Scenario, SimulatedClock
 from itertrack.adapters.store_url import DEFAULT_STORE, redact
 from itertrack.domain.clock import SystemClock
+from itertrack.domain.errors import InvalidInputError
 from itertrack.domain.iteration import Iteration
 from itertrack.domain.state import IterationState
 from itertrack.projections.run_summary import RunSummary, summarize
@@ -216,3 +217,61 @@ def migrate(store: StoreOption = DEFAULT_STORE) -> None:
     with cli_errors(store), open_tracker(store, migrate=True):
         pass
     out.print(f"store {redact(store)} is ready")
+
+
+def parse_instant(text: str) -> datetime:
+    """An ISO-8601 instant; without an offset it is taken as UTC."""
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise InvalidInputError("at", text, "is not an ISO-8601 timestamp such as 2026-11-25T14:03:00Z") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def cost_so_far(metrics: dict[str, int | float], phases: tuple[str, ...]) -> dict[str, int | float]:
+    """Total tokens (the `<phase>_tokens` sums) and milliseconds (the `<phase>_time_ms` sums)."""
+    return {
+        "tokens": sum(metrics.get(f"{p}_tokens", 0) for p in phases),
+        "time_ms": sum(metrics.get(f"{p}_time_ms", 0) for p in phases),
+    }
+
+
+@app.command()
+def replay(
+    iteration_id: IdArgument,
+    store: StoreOption = DEFAULT_STORE,
+    version: Annotated[int | None, typer.Option(min=1, help="State as of this version.")] = None,
+    at: Annotated[str | None, typer.Option(help="State as of this instant (ISO 8601; UTC if no offset).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Audit replay: the events up to a version or an instant, and the iteration's state then."""
+    with cli_errors(store), open_tracker(store, migrate=False) as tracker:
+        if version is not None and at is not None:
+            raise InvalidInputError("at", at, "give either --version or --at, not both")
+        instant = None if at is None else parse_instant(at)
+        cut = version if instant is None else tracker.version_at(iteration_id, instant)
+        state = tracker.get_iteration(iteration_id, version=cut)
+        events = [e for e in tracker.history(state.id) if e.originator_version <= state.version]
+        cost = cost_so_far(state.metrics, tracker.catalog.names)
+    as_of = events[-1].timestamp
+    if as_json:
+        print_json(
+            {
+                "iteration_id": str(state.id),
+                "requested": {"version": version, "at": None if instant is None else instant.isoformat()},
+                "as_of": {"version": state.version, "timestamp": as_of.isoformat()},
+                "events": [event_json(e) for e in events],
+                "state": state.model_dump(mode="json"),
+                "cost": cost,
+            }
+        )
+        return
+    for event in events:
+        name = type(event).__name__
+        out.print(f"v{event.originator_version:<4} {event.timestamp.isoformat()}  {name:<16} {describe(event)}")
+    asked = f" (asked: {instant.isoformat()})" if instant is not None else ""
+    out.print(f"\nState of {state.id} as of version {state.version}, {as_of.isoformat()}{asked}:")
+    out.print(f"  phase {state.phase} ({state.status.value})" + (f", error: {state.error}" if state.error else ""))
+    out.print(f"  cost so far: {cost['tokens']:,} tokens, {cost['time_ms']:,} ms timed")
+    for name, total in sorted(state.metrics.items()):
+        out.print(f"  {name} = {total:,}")

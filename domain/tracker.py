@@ -244,10 +244,41 @@ class PerformanceTracker(Application[UUID]):
     # -- queries --------------------------------------------------------------------
 
     @store_unavailable_as_typed_error()
-    def get_iteration(self, iteration_id: UUID | str) -> IterationState:
-        """The iteration's current state, including changes made by other processes."""
+    def get_iteration(
+        self, iteration_id: UUID | str, *, version: int | None = None, at: datetime | None = None
+    ) -> IterationState:
+        """The iteration's state now, as of one of its versions, or as of an instant (audit replay).
+
+        `at` selects the last version whose timestamp is at or before it.
+        """
         iid = parse_iteration_id(iteration_id)
+        if version is not None and at is not None:
+            raise InvalidInputError("at", at, "give either version or at, not both")
+        if version is not None:
+            return IterationState.of(self._replay(iid, self._check_version(iid, version)))
+        if at is not None:
+            return IterationState.of(self._replay(iid, self.version_at(iid, at)))
         return IterationState.of(self._read(iid))
+
+    @store_unavailable_as_typed_error()
+    def version_at(self, iteration_id: UUID | str, at: datetime) -> int:
+        """The last version of the iteration whose event timestamp is at or before `at`."""
+        iid = parse_iteration_id(iteration_id)
+        if not isinstance(at, datetime):
+            raise InvalidInputError("at", at, "must be a datetime")
+        if at.tzinfo is None or at.utcoffset() is None:
+            raise InvalidInputError("at", at, "must be timezone-aware")
+        events = self.history(iid)
+        if at < events[0].timestamp:
+            raise InvalidInputError(
+                "at", at.isoformat(), f"is before the iteration began ({events[0].timestamp.isoformat()})"
+            )
+        chosen = events[0].originator_version
+        for event in events:
+            if event.timestamp > at:
+                break
+            chosen = event.originator_version
+        return chosen
 
     @store_unavailable_as_typed_error()
     def history(self, iteration_id: UUID | str) -> list[Iteration.Event]:
@@ -283,6 +314,22 @@ class PerformanceTracker(Application[UUID]):
     def _load(self, iteration_id: UUID) -> Iteration:
         try:
             iteration: Iteration = self.repository.get(iteration_id)
+        except AggregateNotFoundError:
+            raise IterationNotFoundError(iteration_id) from None
+        return iteration
+
+    def _check_version(self, iteration_id: UUID, version: object) -> int:
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise InvalidInputError("version", version, "must be an int of at least 1")
+        last = self._read(iteration_id).version
+        if version > last:
+            raise InvalidInputError("version", version, f"is beyond the iteration's last version {last}")
+        return version
+
+    def _replay(self, iteration_id: UUID, version: int) -> Iteration:
+        """The iteration rebuilt from its events up to `version`, bypassing the cache."""
+        try:
+            iteration: Iteration = self.repository.get(iteration_id, version=version)
         except AggregateNotFoundError:
             raise IterationNotFoundError(iteration_id) from None
         return iteration
