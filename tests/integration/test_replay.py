@@ -25,7 +25,7 @@ def ms(n: float) -> datetime:
 
 
 def scripted(tracker: PerformanceTracker, clock: ManualClock) -> UUID:
-    """v1 start @0 ms, v2 scan_generation @100, v3 +500 tokens @300, v4 backtest @400, v5 +800 ms and v6 failed @2400."""
+    """v1 start @0 ms, v2 scan_generation @100, v3 +500 tokens @300, v4 backtest @400, v5+v6 metrics, failed @2400."""
     clock.at(0)
     iid = tracker.start_iteration("agent-1", 3)
     clock.at(100)
