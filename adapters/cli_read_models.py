@@ -25,7 +25,9 @@ from itertrack.adapters.projection_lock import ProjectionLock
 from itertrack.adapters.projection_runner import ReadModelRunner
 from itertrack.adapters.read_models import DEFAULT_BATCH_SIZE, CatchUp, ReadModels, view_for
 from itertrack.adapters.store_url import DEFAULT_STORE, redact
+from itertrack.adapters.verify import verify_iteration, verify_store
 from itertrack.domain.phases import Status
+from itertrack.domain.tracker import parse_iteration_id
 from itertrack.projections.read_models import AgentMetric
 
 BatchOption = Annotated[int, typer.Option(min=1, max=100_000, help="Events applied per transaction.")]
@@ -155,3 +157,32 @@ def _metrics_table(rows: list[AgentMetric], whose: str) -> Table:
     for row in rows:
         table.add_row(row.metric, f"{row.total:,}", f"{row.iterations:,}")
     return table
+
+
+@app.command()
+def verify(
+    iteration_id: Annotated[str | None, typer.Argument(help="Check only this iteration.")] = None,
+    store: StoreOption = DEFAULT_STORE,
+    as_json: JsonOption = False,
+) -> None:
+    """Check integrity: versions 1..n in time order, records under the same ids, read models equal to the events."""
+    with cli_errors(store), open_tracker(store, migrate=False) as tracker:
+        report = (
+            verify_store(tracker)
+            if iteration_id is None
+            else verify_iteration(tracker, parse_iteration_id(iteration_id))
+        )
+    if as_json:
+        print_json(report.model_dump(mode="json"))
+    else:
+        out.print(
+            f"checked {report.events:,} events of {report.iterations:,} iterations, {report.records:,} records and "
+            f"{report.read_model_rows:,} read-model rows (position {report.read_model_position:,}) "
+            f"in {report.seconds:.2f} s"
+        )
+        for problem in report.problems:
+            about = "" if problem.iteration_id is None else f" {problem.iteration_id}"
+            out.print(f"[red]PROBLEM[/] {problem.check}{about}: {problem.detail}", markup=True, highlight=False)
+        out.print("[green]OK[/]: nothing wrong" if report.ok else f"[red]{len(report.problems)} problem(s)[/]")
+    if not report.ok:
+        raise typer.Exit(1)

@@ -35,6 +35,10 @@ class MemoryRecorder(POPOApplicationRecorder, IterationRecordStore):
     def migrate(self) -> None:
         """Nothing to create in memory."""
 
+    def select_record_ids(self) -> list[UUID]:
+        with self._database_lock:
+            return list(self._records)
+
     def select_iteration_record(self, iteration_id: UUID) -> dict[str, Any] | None:
         with self._database_lock:
             row = self._records.get(iteration_id)

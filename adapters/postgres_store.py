@@ -47,6 +47,7 @@ class PostgresRecorder(PostgresApplicationRecorder, IterationRecordStore):
         self.select_record_statement = SQL("SELECT {columns} FROM {schema}.{table} WHERE id = %s").format(
             schema=schema, table=table, columns=columns
         )
+        self.select_record_ids_statement = SQL("SELECT id FROM {schema}.{table}").format(schema=schema, table=table)
         # One lock key per schema, so migrations of different schemas do not wait on each other.
         self.migrate_lock_key = zlib.crc32(f"itertrack-migrate:{self.datastore.schema}".encode())
 
@@ -118,6 +119,11 @@ class PostgresRecorder(PostgresApplicationRecorder, IterationRecordStore):
                 if row is None or row["t"] is None:
                     missing.append(name)
         return missing
+
+    def select_record_ids(self) -> list[UUID]:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(self.select_record_ids_statement)
+            return [row["id"] for row in curs.fetchall()]
 
     def select_iteration_record(self, iteration_id: UUID) -> dict[str, Any] | None:
         with self.datastore.transaction(commit=False) as curs:

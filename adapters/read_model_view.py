@@ -20,6 +20,7 @@ from itertrack.domain.phases import Status
 from itertrack.projections.fold import BatchChanges, LoadedState, metric_keys, phase_keys, touched_ids
 from itertrack.projections.read_model_projection import PositionConflictError
 from itertrack.projections.read_models import AgentMetric, CurrentPhase, IterationMetric, PhaseDuration
+from itertrack.projections.verification import ReadModelState
 
 APPLICATION_NAME = "PerformanceTracker"
 
@@ -152,6 +153,38 @@ class ReadModelView(ABC):
         except IntegrityError as e:
             raise PositionConflictError(f"read models were started from position 0 by another process: {e}") from e
 
+    # -- snapshots ------------------------------------------------------------------------------
+
+    def _snapshot_transaction(self) -> AbstractContextManager[Any]:
+        """A read transaction whose statements all see one snapshot."""
+        return self._transaction(commit=False)
+
+    def snapshot(self) -> tuple[int, ReadModelState]:
+        """The position and every view row, read consistently (for verifying against the events)."""
+        s = self.statements
+        state = ReadModelState()
+        with self._snapshot_transaction() as c:
+            c.execute(self.select_position, (APPLICATION_NAME,))
+            row = c.fetchone()
+            position = 0 if row is None else int(row["notification_id"])
+            c.execute(s.select_current)
+            for r in c.fetchall():
+                current = self._current_row(r)
+                state.current[current.id] = current
+            c.execute(f"SELECT iteration_id, metric, total FROM {s.tables[1]}")
+            for r in c.fetchall():
+                state.metrics[(self._uuid(r["iteration_id"]), r["metric"])] = self._total(r["total"])
+            c.execute(s.select_all_agent_metrics)
+            for r in c.fetchall():
+                state.agents[(r["agent_id"], r["metric"])] = (float(self._total(r["total"])), int(r["iterations"]))
+            c.execute(f"SELECT iteration_id, phase, duration_ms, visits FROM {s.tables[3]}")
+            for r in c.fetchall():
+                state.durations[(self._uuid(r["iteration_id"]), r["phase"])] = (
+                    float(r["duration_ms"]),
+                    int(r["visits"]),
+                )
+        return position, state
+
     # -- queries ------------------------------------------------------------------------------
 
     def current_phase(self, iteration_id: UUID) -> CurrentPhase:
@@ -256,6 +289,7 @@ class ReadModelView(ABC):
         )
 
     cas_reset: str
+    select_position: str
 
     def rows(self) -> Iterator[tuple[str, list[dict[str, Any]]]]:
         """Every view table's rows, for comparing a view with a rebuild (tests, verify)."""

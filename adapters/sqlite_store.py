@@ -30,6 +30,7 @@ _CREATE_RECORDS = (
 )
 # Built from module constants only; values are always bound parameters.
 _INSERT_RECORD = f"INSERT INTO {RECORDS_TABLE} ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"  # noqa: S608
+_SELECT_RECORD_IDS = f"SELECT id FROM {RECORDS_TABLE}"  # noqa: S608
 _SELECT_RECORD = f"SELECT {', '.join(COLUMNS)} FROM {RECORDS_TABLE} WHERE id = ?"  # noqa: S608
 
 
@@ -90,6 +91,11 @@ class SQLiteRecorder(SQLiteApplicationRecorder, IterationRecordStore):
             c.execute("SELECT name FROM sqlite_master WHERE type='table'")
             found = {row[0] for row in c.fetchall()}
         return [t for t in wanted if t not in found]
+
+    def select_record_ids(self) -> list[UUID]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(_SELECT_RECORD_IDS)
+            return [UUID(row[0]) for row in c.fetchall()]
 
     def select_iteration_record(self, iteration_id: UUID) -> dict[str, Any] | None:
         with self.datastore.transaction(commit=False) as c:

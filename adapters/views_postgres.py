@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
@@ -27,10 +27,17 @@ class PostgresReadModelView(ReadModelView, PostgresTrackingRecorder):
             f"UPDATE {tracking} SET notification_id = %s WHERE application_name = %s AND notification_id = %s "
             "RETURNING notification_id"
         )
-        self.cas_reset = f"DELETE FROM {tracking} WHERE application_name = %s"  # fixed names
+        self.cas_reset = f"DELETE FROM {tracking} WHERE application_name = %s"
+        self.select_position = f"SELECT notification_id FROM {tracking} WHERE application_name = %s"  # fixed names
 
     def _transaction(self, *, commit: bool) -> AbstractContextManager[Any]:
         return self.datastore.transaction(commit=commit)
+
+    @contextmanager
+    def _snapshot_transaction(self) -> Iterator[Any]:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield curs
 
     def _where_in(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
         return f"{column} = ANY(%s)", [list(values)]

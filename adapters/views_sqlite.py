@@ -26,6 +26,7 @@ class SQLiteReadModelView(ReadModelView, SQLiteTrackingRecorder):
             "RETURNING notification_id"
         )
         self.cas_reset = "DELETE FROM tracking WHERE application_name = ?"
+        self.select_position = "SELECT notification_id FROM tracking WHERE application_name = ?"
 
     def _transaction(self, *, commit: bool) -> AbstractContextManager[Any]:
         return self.datastore.transaction(commit=commit)

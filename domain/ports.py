@@ -26,6 +26,10 @@ class IterationRecordStore(ABC):
     def select_iteration_record(self, iteration_id: UUID) -> dict[str, Any] | None:
         """The stored record's fields, or None."""
 
+    @abstractmethod
+    def select_record_ids(self) -> list[UUID]:
+        """The ids of every stored record (for integrity checks)."""
+
 
 class LLMResponse(BaseModel):
     """What an LLM call produced, and the tokens it used."""

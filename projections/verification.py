@@ -1,0 +1,198 @@
+"""Integrity checks, pure: event sequences, saved records, and read models against a fresh fold."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict
+
+from itertrack.domain.iteration import Iteration
+from itertrack.domain.phases import Phase
+from itertrack.projections.fold import BatchChanges, BatchFold, LoadedState
+from itertrack.projections.read_models import CurrentPhase
+
+Check = Literal["versions", "time_order", "records", "read_models"]
+
+
+class Problem(BaseModel):
+    """One thing found wrong, with the iteration (or read-model row) it concerns."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    check: Check
+    iteration_id: UUID | None
+    detail: str
+
+
+class VerifyReport(BaseModel):
+    """What `verify` checked and what it found; `ok` when nothing."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ok: bool
+    events: int
+    iterations: int
+    records: int
+    read_model_rows: int
+    read_model_position: int
+    seconds: float
+    problems: tuple[Problem, ...]
+
+
+@dataclass
+class ReadModelState:
+    """The read models as plain mappings, from the view tables or from a fold."""
+
+    current: dict[UUID, CurrentPhase] = field(default_factory=dict)
+    metrics: dict[tuple[UUID, str], float] = field(default_factory=dict)
+    agents: dict[tuple[str, str], tuple[float, int]] = field(default_factory=dict)
+    durations: dict[tuple[UUID, str], tuple[float, int]] = field(default_factory=dict)
+
+    @classmethod
+    def of_fold(cls, changes: BatchChanges) -> ReadModelState:
+        """The state a fold from empty views produces."""
+        return cls(
+            current=dict(changes.current),
+            metrics=dict(changes.metrics),
+            agents={k: (float(t), n) for k, (t, n) in changes.agent_deltas.items()},
+            durations=dict(changes.durations),
+        )
+
+    @property
+    def rows(self) -> int:
+        """How many rows the state holds."""
+        return len(self.current) + len(self.metrics) + len(self.agents) + len(self.durations)
+
+
+@dataclass
+class _Seen:
+    version: int
+    timestamp: datetime
+    phase: str = Phase.INITIALIZING.value
+    saved: bool = False
+
+
+class EventChecker:
+    """Consumes events in log order: checks each iteration's versions and times, and folds the read models."""
+
+    def __init__(self, fold_until: int) -> None:
+        self.fold_until = fold_until
+        self.problems: list[Problem] = []
+        self.seen: dict[UUID, _Seen] = {}
+        self.events = 0
+        self._fold = BatchFold(LoadedState())
+
+    def add(self, event: Iteration.Event, notification_id: int) -> None:
+        """Check one event and, if the views have applied it, fold it into the reference."""
+        self.events += 1
+        iid, version = event.originator_id, event.originator_version
+        before = self.seen.get(iid)
+        if before is None:
+            if version != 1:
+                self.problems.append(
+                    Problem(check="versions", iteration_id=iid, detail=f"starts at version {version}, not 1")
+                )
+            before = self.seen[iid] = _Seen(version=version, timestamp=event.timestamp)
+        else:
+            if version != before.version + 1:
+                self.problems.append(
+                    Problem(check="versions", iteration_id=iid, detail=f"version {version} follows {before.version}")
+                )
+            if event.timestamp < before.timestamp:
+                self.problems.append(
+                    Problem(
+                        check="time_order",
+                        iteration_id=iid,
+                        detail=f"version {version} at {event.timestamp.isoformat()} is earlier than "
+                        f"version {before.version} at {before.timestamp.isoformat()}",
+                    )
+                )
+            before.version, before.timestamp = version, event.timestamp
+        if isinstance(event, Iteration.PhaseChanged):
+            before.phase = event.phase
+        elif isinstance(event, Iteration.RecordSaved):
+            before.saved = True
+        if notification_id <= self.fold_until:
+            self._fold.apply(event)
+
+    def expected_read_models(self) -> ReadModelState:
+        """The read models a fresh fold of the events up to the views' position gives."""
+        return ReadModelState.of_fold(self._fold.changes)
+
+    def check_records(self, record_ids: Iterable[UUID]) -> None:
+        """Completed iterations have their record; saved ones too; every record has its iteration."""
+        records = set(record_ids)
+        for iid, seen in self.seen.items():
+            if iid in records and not seen.saved:
+                self.problems.append(
+                    Problem(check="records", iteration_id=iid, detail="has a record but no RecordSaved event")
+                )
+            elif iid not in records and seen.saved:
+                self.problems.append(
+                    Problem(check="records", iteration_id=iid, detail="was saved but its record is missing")
+                )
+            elif iid not in records and seen.phase == Phase.COMPLETED:
+                self.problems.append(Problem(check="records", iteration_id=iid, detail="completed without a record"))
+        for iid in sorted(records - self.seen.keys()):
+            self.problems.append(Problem(check="records", iteration_id=iid, detail="record has no iteration"))
+
+
+def _close(a: Any, b: Any) -> bool:
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-6)
+    return bool(a == b)
+
+
+def _diff_table(
+    table: str, expected: Mapping[Any, Any], actual: Mapping[Any, Any], iteration_of: Any
+) -> Iterable[Problem]:
+    for key in sorted(expected.keys() | actual.keys(), key=str):
+        iid = iteration_of(key)
+        if key not in actual:
+            yield Problem(check="read_models", iteration_id=iid, detail=f"{table} row {key} is missing from the view")
+        elif key not in expected:
+            yield Problem(
+                check="read_models", iteration_id=iid, detail=f"{table} row {key} is in the view but not in the events"
+            )
+        elif not _close(actual[key], expected[key]):
+            yield Problem(
+                check="read_models",
+                iteration_id=iid,
+                detail=f"{table} row {key}: the view has {actual[key]!r}, the events give {expected[key]!r}",
+            )
+
+
+def _current_fields(row: CurrentPhase) -> dict[str, Any]:
+    return row.model_dump()
+
+
+def diff_read_models(expected: ReadModelState, actual: ReadModelState) -> list[Problem]:
+    """Every row where the view differs from a fresh fold, named by table and key."""
+    problems: list[Problem] = []
+    for iid in sorted(expected.current.keys() | actual.current.keys(), key=str):
+        want, have = expected.current.get(iid), actual.current.get(iid)
+        if have is None or want is None:
+            where = "missing from the view" if have is None else "in the view but not in the events"
+            problems.append(Problem(check="read_models", iteration_id=iid, detail=f"iteration_current row {where}"))
+            continue
+        w, h = _current_fields(want), _current_fields(have)
+        for name in w:
+            if w[name] != h[name]:
+                problems.append(
+                    Problem(
+                        check="read_models",
+                        iteration_id=iid,
+                        detail=f"iteration_current.{name}: the view has {h[name]!r}, the events give {w[name]!r}",
+                    )
+                )
+    problems += _diff_table("iteration_metrics", expected.metrics, actual.metrics, lambda k: k[0])
+    problems += _diff_table("agent_metrics", expected.agents, actual.agents, lambda _k: None)
+    problems += _diff_table("iteration_phase_durations", expected.durations, actual.durations, lambda k: k[0])
+    return problems

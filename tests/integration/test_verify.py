@@ -1,0 +1,162 @@
+"""`verify` passes on a clean store and names every planted fault."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from support import all_events
+
+from itertrack.adapters.demo import run_demo
+from itertrack.adapters.fakes import Scenario, SimulatedClock
+from itertrack.adapters.read_models import ReadModels
+from itertrack.adapters.store_url import parse_store_url
+from itertrack.adapters.verify import verify_iteration, verify_store
+from itertrack.domain import PerformanceTracker, Status
+from itertrack.projections.verification import VerifyReport
+
+Open = Callable[..., PerformanceTracker]
+
+
+@contextmanager
+def raw_sql(store: str) -> Iterator[Callable[[str, tuple[Any, ...]], None]]:
+    """Run hand-written SQL against the store, as an operator (or an attacker) would."""
+    url = parse_store_url(store)
+    if url.scheme == "sqlite":
+        conn = sqlite3.connect(url.path)
+        try:
+            yield lambda q, p: conn.execute(q.replace("%s", "?"), p) and None
+            conn.commit()
+        finally:
+            conn.close()
+    else:
+        with psycopg.connect(store.split("?", maxsplit=1)[0], autocommit=True) as pg:
+            pg.execute(f'SET search_path TO "{url.schema_name}"')
+            yield lambda q, p: pg.execute(q, p) and None  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def demo(durable_store: str, open_tracker: Open) -> tuple[str, PerformanceTracker, list[uuid.UUID], list[uuid.UUID]]:
+    """A store with 12 demo iterations (some failed) and read models caught up."""
+    clock = SimulatedClock(start=datetime(2026, 2, 1, tzinfo=UTC), new_id=uuid.uuid4)
+    tracker = open_tracker(durable_store, clock=clock)
+    run = run_demo(tracker, Scenario(clock, seed=5, failure_rate=0.3), iterations=12, agents=3)
+    ReadModels(tracker, background=False).sync()
+    return durable_store, tracker, list(run.iteration_ids), list(run.failed_ids)
+
+
+def details(report: VerifyReport) -> list[str]:
+    return [f"{p.check} {p.iteration_id}: {p.detail}" for p in report.problems]
+
+
+def db_id(store: str, iid: uuid.UUID) -> Any:
+    return iid.hex if store.startswith("sqlite") else iid
+
+
+def test_a_clean_store_verifies(demo: tuple[str, PerformanceTracker, list[uuid.UUID], list[uuid.UUID]]) -> None:
+    """No problem on a store written only through the tracker; every part was checked."""
+    _, tracker, ids, failed = demo
+    report = verify_store(tracker)
+    assert details(report) == []
+    assert report.ok
+    assert report.iterations == 12
+    assert report.records == 12 - len(failed)
+    assert report.events == len(all_events(tracker))
+    assert report.read_model_rows > 12
+    assert verify_iteration(tracker, ids[0]).ok
+
+
+def test_deleted_record_is_named(demo: tuple[str, PerformanceTracker, list[uuid.UUID], list[uuid.UUID]]) -> None:
+    """A deleted agent_iterations row is reported against its iteration."""
+    store, tracker, ids, failed = demo
+    victim = next(i for i in ids if i not in failed)
+    with raw_sql(store) as run:
+        run("DELETE FROM agent_iterations WHERE id = %s", (db_id(store, victim),))
+    report = verify_store(tracker)
+    assert details(report) == [f"records {victim}: was saved but its record is missing"]
+    assert not verify_iteration(tracker, victim).ok
+
+
+def test_record_without_iteration_is_named(
+    demo: tuple[str, PerformanceTracker, list[uuid.UUID], list[uuid.UUID]],
+) -> None:
+    """A record inserted behind the tracker's back, with no iteration, is reported by its id."""
+    store, tracker, _, _ = demo
+    stray = uuid.uuid4()
+    with raw_sql(store) as run:
+        run(
+            "INSERT INTO agent_iterations (id, agent_id, iteration_number, iteration_status, created_at) "
+            "VALUES (%s, %s, %s, %s, %s)",
+            (db_id(store, stray), "agent-x", 1, "completed", datetime(2026, 2, 1, tzinfo=UTC).isoformat()),
+        )
+    assert details(verify_store(tracker)) == [f"records {stray}: record has no iteration"]
+
+
+def test_tampered_read_model_rows_are_named(
+    demo: tuple[str, PerformanceTracker, list[uuid.UUID], list[uuid.UUID]],
+) -> None:
+    """A hand-edited metric total and phase are reported with the row's key and both values."""
+    store, tracker, ids, failed = demo
+    victim = next(i for i in ids if i not in failed)
+    true_total = tracker.get_iteration(victim).metrics["analysis_tokens"]
+    with raw_sql(store) as run:
+        run(
+            "UPDATE iteration_metrics SET total = total + 1 WHERE iteration_id = %s AND metric = %s",
+            (db_id(store, victim), "analysis_tokens"),
+        )
+        run("UPDATE iteration_current SET phase = %s WHERE id = %s", ("analysis", db_id(store, victim)))
+    found = details(verify_store(tracker))
+    assert (
+        f"read_models {victim}: iteration_current.phase: the view has 'analysis', the events give 'completed'" in found
+    )
+    assert (
+        f"read_models {victim}: iteration_metrics row ({victim!r}, 'analysis_tokens'): "
+        f"the view has {true_total + 1!r}, the events give {true_total!r}" in found
+    )
+    assert len(found) == 2
+    assert not verify_iteration(tracker, victim).ok
+
+
+def test_a_deleted_event_is_a_version_gap(
+    demo: tuple[str, PerformanceTracker, list[uuid.UUID], list[uuid.UUID]],
+) -> None:
+    """Deleting an event from the log shows as a version gap in its iteration."""
+    store, tracker, ids, _ = demo
+    victim = ids[3]
+    table = "stored_events" if store.startswith("sqlite") else "performancetracker_events"
+    with raw_sql(store) as run:
+        run(f"DELETE FROM {table} WHERE originator_id = %s AND originator_version = 3", (db_id(store, victim),))  # noqa: S608
+    found = details(verify_store(tracker))
+    assert f"versions {victim}: version 4 follows 2" in found
+
+
+def test_verify_command_exits_nonzero_with_the_list(
+    demo: tuple[str, PerformanceTracker, list[uuid.UUID], list[uuid.UUID]],
+) -> None:
+    """`itertrack verify` exits 0 on a clean store and 1 with each problem on its own line otherwise."""
+    store, tracker, ids, failed = demo
+    command = [str(Path(sys.executable).with_name("itertrack")), "verify", "--store", store]
+    clean = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert "OK: nothing wrong" in clean.stdout
+    victim = next(i for i in ids if i not in failed)
+    with raw_sql(store) as run:
+        run("DELETE FROM agent_iterations WHERE id = %s", (db_id(store, victim),))
+    broken = subprocess.run([*command, "--json"], capture_output=True, text=True, check=False)
+    assert broken.returncode == 1
+    report = json.loads(broken.stdout)
+    assert report["ok"] is False
+    assert report["problems"] == [
+        {"check": "records", "iteration_id": str(victim), "detail": "was saved but its record is missing"}
+    ]
+    assert tracker.get_iteration(victim).status is Status.COMPLETED
