@@ -34,15 +34,23 @@ def raw_sql(store: str) -> Iterator[Callable[[str, tuple[Any, ...]], None]]:
     url = parse_store_url(store)
     if url.scheme == "sqlite":
         conn = sqlite3.connect(url.path)
+
+        def run_sqlite(query: str, params: tuple[Any, ...]) -> None:
+            conn.execute(query.replace("%s", "?"), params)
+
         try:
-            yield lambda q, p: conn.execute(q.replace("%s", "?"), p) and None
+            yield run_sqlite
             conn.commit()
         finally:
             conn.close()
     else:
         with psycopg.connect(store.split("?", maxsplit=1)[0], autocommit=True) as pg:
             pg.execute(f'SET search_path TO "{url.schema_name}"')
-            yield lambda q, p: pg.execute(q, p) and None  # type: ignore[arg-type]
+
+            def run_pg(query: str, params: tuple[Any, ...]) -> None:
+                pg.execute(query, params)  # type: ignore[arg-type]  # test-only SQL, built from literals
+
+            yield run_pg
 
 
 @pytest.fixture
