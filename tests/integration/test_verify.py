@@ -48,7 +48,7 @@ def raw_sql(store: str) -> Iterator[Callable[[str, tuple[Any, ...]], None]]:
             pg.execute(f'SET search_path TO "{url.schema_name}"')
 
             def run_pg(query: str, params: tuple[Any, ...]) -> None:
-                pg.execute(query, params)  # type: ignore[arg-type]  # test-only SQL, built from literals
+                pg.execute(query, params)
 
             yield run_pg
 
