@@ -74,11 +74,26 @@ class ReadModelView(ABC):
     # -- lifecycle -----------------------------------------------------------------------------
 
     def migrate_views(self) -> None:
-        """Create the tracking table and the view tables (idempotent)."""
+        """Create the tracking table and the view tables (idempotent); add newer columns and rebuild then."""
         self._create_tracking_table()
         with self._transaction(commit=True) as c:
             for statement in self.statements.create:
                 c.execute(statement)
+        missing = self.outdated_columns()
+        if missing:
+            with self._transaction(commit=True) as c:
+                for table, column, kind in missing:
+                    c.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+            # Rows written before the column existed lack its values: rebuild them from the events.
+            self.reset()
+
+    def outdated_columns(self) -> list[tuple[str, str, str]]:
+        """Columns this version adds that the view tables do not have yet."""
+        return [(t, col, typ) for t, col, typ in self.statements.added_columns if not self._has_column(t, col)]
+
+    @abstractmethod
+    def _has_column(self, table: str, column: str) -> bool:
+        """Whether a view table already has a column."""
 
     def position(self) -> int:
         """The notification id of the last event applied (0 before the first)."""
@@ -286,6 +301,7 @@ class ReadModelView(ABC):
             self._db_time(row.finished_at),
             self._db_time(row.updated_at),
             row.last_version,
+            row.failed_in,
         )
 
     cas_reset: str

@@ -16,7 +16,7 @@ from itertrack.adapters.read_model_view import ReadModelView
 from itertrack.adapters.sqlite_store import SQLiteStoreFactory
 from itertrack.adapters.views_postgres import PostgresReadModelView
 from itertrack.adapters.views_sqlite import SQLiteReadModelView
-from itertrack.domain.errors import StoreConfigError
+from itertrack.domain.errors import StoreConfigError, StoreNotMigratedError
 from itertrack.domain.iteration import Iteration
 from itertrack.domain.phases import Status
 from itertrack.domain.tracker import PerformanceTracker, parse_iteration_id, store_unavailable_as_typed_error
@@ -37,11 +37,20 @@ StoreView = SQLiteReadModelView | PostgresReadModelView
 
 
 def view_for(factory: InfrastructureFactory[Any]) -> StoreView:
-    """The read-model view on the same database (and connection pool) as a store factory."""
+    """The read-model view on the same database (and connection pool) as a store factory.
+
+    A SQLite file's view tables are brought up to this version's shape here (single-writer, cheap);
+    on PostgreSQL that is `itertrack migrate`'s job, so an older shape is an error naming it.
+    """
     if isinstance(factory, SQLiteStoreFactory):
-        return SQLiteReadModelView(factory.datastore)
+        sqlite_view = SQLiteReadModelView(factory.datastore)
+        sqlite_view.migrate_views()
+        return sqlite_view
     if isinstance(factory, PostgresStoreFactory):
-        return PostgresReadModelView(factory.datastore)
+        pg_view = PostgresReadModelView(factory.datastore)
+        if pg_view.outdated_columns():
+            raise StoreNotMigratedError("the read-model tables are from an older version: run `itertrack migrate`")
+        return pg_view
     if isinstance(factory, MemoryStoreFactory):
         raise StoreConfigError("store", "memory://", "read models need a SQLite or PostgreSQL store")
     raise StoreConfigError("store", type(factory).__name__, "has no read models")

@@ -20,6 +20,7 @@ CURRENT_COLUMNS = (
     "finished_at",
     "updated_at",
     "last_version",
+    "failed_in",
 )
 VIEW_TABLES = ("iteration_current", "iteration_metrics", "agent_metrics", "iteration_phase_durations")
 
@@ -52,7 +53,7 @@ class ViewStatements:
             f"CREATE TABLE IF NOT EXISTS {cur} (id {t.id} PRIMARY KEY, agent_id text NOT NULL, "
             "iteration_number integer NOT NULL, phase text NOT NULL, status text NOT NULL, error text, "
             f"phase_entered_at {t.time} NOT NULL, started_at {t.time} NOT NULL, finished_at {t.time}, "
-            f"updated_at {t.time} NOT NULL, last_version integer NOT NULL)",
+            f"updated_at {t.time} NOT NULL, last_version integer NOT NULL, failed_in text)",
             f"CREATE INDEX IF NOT EXISTS iteration_current_agent_idx ON {cur} (agent_id, iteration_number)",
             f"CREATE INDEX IF NOT EXISTS iteration_current_status_idx ON {cur} (status, phase)",
             f"CREATE TABLE IF NOT EXISTS {met} (iteration_id {t.id} NOT NULL, metric text NOT NULL, "
@@ -101,3 +102,5 @@ class ViewStatements:
             f"SELECT iteration_id, phase, duration_ms, visits FROM {dur} WHERE iteration_id = %s ORDER BY phase"
         )
         self.clear = [f"DELETE FROM {table}" for table in self.tables]
+        # Columns added after the first release: (table, column, type); adding one empties the views.
+        self.added_columns = [(cur, "failed_in", "text")]

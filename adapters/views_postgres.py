@@ -42,6 +42,16 @@ class PostgresReadModelView(ReadModelView, PostgresTrackingRecorder):
     def _where_in(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
         return f"{column} = ANY(%s)", [list(values)]
 
+    def _has_column(self, table: str, column: str) -> bool:
+        name = table.rsplit(".", 1)[-1].strip('"')
+        with self._transaction(commit=False) as c:
+            c.execute(
+                "SELECT 1 FROM information_schema.columns WHERE table_schema = %s AND table_name = %s "
+                "AND column_name = %s",
+                (self.datastore.schema, name, column),
+            )
+            return c.fetchone() is not None
+
     def _create_tracking_table(self) -> None:
         self.create_table()
 

@@ -34,6 +34,11 @@ class SQLiteReadModelView(ReadModelView, SQLiteTrackingRecorder):
     def _where_in(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
         return f"{column} IN ({', '.join('?' for _ in values)})", list(values)
 
+    def _has_column(self, table: str, column: str) -> bool:
+        with self._transaction(commit=False) as c:
+            c.execute("SELECT name FROM pragma_table_info(?)", (table,))
+            return column in {row[0] for row in c.fetchall()}
+
     def _create_tracking_table(self) -> None:
         self.create_table()
 

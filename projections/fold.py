@@ -101,6 +101,8 @@ class BatchFold:
                 self._add_stay(current.id, current.phase, _ms(event.timestamp, current.phase_entered_at), entered=False)
             if event.phase not in TERMINAL_PHASES:
                 self._add_stay(current.id, event.phase, 0.0, entered=True)
+            if event.phase == "failed":
+                update["failed_in"] = current.phase
             update.update(
                 phase=event.phase,
                 status=status_of(event.phase),

@@ -27,6 +27,8 @@ class CurrentPhase(_Row):
     finished_at: AwareDatetime | None
     updated_at: AwareDatetime
     last_version: int
+    # The phase the iteration was in when it failed (None unless failed).
+    failed_in: str | None = None
 
 
 class IterationMetric(_Row):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from uuid import UUID
@@ -9,7 +10,8 @@ from uuid import UUID
 import pytest
 from support import ManualClock, assert_same_models, fold_models, view_models
 
-from itertrack.adapters.read_models import ReadModels
+from itertrack.adapters.read_models import ReadModels, view_for
+from itertrack.adapters.store_url import parse_store_url
 from itertrack.domain import PerformanceTracker, Status, StoreConfigError
 
 Open = Callable[..., PerformanceTracker]
@@ -181,3 +183,18 @@ def test_read_models_refuse_the_memory_store(open_tracker: Open) -> None:
     """The memory store has no read-model tables; the error says so."""
     with pytest.raises(StoreConfigError, match="read models need a SQLite or PostgreSQL store"):
         ReadModels(open_tracker("memory://"))
+
+
+def test_views_from_an_older_version_gain_new_columns_and_are_rebuilt(sqlite_store: str, open_tracker: Open) -> None:
+    """A SQLite file whose iteration_current lacks `failed_in` gets the column and a rebuild with its values."""
+    tracker = open_tracker(sqlite_store)
+    iid = tracker.start_iteration("agent-1", 1)
+    tracker.update_phase(iid, "backtest_execution")
+    tracker.update_phase(iid, "failed", error="boom")
+    ReadModels(tracker, background=False).sync()
+    with sqlite3.connect(parse_store_url(sqlite_store).path) as conn:
+        conn.execute("ALTER TABLE iteration_current DROP COLUMN failed_in")
+    view = view_for(tracker.factory)
+    assert view.position() == 0  # emptied, to be rebuilt
+    with ReadModels(tracker, background=False) as views:
+        assert views.current_phase(iid).failed_in == "backtest_execution"
