@@ -3,12 +3,12 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint typecheck pytest postgres install install-dev clean
+.PHONY: run test lint typecheck pytest postgres chromium install install-dev clean
 
 run: $(VENV)/.installed
 	$(BIN)/itertrack demo
 
-test: $(VENV)/.installed-dev postgres lint typecheck pytest
+test: $(VENV)/.installed-dev postgres chromium lint typecheck pytest
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
@@ -23,6 +23,10 @@ pytest: $(VENV)/.installed-dev
 # Starts a local PostgreSQL cluster that is installed but stopped; says so when there is none.
 postgres:
 	@bash scripts/ensure_postgres.sh
+
+# Debian's chromium, for the test that renders the HTML report in a real browser.
+chromium:
+	@bash scripts/ensure_chromium.sh
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)

@@ -7,13 +7,14 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 
 from itertrack.adapters.store_url import DEFAULT_STORE, redact
-from itertrack.domain.errors import IterationError
+from itertrack.domain.errors import InvalidInputError, IterationError
 from itertrack.domain.tracker import PerformanceTracker
 
 app = typer.Typer(
@@ -69,3 +70,12 @@ def open_tracker(store: str, **kwargs: Any) -> PerformanceTracker:
 def print_json(data: Any) -> None:
     """Stable JSON on stdout."""
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def parse_instant(text: str, field: str) -> datetime:
+    """An ISO-8601 instant; without an offset it is taken as UTC."""
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise InvalidInputError(field, text, "is not an ISO-8601 timestamp such as 2026-11-25T14:03:00Z") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

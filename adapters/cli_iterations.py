@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 import typer
@@ -18,6 +18,7 @@ from itertrack.adapters.cli_common import (
     err,
     open_tracker,
     out,
+    parse_instant,
     print_json,
 )
 from itertrack.adapters.demo import run_demo
@@ -219,15 +220,6 @@ def migrate(store: StoreOption = DEFAULT_STORE) -> None:
     out.print(f"store {redact(store)} is ready")
 
 
-def parse_instant(text: str) -> datetime:
-    """An ISO-8601 instant; without an offset it is taken as UTC."""
-    try:
-        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise InvalidInputError("at", text, "is not an ISO-8601 timestamp such as 2026-11-25T14:03:00Z") from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 def cost_so_far(metrics: dict[str, int | float], phases: tuple[str, ...]) -> dict[str, int | float]:
     """Total tokens (the `<phase>_tokens` sums) and milliseconds (the `<phase>_time_ms` sums)."""
     return {
@@ -248,7 +240,7 @@ def replay(
     with cli_errors(store), open_tracker(store, migrate=False) as tracker:
         if version is not None and at is not None:
             raise InvalidInputError("at", at, "give either --version or --at, not both")
-        instant = None if at is None else parse_instant(at)
+        instant = None if at is None else parse_instant(at, "at")
         cut = version if instant is None else tracker.version_at(iteration_id, instant)
         state = tracker.get_iteration(iteration_id, version=cut)
         events = [e for e in tracker.history(state.id) if e.originator_version <= state.version]

@@ -20,6 +20,7 @@ from itertrack.domain.phases import Status
 from itertrack.projections.fold import BatchChanges, LoadedState, metric_keys, phase_keys, touched_ids
 from itertrack.projections.read_model_projection import PositionConflictError
 from itertrack.projections.read_models import AgentMetric, CurrentPhase, IterationMetric, PhaseDuration
+from itertrack.projections.report import ReportRows
 from itertrack.projections.verification import ReadModelState
 
 APPLICATION_NAME = "PerformanceTracker"
@@ -199,6 +200,43 @@ class ReadModelView(ABC):
                     int(r["visits"]),
                 )
         return position, state
+
+    # -- report -------------------------------------------------------------------------------
+
+    def report_rows(
+        self, agent: str | None = None, since: datetime | None = None, until: datetime | None = None
+    ) -> ReportRows:
+        """Iterations started in [since, until) (of one agent), their phase durations and token totals."""
+        s, ph = self.statements, self._placeholder
+        conditions, params = [], []
+        if agent is not None:
+            conditions.append(f"c.agent_id = {ph}")
+            params.append(agent)
+        if since is not None:
+            conditions.append(f"c.started_at >= {ph}")
+            params.append(self._db_time(since))
+        if until is not None:
+            conditions.append(f"c.started_at < {ph}")
+            params.append(self._db_time(until))
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        cur, met, _, dur = s.tables
+        rows = ReportRows()
+        with self._snapshot_transaction() as c:
+            c.execute(f"{s.select_current} c{where} ORDER BY c.started_at, c.id", params)
+            rows.iterations = [self._current_row(r) for r in c.fetchall()]
+            join = f"JOIN {cur} c ON c.id = d.iteration_id"
+            c.execute(f"SELECT d.iteration_id, d.phase, d.duration_ms FROM {dur} d {join}{where}", params)
+            for r in c.fetchall():
+                rows.durations.setdefault(self._uuid(r["iteration_id"]), {})[r["phase"]] = float(r["duration_ms"])
+            token_filter = f"m.metric LIKE {ph}"
+            c.execute(
+                f"SELECT m.iteration_id, m.metric, m.total FROM {met} m JOIN {cur} c ON c.id = m.iteration_id"
+                f"{where}{' AND ' if where else ' WHERE '}{token_filter}",
+                [*params, "%_tokens"],
+            )
+            for r in c.fetchall():
+                rows.tokens.setdefault(self._uuid(r["iteration_id"]), {})[r["metric"]] = float(self._total(r["total"]))
+        return rows
 
     # -- queries ------------------------------------------------------------------------------
 
