@@ -1,6 +1,6 @@
-"""Measures read-model catch-up (events applied per second) on a fresh SQLite file and PostgreSQL schema.
+"""Measures read-model catch-up (events/s) and `verify` (seconds per million events) on fresh stores.
 
-Usage: .venv/bin/python scripts/catch_up_rate.py [--events 50000] [--batch-size 500] [--postgres URL]
+Usage: .venv/bin/python scripts/read_model_rates.py [--events 50000] [--batch-size 500] [--postgres URL]
 """
 
 from __future__ import annotations
@@ -15,13 +15,14 @@ import psycopg
 from psycopg import sql
 
 from itertrack.adapters.read_models import CatchUp, view_for
+from itertrack.adapters.verify import verify_store
 from itertrack.domain import Iteration, PerformanceTracker
 
 EVENTS_PER_ITERATION = 6
 
 
 def seed(tracker: PerformanceTracker, events: int) -> int:
-    """Write iterations of six events (start, 3 phases, metrics, terminal), 200 per save."""
+    """Write iterations of six events (start, 3 phases, metrics, failed), 200 per save."""
     clock = tracker.clock
     iterations = events // EVENTS_PER_ITERATION
     for start in range(0, iterations, 200):
@@ -32,13 +33,15 @@ def seed(tracker: PerformanceTracker, events: int) -> int:
             it.record_metrics({"scan_generation_tokens": 1500, "scan_generation_time_ms": 812.5}, clock.now())
             it.change_phase("backtest_execution", None, clock.now())
             it.change_phase("analysis", None, clock.now())
-            it.change_phase("completed", None, clock.now())
+            # Failed, not completed: verify then needs no agent_iterations record for it.
+            it.change_phase("failed", "benchmark iteration", clock.now())
             batch.append(it)
         tracker.save(*batch)
     return iterations * EVENTS_PER_ITERATION
 
 
-def measure(store: str, events: int, batch_size: int) -> tuple[int, float]:
+def measure(store: str, events: int, batch_size: int) -> tuple[int, float, float]:
+    """Events written, catch-up events/s, and verify seconds per million events."""
     with PerformanceTracker(store=store, migrate=True) as tracker:
         written = seed(tracker, events)
         catch_up = CatchUp(tracker, view_for(tracker.factory), batch_size)
@@ -46,7 +49,12 @@ def measure(store: str, events: int, batch_size: int) -> tuple[int, float]:
         applied = catch_up.run()
         elapsed = time.perf_counter() - started
         assert applied == written, (applied, written)
-        return applied, applied / elapsed
+        started = time.perf_counter()
+        report = verify_store(tracker)
+        verified = time.perf_counter() - started
+        assert report.ok, report.problems[:3]
+        assert report.events == written
+        return applied, applied / elapsed, verified / applied * 1_000_000
 
 
 def main() -> None:
@@ -56,12 +64,18 @@ def main() -> None:
     parser.add_argument("--postgres", default="postgresql://root@127.0.0.1:5432/test")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        applied, rate = measure(f"sqlite:///{Path(tmp) / 'rate.db'}", args.events, args.batch_size)
-        print(f"SQLite file:  {rate:,.0f} events/s ({applied:,} events, batch {args.batch_size})")
+        applied, rate, per_million = measure(f"sqlite:///{Path(tmp) / 'rate.db'}", args.events, args.batch_size)
+        print(
+            f"SQLite file:  catch-up {rate:,.0f} events/s, verify {per_million:,.1f} s per million events "
+            f"({applied:,} events, batch {args.batch_size})"
+        )
     schema = f"itertrack_rate_{uuid.uuid4().hex[:8]}"
     try:
-        applied, rate = measure(f"{args.postgres}?schema={schema}", args.events, args.batch_size)
-        print(f"PostgreSQL:   {rate:,.0f} events/s ({applied:,} events, batch {args.batch_size})")
+        applied, rate, per_million = measure(f"{args.postgres}?schema={schema}", args.events, args.batch_size)
+        print(
+            f"PostgreSQL:   catch-up {rate:,.0f} events/s, verify {per_million:,.1f} s per million events "
+            f"({applied:,} events, batch {args.batch_size})"
+        )
     finally:
         with psycopg.connect(args.postgres, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
