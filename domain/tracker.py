@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -43,6 +44,7 @@ from itertrack.domain.usage import LLMUsage
 log = logging.getLogger("itertrack")
 
 DEFAULT_MAX_ATTEMPTS = 12
+_LOCK_STRIPES = 64
 _BACKOFF_BASE_S = 0.002
 _BACKOFF_CAP_S = 0.25
 
@@ -87,7 +89,9 @@ class PerformanceTracker(Application[UUID]):
         # detects a stale copy at save time, and only then is the iteration re-loaded.
         "AGGREGATE_CACHE_MAXSIZE": "10000",
         "AGGREGATE_CACHE_FASTFORWARD": "n",
-        "DEEPCOPY_FROM_AGGREGATE_CACHE": "y",
+        # No copy per command: commands run under a per-iteration lock, and any failure after the
+        # cached copy may have changed evicts it (see _change).
+        "DEEPCOPY_FROM_AGGREGATE_CACHE": "n",
     }
 
     def __init__(
@@ -108,6 +112,7 @@ class PerformanceTracker(Application[UUID]):
         # How many changes lost a version race and were re-applied on a re-loaded iteration.
         self.conflicts_retried = 0
         self._save_listeners: list[Callable[[int], None]] = []
+        self._locks = [threading.Lock() for _ in range(_LOCK_STRIPES)]
         settings = dict(env or {})
         if store is not None:
             if not isinstance(store, str):
@@ -258,7 +263,7 @@ class PerformanceTracker(Application[UUID]):
             return IterationState.of(self._replay(iid, self._check_version(iid, version)))
         if at is not None:
             return IterationState.of(self._replay(iid, self.version_at(iid, at)))
-        return IterationState.of(self._read(iid))
+        return self._read(iid)
 
     @store_unavailable_as_typed_error()
     def version_at(self, iteration_id: UUID | str, at: datetime) -> int:
@@ -334,13 +339,30 @@ class PerformanceTracker(Application[UUID]):
             raise IterationNotFoundError(iteration_id) from None
         return iteration
 
-    def _read(self, iteration_id: UUID) -> Iteration:
-        # The cache may be behind other processes' writes: read what came after it.
-        iteration = self._load(iteration_id)
-        newer = cast(Iterator[Iteration.Event], self.events.get(iteration_id, gt=iteration.version))
-        for event in newer:
-            event.mutate(iteration)
-        return iteration
+    def _lock(self, iteration_id: UUID) -> threading.Lock:
+        """The lock guarding this iteration's cached copy in this process (striped by id)."""
+        return self._locks[iteration_id.int % _LOCK_STRIPES]
+
+    def _read(self, iteration_id: UUID) -> IterationState:
+        """A snapshot of the iteration now; the cache may be behind other processes, so read what came after it."""
+        with self._lock(iteration_id):
+            iteration = self._load(iteration_id)
+            try:
+                newer = cast(Iterator[Iteration.Event], self.events.get(iteration_id, gt=iteration.version))
+                for event in newer:
+                    event.mutate(iteration)
+            except BaseException:
+                self._evict(iteration_id)
+                raise
+            return IterationState.of(iteration)
+
+    def _record_changes(self, iteration: Iteration, **save_kwargs: Any) -> None:
+        """Append the iteration's new events and keep it cached (the library's save, minus its generic collecting)."""
+        events = iteration.collect_events()
+        recordings = self.events.put(events, **save_kwargs)
+        if self.repository.cache is not None:
+            self.repository.cache.put(iteration.id, iteration)
+        self._notify(recordings)
 
     def _already_stored(self, pending: list[Iteration.Event]) -> bool:
         """Whether the store holds exactly these events at their versions.
@@ -355,7 +377,7 @@ class PerformanceTracker(Application[UUID]):
     def _save_new(self, iteration: Iteration, **save_kwargs: Any) -> None:
         pending = cast(list[Iteration.Event], list(iteration.pending_events))
         try:
-            self.save(iteration, **save_kwargs)
+            self._record_changes(iteration, **save_kwargs)
         except IntegrityError as e:
             if not self._already_stored(pending):
                 raise DuplicateIterationError(iteration.id) from e
@@ -363,22 +385,27 @@ class PerformanceTracker(Application[UUID]):
     def _change(self, iteration_id: UUID, command: Callable[[Iteration], None], **save_kwargs: Any) -> None:
         """Run `command` on the iteration and save; on a version conflict re-load and re-run it."""
         cache = self.repository.cache
-        for attempt in range(1, self.max_attempts + 1):
-            iteration = self._load(iteration_id)
-            command(iteration)
-            pending = cast(list[Iteration.Event], list(iteration.pending_events))
-            try:
-                self.save(iteration, **save_kwargs)
-            except IntegrityError:
-                if self._already_stored(pending):
-                    if cache is not None:
-                        cache.put(iteration_id, iteration)
-                    return
-                # Another writer took this version: the cached copy is stale.
-                self._evict(iteration_id)
-                self.conflicts_retried += 1
-                if attempt < self.max_attempts:
-                    time.sleep(random.uniform(0.0, min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2**attempt)))
-                continue
-            return
+        with self._lock(iteration_id):
+            for attempt in range(1, self.max_attempts + 1):
+                # The cached copy itself (no deep copy): any failure below evicts it.
+                iteration = self._load(iteration_id)
+                try:
+                    command(iteration)
+                    pending = cast(list[Iteration.Event], list(iteration.pending_events))
+                    self._record_changes(iteration, **save_kwargs)
+                except IntegrityError:
+                    self._evict(iteration_id)
+                    if self._already_stored(pending):
+                        if cache is not None:
+                            cache.put(iteration_id, iteration)
+                        return
+                    # Another writer took this version: the cached copy was stale.
+                    self.conflicts_retried += 1
+                    if attempt < self.max_attempts:
+                        time.sleep(random.uniform(0.0, min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2**attempt)))
+                    continue
+                except BaseException:
+                    self._evict(iteration_id)
+                    raise
+                return
         raise ConcurrencyError(iteration_id, self.max_attempts)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import threading
 from collections.abc import Callable
 
 import pytest
@@ -54,3 +55,29 @@ def test_many_processes_migrate_one_schema_at_once(pg_store: str, open_tracker: 
     assert run_processes(migrate_worker, (pg_store,), 6) == ["migrated"] * 6
     tracker = open_tracker(pg_store, migrate=False)
     assert tracker.get_iteration(tracker.start_iteration("agent-1", 1)).version == 1
+
+
+def test_threads_of_one_tracker_share_its_cache_safely(any_store: str, open_tracker: Open) -> None:
+    """8 threads x 50 increments on 2 iterations through one tracker: every increment lands once."""
+    tracker = open_tracker(any_store)
+    ids = [tracker.start_iteration("agent-1", n) for n in range(2)]
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            for _ in range(50):
+                tracker.update_metrics(ids[n % 2], {"threaded_total": 1})
+                tracker.get_iteration(ids[(n + 1) % 2])
+        except BaseException as e:  # reported below, not lost in the thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == []
+    for iid in ids:
+        state = tracker.get_iteration(iid)
+        assert state.metrics == {"threaded_total": 200}
+        assert state.version == 201

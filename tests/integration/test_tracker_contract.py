@@ -163,15 +163,27 @@ def test_a_stale_cached_copy_is_reloaded_on_conflict(durable_store: str, open_tr
     iid = a.start_iteration("agent-1", 1)
     a.update_metrics(iid, {"analysis_tokens": 1})  # a's cache is now at version 2
     b.update_metrics(iid, {"analysis_tokens": 10})  # version 3, unseen by a's cache
-    assert a.get_iteration(iid).metrics == {"analysis_tokens": 11}  # reads see other writers
     a.update_metrics(iid, {"analysis_tokens": 100})  # conflicts on version 3, re-loads, lands as 4
+    assert a.conflicts_retried == 1
     state = b.get_iteration(iid)
     assert state.metrics == {"analysis_tokens": 111}
     assert state.version == 4
-    assert a.conflicts_retried == 1
     b.update_phase(iid, "completed")
     with pytest.raises(IterationFinishedError):
         a.update_metrics(iid, {"analysis_tokens": 1})  # the re-load sees the terminal phase
+
+
+def test_a_read_brings_the_cached_copy_up_to_date(durable_store: str, open_tracker: Open) -> None:
+    """Reads see other trackers' writes, and the next change then lands without a conflict."""
+    a = open_tracker(durable_store)
+    b = open_tracker(durable_store, migrate=False)
+    iid = a.start_iteration("agent-1", 1)
+    a.update_metrics(iid, {"analysis_tokens": 1})
+    b.update_metrics(iid, {"analysis_tokens": 10})
+    assert a.get_iteration(iid).metrics == {"analysis_tokens": 11}
+    a.update_metrics(iid, {"analysis_tokens": 100})
+    assert a.conflicts_retried == 0
+    assert b.get_iteration(iid).metrics == {"analysis_tokens": 111}
 
 
 def test_track_phase_times_the_block(any_store: str, open_tracker: Open) -> None:
