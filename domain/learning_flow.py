@@ -82,6 +82,7 @@ class LearningIterationService:
                 refinements=refined.content,
                 manual_guidance=manual_guidance,
                 iteration_status=Status.COMPLETED.value,
+                created_at=tracker.clock.now(),
             )
             tracker.save_iteration(record)
             tracker.update_phase(iid, Phase.COMPLETED)
@@ -90,7 +91,7 @@ class LearningIterationService:
             if tracker.get_iteration(iid).status is Status.RUNNING:
                 tracker.update_phase(iid, Phase.FAILED, error=error_message_of(exc))
             raise
-        return IterationOutcome(iteration_id=iid, record=tracker.get_record(iid) or record)
+        return IterationOutcome(iteration_id=iid, record=record)
 
 
 def _as_json(signals: list[JsonValue]) -> JsonValue:

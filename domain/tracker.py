@@ -260,20 +260,25 @@ class PerformanceTracker(Application[UUID]):
         if version is not None and at is not None:
             raise InvalidInputError("at", at, "give either version or at, not both")
         if version is not None:
-            return IterationState.of(self._replay(iid, self._check_version(iid, version)))
+            return self._state_of(self._events_until_version(iid, version))
         if at is not None:
-            return IterationState.of(self._replay(iid, self.version_at(iid, at)))
+            events = self.history(iid)
+            cut = self._version_at(events, at)
+            return self._state_of(events[:cut])
         return self._read(iid)
 
     @store_unavailable_as_typed_error()
     def version_at(self, iteration_id: UUID | str, at: datetime) -> int:
         """The last version of the iteration whose event timestamp is at or before `at`."""
         iid = parse_iteration_id(iteration_id)
+        return self._version_at(self.history(iid), at)
+
+    @staticmethod
+    def _version_at(events: list[Iteration.Event], at: object) -> int:
         if not isinstance(at, datetime):
             raise InvalidInputError("at", at, "must be a datetime")
         if at.tzinfo is None or at.utcoffset() is None:
             raise InvalidInputError("at", at, "must be timezone-aware")
-        events = self.history(iid)
         if at < events[0].timestamp:
             raise InvalidInputError(
                 "at", at.isoformat(), f"is before the iteration began ({events[0].timestamp.isoformat()})"
@@ -323,21 +328,26 @@ class PerformanceTracker(Application[UUID]):
             raise IterationNotFoundError(iteration_id) from None
         return iteration
 
-    def _check_version(self, iteration_id: UUID, version: object) -> int:
+    def _events_until_version(self, iteration_id: UUID, version: object) -> list[Iteration.Event]:
+        """The iteration's events up to `version` (one query), which must exist."""
         if isinstance(version, bool) or not isinstance(version, int) or version < 1:
             raise InvalidInputError("version", version, "must be an int of at least 1")
-        last = self._read(iteration_id).version
-        if version > last:
+        events: list[Iteration.Event] = list(self.events.get(iteration_id, lte=version))  # type: ignore[arg-type]
+        if not events:
+            raise IterationNotFoundError(iteration_id)
+        if events[-1].originator_version < version:
+            last = events[-1].originator_version
             raise InvalidInputError("version", version, f"is beyond the iteration's last version {last}")
-        return version
+        return events
 
-    def _replay(self, iteration_id: UUID, version: int) -> Iteration:
-        """The iteration rebuilt from its events up to `version`, bypassing the cache."""
-        try:
-            iteration: Iteration = self.repository.get(iteration_id, version=version)
-        except AggregateNotFoundError:
-            raise IterationNotFoundError(iteration_id) from None
-        return iteration
+    @staticmethod
+    def _state_of(events: list[Iteration.Event]) -> IterationState:
+        """The state the given events (from version 1 on) build, without touching the cache."""
+        iteration: Iteration | None = None
+        for event in events:
+            iteration = event.mutate(iteration)
+        assert iteration is not None
+        return IterationState.of(iteration)
 
     def _lock(self, iteration_id: UUID) -> threading.Lock:
         """The lock guarding this iteration's cached copy in this process (striped by id)."""

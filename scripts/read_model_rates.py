@@ -1,6 +1,6 @@
 """Measures read-model catch-up (events/s) and `verify` (seconds per million events) on fresh stores.
 
-Usage: .venv/bin/python scripts/read_model_rates.py [--events 50000] [--batch-size 500] [--postgres URL]
+Usage: .venv/bin/python -m scripts.read_model_rates [--events 50000] [--batch-size 500] [--postgres URL]
 """
 
 from __future__ import annotations
@@ -16,34 +16,14 @@ from psycopg import sql
 
 from itertrack.adapters.read_models import CatchUp, view_for
 from itertrack.adapters.verify import verify_store
-from itertrack.domain import Iteration, PerformanceTracker
-
-EVENTS_PER_ITERATION = 6
-
-
-def seed(tracker: PerformanceTracker, events: int) -> int:
-    """Write iterations of six events (start, 3 phases, metrics, failed), 200 per save."""
-    clock = tracker.clock
-    iterations = events // EVENTS_PER_ITERATION
-    for start in range(0, iterations, 200):
-        batch = []
-        for n in range(start, min(start + 200, iterations)):
-            it = Iteration.start(clock.new_id(), f"agent-{n % 20}", n, clock.now())
-            it.change_phase("scan_generation", None, clock.now())
-            it.record_metrics({"scan_generation_tokens": 1500, "scan_generation_time_ms": 812.5}, clock.now())
-            it.change_phase("backtest_execution", None, clock.now())
-            it.change_phase("analysis", None, clock.now())
-            # Failed, not completed: verify then needs no agent_iterations record for it.
-            it.change_phase("failed", "benchmark iteration", clock.now())
-            batch.append(it)
-        tracker.save(*batch)
-    return iterations * EVENTS_PER_ITERATION
+from itertrack.domain import PerformanceTracker
+from scripts.bench_support import seed_events
 
 
 def measure(store: str, events: int, batch_size: int) -> tuple[int, float, float]:
     """Events written, catch-up events/s, and verify seconds per million events."""
     with PerformanceTracker(store=store, migrate=True) as tracker:
-        written = seed(tracker, events)
+        written = seed_events(tracker, events)
         catch_up = CatchUp(tracker, view_for(tracker.factory), batch_size)
         started = time.perf_counter()
         applied = catch_up.run()

@@ -1,0 +1,249 @@
+"""Benchmark rows for the read paths: catch-up, follow-mode latency, state reads, verify and rebuild."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from itertrack.adapters.read_models import CatchUp, view_for
+from itertrack.adapters.store_url import parse_store_url
+from itertrack.adapters.verify import verify_store
+from itertrack.domain import PerformanceTracker
+from scripts.bench_support import Row, file_size, percentile, seed_events, side_by_side
+
+ITERTRACK = str(Path(sys.executable).with_name("itertrack"))
+
+
+def _floor_catch_up(store: str, tracker: PerformanceTracker, page: int) -> float:
+    """Seconds to read every event row in pages and write the finished view rows with plain SQL."""
+    tables = dict(view_for(tracker.factory).rows())
+    url = parse_store_url(store)
+    started = time.perf_counter()
+    if url.scheme == "sqlite":
+        _floor_sqlite(url.path, tables, page)
+    else:
+        _floor_postgres(store.split("?", maxsplit=1)[0], url.schema_name, tables, page)
+    return time.perf_counter() - started
+
+
+def _floor_sqlite(path: str, tables: dict[str, list[dict[str, Any]]], page: int) -> None:
+    conn = sqlite3.connect(path, isolation_level=None)
+    last = 0
+    select = "SELECT rowid, * FROM stored_events WHERE rowid > ? ORDER BY rowid LIMIT ?"
+    while rows := conn.execute(select, (last, page)).fetchall():
+        last = rows[-1][0]
+    for table, view_rows in tables.items():
+        if not view_rows:
+            continue
+        copy = f"floor_{table}"
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {copy} AS SELECT * FROM {table} WHERE 0")  # noqa: S608
+        cols = list(view_rows[0])
+        insert = f"INSERT INTO {copy} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})"  # noqa: S608
+        for start in range(0, len(view_rows), page):
+            conn.execute("BEGIN")
+            conn.executemany(insert, [tuple(r[c] for c in cols) for r in view_rows[start : start + page]])
+            conn.execute("COMMIT")
+    conn.close()
+
+
+def _floor_postgres(url: str, schema: str, tables: dict[str, list[dict[str, Any]]], page: int) -> None:
+    with psycopg.connect(url) as conn:
+        last = 0
+        events = sql.Identifier(schema, "performancetracker_events")
+        select = sql.SQL("SELECT * FROM {} WHERE notification_id > %s ORDER BY notification_id LIMIT %s").format(events)
+        while rows := conn.execute(select, (last, page)).fetchall():
+            last = rows[-1][4]
+        conn.commit()
+        for table, view_rows in tables.items():
+            if not view_rows:
+                continue
+            name = table.rsplit(".", 1)[-1].strip('"')
+            copy = sql.Identifier(schema, f"floor_{name}")
+            original = sql.Identifier(schema, name)
+            conn.execute(
+                sql.SQL("CREATE TABLE IF NOT EXISTS {} AS SELECT * FROM {} WHERE false").format(copy, original)
+            )
+            cols = list(view_rows[0])
+            insert = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+                copy, sql.SQL(", ").join(map(sql.Identifier, cols)), sql.SQL(", ").join(sql.Placeholder() * len(cols))
+            )
+            with conn.cursor() as cur:
+                for start in range(0, len(view_rows), page):
+                    cur.executemany(insert, [tuple(r[c] for c in cols) for r in view_rows[start : start + page]])
+                    conn.commit()
+
+
+def catch_up(store: str, label: str, events: int, target: float) -> Row:
+    """Row: catch-up of `events` into all read models, against reading and writing the same rows with plain SQL."""
+    with PerformanceTracker(store=store, migrate=True) as tracker:
+        written = seed_events(tracker, events)
+        started = time.perf_counter()
+        CatchUp(tracker, view_for(tracker.factory), 500).run()
+        ours = written / (time.perf_counter() - started)
+        theirs = written / _floor_catch_up(store, tracker, 500)
+    ratio = ours / theirs
+    return Row(
+        path=f"catch-up of {written:,} events into all read models, {label}",
+        measured=f"{ours:,.0f} events/s",
+        floor=f"{theirs:,.0f} events/s (read rows + write view rows, plain SQL)",
+        ratio=round(ratio, 2),
+        target=f">= {target:,.0f}/s and >= 0.5x",
+        met=ours >= target and ratio >= 0.5,
+    )
+
+
+def append_to_visible(store: str, label: str, appends: int, target_ms: float) -> Row:
+    """Row: time from a committed change to its visibility in the current-phase view, `project --follow`."""
+    with PerformanceTracker(store=store, migrate=True) as tracker:
+        iid = tracker.start_iteration("bench", 1)
+        view = view_for(tracker.factory)
+        follower = subprocess.Popen(
+            [ITERTRACK, "project", "--follow", "--store", store], stdout=subprocess.PIPE, text=True
+        )
+        try:
+            assert follower.stdout is not None
+            while "following" not in follower.stdout.readline():
+                pass
+            latencies = []
+            for n in range(appends):
+                tracker.update_phase(iid, ["scan_generation", "scan_execution", "backtest_execution"][n % 3])
+                committed = time.perf_counter()
+                version = n + 2
+                deadline = committed + 10
+                while view.current_phase(iid).last_version < version:
+                    if time.perf_counter() > deadline:
+                        raise TimeoutError(f"change {version} not visible after 10 s")
+                    time.sleep(0.0005)
+                latencies.append((time.perf_counter() - committed) * 1000)
+                time.sleep(0.005)  # spaced appends: each latency is one change's, not a queue's
+        finally:
+            follower.terminate()
+            follower.wait(timeout=30)
+    p50, p95, p99 = (percentile(latencies, q) for q in (50, 95, 99))
+    return Row(
+        path=f"append to visible (current-phase view, project --follow), {label}",
+        measured=f"p50 {p50:.1f} / p95 {p95:.1f} / p99 {p99:.1f} / max {max(latencies):.1f} ms",
+        floor="none",
+        ratio=None,
+        target=f"p99 <= {target_ms:.0f} ms",
+        met=p99 <= target_ms,
+    )
+
+
+def state_reads(store: str, label: str, rounds: int, repeat: int) -> list[Row]:
+    """Rows: a 20-event iteration's state by id, as of a version, as of an instant, against one indexed select."""
+    url = parse_store_url(store)
+    rows = []
+    with PerformanceTracker(store=store, migrate=True) as tracker:
+        iid = tracker.start_iteration("bench", 1)
+        for n in range(19):
+            tracker.update_metrics(iid, {"analysis_tokens": n})
+        tenth = tracker.history(iid)[9].timestamp
+        if url.scheme == "sqlite":
+            conn: Any = sqlite3.connect(url.path)
+
+            def floor() -> object:
+                return conn.execute("SELECT * FROM stored_events WHERE originator_id = ?", (iid.hex,)).fetchall()
+        else:
+            conn = psycopg.connect(store.split("?", maxsplit=1)[0], autocommit=True)
+            select = sql.SQL("SELECT * FROM {} WHERE originator_id = %s").format(
+                sql.Identifier(url.schema_name, "performancetracker_events")
+            )
+
+            def floor() -> object:
+                return conn.execute(select, (iid,)).fetchall()
+
+        for what, call in (
+            ("by id", lambda: tracker.get_iteration(iid)),
+            ("as of a version", lambda: tracker.get_iteration(iid, version=10)),
+            ("as of an instant", lambda: tracker.get_iteration(iid, at=tenth)),
+        ):
+            ours, theirs = side_by_side(call, floor, rounds, repeat)
+            ratio = ours / theirs
+            rows.append(
+                Row(
+                    path=f"state of a 20-event iteration {what}, {label}",
+                    measured=f"{ours:.3f} ms",
+                    floor=f"{theirs:.3f} ms (one indexed select of its rows)",
+                    ratio=round(ratio, 2),
+                    target="<= 2x",
+                    met=ratio <= 2,
+                )
+            )
+        conn.close()
+    return rows
+
+
+def at_scale(store: str, label: str, events: int, db_path: Path | None) -> list[Row]:
+    """Rows: `verify` and `project --rebuild` over a large store, as seconds per million events."""
+    with PerformanceTracker(store=store, migrate=True) as tracker:
+        written = seed_events(tracker, events)
+        view = view_for(tracker.factory)
+        started = time.perf_counter()
+        view.reset()
+        CatchUp(tracker, view, 500).run()
+        rebuild = time.perf_counter() - started
+        started = time.perf_counter()
+        report = verify_store(tracker)
+        verify = time.perf_counter() - started
+        assert report.ok, report.problems[:3]
+    per_m = 1_000_000 / written
+    scale = "" if written >= 1_000_000 else f" (measured on {written:,}, scaled)"
+    rows = [
+        Row(
+            path=f"project --rebuild, {label}",
+            measured=f"{rebuild * per_m:.1f} s per million events{scale}",
+            floor="none",
+            ratio=None,
+            target="<= 60 s per million on SQLite" if "SQLite" in label else "state it",
+            met=(rebuild * per_m <= 60) if "SQLite" in label else None,
+        ),
+        Row(
+            path=f"verify, {label}",
+            measured=f"{verify * per_m:.1f} s per million events{scale}",
+            floor="none",
+            ratio=None,
+            target="state it",
+            met=None,
+        ),
+    ]
+    if db_path is not None:
+        rows.append(
+            Row(
+                path=f"database size, {label}",
+                measured=f"{file_size(db_path) * per_m / 2**20:,.0f} MiB per million events (events + read models)",
+                floor="none",
+                ratio=None,
+                target="state it",
+                met=None,
+            )
+        )
+    return rows
+
+
+def catch_up_scaling(folder: Path, sizes: tuple[int, ...]) -> Row:
+    """Scaling row: catch-up rate at growing store sizes (it should stay flat, i.e. time grows linearly)."""
+    rates = []
+    for size in sizes:
+        with PerformanceTracker(store=f"sqlite:///{folder / f'scale-{size}.db'}", migrate=True) as tracker:
+            written = seed_events(tracker, size)
+            started = time.perf_counter()
+            CatchUp(tracker, view_for(tracker.factory), 500).run()
+            rates.append(written / (time.perf_counter() - started))
+    spread = max(rates) / min(rates)
+    return Row(
+        path="catch-up rate at " + " / ".join(f"{s:,}" for s in sizes) + " events, SQLite",
+        measured=" / ".join(f"{r:,.0f}" for r in rates) + " events/s",
+        floor="none",
+        ratio=round(spread, 2),
+        target="linear (rate max/min <= 1.5)",
+        met=spread <= 1.5,
+        note="ratio here is fastest/slowest rate",
+    )
