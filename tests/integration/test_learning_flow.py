@@ -7,11 +7,11 @@ from collections.abc import Callable
 
 import psycopg
 import pytest
-from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 from pydantic import JsonValue
 from support import StepClock
 
+from itertrack.adapters.postgres_store import PostgresRecorder
 from itertrack.adapters.store_url import parse_store_url
 from itertrack.domain import Iteration, LLMUsage, PerformanceTracker, Status
 from itertrack.domain.learning_flow import LearningIterationService
@@ -153,10 +153,10 @@ def test_failure_inside_the_saving_transaction_leaves_neither_row_nor_event(
     """If the events insert fails after the record insert, both roll back and the iteration is marked failed."""
 
     def fail_when_saving(original: Callable[..., object]) -> Callable[..., object]:
-        def insert(self: object, cursor: object, stored_events: object, **kwargs: object) -> object:
+        def insert(self: object, *args: object, **kwargs: object) -> object:
             if kwargs.get("iteration_record") is not None:
                 raise RuntimeError("disk full while saving")
-            return original(self, cursor, stored_events, **kwargs)
+            return original(self, *args, **kwargs)
 
         return insert
 
@@ -164,22 +164,31 @@ def test_failure_inside_the_saving_transaction_leaves_neither_row_nor_event(
     monkeypatch.setattr(
         SQLiteApplicationRecorder, "_insert_events", fail_when_saving(SQLiteApplicationRecorder._insert_events)
     )
-    monkeypatch.setattr(
-        PostgresApplicationRecorder,
-        "_insert_stored_events",
-        fail_when_saving(PostgresApplicationRecorder._insert_stored_events),
-    )
+    # On PostgreSQL the transaction is one query: a statement that fails right after the record insert.
+    original_transaction = PostgresRecorder._transaction
+
+    def fail_after_record(
+        self: PostgresRecorder, conn: object, stored_events: object, record: object
+    ) -> tuple[list[bytes], list[object]]:
+        statements, params = original_transaction(self, conn, stored_events, record)  # type: ignore[arg-type]
+        if record is not None:
+            statements.insert(2, b"SELECT 1 / 0")  # BEGIN, the record insert, then this
+        return statements, params
+
+    monkeypatch.setattr(PostgresRecorder, "_transaction", fail_after_record)
+    is_pg = durable_store.startswith("postgresql")
     clock = StepClock()
     tracker = open_tracker(durable_store, clock=clock)
     chosen = clock.new_id()
-    with pytest.raises(RuntimeError, match="disk full"):
+    with pytest.raises(Exception, match="division by zero" if is_pg else "disk full"):
         service(tracker, clock).run_iteration("agent-1", 1, iteration_id=chosen)
     assert _count_record_rows(durable_store) == 0
     assert tracker.get_record(chosen) is None
     history = tracker.history(chosen)
     assert not any(isinstance(e, Iteration.RecordSaved) for e in history)
     state = tracker.get_iteration(chosen)
-    assert (state.status, state.error, state.saved) == (Status.FAILED, "disk full while saving", False)
+    assert (state.status, state.saved) == (Status.FAILED, False)
+    assert state.error == ("division by zero" if is_pg else "disk full while saving")
 
 
 def test_record_and_tracked_history_join_on_one_id(durable_store: str, open_tracker: Open) -> None:
