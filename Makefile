@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint typecheck pytest postgres chromium install install-dev clean
+.PHONY: run test bench lint typecheck pytest postgres chromium install install-dev clean
 
 run: $(VENV)/.installed
 	$(BIN)/itertrack demo
@@ -46,3 +46,7 @@ install-dev: $(VENV)/.installed-dev
 
 clean:
 	rm -rf $(VENV) .typecheck .mypy_cache .ruff_cache .pytest_cache .hypothesis itertrack.db itertrack.db-wal itertrack.db-shm
+
+# Every path against its floor (takes several minutes; run on a quiet machine).
+bench: $(VENV)/.installed-dev postgres
+	$(BIN)/python -m scripts.bench

@@ -120,7 +120,8 @@ class BatchFold:
                     total_delta + amount,
                     iterations_delta + (1 if before is None else 0),
                 )
-        self.changes.current[current.id] = current.model_copy(update=update)
+        # model_construct: every value here was validated when its event was (model_copy is 3x slower).
+        self.changes.current[current.id] = CurrentPhase.model_construct(**{**current.__dict__, **update})
         self.changes.applied_events += 1
 
 

@@ -1,0 +1,48 @@
+"""`make bench` keeps working: its quick mode runs every row and writes the JSON (it measures nothing)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_quick_bench_writes_every_row(tmp_path: Path, postgres_url: str) -> None:
+    """Every path of the benchmark table appears in the JSON with a measurement and a target."""
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "scripts.bench", "--quick", "--json", str(out), "--postgres", postgres_url],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    data = json.loads(out.read_text())
+    paths = [row["path"] for row in data["rows"]]
+    for expected in (
+        "tracked change, SQLite file",
+        "tracked change, PostgreSQL",
+        "whole iteration",
+        "8 writer processes, PostgreSQL",
+        "catch-up of",
+        "append to visible",
+        "state of a 20-event iteration as of an instant",
+        "project --rebuild",
+        "verify, SQLite file",
+        "database size",
+        "tracked change vs history length",
+        "catch-up rate at",
+    ):
+        assert any(expected in p for p in paths), expected
+    assert all(row["measured"] and row["target"] for row in data["rows"])
+    assert data["quick"] is True
+    assert data["machine"]["cpus"]
