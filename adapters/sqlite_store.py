@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import json
+import sqlite3
+import threading
 import weakref
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import ApplicationRecorder, StoredEvent
+from eventsourcing.persistence import (
+    ApplicationRecorder,
+    IntegrityError,
+    OperationalError,
+    PersistenceError,
+    StoredEvent,
+)
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore, SQLiteFactory
 
 from itertrack.adapters.record_rows import COLUMNS, JSON_COLUMNS, RECORDS_TABLE, record_of
@@ -40,6 +48,8 @@ class SQLiteRecorder(SQLiteApplicationRecorder, IterationRecordStore):
     def __init__(self, datastore: SQLiteDatastore, events_table_name: str = "stored_events") -> None:
         super().__init__(datastore, events_table_name)
         self._subscriptions: weakref.WeakSet[PollingSubscription] = weakref.WeakSet()
+        self._writer_lock = threading.Lock()
+        self._writer_conn: sqlite3.Connection | None = None
 
     def subscribe(self, gt: int | None = None, topics: Sequence[str] = ()) -> PollingSubscription:
         """Follow the log from after `gt` (eventsourcing 9.5.6 has no SQLite subscription)."""
@@ -48,10 +58,60 @@ class SQLiteRecorder(SQLiteApplicationRecorder, IterationRecordStore):
         return subscription
 
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
-        notification_ids = super().insert_events(stored_events, **kwargs)
-        for subscription in list(self._subscriptions):
-            subscription.notify()
+        if self.datastore.pool.is_sqlite_memory_mode:
+            # A shared-cache memory database needs the library pool's reader/writer interlock.
+            notification_ids = super().insert_events(stored_events, **kwargs)
+        else:
+            notification_ids = self._insert_on_writer(stored_events, **kwargs)
+        if len(self._subscriptions):
+            for subscription in list(self._subscriptions):
+                subscription.notify()
         return notification_ids
+
+    def _insert_on_writer(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        """One transaction on this recorder's own writer connection.
+
+        The library's pool and transaction context managers cost about as much as the insert itself
+        on this path; the SQL, the journal and the synchronous setting are the same.
+        """
+        with self._writer_lock:
+            conn = self._writer()
+            try:
+                conn.execute("BEGIN")
+                notification_ids = self._insert_events(SQLiteCursor(conn.cursor()), stored_events, **kwargs)
+                conn.execute("COMMIT")
+            except BaseException as e:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if isinstance(e, sqlite3.IntegrityError):
+                    raise IntegrityError(e) from e
+                if isinstance(e, sqlite3.OperationalError):
+                    raise OperationalError(e) from e
+                if isinstance(e, sqlite3.Error):
+                    raise PersistenceError(e) from e
+                raise
+            return notification_ids
+
+    def _writer(self) -> sqlite3.Connection:
+        if self._writer_conn is None:
+            pool = self.datastore.pool
+            conn = sqlite3.connect(
+                pool.db_name,
+                uri=True,
+                check_same_thread=False,
+                isolation_level=None,
+                timeout=pool.lock_timeout or 5,
+            )
+            conn.row_factory = sqlite3.Row
+            self._writer_conn = conn
+        return self._writer_conn
+
+    def close_writer(self) -> None:
+        """Close the writer connection (the factory's close calls this)."""
+        with self._writer_lock:
+            if self._writer_conn is not None:
+                self._writer_conn.close()
+                self._writer_conn = None
 
     def construct_create_table_statements(self) -> list[str]:
         return [*super().construct_create_table_statements(), _CREATE_RECORDS]
@@ -120,5 +180,16 @@ class SQLiteStoreFactory(SQLiteFactory):
 
     application_recorder_class = SQLiteRecorder
 
+    def __init__(self, env: Any) -> None:
+        super().__init__(env)
+        self._recorders: list[SQLiteRecorder] = []
+
     def application_recorder(self) -> ApplicationRecorder:
-        return SQLiteRecorder(datastore=self.datastore)
+        recorder = SQLiteRecorder(datastore=self.datastore)
+        self._recorders.append(recorder)
+        return recorder
+
+    def close(self) -> None:
+        for recorder in self._recorders:
+            recorder.close_writer()
+        super().close()
