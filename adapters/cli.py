@@ -7,10 +7,10 @@ from typing import Any
 
 import typer
 
-from itertrack.adapters import cli_iterations, cli_read_models, cli_report
+from itertrack.adapters import cli_iterations, cli_read_models, cli_report, cli_spool
 from itertrack.adapters.cli_common import app
 
-COMMAND_MODULES = (cli_iterations, cli_read_models, cli_report)  # importing them registers their commands
+COMMAND_MODULES = (cli_iterations, cli_read_models, cli_report, cli_spool)  # importing them registers their commands
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -13,7 +14,7 @@ from itertrack.domain.errors import StoreConfigError
 DEFAULT_STORE = "sqlite:///itertrack.db"
 IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
-_PG_OPTIONS = {"schema", "pool_size", "max_overflow", "connect_timeout", "lock_timeout"}
+_PG_OPTIONS = {"schema", "pool_size", "max_overflow", "connect_timeout", "lock_timeout", "spool"}
 _SQLITE_OPTIONS = {"lock_timeout"}
 
 
@@ -33,7 +34,9 @@ class StoreURL(BaseModel):
     schema_name: str = "public"
     pool_size: int = 2
     max_overflow: int = 8
-    connect_timeout: int = 5
+    connect_timeout: int = 2
+    # "" means the default: itertrack-spool-<hash of the store>.db in the working directory.
+    spool: str = ""
     lock_timeout: int = 5
 
 
@@ -50,6 +53,20 @@ def _int_option(name: str, raw: str, shown: str, low: int, high: int) -> int:
     if not low <= value <= high:
         raise StoreConfigError(f"store ({name})", value, f"must be between {low} and {high}, in {shown}")
     return value
+
+
+def _spool_option(value: str, shown: str) -> str:
+    if "\x00" in value:
+        raise StoreConfigError("store (spool)", value, f"must be a file path or 'off', in {shown}")
+    return value.strip()
+
+
+def spool_path(url: StoreURL) -> str:
+    """The spool file of a PostgreSQL store: as configured, or one per store in the working directory."""
+    if url.spool:
+        return url.spool
+    identity = f"{url.user}@{url.host}:{url.port}/{url.dbname}/{url.schema_name}"
+    return f"itertrack-spool-{hashlib.sha256(identity.encode()).hexdigest()[:10]}.db"
 
 
 def parse_store_url(url: object) -> StoreURL:
@@ -100,7 +117,8 @@ def parse_store_url(url: object) -> StoreURL:
             schema_name=schema_name,
             pool_size=_int_option("pool_size", options.get("pool_size", "2"), shown, 1, 100),
             max_overflow=_int_option("max_overflow", options.get("max_overflow", "8"), shown, 0, 100),
-            connect_timeout=_int_option("connect_timeout", options.get("connect_timeout", "5"), shown, 1, 600),
+            connect_timeout=_int_option("connect_timeout", options.get("connect_timeout", "2"), shown, 1, 600),
+            spool=_spool_option(options.get("spool", ""), shown),
             lock_timeout=_int_option("lock_timeout", options.get("lock_timeout", "5"), shown, 0, 3600),
         )
     raise StoreConfigError("store", shown, "unknown scheme; use memory://, sqlite:///path.db or postgresql://...")

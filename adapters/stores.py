@@ -19,8 +19,9 @@ from eventsourcing.utils import Environment, get_topic, strtobool
 from itertrack.adapters.mapper import PydanticMapper
 from itertrack.adapters.memory_store import MemoryStoreFactory
 from itertrack.adapters.postgres_store import PostgresRecorder, PostgresStoreFactory
+from itertrack.adapters.spool_sqlite import SQLiteSpool
 from itertrack.adapters.sqlite_store import SQLiteRecorder, SQLiteStoreFactory
-from itertrack.adapters.store_url import DEFAULT_STORE, StoreURL, parse_store_url
+from itertrack.adapters.store_url import DEFAULT_STORE, StoreURL, parse_store_url, spool_path
 from itertrack.domain.errors import StoreError, StoreNotMigratedError, StoreUnavailableError
 
 STORE = "ITERTRACK_STORE"
@@ -90,6 +91,8 @@ def construct_factory(env: Environment) -> InfrastructureFactory[Any]:
     with store_errors(url):
         pg_factory = PostgresStoreFactory(_clean_env(env, settings))
     _prepare(pg_factory, url, migrate=strtobool(migrate_setting or "n"))
+    if url.spool != "off":
+        pg_factory.spool = SQLiteSpool(spool_path(url))
     return pg_factory
 
 

@@ -38,9 +38,11 @@ class IterationState(BaseModel):
     started_at: AwareDatetime
     updated_at: AwareDatetime
     finished_at: AwareDatetime | None
+    # Changes of this iteration still waiting in the local spool (the store was unreachable).
+    spooled_changes: int = 0
 
     @classmethod
-    def of(cls, iteration: Iteration) -> IterationState:
+    def of(cls, iteration: Iteration, spooled_changes: int = 0) -> IterationState:
         """Snapshot an aggregate (copies its mutable parts)."""
         return cls(
             id=iteration.id,
@@ -58,4 +60,5 @@ class IterationState(BaseModel):
             started_at=iteration.created_on,
             updated_at=iteration.modified_on,
             finished_at=iteration.modified_on if iteration.is_finished else None,
+            spooled_changes=spooled_changes,
         )

@@ -6,7 +6,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime
 from typing import Any, ClassVar, cast
@@ -21,6 +21,7 @@ from eventsourcing.persistence import (
     Recording,
 )
 from eventsourcing.utils import Environment, resolve_topic
+from pydantic import BaseModel, ConfigDict
 
 from itertrack.domain.clock import Clock, SystemClock
 from itertrack.domain.errors import (
@@ -37,6 +38,7 @@ from itertrack.domain.metrics import Amount, check_metrics, time_metric
 from itertrack.domain.phases import Phase, PhaseCatalog
 from itertrack.domain.ports import IterationRecordStore
 from itertrack.domain.records import IterationRecord
+from itertrack.domain.spool import Spool, SpooledChange
 from itertrack.domain.state import IterationState
 from itertrack.domain.text import check_agent_id, check_error_message, check_iteration_number, error_message_of
 from itertrack.domain.usage import LLMUsage
@@ -70,6 +72,17 @@ def store_unavailable_as_typed_error() -> Iterator[None]:
         raise StoreUnavailableError(f"store is unavailable: {str(e).strip() or type(e).__name__}") from e
 
 
+class SpoolFlush(BaseModel):
+    """What one pass of forwarding the spool did."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    forwarded: int
+    already_stored: int
+    stuck: int
+    waiting: int
+
+
 class PerformanceTracker(Application[UUID]):
     """Records every phase change and metric update of every iteration as immutable events.
 
@@ -83,6 +96,8 @@ class PerformanceTracker(Application[UUID]):
     STORE = "ITERTRACK_STORE"
     STORE_RESOLVER = "ITERTRACK_STORE_RESOLVER"
     MIGRATE = "ITERTRACK_MIGRATE"
+    # "n" stops the background forwarder (for `itertrack spool flush`, which forwards itself).
+    FORWARD = "ITERTRACK_FORWARD"
     env: ClassVar[dict[str, str]] = {
         STORE_RESOLVER: "itertrack.adapters.stores:construct_factory",
         # Keep aggregates cached and trust the cache: the store's (id, version) key
@@ -125,6 +140,15 @@ class PerformanceTracker(Application[UUID]):
             self.close()
             raise StoreConfigError("store", type(self.recorder).__name__, "recorder cannot store iteration records")
         self.records: IterationRecordStore = self.recorder
+        # The spool (PostgreSQL stores): while it holds changes, new changes join it, in order.
+        self.spool: Spool | None = getattr(self.factory, "spool", None)
+        self._spool_lock = threading.Lock()
+        self._spooling = self.spool is not None and self.spool.count() > 0
+        self._forwarder: threading.Thread | None = None
+        self.forward_failures = 0
+        self._auto_forward = self.env.get(self.FORWARD, "y").lower() not in ("n", "no", "false", "0")
+        if self._spooling:
+            self._start_forwarder()
 
     def construct_factory(self, env: Environment) -> InfrastructureFactory:
         """Let the store adapter turn the store URL into an infrastructure factory."""
@@ -357,22 +381,132 @@ class PerformanceTracker(Application[UUID]):
         """A snapshot of the iteration now; the cache may be behind other processes, so read what came after it."""
         with self._lock(iteration_id):
             iteration = self._load(iteration_id)
-            try:
-                newer = cast(Iterator[Iteration.Event], self.events.get(iteration_id, gt=iteration.version))
-                for event in newer:
-                    event.mutate(iteration)
-            except BaseException:
-                self._evict(iteration_id)
-                raise
-            return IterationState.of(iteration)
+            spooled = self.spool.count(iteration_id) if self.spool is not None and self._spooling else 0
+            if not spooled:
+                try:
+                    newer = cast(Iterator[Iteration.Event], self.events.get(iteration_id, gt=iteration.version))
+                    for event in newer:
+                        event.mutate(iteration)
+                except (OperationalError, InterfaceError):
+                    if self.spool is None:
+                        self._evict(iteration_id)
+                        raise
+                    # The store is away: the cached copy is what this process knows.
+                except BaseException:
+                    self._evict(iteration_id)
+                    raise
+            return IterationState.of(iteration, spooled_changes=spooled)
 
     def _record_changes(self, iteration: Iteration, **save_kwargs: Any) -> None:
-        """Append the iteration's new events and keep it cached (the library's save, minus its generic collecting)."""
+        """Append the iteration's new events and keep it cached (the library's save, minus its generic collecting).
+
+        With a spool, a store that does not answer (or changes already waiting) sends the events to the
+        spool instead: the call returns, and the forwarder sends them on, in order, when the store is back.
+        """
         events = iteration.collect_events()
-        recordings = self.events.put(events, **save_kwargs)
+        cache = self.repository.cache
+        if self.spool is not None:
+            with self._spool_lock:
+                if self._spooling:
+                    self._spool(iteration, events, save_kwargs)
+                    return
+            try:
+                recordings = self.events.put(events, **save_kwargs)
+            except (OperationalError, InterfaceError) as e:
+                log.warning("store unavailable, spooling changes of %s: %s", iteration.id, e)
+                with self._spool_lock:
+                    self._spooling = True
+                    self._spool(iteration, events, save_kwargs)
+                self._start_forwarder()
+                return
+        else:
+            recordings = self.events.put(events, **save_kwargs)
+        if cache is not None:
+            cache.put(iteration.id, iteration)
+        self._notify(recordings)
+
+    def _spool(self, iteration: Iteration, events: Sequence[Any], save_kwargs: dict[str, Any]) -> None:
+        assert self.spool is not None
+        stored = [self.mapper.to_stored_event(e) for e in events]
+        self.spool.add(iteration.id, stored, save_kwargs.get("iteration_record"))
         if self.repository.cache is not None:
             self.repository.cache.put(iteration.id, iteration)
-        self._notify(recordings)
+
+    # -- the forwarder --------------------------------------------------------------------------------
+
+    def _start_forwarder(self) -> None:
+        if not self._auto_forward:
+            return
+        with self._spool_lock:
+            if self._forwarder is not None and self._forwarder.is_alive():
+                return
+            self._forwarder = threading.Thread(target=self._forward_loop, name="itertrack-forwarder", daemon=True)
+            self._forwarder.start()
+
+    def _forward_loop(self) -> None:
+        delay = 0.05
+        while not self.closing.is_set():
+            try:
+                if self.flush_spool().waiting == 0:
+                    return
+            except (OperationalError, InterfaceError, StoreUnavailableError):
+                self.forward_failures += 1
+            except Exception:
+                self.forward_failures += 1
+                log.warning("spool forwarding failed; will retry", exc_info=True)
+            self.closing.wait(delay)
+            delay = min(delay * 2, 2.0)
+
+    @store_unavailable_as_typed_error()
+    def flush_spool(self) -> SpoolFlush:
+        """Forward every waiting change the store will take, oldest first; returns what happened.
+
+        Idempotent: a change the store already holds (a forward that committed before a crash) is
+        recognised by its (id, version) rows and simply removed. A change that meets someone else's
+        events at its versions is kept as stuck, with later changes of that iteration behind it.
+        """
+        if self.spool is None:
+            return SpoolFlush(forwarded=0, already_stored=0, stuck=0, waiting=0)
+        forwarded = already = 0
+        blocked: set[UUID] = set()
+        seen: set[int] = set()
+        while True:
+            batch = [c for c in self.spool.waiting(200) if c.id not in seen]
+            if not batch:
+                break
+            for change in batch:
+                seen.add(change.id)
+                if change.stuck is not None or change.iteration_id in blocked:
+                    blocked.add(change.iteration_id)
+                    continue
+                try:
+                    self.recorder.insert_events(list(change.events), iteration_record=change.record)
+                except IntegrityError:
+                    if self._stored_already(change):
+                        self.spool.remove(change.id)
+                        already += 1
+                        continue
+                    self.spool.mark_stuck(change.id, "another writer holds these versions: resolve by hand")
+                    blocked.add(change.iteration_id)
+                    self._evict(change.iteration_id)
+                    continue
+                self.spool.remove(change.id)
+                forwarded += 1
+        with self._spool_lock:
+            # Changes added meanwhile, and those not behind a stuck one, keep the spool in use.
+            left = self.spool.waiting(10**9)
+            movable = [c for c in left if c.stuck is None and c.iteration_id not in blocked]
+            self._spooling = bool(movable)
+        return SpoolFlush(
+            forwarded=forwarded, already_stored=already, stuck=len(left) - len(movable), waiting=len(movable)
+        )
+
+    def _stored_already(self, change: SpooledChange) -> bool:
+        first, last = change.events[0].originator_version, change.events[-1].originator_version
+        stored = self.recorder.select_events(change.iteration_id, gt=first - 1, lte=last)
+        return [(s.originator_version, s.topic, s.state) for s in stored] == [
+            (s.originator_version, s.topic, s.state) for s in change.events
+        ]
 
     def _already_stored(self, pending: list[Iteration.Event]) -> bool:
         """Whether the store holds exactly these events at their versions.

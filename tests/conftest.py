@@ -39,12 +39,12 @@ def postgres_url() -> str:
 
 
 @pytest.fixture
-def pg_store(postgres_url: str) -> Iterator[str]:
-    """A store URL on a schema of its own, dropped afterwards."""
+def pg_store(postgres_url: str, tmp_path: Path) -> Iterator[str]:
+    """A store URL on a schema of its own (and a spool file of its own), dropped afterwards."""
     schema = f"itertrack_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    yield f"{postgres_url}?schema={schema}"
+    yield f"{postgres_url}?schema={schema}&spool={tmp_path / 'spool.db'}"
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 

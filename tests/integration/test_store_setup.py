@@ -117,9 +117,9 @@ def test_malformed_store_is_refused(store: object) -> None:
 
 
 @pytest.mark.postgres
-def test_store_lost_mid_run_is_a_typed_error(pg_store: str, open_tracker: Open) -> None:
-    """When the store stops answering after start-up, calls raise StoreUnavailableError, not a driver error."""
-    tracker = open_tracker(pg_store)
+def test_store_lost_mid_run_without_a_spool_is_a_typed_error(pg_store: str, open_tracker: Open) -> None:
+    """With spool=off, a store that stops answering after start-up raises StoreUnavailableError, not a driver error."""
+    tracker = open_tracker(pg_store.split("&spool=", maxsplit=1)[0] + "&spool=off")
     iid = tracker.start_iteration("agent-1", 1)
     tracker.factory.datastore.pool.close()  # type: ignore[attr-defined]
     with pytest.raises(StoreUnavailableError, match="store is unavailable"):

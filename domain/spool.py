@@ -1,0 +1,75 @@
+"""The spool port: where changes wait, durably and in order, while the store cannot be reached."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from uuid import UUID
+
+from eventsourcing.persistence import StoredEvent
+from pydantic import BaseModel, ConfigDict
+
+from itertrack.domain.records import IterationRecord
+
+
+@dataclass(frozen=True)
+class SpooledChange:
+    """One tracker save that is waiting: its stored events (and the record of a saving step)."""
+
+    id: int
+    iteration_id: UUID
+    events: tuple[StoredEvent, ...]
+    record: IterationRecord | None
+    stuck: str | None
+
+
+class SpoolEntry(BaseModel):
+    """What `spool status` shows of one waiting change."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: int
+    iteration_id: UUID
+    versions: tuple[int, ...]
+    with_record: bool
+    stuck: str | None
+
+
+class SpoolStatus(BaseModel):
+    """Everything waiting in the spool; `stuck` entries could not be forwarded and need a person."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    path: str
+    waiting: int
+    stuck: int
+    entries: tuple[SpoolEntry, ...]
+
+
+class Spool(ABC):
+    """A durable, ordered queue of changes the store did not take."""
+
+    @abstractmethod
+    def add(self, iteration_id: UUID, events: Sequence[StoredEvent], record: IterationRecord | None) -> None:
+        """Keep one save's events (durably, before returning)."""
+
+    @abstractmethod
+    def waiting(self, limit: int) -> list[SpooledChange]:
+        """The oldest waiting changes, in the order they were added (stuck ones included)."""
+
+    @abstractmethod
+    def remove(self, change_id: int) -> None:
+        """Forget a change the store now holds."""
+
+    @abstractmethod
+    def mark_stuck(self, change_id: int, reason: str) -> None:
+        """Keep a change that cannot be forwarded, with the reason, for a person to resolve."""
+
+    @abstractmethod
+    def count(self, iteration_id: UUID | None = None) -> int:
+        """How many changes wait (for one iteration, or in all)."""
+
+    @abstractmethod
+    def status(self) -> SpoolStatus:
+        """What is waiting, for `itertrack spool status`."""

@@ -1,0 +1,144 @@
+"""Store outage without loss: the spool takes changes while PostgreSQL is unreachable and forwards them, in order."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from support import TcpProxy
+
+from itertrack.domain import InvalidInputError, IterationRecord, PerformanceTracker, StoreUnavailableError
+from itertrack.domain.tracker import SpoolFlush
+
+Open = Callable[..., PerformanceTracker]
+pytestmark = pytest.mark.postgres
+ITERTRACK = str(Path(sys.executable).with_name("itertrack"))
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def proxy(postgres_url: str) -> Iterator[TcpProxy]:
+    port = urlsplit(postgres_url).port or 5432
+    p = TcpProxy(port)
+    p.start()
+    yield p
+    p.cut()
+
+
+def through(store: str, proxy: TcpProxy) -> str:
+    """The same store reached through the proxy, with a short connect timeout."""
+    parts = urlsplit(store)
+    netloc = f"{parts.username}@127.0.0.1:{proxy.port}"
+    return parts._replace(netloc=netloc).geturl() + "&connect_timeout=1"
+
+
+def flush(tracker: PerformanceTracker) -> SpoolFlush:
+    """Forward the spool, retrying while the pool replaces connections the outage broke."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return tracker.flush_spool()
+        except StoreUnavailableError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def versions(tracker: PerformanceTracker, iid: object) -> list[int]:
+    return [e.originator_version for e in tracker.history(iid)]  # type: ignore[arg-type]
+
+
+def test_changes_made_during_an_outage_arrive_in_order(pg_store: str, proxy: TcpProxy, open_tracker: Open) -> None:
+    """With the store cut off, calls return promptly, reads say what is spooled, and all of it lands afterwards."""
+    host = open_tracker(through(pg_store, proxy), migrate=True)
+    iid = host.start_iteration("agent-1", 1)
+    host.update_phase(iid, "scan_generation")
+    proxy.cut()
+    started = time.monotonic()
+    host.update_metrics(iid, {"scan_generation_tokens": 100})
+    host.update_phase(iid, "backtest_execution")
+    host.update_metrics(iid, {"backtest_execution_time_ms": 1520})
+    new = host.start_iteration("agent-1", 2)
+    host.update_phase(new, "analysis")
+    host.save_iteration(IterationRecord(id=iid, agent_id="agent-1", iteration_number=1, strategy={"k": 1}))
+    host.update_phase(iid, "completed")
+    assert time.monotonic() - started < 4.0  # one connect timeout (1 s) at most, then the spool answers
+    with pytest.raises(InvalidInputError):
+        host.update_metrics(iid, {"bad": -1})  # the caller's bug is still the caller's, outage or not
+    state = host.get_iteration(iid)
+    assert (state.phase, state.spooled_changes) == ("completed", 5)
+    assert host.spool is not None
+    assert host.spool.count() == 7
+
+    proxy.start()
+    wait_for(lambda: host.spool is not None and host.spool.count() == 0, 30, "the spool to drain")
+    fresh = open_tracker(pg_store, migrate=False)
+    assert versions(fresh, iid) == list(range(1, 8))  # start, phase, then the 5 spooled changes
+    assert versions(fresh, new) == [1, 2]
+    after = fresh.get_iteration(iid)
+    assert (after.phase, after.saved, after.spooled_changes) == ("completed", True, 0)
+    assert after.metrics == {"scan_generation_tokens": 100, "backtest_execution_time_ms": 1520}
+    record = fresh.get_record(iid)
+    assert record is not None
+    assert record.strategy == {"k": 1}
+    assert host.get_iteration(iid).spooled_changes == 0
+
+
+def test_forwarding_is_idempotent_after_a_crash_mid_forward(pg_store: str, proxy: TcpProxy, open_tracker: Open) -> None:
+    """A spooled change the store already holds (forwarded, then the process died) is recognised, not doubled."""
+    host = open_tracker(through(pg_store, proxy) + "", migrate=True, env={"ITERTRACK_FORWARD": "n"})
+    iid = host.start_iteration("agent-1", 1)
+    proxy.cut()
+    for n in range(3):
+        host.update_metrics(iid, {"analysis_tokens": n + 1})
+    assert host.spool is not None
+    first = host.spool.waiting(1)[0]
+    direct = open_tracker(pg_store, migrate=False, env={"ITERTRACK_FORWARD": "n"})
+    direct.recorder.insert_events(list(first.events))  # the forward that committed before the crash
+    proxy.start()
+    flushed = flush(host)
+    assert (flushed.forwarded, flushed.already_stored, flushed.stuck, flushed.waiting) == (2, 1, 0, 0)
+    assert versions(direct, iid) == [1, 2, 3, 4]
+    assert direct.get_iteration(iid).metrics == {"analysis_tokens": 6}
+
+
+def test_a_genuine_conflict_is_kept_and_reported(pg_store: str, proxy: TcpProxy, open_tracker: Open) -> None:
+    """If another writer took the spooled versions meanwhile, the change stays in the spool as stuck, with a reason."""
+    host = open_tracker(through(pg_store, proxy), migrate=True, env={"ITERTRACK_FORWARD": "n"})
+    iid = host.start_iteration("agent-1", 1)
+    proxy.cut()
+    host.update_metrics(iid, {"analysis_tokens": 1})  # spooled as version 2
+    host.update_metrics(iid, {"analysis_tokens": 2})  # version 3, behind it
+    other = open_tracker(
+        pg_store.split("&spool=", maxsplit=1)[0] + "&spool=off", migrate=False
+    )  # another process, its own spool
+    other.update_phase(iid, "analysis")  # takes version 2 in the store
+    proxy.start()
+    flushed = flush(host)
+    assert (flushed.forwarded, flushed.stuck, flushed.waiting) == (0, 2, 0)
+    assert host.spool is not None
+    status = host.spool.status()
+    assert status.stuck == 1
+    assert status.waiting == 2
+    assert "another writer holds these versions" in (status.entries[0].stuck or "")
+    assert versions(other, iid) == [1, 2]  # nothing overwritten, nothing lost: the spool still holds it
+
+    shown = subprocess.run(
+        [ITERTRACK, "spool", "status", "--store", pg_store, "--json"], capture_output=True, text=True, check=False
+    )
+    assert shown.returncode == 1, shown.stderr
+    data = json.loads(shown.stdout)
+    assert (data["waiting"], data["stuck"]) == (2, 1)
