@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from itertrack.adapters.cli import app
+from itertrack.adapters import cli  # noqa: F401  # registers every command on the app
+from itertrack.adapters.cli_common import app
 from itertrack.adapters.store_url import parse_store_url
 from itertrack.domain import InvalidInputError, PerformanceTracker, StoreConfigError
 
