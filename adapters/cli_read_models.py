@@ -30,6 +30,10 @@ from itertrack.domain.phases import Status
 from itertrack.domain.tracker import parse_iteration_id
 from itertrack.projections.read_models import AgentMetric
 
+CatchUpOption = Annotated[
+    bool,
+    typer.Option("--catch-up/--no-catch-up", help="Apply pending events first (--no-catch-up for read-only roles)."),
+]
 BatchOption = Annotated[int, typer.Option(min=1, max=100_000, help="Events applied per transaction.")]
 
 
@@ -102,12 +106,13 @@ def status(
     status_: Annotated[Status | None, typer.Option("--status", help="Only iterations with this status.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=1_000_000, help="At most this many rows.")] = 50,
     as_json: JsonOption = False,
+    catch_up: CatchUpOption = True,
 ) -> None:
     """Iterations and where each one is now, newest first (from the read models)."""
     with (
         cli_errors(store),
         open_tracker(store, migrate=False) as tracker,
-        ReadModels(tracker, background=False) as views,
+        ReadModels(tracker, background=False, catch_up_on_read=catch_up) as views,
     ):
         rows = views.iterations(agent=agent, phase=phase, status=status_, limit=limit)
     if as_json:
@@ -135,12 +140,13 @@ def metrics(
     store: StoreOption = DEFAULT_STORE,
     agent: Annotated[str | None, typer.Option(help="One agent's totals instead of all agents'.")] = None,
     as_json: JsonOption = False,
+    catch_up: CatchUpOption = True,
 ) -> None:
     """Cumulative metric totals, across all agents or for one (from the read models)."""
     with (
         cli_errors(store),
         open_tracker(store, migrate=False) as tracker,
-        ReadModels(tracker, background=False) as views,
+        ReadModels(tracker, background=False, catch_up_on_read=catch_up) as views,
     ):
         rows = views.overall_metrics() if agent is None else views.agent_metrics(agent)
     if as_json:

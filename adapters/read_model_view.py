@@ -17,6 +17,7 @@ from itertrack.domain.errors import IterationNotFoundError
 from itertrack.domain.iteration import Iteration
 from itertrack.domain.metrics import Amount
 from itertrack.domain.phases import Status
+from itertrack.domain.text import check_filter_text
 from itertrack.projections.fold import BatchChanges, LoadedState, metric_keys, phase_keys, touched_ids
 from itertrack.projections.read_model_projection import PositionConflictError
 from itertrack.projections.read_models import AgentMetric, CurrentPhase, IterationMetric, PhaseDuration
@@ -207,6 +208,7 @@ class ReadModelView(ABC):
         self, agent: str | None = None, since: datetime | None = None, until: datetime | None = None
     ) -> ReportRows:
         """Iterations started in [since, until) (of one agent), their phase durations and token totals."""
+        check_filter_text("agent", agent)
         s, ph = self.statements, self._placeholder
         conditions, params = [], []
         if agent is not None:
@@ -257,6 +259,9 @@ class ReadModelView(ABC):
         limit: int = 1000,
     ) -> list[CurrentPhase]:
         """Current-phase rows, newest first, filtered by agent, phase and status."""
+        check_filter_text("agent", agent)
+        check_filter_text("phase", phase)
+        check_filter_text("status", None if status is None else str(status))
         conditions, params = [], []
         for column, value in (("agent_id", agent), ("phase", phase), ("status", status)):
             if value is not None:
@@ -281,6 +286,7 @@ class ReadModelView(ABC):
 
     def agent_metrics(self, agent: str | None = None) -> list[AgentMetric]:
         """Per-agent totals and how many iterations reported each metric (all agents when `agent` is None)."""
+        check_filter_text("agent", agent)
         with self._transaction(commit=False) as c:
             if agent is None:
                 c.execute(self.statements.select_all_agent_metrics)

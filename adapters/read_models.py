@@ -105,12 +105,15 @@ class ReadModels:
         batch_size: int = DEFAULT_BATCH_SIZE,
         poll_interval: float = 0.05,
         background: bool = True,
+        catch_up_on_read: bool = True,
     ) -> None:
         self.tracker = tracker
         # The store's migrate step (run on first use of SQLite, by `itertrack migrate` on PostgreSQL)
         # has created the view tables along with the events table.
         self.view = view_for(tracker.factory)
         self.catch_up = CatchUp(tracker, self.view, batch_size)
+        # False for a read-only role: queries then read the views as they are.
+        self.catch_up_on_read = catch_up_on_read
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._closed = threading.Event()
@@ -142,6 +145,10 @@ class ReadModels:
         with self._lock:
             return self.catch_up.run()
 
+    def _fresh(self) -> None:
+        if self.catch_up_on_read:
+            self.sync()
+
     def position(self) -> ReadModelPosition:
         """How far the read models are behind the log."""
         return self.catch_up.position()
@@ -149,36 +156,36 @@ class ReadModels:
     def current_phase(self, iteration_id: UUID | str) -> CurrentPhase:
         """Where one iteration is now."""
         iid = parse_iteration_id(iteration_id)
-        self.sync()
+        self._fresh()
         return self.view.current_phase(iid)
 
     def iterations(
         self, agent: str | None = None, phase: str | None = None, status: Status | str | None = None, limit: int = 1000
     ) -> list[CurrentPhase]:
         """Iterations, newest first, by agent, phase and status."""
-        self.sync()
+        self._fresh()
         return self.view.iterations(agent=agent, phase=phase, status=status, limit=limit)
 
     def metrics(self, iteration_id: UUID | str) -> list[IterationMetric]:
         """One iteration's metric totals."""
         iid = parse_iteration_id(iteration_id)
-        self.sync()
+        self._fresh()
         return self.view.metrics(iid)
 
     def agent_metrics(self, agent: str | None = None) -> list[AgentMetric]:
         """Per-agent totals (every agent when `agent` is None)."""
-        self.sync()
+        self._fresh()
         return self.view.agent_metrics(agent)
 
     def overall_metrics(self) -> list[AgentMetric]:
         """Totals across all agents."""
-        self.sync()
+        self._fresh()
         return self.view.overall_metrics()
 
     def phase_durations(self, iteration_id: UUID | str) -> list[PhaseDuration]:
         """Time spent in each phase of one iteration, from event timestamps."""
         iid = parse_iteration_id(iteration_id)
-        self.sync()
+        self._fresh()
         return self.view.phase_durations(iid)
 
     def close(self) -> None:

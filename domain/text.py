@@ -61,3 +61,13 @@ def error_message_of(exc: BaseException) -> str:
     if len(text) > MAX_ERROR_MESSAGE:
         text = text[: MAX_ERROR_MESSAGE - 1] + "…"
     return text
+
+
+def check_filter_text(field: str, value: str | None) -> str | None:
+    """A text filter of a query (agent, phase, ...): None, or text that could have been stored."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidInputError(field, value, "must be a string")
+    _refuse_unstorable(field, value)
+    return value

@@ -1,0 +1,87 @@
+"""The read models can be served from a PostgreSQL role that may only read them (the grants in the README)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from itertrack.adapters.read_models import ReadModels
+from itertrack.domain import PerformanceTracker
+
+ITERTRACK = str(Path(sys.executable).with_name("itertrack"))
+VIEW_TABLES = (
+    "iteration_current",
+    "iteration_metrics",
+    "agent_metrics",
+    "iteration_phase_durations",
+    "itertrack_read_models_tracking",
+)
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def reader(pg_store: str, postgres_url: str) -> Iterator[str]:
+    """A LOGIN role with USAGE on the schema and SELECT on the read-model tables only; its store URL."""
+    role = f"itertrack_reader_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+    parts = urlsplit(pg_store)
+    yield (
+        parts._replace(netloc=f"{role}@{parts.hostname}:{parts.port or 5432}").geturl().split("&spool=")[0]
+        + "&spool=off"
+    )
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def grant(postgres_url: str, reader_url: str) -> None:
+    """The grants the README documents."""
+    parts = urlsplit(reader_url)
+    role, schema = str(parts.username), parts.query.split("schema=")[1].split("&")[0]
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(schema), sql.Identifier(role)))
+        for table in VIEW_TABLES:
+            conn.execute(
+                sql.SQL("GRANT SELECT ON {} TO {}").format(sql.Identifier(schema, table), sql.Identifier(role))
+            )
+
+
+def test_a_read_only_role_reads_the_views_and_cannot_write(
+    pg_store: str, postgres_url: str, reader: str, open_tracker: Callable[..., PerformanceTracker]
+) -> None:
+    """With SELECT on the view tables only, status and metrics work (--no-catch-up) and tracking is refused."""
+    writer = open_tracker(pg_store)
+    iid = writer.start_iteration("agent-1", 1)
+    writer.update_metrics(iid, {"analysis_tokens": 42})
+    ReadModels(writer, background=False).sync()
+    grant(postgres_url, reader)
+
+    status = subprocess.run(
+        [ITERTRACK, "status", "--store", reader, "--no-catch-up", "--json"], capture_output=True, text=True, check=False
+    )
+    assert status.returncode == 0, status.stderr
+    assert [row["id"] for row in json.loads(status.stdout)] == [str(iid)]
+    metrics = subprocess.run(
+        [ITERTRACK, "metrics", "--store", reader, "--no-catch-up", "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert metrics.returncode == 0, metrics.stderr
+    assert json.loads(metrics.stdout)[0]["total"] == 42
+
+    with PerformanceTracker(store=reader) as read_only:
+        with pytest.raises(Exception, match="permission denied"):  # the server's refusal
+            read_only.start_iteration("agent-2", 1)
+        with pytest.raises(Exception, match="permission denied"):
+            ReadModels(read_only, background=False).sync()
