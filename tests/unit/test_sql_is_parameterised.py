@@ -51,7 +51,7 @@ def string_built_sql(path: Path) -> list[tuple[int, set[str]]]:
             text = str(node.left.value)
             names = {n.id for n in ast.walk(node.right) if isinstance(n, ast.Name)}
         if text and SQL_SHAPE.search(text):
-            found.append((node.lineno, names))
+            found.append((getattr(node, "lineno", 0), names))
     return found
 
 
