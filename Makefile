@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test bench lint typecheck pytest postgres chromium install install-dev clean
+.PHONY: run test bench drills lint typecheck pytest postgres chromium install install-dev clean
 
 run: $(VENV)/.installed
 	$(BIN)/itertrack demo
@@ -50,3 +50,7 @@ clean:
 # Every path against its floor (takes several minutes; run on a quiet machine).
 bench: $(VENV)/.installed-dev postgres
 	$(BIN)/python -m scripts.bench
+
+# Outage, kill, contention and load drills against the local PostgreSQL (stops and starts it).
+drills: $(VENV)/.installed-dev postgres
+	$(BIN)/python -m scripts.drills

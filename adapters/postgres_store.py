@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
 from uuid import UUID
@@ -147,6 +148,17 @@ class PostgresRecorder(PostgresApplicationRecorder, IterationRecordStore):
                 insert=insert.format(schema, table).as_bytes(conn),
             )
         return self._rendered_statements
+
+    @contextmanager
+    def serialised(self, iteration_id: UUID) -> Iterator[None]:
+        """A session advisory lock per iteration, so retries of one iteration queue instead of colliding."""
+        key = (iteration_id.int >> 64 ^ iteration_id.int) & 0x7FFF_FFFF_FFFF_FFFF
+        with self.datastore.get_connection() as conn:
+            conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+            try:
+                yield
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
 
     def migrate(self) -> None:
         """Create schema and tables under an advisory lock, so many processes may migrate at once."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
 
@@ -29,6 +31,14 @@ class IterationRecordStore(ABC):
     @abstractmethod
     def select_record_ids(self) -> list[UUID]:
         """The ids of every stored record (for integrity checks)."""
+
+    @contextmanager
+    def serialised(self, iteration_id: UUID) -> Iterator[None]:
+        """Hold off other processes' retries on this iteration (used after a lost version race).
+
+        Stores whose writers cannot starve each other need nothing here.
+        """
+        yield
 
 
 class LLMResponse(BaseModel):

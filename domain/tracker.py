@@ -7,7 +7,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from datetime import datetime
 from typing import Any, ClassVar, cast
 from uuid import UUID
@@ -531,25 +531,27 @@ class PerformanceTracker(Application[UUID]):
         cache = self.repository.cache
         with self._lock(iteration_id):
             for attempt in range(1, self.max_attempts + 1):
-                # The cached copy itself (no deep copy): any failure below evicts it.
-                iteration = self._load(iteration_id)
-                try:
-                    command(iteration)
-                    pending = cast(list[Iteration.Event], list(iteration.pending_events))
-                    self._record_changes(iteration, **save_kwargs)
-                except IntegrityError:
-                    self._evict(iteration_id)
-                    if self._already_stored(pending):
-                        if cache is not None:
-                            cache.put(iteration_id, iteration)
+                # After a lost race, retries queue on the store's per-iteration lock instead of colliding.
+                with self.records.serialised(iteration_id) if attempt > 1 else nullcontext():
+                    # The cached copy itself (no deep copy): any failure below evicts it.
+                    iteration = self._load(iteration_id)
+                    try:
+                        command(iteration)
+                        pending = cast(list[Iteration.Event], list(iteration.pending_events))
+                        self._record_changes(iteration, **save_kwargs)
+                    except IntegrityError:
+                        self._evict(iteration_id)
+                        if self._already_stored(pending):
+                            if cache is not None:
+                                cache.put(iteration_id, iteration)
+                            return
+                        # Another writer took this version: the cached copy was stale.
+                        self.conflicts_retried += 1
+                    except BaseException:
+                        self._evict(iteration_id)
+                        raise
+                    else:
                         return
-                    # Another writer took this version: the cached copy was stale.
-                    self.conflicts_retried += 1
-                    if attempt < self.max_attempts:
-                        time.sleep(random.uniform(0.0, min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2**attempt)))
-                    continue
-                except BaseException:
-                    self._evict(iteration_id)
-                    raise
-                return
+                if attempt < self.max_attempts:
+                    time.sleep(random.uniform(0.0, min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2**attempt)))
         raise ConcurrencyError(iteration_id, self.max_attempts)

@@ -1,0 +1,290 @@
+"""`make drills`: outage, kill, contention and load against a real PostgreSQL, each ending in a verdict.
+
+Usage: .venv/bin/python -m scripts.drills [outage|kill|contention|load ...] [--postgres URL] [--seconds N]
+The outage drill stops and starts the local PostgreSQL cluster (pg_ctlcluster; run as root, not in CI).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import multiprocessing
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from itertrack.adapters.fakes import FakeBacktester, FakeLLM, FakeScanner, Scenario, SimulatedClock, SimulatedError
+from itertrack.adapters.read_models import CatchUp, view_for
+from itertrack.adapters.verify import verify_store
+from itertrack.domain import PerformanceTracker, SystemClock
+from itertrack.domain.learning_flow import LearningIterationService
+from scripts.bench_support import pg_schema
+from scripts.drill_workers import contender
+
+ITERTRACK = str(Path(sys.executable).with_name("itertrack"))
+
+
+class DrillFailedError(AssertionError):
+    """A drill found something lost, doubled or partial."""
+
+
+def say(drill: str, message: str) -> None:
+    print(f"[{drill}] {message}", flush=True)
+
+
+def check(condition: bool, drill: str, message: str) -> None:
+    if not condition:
+        raise DrillFailedError(f"[{drill}] FAILED: {message}")
+
+
+def verified(drill: str, tracker: PerformanceTracker) -> None:
+    """Catch the read models up, then verify versions, records and every read-model row."""
+    CatchUp(tracker, view_for(tracker.factory), 500).run()
+    report = verify_store(tracker)
+    for problem in report.problems[:10]:
+        say(drill, f"problem: {problem.check} {problem.iteration_id}: {problem.detail}")
+    check(report.ok, drill, f"verify found {len(report.problems)} problem(s)")
+    say(
+        drill,
+        f"verify: {report.events:,} events of {report.iterations:,} iterations gapless and in time order, "
+        f"{report.records:,} records under their iteration ids, {report.read_model_rows:,} read-model rows "
+        "equal to a fresh fold",
+    )
+
+
+def contention(store: str, seconds: float) -> None:
+    """16 processes hammer 4 iterations: every change lands exactly once; conflicts are retried."""
+    processes, changes = 16, 100
+    with PerformanceTracker(store=store, migrate=True) as tracker:
+        ids = [str(tracker.start_iteration("contended", n)) for n in range(4)]
+        ctx = multiprocessing.get_context("spawn")
+        ready, gate, results = ctx.Queue(), ctx.Event(), ctx.Queue()
+        procs = [
+            ctx.Process(target=contender, args=(store, ids, changes, ready, gate, results)) for _ in range(processes)
+        ]
+        for p in procs:
+            p.start()
+        for _ in procs:
+            ready.get(timeout=120)
+        started = time.monotonic()
+        gate.set()
+        retries = [results.get(timeout=600) for _ in procs]
+        for p in procs:
+            p.join(timeout=60)
+            check(p.exitcode == 0, "contention", f"a writer exited with {p.exitcode}")
+        took = time.monotonic() - started
+        expected = processes * changes // len(ids)
+        for iid in ids:
+            state = tracker.get_iteration(iid)
+            versions = [e.originator_version for e in tracker.history(iid)]
+            check(state.metrics.get("hammered") == expected, "contention", f"{iid} total {state.metrics} != {expected}")
+            check(versions == list(range(1, expected + 2)), "contention", f"{iid} versions not 1..{expected + 1}")
+        say("contention", f"{processes} processes x {changes} changes on {len(ids)} iterations in {took:.1f} s")
+        say("contention", f"conflicts retried: {sum(retries):,} (per process {min(retries)}-{max(retries)})")
+        say("contention", f"every iteration holds exactly {expected} increments in versions 1..{expected + 1}")
+        verified("contention", tracker)
+    say("contention", f"nothing lost, nothing doubled: {processes * changes:,} changes checked")
+
+
+def kill(store: str, seconds: float) -> None:
+    """SIGKILL writer and projection processes at random moments; afterwards nothing is partial or doubled."""
+    PerformanceTracker(store=store, migrate=True).close()
+    rng = random.Random(7)
+    writers = [subprocess.Popen([sys.executable, "-c", _flow_host_code(store, n)]) for n in range(3)]
+    projector = subprocess.Popen(
+        [ITERTRACK, "project", "--follow", "--wait", "--store", store], stdout=subprocess.DEVNULL
+    )
+    kills = 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(rng.uniform(0.3, 1.2))
+        victim = rng.randrange(len(writers) + 1)
+        if victim == len(writers):
+            projector.send_signal(signal.SIGKILL)
+            projector.wait()
+            projector = subprocess.Popen(
+                [ITERTRACK, "project", "--follow", "--wait", "--store", store], stdout=subprocess.DEVNULL
+            )
+        else:
+            writers[victim].send_signal(signal.SIGKILL)
+            writers[victim].wait()
+            writers[victim] = subprocess.Popen([sys.executable, "-c", _flow_host_code(store, victim + 10 * kills)])
+        kills += 1
+    for proc in [*writers, projector]:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    say("kill", f"{kills} processes killed with SIGKILL over {seconds:.0f} s (3 writers, 1 projection)")
+    with PerformanceTracker(store=store, migrate=False) as tracker:
+        verified("kill", tracker)
+    say("kill", "nothing partial, duplicated or missing")
+
+
+def _flow_host_code(store: str, host: int) -> str:
+    return f"from scripts.drill_workers import flow_host; flow_host({store!r}, {host}, {host})"
+
+
+def outage(store: str, seconds: float) -> None:
+    """Run the learning flow while PostgreSQL is stopped and restarted; afterwards all of it is there."""
+    cluster = _cluster()
+    system = SystemClock()
+    clock = SimulatedClock(start=system.now(), new_id=system.new_id)
+    scenario = Scenario(clock, seed=3, failure_rate=0.1)
+    with PerformanceTracker(store=store, migrate=True, clock=clock) as host:
+        service = LearningIterationService(host, FakeLLM(scenario), FakeScanner(scenario), FakeBacktester(scenario))
+        ids: list[uuid.UUID] = []
+        stop = threading.Event()
+        slowest = [0.0]
+
+        def run() -> None:
+            n = 0
+            while not stop.is_set():
+                iid = uuid.uuid4()
+                ids.append(iid)
+                started = time.monotonic()
+                with contextlib.suppress(SimulatedError):  # a planned failure; the flow marked it failed
+                    service.run_iteration("outage-host", n, iteration_id=iid)
+                slowest[0] = max(slowest[0], time.monotonic() - started)
+                n += 1
+                time.sleep(0.01)
+
+        worker = threading.Thread(target=run)
+        worker.start()
+        outages = 3
+        for k in range(outages):
+            time.sleep(seconds / (2 * outages))
+            say("outage", f"stopping PostgreSQL ({k + 1}/{outages})")
+            _pg_ctl(cluster, "stop")
+            time.sleep(seconds / (2 * outages))
+            say("outage", f"starting PostgreSQL; {host.spool.count() if host.spool else 0} change(s) spooled")
+            _pg_ctl(cluster, "start")
+        time.sleep(2)
+        stop.set()
+        worker.join(timeout=120)
+        spool = host.spool
+        deadline = time.monotonic() + 120
+        while spool is not None and spool.count() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        check(spool is None or spool.count() == 0, "outage", "the spool did not drain")
+        say("outage", f"{len(ids)} iterations run across {outages} outages; slowest iteration {slowest[0]:.2f} s")
+        reported = {iid: host.get_iteration(iid) for iid in ids}
+    with PerformanceTracker(store=store, migrate=False) as fresh:
+        for iid, state in reported.items():
+            stored = fresh.get_iteration(iid)
+            versions = [e.originator_version for e in fresh.history(iid)]
+            check(versions == list(range(1, state.version + 1)), "outage", f"{iid}: versions {versions}")
+            same = (stored.phase, stored.metrics, stored.version, stored.saved)
+            check(same == (state.phase, state.metrics, state.version, state.saved), "outage", f"{iid} differs")
+        say("outage", f"every one of {len(ids)} iterations in the store equals what the host reported")
+        verified("outage", fresh)
+    say("outage", f"nothing lost, nothing doubled: {sum(s.version for s in reported.values()):,} events checked")
+
+
+def _cluster() -> tuple[str, str]:
+    versions = sorted(os.listdir("/etc/postgresql"))
+    return versions[-1], "main"
+
+
+def _pg_ctl(cluster: tuple[str, str], action: str) -> None:
+    subprocess.run(
+        [
+            "pg_ctlcluster",
+            "--skip-systemctl-redirect",
+            cluster[0],
+            cluster[1],
+            action,
+            *(["-m", "fast"] if action == "stop" else []),
+        ],
+        check=True,
+        capture_output=True,
+    )
+
+
+def load(store: str, seconds: float) -> None:
+    """A sustained run, watching memory, connections and read-model lag; all must stay bounded."""
+    import psycopg  # noqa: PLC0415
+
+    with PerformanceTracker(store=store, migrate=True) as tracker:
+        projector = subprocess.Popen([ITERTRACK, "project", "--follow", "--store", store], stdout=subprocess.DEVNULL)
+        view = view_for(tracker.factory)
+        base = store.split("?", maxsplit=1)[0]
+        rss, lags, conns = [], [], []
+        changes = 0
+        started = time.monotonic()
+        next_sample = started
+        iid = tracker.start_iteration("load", 0)
+        with psycopg.connect(base) as watch:
+            while time.monotonic() - started < seconds:
+                tracker.update_metrics(iid, {"load_tokens": 1})
+                changes += 1
+                if changes % 500 == 0:
+                    tracker.update_phase(iid, "completed")
+                    iid = tracker.start_iteration("load", changes)
+                if time.monotonic() >= next_sample:
+                    next_sample += 1.0
+                    rss.append(_rss_mib())
+                    lags.append((tracker.recorder.max_notification_id() or 0) - view.position())
+                    row = watch.execute(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    ).fetchone()
+                    watch.commit()
+                    conns.append(int(row[0]) if row else 0)
+        projector.send_signal(signal.SIGTERM)
+        projector.wait(timeout=60)
+        took = time.monotonic() - started
+        say("load", f"{changes:,} tracked changes in {took:.0f} s ({changes / took:,.0f}/s), sampled every second")
+        half = len(rss) // 2
+        say("load", f"memory: {rss[0]:.0f} -> {max(rss[:half] or rss):.0f} (first half max) -> {max(rss):.0f} MiB max")
+        check(max(rss) - max(rss[:half] or rss) < 50, "load", "memory kept growing in the second half")
+        say("load", f"database connections: max {max(conns)} (this drill's pool, the follower, the watcher)")
+        check(max(conns) <= 40, "load", "connections grew past the pools' bounds")
+        say("load", f"read-model lag: max {max(lags):,} events, last {lags[-1]:,}")
+        check(max(lags) < 5_000, "load", "the read models fell behind")
+        verified("load", tracker)
+    say("load", f"nothing lost, nothing doubled: {changes:,} changes checked")
+
+
+def _rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+DRILLS: dict[str, Callable[[str, float], None]] = {
+    "outage": outage,
+    "kill": kill,
+    "contention": contention,
+    "load": load,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("drills", nargs="*", default=list(DRILLS), choices=list(DRILLS))
+    parser.add_argument("--postgres", default="postgresql://root@127.0.0.1:5432/test")
+    parser.add_argument("--seconds", type=float, default=30.0, help="length of the kill, outage and load drills")
+    args = parser.parse_args()
+    failed = []
+    for name in args.drills:
+        with tempfile.TemporaryDirectory() as tmp, pg_schema(args.postgres) as schema:
+            store = f"{args.postgres}?schema={schema}&spool={Path(tmp) / 'spool.db'}"
+            say(name, f"start ({DRILLS[name].__doc__})")
+            try:
+                DRILLS[name](store, args.seconds)
+            except DrillFailedError as e:
+                print(e, flush=True)
+                failed.append(name)
+    print("all drills passed" if not failed else f"drills failed: {', '.join(failed)}")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
