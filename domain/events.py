@@ -5,7 +5,11 @@ from __future__ import annotations
 from typing import ClassVar
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from itertrack.domain.clock import SystemClock
+
+_ids = SystemClock()
 
 
 class DomainEvent(BaseModel):
@@ -19,3 +23,6 @@ class DomainEvent(BaseModel):
     originator_id: UUID
     originator_version: int
     timestamp: AwareDatetime
+    # Unique per event: after a key conflict, stored rows equal to ours can only be our own commit,
+    # never another writer's event that happens to have the same content and timestamp.
+    event_id: UUID = Field(default_factory=_ids.new_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from uuid import UUID
 
 import pytest
@@ -316,3 +317,34 @@ def test_a_commit_whose_acknowledgement_was_lost_is_not_applied_twice(
     assert state.version == 4
     assert tracker.conflicts_retried == 0
     assert len(tracker.history(new_id)) == 1
+
+
+class FrozenClock(StepClock):
+    """Every reading is the same instant: writers with lagging or stopped clocks produce equal timestamps."""
+
+    def now(self) -> datetime:
+        return self.current
+
+
+def test_equal_events_from_two_writers_are_both_applied(durable_store: str, open_tracker: Open) -> None:
+    """Two trackers making the same change at the same instant from the same version: both land (total 2)."""
+    a = open_tracker(durable_store, clock=FrozenClock())
+    b = open_tracker(durable_store, migrate=False, clock=FrozenClock())
+    iid = a.start_iteration("agent-1", 1)
+    b.get_iteration(iid)  # both now cache version 1
+    a.update_metrics(iid, {"analysis_tokens": 1})
+    b.update_metrics(iid, {"analysis_tokens": 1})  # same content, same timestamp, same version: a real conflict
+    state = a.get_iteration(iid)
+    assert state.metrics == {"analysis_tokens": 2}
+    assert state.version == 3
+    assert b.conflicts_retried == 1
+
+
+def test_a_duplicate_start_at_the_same_instant_is_refused(durable_store: str, open_tracker: Open) -> None:
+    """Starting an existing id again is a DuplicateIterationError even when every field and the time are equal."""
+    clock = FrozenClock()
+    tracker = open_tracker(durable_store, clock=clock)
+    chosen = UUID("3e0d5c4b-2a19-4876-9543-21fedcba9876")
+    tracker.start_iteration("agent-1", 1, iteration_id=chosen)
+    with pytest.raises(DuplicateIterationError):
+        open_tracker(durable_store, migrate=False, clock=clock).start_iteration("agent-1", 1, iteration_id=chosen)
