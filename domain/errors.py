@@ -9,7 +9,10 @@ _MAX_SHOWN = 120
 
 def shown(value: Any) -> str:
     """Repr of a value, cut short so an error message stays one readable line."""
-    text = repr(value)
+    try:
+        text = repr(value)
+    except RecursionError:
+        return "<too deeply nested to show>"
     if len(text) > _MAX_SHOWN:
         text = text[: _MAX_SHOWN - 1] + "…"
     return text

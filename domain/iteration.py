@@ -9,9 +9,14 @@ from uuid import UUID
 
 from eventsourcing.domain import BaseAggregate, CanInitAggregate, CanMutateAggregate
 
-from itertrack.domain.errors import InvalidInputError, IterationFinishedError, RecordAlreadySavedError
+from itertrack.domain.errors import (
+    InvalidInputError,
+    InvalidMetricError,
+    IterationFinishedError,
+    RecordAlreadySavedError,
+)
 from itertrack.domain.events import DomainEvent
-from itertrack.domain.metrics import Amount, add_metrics
+from itertrack.domain.metrics import MAX_AMOUNT, Amount, add_metrics
 from itertrack.domain.phases import TERMINAL_PHASES, Phase, Status, status_of
 from itertrack.domain.text import check_error_message
 
@@ -124,6 +129,9 @@ class Iteration(BaseAggregate[UUID]):
     def record_metrics(self, metrics: Mapping[str, Amount], at: datetime) -> None:
         """Add validated amounts to the running totals."""
         self._refuse_if_finished(f"metrics update {sorted(metrics)}")
+        for name, amount in metrics.items():
+            if self.metrics.get(name, 0) + amount > MAX_AMOUNT:
+                raise InvalidMetricError(f"metrics[{name!r}]", amount, f"would take the total past {MAX_AMOUNT}")
         self.trigger_event(self.MetricsRecorded, metrics=dict(metrics), timestamp=at)
 
     def mark_saved(self, status: str, at: datetime) -> None:

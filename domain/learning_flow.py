@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, JsonValue
@@ -11,6 +12,8 @@ from itertrack.domain.ports import Backtester, Scanner, StrategyLLM
 from itertrack.domain.records import IterationRecord
 from itertrack.domain.text import error_message_of
 from itertrack.domain.tracker import PerformanceTracker
+
+log = logging.getLogger("itertrack")
 
 
 class IterationOutcome(BaseModel):
@@ -88,8 +91,12 @@ class LearningIterationService:
             tracker.update_phase(iid, Phase.COMPLETED)
         except Exception as exc:
             # track_phase has already marked a failure inside a phase; this covers the rest.
-            if tracker.get_iteration(iid).status is Status.RUNNING:
-                tracker.update_phase(iid, Phase.FAILED, error=error_message_of(exc))
+            # Marking it must never replace the host's own error.
+            try:
+                if tracker.get_iteration(iid).status is Status.RUNNING:
+                    tracker.update_phase(iid, Phase.FAILED, error=error_message_of(exc))
+            except Exception:
+                log.warning("could not mark iteration %s failed", iid, exc_info=True)
             raise
         return IterationOutcome(iteration_id=iid, record=record)
 

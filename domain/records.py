@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
@@ -11,23 +12,31 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, Val
 from itertrack.domain.errors import InvalidInputError
 from itertrack.domain.text import MAX_AGENT_ID, check_agent_id
 
+MAX_DEPTH = 64
+
 
 def _storable(value: JsonValue, path: str) -> None:
-    # PostgreSQL's jsonb and text refuse NUL; UTF-8 refuses lone surrogates.
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise ValueError(f"{path}: must not contain NUL characters")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError(f"{path}: must be encodable as UTF-8") from None
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _storable(key, path)
-            _storable(item, f"{path}.{key}")
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            _storable(item, f"{path}[{index}]")
+    """JSON both stores can keep: no NUL, UTF-8 text, finite numbers, at most 64 levels (walked without recursion)."""
+    stack: list[tuple[JsonValue, str, int]] = [(value, path, 0)]
+    while stack:
+        item, where, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ValueError(f"{where}: nested deeper than {MAX_DEPTH} levels")
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise ValueError(f"{where}: must not contain NUL characters")
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError(f"{where}: must be encodable as UTF-8") from None
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise ValueError(f"{where}: must be a finite number, not {item}")
+        elif isinstance(item, dict):
+            for key, inner in item.items():
+                stack.append((key, where, depth + 1))
+                stack.append((inner, f"{where}.{key}", depth + 1))
+        elif isinstance(item, list):
+            stack.extend((inner, f"{where}[{i}]", depth + 1) for i, inner in enumerate(item))
 
 
 class IterationRecord(BaseModel):
@@ -73,5 +82,8 @@ class IterationRecord(BaseModel):
             return cls.model_validate(dict(data))
         except ValidationError as e:
             first = e.errors()[0]
-            field = "record." + ".".join(str(part) for part in first["loc"]) if first["loc"] else "record"
+            loc = [str(part) for part in first["loc"]]
+            if len(loc) > 4:
+                loc = [*loc[:2], "…"]
+            field = "record." + ".".join(loc) if loc else "record"
             raise InvalidInputError(field, first.get("input"), first["msg"]) from None

@@ -35,7 +35,7 @@ from itertrack.domain.errors import (
 )
 from itertrack.domain.iteration import Iteration
 from itertrack.domain.metrics import Amount, check_metrics, time_metric
-from itertrack.domain.phases import Phase, PhaseCatalog
+from itertrack.domain.phases import TERMINAL_PHASES, Phase, PhaseCatalog
 from itertrack.domain.ports import IterationRecordStore
 from itertrack.domain.records import IterationRecord
 from itertrack.domain.spool import Spool, SpooledChange
@@ -195,6 +195,8 @@ class PerformanceTracker(Application[UUID]):
     def track_phase(self, iteration_id: UUID | str, phase: str) -> Iterator[None]:
         """Enter `phase`, time the block, add `<phase>_time_ms`; on an exception mark the iteration failed."""
         iid = parse_iteration_id(iteration_id)
+        if self.catalog.check(phase) in TERMINAL_PHASES:
+            raise InvalidInputError("phase", phase, "cannot be timed: it is terminal (use update_phase)")
         self.update_phase(iid, phase)
         started = self.clock.monotonic()
         try:

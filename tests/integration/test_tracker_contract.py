@@ -348,3 +348,53 @@ def test_a_duplicate_start_at_the_same_instant_is_refused(durable_store: str, op
     tracker.start_iteration("agent-1", 1, iteration_id=chosen)
     with pytest.raises(DuplicateIterationError):
         open_tracker(durable_store, migrate=False, clock=clock).start_iteration("agent-1", 1, iteration_id=chosen)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "fragment"),
+    [
+        ("backtest_results", {"sharpe": float("nan")}, "finite"),
+        ("analysis", [float("inf")], "finite"),
+        ("strategy", "x\x00y", "NUL"),
+    ],
+)
+def test_unstorable_record_values_are_refused_and_nothing_is_written(
+    any_store: str, open_tracker: Open, field: str, value: object, fragment: str
+) -> None:
+    """NaN, infinities and NUL in a record are a typed error naming the field; no record, no event."""
+    tracker = open_tracker(any_store)
+    iid = tracker.start_iteration("agent-1", 1)
+    with pytest.raises(InvalidInputError, match=fragment) as caught:
+        tracker.save_iteration({"id": iid, "agent_id": "agent-1", "iteration_number": 1, field: value})
+    assert caught.value.field == f"record.{field}"
+    assert tracker.get_record(iid) is None
+    assert len(tracker.history(iid)) == 1
+
+
+def test_deeply_nested_record_values_are_refused(open_tracker: Open) -> None:
+    """JSON nested beyond 64 levels is refused with a typed error (not a RecursionError)."""
+    deep: object = 1
+    for _ in range(3000):
+        deep = [deep]
+    with pytest.raises(InvalidInputError, match="(?i)deeper than 64|recursion"):
+        open_tracker("memory://").save_iteration({"agent_id": "a", "iteration_number": 1, "strategy": deep})
+
+
+def test_terminal_phases_cannot_be_timed(any_store: str, open_tracker: Open) -> None:
+    """track_phase refuses completed and failed up front, writing nothing."""
+    tracker = open_tracker(any_store)
+    iid = tracker.start_iteration("agent-1", 1)
+    for terminal in ("completed", "failed"):
+        with pytest.raises(InvalidInputError, match="cannot be timed"), tracker.track_phase(iid, terminal):
+            pass
+    assert len(tracker.history(iid)) == 1
+
+
+def test_a_total_past_64_bits_is_refused(any_store: str, open_tracker: Open) -> None:
+    """Each amount fits, but their sum would not: the second update is refused and nothing is written."""
+    tracker = open_tracker(any_store)
+    iid = tracker.start_iteration("agent-1", 1)
+    tracker.update_metrics(iid, {"analysis_tokens": 2**63 - 1})
+    with pytest.raises(InvalidInputError, match="would take the total past"):
+        tracker.update_metrics(iid, {"analysis_tokens": 1})
+    assert tracker.get_iteration(iid).metrics == {"analysis_tokens": 2**63 - 1}
