@@ -376,7 +376,7 @@ def test_deeply_nested_record_values_are_refused(open_tracker: Open) -> None:
     deep: object = 1
     for _ in range(3000):
         deep = [deep]
-    with pytest.raises(InvalidInputError, match="(?i)deeper than 64|recursion"):
+    with pytest.raises(InvalidInputError, match=r"(?i)deeper than 64|recursion"):
         open_tracker("memory://").save_iteration({"agent_id": "a", "iteration_number": 1, "strategy": deep})
 
 
