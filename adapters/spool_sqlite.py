@@ -12,6 +12,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 
+from itertrack.domain.errors import StoreUnavailableError
 from itertrack.domain.records import IterationRecord
 from itertrack.domain.spool import Spool, SpooledChange, SpoolEntry, SpoolStatus
 
@@ -24,13 +25,29 @@ class SQLiteSpool(Spool):
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         self._lock = threading.Lock()
-        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute(
-            "CREATE TABLE IF NOT EXISTS spooled_changes (id INTEGER PRIMARY KEY AUTOINCREMENT, "
-            "iteration_id TEXT NOT NULL, events TEXT NOT NULL, record TEXT, stuck TEXT)"
-        )
-        self._conn.execute("CREATE INDEX IF NOT EXISTS spooled_changes_iteration ON spooled_changes (iteration_id)")
+        # Opened on first need: a tracker that never spools leaves no file behind.
+        self._db: sqlite3.Connection | None = None
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            try:
+                conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS spooled_changes (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+                    "iteration_id TEXT NOT NULL, events TEXT NOT NULL, record TEXT, stuck TEXT)"
+                )
+                conn.execute("CREATE INDEX IF NOT EXISTS spooled_changes_iteration ON spooled_changes (iteration_id)")
+            except sqlite3.Error as e:
+                raise StoreUnavailableError(
+                    f"the store is unreachable and its spool {self.path} cannot be used: {e}"
+                ) from e
+            self._db = conn
+        return self._db
+
+    def _exists(self) -> bool:
+        return self._db is not None or Path(self.path).exists()
 
     def add(self, iteration_id: UUID, events: Sequence[StoredEvent], record: IterationRecord | None) -> None:
         encoded = json.dumps(
@@ -43,6 +60,8 @@ class SQLiteSpool(Spool):
             )
 
     def waiting(self, limit: int) -> list[SpooledChange]:
+        if not self._exists():
+            return []
         with self._lock:
             rows = self._conn.execute(
                 "SELECT id, iteration_id, events, record, stuck FROM spooled_changes ORDER BY id LIMIT ?", (limit,)
@@ -67,6 +86,8 @@ class SQLiteSpool(Spool):
             self._conn.execute("UPDATE spooled_changes SET stuck = ? WHERE id = ?", (reason, change_id))
 
     def count(self, iteration_id: UUID | None = None) -> int:
+        if not self._exists():
+            return 0
         with self._lock:
             if iteration_id is None:
                 row = self._conn.execute("SELECT count(*) FROM spooled_changes").fetchone()
@@ -92,6 +113,8 @@ class SQLiteSpool(Spool):
         )
 
     def close(self) -> None:
-        """Close the file."""
+        """Close the file (if it was opened)."""
         with self._lock:
-            self._conn.close()
+            if self._db is not None:
+                self._db.close()
+                self._db = None

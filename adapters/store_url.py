@@ -41,8 +41,27 @@ class StoreURL(BaseModel):
 
 
 def redact(url: str) -> str:
-    """The URL with any password replaced by `***`."""
-    return re.sub(r"(?<=://)([^/@:]*):[^/@]*@", r"\1:***@", url)
+    """The URL as it may be shown: any password replaced by `***`, option values shown only for known options.
+
+    The password is taken as everything between the user name and the last `@`, so `/`, `:` or `@`
+    inside it cannot move it into the visible host or path.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "<store URL without a scheme>" if "@" in url or "password" in url.lower() else url
+    if scheme.lower().startswith("postgres"):
+        userinfo, at, tail = rest.rpartition("@")
+        if at:
+            user = userinfo.split(":", 1)[0].split("/", 1)[0]
+            rest = f"{user}:***@{tail}" if ":" in userinfo or "/" in userinfo else f"{user}@{tail}"
+    base, question, query = rest.partition("?")
+    if question:
+        shown_options = [
+            f"{key}={value}" if key in _PG_OPTIONS | _SQLITE_OPTIONS else key
+            for key, value in parse_qsl(query, keep_blank_values=True)
+        ]
+        return f"{scheme}://{base}?{'&'.join(shown_options)}"
+    return f"{scheme}://{base}"
 
 
 def _int_option(name: str, raw: str, shown: str, low: int, high: int) -> int:

@@ -62,3 +62,23 @@ def test_redact_leaves_passwordless_urls_alone() -> None:
     """Only a password is replaced."""
     assert redact("postgresql://root@127.0.0.1:5432/test") == "postgresql://root@127.0.0.1:5432/test"
     assert redact("postgresql://u:p@h/d") == "postgresql://u:***@h/d"
+
+
+@pytest.mark.parametrize(
+    ("url", "secret"),
+    [
+        ("postgresql://u:hun/ter2@h:5432/db", "ter2"),
+        ("postgresql://u:p@ssw0rd@h:5432/db", "ssw0rd"),
+        ("postgresql://u:pa:ss@h:5432/db?bogus=1", "ss@"),
+        ("postgresql://u@h:5432/db?password=hunter2", "hunter2"),
+        ("postgresql://u:s3cret@h:99999/db", "s3cret"),
+    ],
+)
+def test_no_password_survives_redaction_or_errors(url: str, secret: str) -> None:
+    """Passwords containing / : or @, and a password given as an option, never show in the redacted form or an error."""
+    assert secret not in redact(url)
+    try:
+        shown = parse_store_url(url).redacted
+    except StoreConfigError as e:
+        shown = str(e)
+    assert secret not in shown
