@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -14,9 +15,24 @@ COMMAND_MODULES = (cli_iterations, cli_read_models, cli_report, cli_spool)  # im
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point."""
+    """Console-script entry point: usage errors, like every other error, are one line on stderr."""
     command: Callable[..., Any] = typer.main.get_command(app)
-    command(args=argv, prog_name="itertrack")
+    try:
+        result = command(args=argv, prog_name="itertrack", standalone_mode=False)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        sys.stderr.write("itertrack: aborted\n")
+        sys.exit(1)
+    except Exception as e:
+        message = getattr(e, "format_message", None)
+        if message is None:
+            raise
+        if not message().strip():
+            sys.exit(0)  # a command group run without a command: its help was printed
+        sys.stderr.write(f"itertrack: error: {message()} (see itertrack --help)\n")
+        sys.exit(getattr(e, "exit_code", 2))
+    sys.exit(result if isinstance(result, int) else 0)
 
 
 if __name__ == "__main__":

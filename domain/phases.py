@@ -59,6 +59,8 @@ class PhaseCatalog:
 
     def __init__(self, extra: Iterable[str] = ()) -> None:
         names = [p.value for p in Phase]
+        if isinstance(extra, str) or not isinstance(extra, Iterable):
+            raise InvalidInputError("phases", extra, "must be a list of phase names")
         for name in extra:
             check_phase_name(name, field="phases")
             if name not in names:

@@ -130,8 +130,8 @@ class PerformanceTracker(Application[UUID]):
         self._locks = [threading.Lock() for _ in range(_LOCK_STRIPES)]
         settings = dict(env or {})
         if store is not None:
-            if not isinstance(store, str):
-                raise StoreConfigError("store", store, "must be a store URL string")
+            if not isinstance(store, str) or not store.strip():
+                raise StoreConfigError("store", store, "must be a store URL such as sqlite:///itertrack.db")
             settings[self.STORE] = store
         if migrate is not None:
             settings[self.MIGRATE] = "y" if migrate else "n"
@@ -356,7 +356,7 @@ class PerformanceTracker(Application[UUID]):
 
     def _events_until_version(self, iteration_id: UUID, version: object) -> list[Iteration.Event]:
         """The iteration's events up to `version` (one query), which must exist."""
-        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= 2**62:
             raise InvalidInputError("version", version, "must be an int of at least 1")
         events: list[Iteration.Event] = list(self.events.get(iteration_id, lte=version))  # type: ignore[arg-type]
         if not events:

@@ -49,10 +49,13 @@ class LLMUsage(BaseModel):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise InvalidMetricError(f"usage.{field}", value, "must be a non-negative int")
             counts[field] = value
-        if isinstance(usage, Mapping):
-            unknown = set(usage) - set(USAGE_FIELDS)
-            if unknown:
-                raise InvalidMetricError("usage", sorted(unknown), "unknown usage fields")
+        if usage is None or isinstance(usage, str | bytes | int | float):
+            raise InvalidMetricError("usage", usage, "must be a usage object or a mapping of token counts")
+        if not any(counts.values()) and not any(
+            (f in usage) if isinstance(usage, Mapping) else hasattr(usage, f) for f in USAGE_FIELDS
+        ):
+            raise InvalidMetricError("usage", usage, f"has none of {', '.join(USAGE_FIELDS)}")
+        # Other fields (the SDK's service_tier, server_tool_use, ...) are not token counts: ignored.
         return cls(**counts)
 
     def as_metrics(self, phase: str) -> dict[str, int]:

@@ -139,6 +139,10 @@ def test_bad_store_url_and_bad_options(tmp_path: Path) -> None:
     bad_option = run("demo", "--failure-rate", "2", "--store", f"sqlite:///{tmp_path / 'x.db'}")
     assert bad_option.returncode == 2
     assert "failure-rate" in bad_option.stderr
+    assert bad_option.stderr.count("\n") == 1  # one line, like every other error
+    missing = run("show")
+    assert missing.returncode == 2
+    assert missing.stderr.startswith("itertrack: error: Missing argument")
     assert "Traceback" not in bad_url.stderr + bad_option.stderr
 
 

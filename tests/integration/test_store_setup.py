@@ -124,3 +124,9 @@ def test_store_lost_mid_run_without_a_spool_is_a_typed_error(pg_store: str, open
     tracker.factory.datastore.pool.close()  # type: ignore[attr-defined]
     with pytest.raises(StoreUnavailableError, match="store is unavailable"):
         tracker.update_phase(iid, "analysis")
+
+
+def test_an_empty_store_url_is_refused() -> None:
+    """store="" is a mistake, not a request for the default store."""
+    with pytest.raises(StoreConfigError, match="store=''"):
+        PerformanceTracker(store="")

@@ -63,6 +63,13 @@ def test_add_metrics_sums_per_name() -> None:
     assert add_metrics({"a": 1, "b": 2}, {"b": 3, "c": 4}) == {"a": 1, "b": 5, "c": 4}
 
 
+@pytest.mark.parametrize("bad", [None, 5, "abc"])
+def test_registered_phases_must_be_a_list_of_names(bad: object) -> None:
+    """`phases=` is a list of names: None, a number or a bare string is refused, not misread."""
+    with pytest.raises(InvalidInputError, match="phases="):
+        PhaseCatalog(bad)  # type: ignore[arg-type]
+
+
 def test_catalog_accepts_builtin_and_registered_phases() -> None:
     """A host-registered phase is accepted next to the built-in ones."""
     catalog = PhaseCatalog(["risk_review"])
@@ -151,5 +158,8 @@ def test_usage_reads_sdk_like_objects_and_mappings() -> None:
     assert LLMUsage.of({"input_tokens": 1, "output_tokens": 2}).total == 3
     with pytest.raises(InvalidMetricError, match=r"usage\.output_tokens=-2"):
         LLMUsage.of({"input_tokens": 1, "output_tokens": -2})
-    with pytest.raises(InvalidMetricError, match="unknown usage fields"):
-        LLMUsage.of({"input_tokens": 1, "tokens": 2})
+    sdk_dump = {"input_tokens": 3, "output_tokens": 4, "service_tier": "standard", "server_tool_use": None}
+    assert LLMUsage.of(sdk_dump).total == 7  # the SDK's other fields are not token counts
+    for nothing in (None, "x", 5, {"tokens": 2}):
+        with pytest.raises(InvalidMetricError, match="usage="):
+            LLMUsage.of(nothing)
