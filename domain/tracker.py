@@ -31,6 +31,7 @@ from itertrack.domain.errors import (
     InvalidIterationIdError,
     IterationNotFoundError,
     StoreConfigError,
+    StoreError,
     StoreUnavailableError,
 )
 from itertrack.domain.iteration import Iteration
@@ -347,7 +348,12 @@ class PerformanceTracker(Application[UUID]):
             with suppress(KeyError):
                 cache.get(iteration_id, evict=True)
 
+    def _ensure_open(self) -> None:
+        if self.closing.is_set():
+            raise StoreError("the tracker is closed")
+
     def _load(self, iteration_id: UUID) -> Iteration:
+        self._ensure_open()
         try:
             iteration: Iteration = self.repository.get(iteration_id)
         except AggregateNotFoundError:
@@ -405,6 +411,7 @@ class PerformanceTracker(Application[UUID]):
         With a spool, a store that does not answer (or changes already waiting) sends the events to the
         spool instead: the call returns, and the forwarder sends them on, in order, when the store is back.
         """
+        self._ensure_open()
         events = iteration.collect_events()
         cache = self.repository.cache
         if self.spool is not None:

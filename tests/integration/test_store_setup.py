@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from itertrack.domain import PerformanceTracker, StoreConfigError, StoreNotMigratedError, StoreUnavailableError
+from itertrack.domain import (
+    PerformanceTracker,
+    StoreConfigError,
+    StoreError,
+    StoreNotMigratedError,
+    StoreUnavailableError,
+)
 
 Open = Callable[..., PerformanceTracker]
 
@@ -130,3 +136,14 @@ def test_an_empty_store_url_is_refused() -> None:
     """store="" is a mistake, not a request for the default store."""
     with pytest.raises(StoreConfigError, match="store=''"):
         PerformanceTracker(store="")
+
+
+def test_a_closed_tracker_refuses_work(tmp_path: Path) -> None:
+    """After close(), changes and reads raise StoreError instead of quietly reopening connections."""
+    tracker = PerformanceTracker(store=f"sqlite:///{tmp_path / 'c.db'}")
+    iid = tracker.start_iteration("agent-1", 1)
+    tracker.close()
+    with pytest.raises(StoreError, match="closed"):
+        tracker.update_phase(iid, "analysis")
+    with pytest.raises(StoreError, match="closed"):
+        tracker.get_iteration(iid)
