@@ -219,12 +219,14 @@ def load(store: str, seconds: float) -> None:
         changes = 0
         started = time.monotonic()
         next_sample = started
-        iid = tracker.start_iteration("load", 0)
+        iid = tracker.start_iteration("load", 0)  # iteration numbers: the change count at its start
         with psycopg.connect(base) as watch:
             while time.monotonic() - started < seconds:
                 tracker.update_metrics(iid, {"load_tokens": 1})
                 changes += 1
                 if changes % 500 == 0:
+                    # The saving step, then completed: as the host does.
+                    tracker.save_iteration({"id": iid, "agent_id": "load", "iteration_number": changes - 500})
                     tracker.update_phase(iid, "completed")
                     iid = tracker.start_iteration("load", changes)
                 if time.monotonic() >= next_sample:
