@@ -127,6 +127,8 @@ def test_unreachable_store_gives_one_line_without_the_password() -> None:
     )
     assert result.returncode == 1
     assert "unavailable" in result.stderr
+    assert "u:***@127.0.0.1:1" in result.stderr
+    assert result.stderr.count("\n") == 1
     assert "pw123" not in result.stderr + result.stdout
     assert "Traceback" not in result.stderr
 

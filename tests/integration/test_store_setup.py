@@ -112,7 +112,11 @@ def test_stray_driver_settings_in_the_environment_are_ignored(
     monkeypatch.setenv("PERFORMANCETRACKER_POSTGRES_PORT", "1")
     monkeypatch.setenv("POSTGRES_ENABLE_DB_FUNCTIONS", "y")
     tracker = open_tracker(pg_store)
-    assert tracker.get_iteration(tracker.start_iteration("agent-1", 1)).version == 1
+    iid = tracker.start_iteration("agent-1", 1)
+    assert tracker.get_iteration(iid).version == 1
+    # The database functions would bypass the recorder hook that writes the record: it must be written.
+    tracker.save_iteration({"id": iid, "agent_id": "agent-1", "iteration_number": 1})
+    assert tracker.get_record(iid) is not None
 
 
 @pytest.mark.parametrize("store", ["mysql://root@localhost/db", "sqlite://", 42])

@@ -18,7 +18,9 @@ def imported_modules(path: Path) -> set[str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+        elif isinstance(node, ast.ImportFrom) and node.level > 0:
+            found.add("." * node.level + (node.module or ""))  # relative: reported, the rule wants absolute
+        elif isinstance(node, ast.ImportFrom) and node.module:
             found.add(node.module)
     return found
 
@@ -38,11 +40,13 @@ def test_layers_import_only_inward(layer: str) -> None:
                 offenders.append(f"{path.relative_to(ROOT)} imports driver {module}")
             if top in LAYERS:
                 offenders.append(f"{path.relative_to(ROOT)} imports {module} (use itertrack.{module})")
+            if module.startswith("."):
+                offenders.append(f"{path.relative_to(ROOT)} imports {module} relatively (use itertrack.*)")
     assert offenders == []
 
 
 def test_the_rule_catches_a_violation(tmp_path: Path) -> None:
-    """The checker sees a driver import and a cross-layer import (so the rule test can fail)."""
+    """The checker sees driver, cross-layer and relative imports (so the rule test can fail)."""
     bad = tmp_path / "bad.py"
-    bad.write_text("import sqlite3\nfrom itertrack.adapters.cli import app\n")
-    assert imported_modules(bad) == {"sqlite3", "itertrack.adapters.cli"}
+    bad.write_text("import sqlite3\nfrom itertrack.adapters.cli import app\nfrom ..adapters import x\n")
+    assert imported_modules(bad) == {"sqlite3", "itertrack.adapters.cli", "..adapters"}
