@@ -22,7 +22,7 @@ from itertrack.adapters.postgres_store import PostgresRecorder, PostgresStoreFac
 from itertrack.adapters.spool_sqlite import SQLiteSpool
 from itertrack.adapters.sqlite_store import SQLiteRecorder, SQLiteStoreFactory
 from itertrack.adapters.store_url import DEFAULT_STORE, StoreURL, parse_store_url, spool_path
-from itertrack.domain.errors import StoreError, StoreNotMigratedError, StoreUnavailableError
+from itertrack.domain.errors import StoreConfigError, StoreError, StoreNotMigratedError, StoreUnavailableError
 
 STORE = "ITERTRACK_STORE"
 MIGRATE = "ITERTRACK_MIGRATE"
@@ -65,7 +65,7 @@ def construct_factory(env: Environment) -> InfrastructureFactory[Any]:
         if path == ":memory:":
             # A private shared-cache database, so every pooled connection sees the same data.
             path = f"file:itertrack-{id(env)}?mode=memory&cache=shared"
-        migrate = strtobool(migrate_setting or "y")
+        migrate = _flag(MIGRATE, migrate_setting, default=True)
         if not migrate and path == url.path and not Path(path).exists():
             # Connecting would create an empty file; a reader should not leave one behind.
             raise StoreNotMigratedError(f"store {url.redacted} does not exist (no file {path})")
@@ -90,7 +90,7 @@ def construct_factory(env: Environment) -> InfrastructureFactory[Any]:
     }
     with store_errors(url):
         pg_factory = PostgresStoreFactory(_clean_env(env, settings))
-    _prepare(pg_factory, url, migrate=strtobool(migrate_setting or "n"))
+    _prepare(pg_factory, url, migrate=_flag(MIGRATE, migrate_setting, default=False))
     if url.spool != "off":
         pg_factory.spool = SQLiteSpool(spool_path(url))
     return pg_factory
@@ -109,6 +109,16 @@ def _prepare(factory: SQLiteStoreFactory | PostgresStoreFactory, url: StoreURL, 
     except BaseException:
         factory.close()
         raise
+
+
+def _flag(name: str, value: str | None, *, default: bool) -> bool:
+    """A yes/no setting; anything else names the setting."""
+    if value is None or not value.strip():
+        return default
+    try:
+        return bool(strtobool(value))
+    except ValueError:
+        raise StoreConfigError(name, value, "must be y or n") from None
 
 
 def _check_migrated(recorder: SQLiteRecorder | PostgresRecorder, url: StoreURL) -> None:

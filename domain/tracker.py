@@ -121,6 +121,8 @@ class PerformanceTracker(Application[UUID]):
         env: Mapping[str, str] | None = None,
     ) -> None:
         self.catalog = PhaseCatalog(phases)
+        if clock is not None and not all(callable(getattr(clock, m, None)) for m in ("now", "monotonic", "new_id")):
+            raise InvalidInputError("clock", clock, "must have now(), monotonic() and new_id()")
         self.clock: Clock = clock or SystemClock()
         if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
             raise InvalidInputError("max_attempts", max_attempts, "must be a positive int")
@@ -154,7 +156,10 @@ class PerformanceTracker(Application[UUID]):
     def construct_factory(self, env: Environment) -> InfrastructureFactory:
         """Let the store adapter turn the store URL into an infrastructure factory."""
         topic = env.get(self.STORE_RESOLVER) or type(self).env[self.STORE_RESOLVER]
-        resolver: Callable[[Environment], InfrastructureFactory] = resolve_topic(topic)
+        try:
+            resolver: Callable[[Environment], InfrastructureFactory] = resolve_topic(topic)
+        except Exception as e:
+            raise StoreConfigError(self.STORE_RESOLVER, topic, f"does not name a store resolver ({e})") from e
         return resolver(env)
 
     # -- commands -----------------------------------------------------------------

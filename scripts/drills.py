@@ -207,8 +207,11 @@ def _pg_ctl(cluster: tuple[str, str], action: str) -> None:
     )
 
 
+LOAD_RATE = 1000.0  # tracked changes per second; set by --rate (make bench found about 2,000-3,000/s)
+
+
 def load(store: str, seconds: float) -> None:
-    """A sustained run, watching memory, connections and read-model lag; all must stay bounded."""
+    """A sustained run at a set rate, watching memory, connections and read-model lag; all must stay bounded."""
     import psycopg  # noqa: PLC0415
 
     with PerformanceTracker(store=store, migrate=True) as tracker:
@@ -224,6 +227,9 @@ def load(store: str, seconds: float) -> None:
             while time.monotonic() - started < seconds:
                 tracker.update_metrics(iid, {"load_tokens": 1})
                 changes += 1
+                ahead = changes / LOAD_RATE - (time.monotonic() - started)
+                if ahead > 0:
+                    time.sleep(ahead)  # hold the set rate
                 if changes % 500 == 0:
                     # The saving step, then completed: as the host does.
                     tracker.save_iteration({"id": iid, "agent_id": "load", "iteration_number": changes - 500})
@@ -273,7 +279,9 @@ def main() -> None:
     parser.add_argument("drills", nargs="*", default=list(DRILLS), choices=list(DRILLS))
     parser.add_argument("--postgres", default="postgresql://root@127.0.0.1:5432/test")
     parser.add_argument("--seconds", type=float, default=30.0, help="length of the kill, outage and load drills")
+    parser.add_argument("--rate", type=float, default=LOAD_RATE, help="tracked changes per second in the load drill")
     args = parser.parse_args()
+    globals()["LOAD_RATE"] = args.rate
     failed = []
     for name in args.drills:
         with tempfile.TemporaryDirectory() as tmp, pg_schema(args.postgres) as schema:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from itertrack.domain import (
+    InvalidInputError,
     PerformanceTracker,
     StoreConfigError,
     StoreError,
@@ -151,3 +152,14 @@ def test_a_closed_tracker_refuses_work(tmp_path: Path) -> None:
         tracker.update_phase(iid, "analysis")
     with pytest.raises(StoreError, match="closed"):
         tracker.get_iteration(iid)
+
+
+def test_malformed_settings_name_themselves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bad ITERTRACK_MIGRATE, a bad resolver topic and a clock without the clock methods are typed errors."""
+    store = f"sqlite:///{tmp_path / 's.db'}"
+    with pytest.raises(StoreConfigError, match="ITERTRACK_MIGRATE='maybe'"):
+        PerformanceTracker(store=store, env={"ITERTRACK_MIGRATE": "maybe"})
+    with pytest.raises(StoreConfigError, match="ITERTRACK_STORE_RESOLVER"):
+        PerformanceTracker(store=store, env={"ITERTRACK_STORE_RESOLVER": "no.such.module:thing"})
+    with pytest.raises(InvalidInputError, match="clock="):
+        PerformanceTracker(store=store, clock=object())  # type: ignore[arg-type]
