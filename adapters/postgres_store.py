@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -9,7 +10,13 @@ from dataclasses import dataclass
 from typing import Any, cast
 from uuid import UUID
 
-from eventsourcing.persistence import ApplicationRecorder, ProgrammingError, StoredEvent
+from eventsourcing.persistence import (
+    ApplicationRecorder,
+    InterfaceError,
+    OperationalError,
+    ProgrammingError,
+    StoredEvent,
+)
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore, PostgresFactory
 from psycopg import ClientCursor
 from psycopg.pq import TransactionStatus
@@ -22,6 +29,8 @@ from itertrack.adapters.view_sql import VIEW_TABLES
 from itertrack.adapters.views_postgres import TRACKING_TABLE, PostgresReadModelView
 from itertrack.domain.ports import IterationRecordStore
 from itertrack.domain.records import IterationRecord
+
+log = logging.getLogger("itertrack")
 
 
 @dataclass(frozen=True)
@@ -201,6 +210,22 @@ class PostgresStoreFactory(PostgresFactory):
     application_recorder_class = PostgresRecorder
     # Set by the store resolver unless the URL says spool=off.
     spool: SQLiteSpool | None = None
+    # True when the store did not answer at start (the tracker then spools from its first change).
+    started_offline = False
+
+    def __init__(self, env: Any) -> None:
+        super().__init__(env)
+        register = self.datastore.register_type_adapters
+
+        def register_when_reachable() -> None:
+            # The library registers its composite type on every recorder construction; our inserts do not
+            # use it, so an unreachable store must not stop a tracker from being built.
+            try:
+                register()
+            except (OperationalError, InterfaceError):
+                log.warning("store unreachable while registering type adapters; continuing without them")
+
+        self.datastore.register_type_adapters = register_when_reachable  # type: ignore[method-assign]
 
     def close(self) -> None:
         if self.spool is not None:

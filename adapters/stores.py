@@ -6,6 +6,7 @@ This is the one choke point where driver and connection failures at start-up bec
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +25,7 @@ from itertrack.adapters.sqlite_store import SQLiteRecorder, SQLiteStoreFactory
 from itertrack.adapters.store_url import DEFAULT_STORE, StoreURL, parse_store_url, spool_path
 from itertrack.domain.errors import StoreConfigError, StoreError, StoreNotMigratedError, StoreUnavailableError
 
+log = logging.getLogger("itertrack")
 STORE = "ITERTRACK_STORE"
 MIGRATE = "ITERTRACK_MIGRATE"
 _STORE_KEY_PREFIXES = ("POSTGRES_", "SQLITE_", "PERSISTENCE_MODULE", "CREATE_TABLE", "MAPPER_TOPIC")
@@ -90,14 +92,27 @@ def construct_factory(env: Environment) -> InfrastructureFactory[Any]:
     }
     with store_errors(url):
         pg_factory = PostgresStoreFactory(_clean_env(env, settings))
-    _prepare(pg_factory, url, migrate=_flag(MIGRATE, migrate_setting, default=False))
-    if url.spool != "off":
-        pg_factory.spool = SQLiteSpool(spool_path(url))
+    migrate = _flag(MIGRATE, migrate_setting, default=False)
+    if url.spool == "off":
+        _prepare(pg_factory, url, migrate=migrate)
+        return pg_factory
+    pg_factory.spool = SQLiteSpool(spool_path(url))
+    try:
+        _prepare(pg_factory, url, migrate=migrate, close_on_failure=False)
+    except StoreUnavailableError as e:
+        # A host may start while the store is down: it starts offline, spooling from its first change.
+        log.warning("store %s unavailable at start; spooling until it answers: %s", url.redacted, e)
+        pg_factory.started_offline = True
+    except BaseException:
+        pg_factory.close()
+        raise
     return pg_factory
 
 
-def _prepare(factory: SQLiteStoreFactory | PostgresStoreFactory, url: StoreURL, *, migrate: bool) -> None:
-    """Migrate (when asked) or check that the tables exist; close the factory on any failure."""
+def _prepare(
+    factory: SQLiteStoreFactory | PostgresStoreFactory, url: StoreURL, *, migrate: bool, close_on_failure: bool = True
+) -> None:
+    """Migrate (when asked) or check that the tables exist; close the factory on any failure (unless told not to)."""
     try:
         with store_errors(url):
             recorder = factory.application_recorder()
@@ -107,7 +122,8 @@ def _prepare(factory: SQLiteStoreFactory | PostgresStoreFactory, url: StoreURL, 
             else:
                 _check_migrated(recorder, url)
     except BaseException:
-        factory.close()
+        if close_on_failure:
+            factory.close()
         raise
 
 

@@ -146,7 +146,9 @@ class PerformanceTracker(Application[UUID]):
         # The spool (PostgreSQL stores): while it holds changes, new changes join it, in order.
         self.spool: Spool | None = getattr(self.factory, "spool", None)
         self._spool_lock = threading.Lock()
-        self._spooling = self.spool is not None and self.spool.count() > 0
+        self._spooling = self.spool is not None and (
+            self.spool.count() > 0 or bool(getattr(self.factory, "started_offline", False))
+        )
         self._forwarder: threading.Thread | None = None
         self.forward_failures = 0
         self._auto_forward = self.env.get(self.FORWARD, "y").lower() not in ("n", "no", "false", "0")

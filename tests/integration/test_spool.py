@@ -142,3 +142,22 @@ def test_a_genuine_conflict_is_kept_and_reported(pg_store: str, proxy: TcpProxy,
     assert shown.returncode == 1, shown.stderr
     data = json.loads(shown.stdout)
     assert (data["waiting"], data["stuck"]) == (2, 1)
+
+
+def test_a_tracker_started_during_an_outage_spools_from_its_first_change(
+    pg_store: str, proxy: TcpProxy, open_tracker: Open
+) -> None:
+    """A host (re)started while PostgreSQL is unreachable gets a working tracker; its changes arrive later."""
+    open_tracker(pg_store, migrate=True)  # the tables exist; only the network is gone
+    proxy.cut()
+    started = time.monotonic()
+    host = open_tracker(through(pg_store, proxy), migrate=False)
+    iid = host.start_iteration("agent-1", 1)
+    host.update_phase(iid, "analysis")
+    assert time.monotonic() - started < 8.0  # a few connect timeouts (1 s) at most
+    assert host.get_iteration(iid).spooled_changes == 2
+    proxy.start()
+    wait_for(lambda: host.spool is not None and host.spool.count() == 0, 30, "the spool to drain")
+    fresh = open_tracker(pg_store, migrate=False)
+    assert versions(fresh, iid) == [1, 2]
+    assert fresh.get_iteration(iid).phase == "analysis"
