@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +17,9 @@ COMMAND_MODULES = (cli_iterations, cli_read_models, cli_report, cli_spool)  # im
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: usage errors, like every other error, are one line on stderr."""
+    # Errors are reported as one line by the commands; library warnings would only add noise.
+    logging.getLogger("itertrack").setLevel(logging.ERROR)
+    logging.getLogger("psycopg").setLevel(logging.ERROR)
     command: Callable[..., Any] = typer.main.get_command(app)
     try:
         result = command(args=argv, prog_name="itertrack", standalone_mode=False)

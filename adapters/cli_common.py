@@ -63,8 +63,9 @@ def cli_errors(store: str) -> Iterator[None]:
 
 
 def open_tracker(store: str, **kwargs: Any) -> PerformanceTracker:
-    """The tracker for `store` (errors are handled by `cli_errors`)."""
-    return PerformanceTracker(store=store, **kwargs)
+    """The tracker for `store` (errors are handled by `cli_errors`); a command never starts offline."""
+    env = {"ITERTRACK_START_OFFLINE": "n", **kwargs.pop("env", {})}
+    return PerformanceTracker(store=store, env=env, **kwargs)
 
 
 def print_json(data: Any) -> None:

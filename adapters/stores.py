@@ -27,6 +27,8 @@ from itertrack.domain.errors import StoreConfigError, StoreError, StoreNotMigrat
 
 log = logging.getLogger("itertrack")
 STORE = "ITERTRACK_STORE"
+# "n": an unreachable store at construction raises instead of starting offline (the CLI's choice).
+START_OFFLINE = "ITERTRACK_START_OFFLINE"
 MIGRATE = "ITERTRACK_MIGRATE"
 _STORE_KEY_PREFIXES = ("POSTGRES_", "SQLITE_", "PERSISTENCE_MODULE", "CREATE_TABLE", "MAPPER_TOPIC")
 
@@ -95,6 +97,10 @@ def construct_factory(env: Environment) -> InfrastructureFactory[Any]:
     migrate = _flag(MIGRATE, migrate_setting, default=False)
     if url.spool == "off":
         _prepare(pg_factory, url, migrate=migrate)
+        return pg_factory
+    if not _flag(START_OFFLINE, env.get(START_OFFLINE), default=True):
+        _prepare(pg_factory, url, migrate=migrate)
+        pg_factory.spool = SQLiteSpool(spool_path(url))
         return pg_factory
     pg_factory.spool = SQLiteSpool(spool_path(url))
     try:

@@ -36,7 +36,8 @@ def test_postgres_needs_an_explicit_migrate(pg_store: str, open_tracker: Open) -
 def test_unreachable_postgres_is_a_typed_error_without_the_password() -> None:
     """A refused connection raises StoreUnavailableError; the password never appears."""
     with pytest.raises(StoreUnavailableError) as caught:
-        PerformanceTracker(store="postgresql://root:hunter2@127.0.0.1:1/test?connect_timeout=1")
+        # spool=off: with a spool the tracker would start offline instead (tests/integration/test_spool.py).
+        PerformanceTracker(store="postgresql://root:hunter2@127.0.0.1:1/test?connect_timeout=1&spool=off")
     message = str(caught.value)
     assert "hunter2" not in message
     assert "root:***@127.0.0.1:1" in message
