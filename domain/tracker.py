@@ -19,6 +19,7 @@ from eventsourcing.persistence import (
     InterfaceError,
     OperationalError,
     Recording,
+    StoredEvent,
 )
 from eventsourcing.utils import Environment, resolve_topic
 from pydantic import BaseModel, ConfigDict
@@ -39,7 +40,7 @@ from itertrack.domain.metrics import Amount, check_metrics, time_metric
 from itertrack.domain.phases import TERMINAL_PHASES, Phase, PhaseCatalog
 from itertrack.domain.ports import IterationRecordStore
 from itertrack.domain.records import IterationRecord
-from itertrack.domain.spool import Spool, SpooledChange
+from itertrack.domain.spool import Spool
 from itertrack.domain.state import IterationState
 from itertrack.domain.text import check_agent_id, check_error_message, check_iteration_number, error_message_of
 from itertrack.domain.usage import LLMUsage
@@ -498,7 +499,7 @@ class PerformanceTracker(Application[UUID]):
                 try:
                     self.recorder.insert_events(list(change.events), iteration_record=change.record)
                 except IntegrityError:
-                    if self._stored_already(change):
+                    if self._holds(change.iteration_id, change.events):
                         self.spool.remove(change.id)
                         already += 1
                         continue
@@ -517,22 +518,20 @@ class PerformanceTracker(Application[UUID]):
             forwarded=forwarded, already_stored=already, stuck=len(left) - len(movable), waiting=len(movable)
         )
 
-    def _stored_already(self, change: SpooledChange) -> bool:
-        first, last = change.events[0].originator_version, change.events[-1].originator_version
-        stored = self.recorder.select_events(change.iteration_id, gt=first - 1, lte=last)
+    def _holds(self, iteration_id: UUID, events: Sequence[StoredEvent]) -> bool:
+        """Whether the store holds exactly these rows at their versions (each carries a unique event id).
+
+        A commit whose acknowledgement was lost (or a spooled change forwarded just before a crash)
+        meets its own rows on the (id, version) key: that is success, not a conflict to re-apply.
+        """
+        first, last = events[0].originator_version, events[-1].originator_version
+        stored = self.recorder.select_events(iteration_id, gt=first - 1, lte=last)
         return [(s.originator_version, s.topic, s.state) for s in stored] == [
-            (s.originator_version, s.topic, s.state) for s in change.events
+            (s.originator_version, s.topic, s.state) for s in events
         ]
 
     def _already_stored(self, pending: list[Iteration.Event]) -> bool:
-        """Whether the store holds exactly these events at their versions.
-
-        A commit whose acknowledgement was lost, then retried by the driver layer, meets its own
-        rows on the (id, version) key: that is success, not a conflict to re-apply.
-        """
-        first, last = pending[0], pending[-1]
-        stored = self.events.get(first.originator_id, gt=first.originator_version - 1, lte=last.originator_version)
-        return list(stored) == pending
+        return self._holds(pending[0].originator_id, [self.mapper.to_stored_event(e) for e in pending])
 
     def _save_new(self, iteration: Iteration, **save_kwargs: Any) -> None:
         pending = cast(list[Iteration.Event], list(iteration.pending_events))
