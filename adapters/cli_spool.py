@@ -45,11 +45,12 @@ def spool_status(store: StoreOption = DEFAULT_STORE, as_json: JsonOption = False
         out.print(f"spool {status.path}: {status.waiting} change(s) waiting, {status.stuck} stuck")
         if status.entries:
             table = Table()
-            for column in ("#", "iteration", "versions", "record", "stuck because"):
+            for column in ("#", "iteration", "change", "record", "stuck because"):
                 table.add_column(column)
             for e in status.entries:
-                versions = ", ".join(map(str, e.versions))
-                table.add_row(str(e.id), str(e.iteration_id), versions, "yes" if e.with_record else "", e.stuck or "")
+                # A deferred change has no versions yet: the forwarder gives them when it applies it.
+                what = f"deferred: {e.deferred}" if e.deferred else "versions " + ", ".join(map(str, e.versions))
+                table.add_row(str(e.id), str(e.iteration_id), what, "yes" if e.with_record else "", e.stuck or "")
             out.print(table)
     if status.stuck:
         raise typer.Exit(1)

@@ -12,6 +12,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 
+from itertrack.domain.commands import DEFERRED_CHANGE, DeferredChange
 from itertrack.domain.errors import StoreUnavailableError
 from itertrack.domain.records import IterationRecord
 from itertrack.domain.spool import Spool, SpooledChange, SpoolEntry, SpoolStatus
@@ -36,8 +37,11 @@ class SQLiteSpool(Spool):
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute(
                     "CREATE TABLE IF NOT EXISTS spooled_changes (id INTEGER PRIMARY KEY AUTOINCREMENT, "
-                    "iteration_id TEXT NOT NULL, events TEXT NOT NULL, record TEXT, stuck TEXT)"
+                    "iteration_id TEXT NOT NULL, events TEXT NOT NULL, record TEXT, stuck TEXT, deferred TEXT)"
                 )
+                columns = {row[1] for row in conn.execute("PRAGMA table_info(spooled_changes)")}
+                if "deferred" not in columns:  # a spool file written before deferred changes existed
+                    conn.execute("ALTER TABLE spooled_changes ADD COLUMN deferred TEXT")
                 conn.execute("CREATE INDEX IF NOT EXISTS spooled_changes_iteration ON spooled_changes (iteration_id)")
             except sqlite3.Error as e:
                 raise StoreUnavailableError(
@@ -59,27 +63,61 @@ class SQLiteSpool(Spool):
                 (str(iteration_id), encoded, None if record is None else record.model_dump_json()),
             )
 
-    def waiting(self, limit: int) -> list[SpooledChange]:
+    def add_deferred(self, iteration_id: UUID, deferred: DeferredChange, record: IterationRecord | None) -> None:
+        with self._lock:
+            self._conn.execute(
+                "INSERT INTO spooled_changes (iteration_id, events, record, deferred) VALUES (?, '[]', ?, ?)",
+                (
+                    str(iteration_id),
+                    None if record is None else record.model_dump_json(),
+                    deferred.model_dump_json(),
+                ),
+            )
+
+    def has_deferred(self, iteration_id: UUID) -> bool:
+        if not self._exists():
+            return False
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT 1 FROM spooled_changes WHERE iteration_id = ? AND deferred IS NOT NULL LIMIT 1",
+                (str(iteration_id),),
+            ).fetchone()
+        return row is not None
+
+    def waiting(self, limit: int, after: int = 0) -> list[SpooledChange]:
         if not self._exists():
             return []
         with self._lock:
             rows = self._conn.execute(
-                "SELECT id, iteration_id, events, record, stuck FROM spooled_changes ORDER BY id LIMIT ?", (limit,)
+                "SELECT id, iteration_id, events, record, stuck, deferred FROM spooled_changes WHERE id > ? "
+                "ORDER BY id LIMIT ?",
+                (after, limit),
             ).fetchall()
         changes = []
-        for change_id, iteration_id, events, record, stuck in rows:
+        for change_id, iteration_id, events, record, stuck, deferred in rows:
             iid = UUID(iteration_id)
             stored = tuple(
                 StoredEvent(originator_id=iid, originator_version=v, topic=t, state=base64.b64decode(s))
                 for v, t, s in json.loads(events)
             )
             parsed = None if record is None else IterationRecord.model_validate_json(record)
-            changes.append(SpooledChange(id=change_id, iteration_id=iid, events=stored, record=parsed, stuck=stuck))
+            changes.append(
+                SpooledChange(
+                    id=change_id,
+                    iteration_id=iid,
+                    events=stored,
+                    record=parsed,
+                    stuck=stuck,
+                    deferred=None if deferred is None else DEFERRED_CHANGE.validate_json(deferred),
+                )
+            )
         return changes
 
-    def remove(self, change_id: int) -> None:
+    def remove(self, *change_ids: int) -> None:
         with self._lock:
-            self._conn.execute("DELETE FROM spooled_changes WHERE id = ?", (change_id,))
+            self._conn.execute(
+                "DELETE FROM spooled_changes WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(change_ids),)
+            )
 
     def mark_stuck(self, change_id: int, reason: str) -> None:
         with self._lock:
@@ -103,6 +141,7 @@ class SQLiteSpool(Spool):
                 id=c.id,
                 iteration_id=c.iteration_id,
                 versions=tuple(e.originator_version for e in c.events),
+                deferred=None if c.deferred is None else c.deferred.change.describe(),
                 with_record=c.record is not None,
                 stuck=c.stuck,
             )

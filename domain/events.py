@@ -12,6 +12,11 @@ from itertrack.domain.clock import SystemClock
 _ids = SystemClock()
 
 
+def new_event_id() -> UUID:
+    """A random id for one event (not the tracker's clock: event ids must never repeat across processes)."""
+    return _ids.new_id()
+
+
 class DomainEvent(BaseModel):
     """An immutable fact about one aggregate, at one version, at one timezone-aware instant."""
 
@@ -25,4 +30,4 @@ class DomainEvent(BaseModel):
     timestamp: AwareDatetime
     # Unique per event: after a key conflict, stored rows equal to ours can only be our own commit,
     # never another writer's event that happens to have the same content and timestamp.
-    event_id: UUID = Field(default_factory=_ids.new_id)
+    event_id: UUID = Field(default_factory=new_event_id)

@@ -21,6 +21,11 @@ from itertrack.domain.phases import TERMINAL_PHASES, Phase, Status, status_of
 from itertrack.domain.text import check_error_message
 
 
+def _with_id(event_id: UUID | None) -> dict[str, UUID]:
+    """The event's id when the caller fixed it (a deferred change), else the event makes a new one."""
+    return {} if event_id is None else {"event_id": event_id}
+
+
 class PhaseVisit(NamedTuple):
     """One entry into a phase: which, when, and at which version of the iteration."""
 
@@ -115,7 +120,7 @@ class Iteration(BaseAggregate[UUID]):
         if self.is_finished:
             raise IterationFinishedError(self.id, self.phase, attempted)
 
-    def change_phase(self, phase: str, error: str | None, at: datetime) -> None:
+    def change_phase(self, phase: str, error: str | None, at: datetime, event_id: UUID | None = None) -> None:
         """Enter `phase` (already checked against the tracker's catalog); `failed` needs an error."""
         self._refuse_if_finished(f"phase change to {phase!r}")
         if phase == Phase.FAILED:
@@ -124,19 +129,19 @@ class Iteration(BaseAggregate[UUID]):
             error = check_error_message(error)
         elif error is not None:
             raise InvalidInputError("error", error, f"is only allowed with phase 'failed', not {phase!r}")
-        self.trigger_event(self.PhaseChanged, phase=phase, error=error, timestamp=at)
+        self.trigger_event(self.PhaseChanged, phase=phase, error=error, timestamp=at, **_with_id(event_id))
 
-    def record_metrics(self, metrics: Mapping[str, Amount], at: datetime) -> None:
+    def record_metrics(self, metrics: Mapping[str, Amount], at: datetime, event_id: UUID | None = None) -> None:
         """Add validated amounts to the running totals."""
         self._refuse_if_finished(f"metrics update {sorted(metrics)}")
         for name, amount in metrics.items():
             if self.metrics.get(name, 0) + amount > MAX_AMOUNT:
                 raise InvalidMetricError(f"metrics[{name!r}]", amount, f"would take the total past {MAX_AMOUNT}")
-        self.trigger_event(self.MetricsRecorded, metrics=dict(metrics), timestamp=at)
+        self.trigger_event(self.MetricsRecorded, metrics=dict(metrics), timestamp=at, **_with_id(event_id))
 
-    def mark_saved(self, status: str, at: datetime) -> None:
+    def mark_saved(self, status: str, at: datetime, event_id: UUID | None = None) -> None:
         """Record that the saving step stored this iteration's record (once)."""
         self._refuse_if_finished("saving the iteration record")
         if self.saved:
             raise RecordAlreadySavedError(self.id)
-        self.trigger_event(self.RecordSaved, status=status, timestamp=at)
+        self.trigger_event(self.RecordSaved, status=status, timestamp=at, **_with_id(event_id))

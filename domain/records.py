@@ -57,6 +57,13 @@ class IterationRecord(BaseModel):
     # Set by the tracker's clock when the host leaves it out.
     created_at: AwareDatetime | None = None
 
+    def __init__(self, **data: Any) -> None:
+        """Built directly, a bad field raises `InvalidInputError` naming it (as `parse` does), not pydantic's error."""
+        try:
+            super().__init__(**data)
+        except ValidationError as e:
+            raise _typed(e) from None
+
     @field_validator("agent_id")
     @classmethod
     def _agent_id(cls, value: str) -> str:
@@ -81,9 +88,18 @@ class IterationRecord(BaseModel):
         try:
             return cls.model_validate(dict(data))
         except ValidationError as e:
-            first = e.errors()[0]
-            loc = [str(part) for part in first["loc"]]
-            if len(loc) > 4:
-                loc = [*loc[:2], "…"]
-            field = "record." + ".".join(loc) if loc else "record"
-            raise InvalidInputError(field, first.get("input"), first["msg"]) from None
+            raise _typed(e) from None
+
+
+def _typed(error: ValidationError) -> InvalidInputError:
+    """The first problem pydantic found, as the typed error naming the field (`record.<field>`) and the value."""
+    first = error.errors()[0]
+    inner = first.get("ctx", {}).get("error")
+    if isinstance(inner, InvalidInputError):
+        # Validating a mapping runs the custom __init__ inside pydantic, which wraps the typed error it raised.
+        return inner
+    loc = [str(part) for part in first["loc"]]
+    if len(loc) > 4:
+        loc = [*loc[:2], "…"]
+    field = "record." + ".".join(loc) if loc else "record"
+    return InvalidInputError(field, first.get("input"), first["msg"])

@@ -10,18 +10,23 @@ from uuid import UUID
 from eventsourcing.persistence import StoredEvent
 from pydantic import BaseModel, ConfigDict
 
+from itertrack.domain.commands import DeferredChange
 from itertrack.domain.records import IterationRecord
 
 
 @dataclass(frozen=True)
 class SpooledChange:
-    """One tracker save that is waiting: its stored events (and the record of a saving step)."""
+    """One tracker save that is waiting: its stored events (and the record of a saving step).
+
+    A change to an iteration whose version was unknown waits as `deferred` (the change itself, no events yet).
+    """
 
     id: int
     iteration_id: UUID
     events: tuple[StoredEvent, ...]
     record: IterationRecord | None
     stuck: str | None
+    deferred: DeferredChange | None = None
 
 
 class SpoolEntry(BaseModel):
@@ -32,6 +37,8 @@ class SpoolEntry(BaseModel):
     id: int
     iteration_id: UUID
     versions: tuple[int, ...]
+    # For a change kept before its version was known: what it will do ("phase analysis", ...).
+    deferred: str | None = None
     with_record: bool
     stuck: str | None
 
@@ -55,12 +62,20 @@ class Spool(ABC):
         """Keep one save's events (durably, before returning)."""
 
     @abstractmethod
-    def waiting(self, limit: int) -> list[SpooledChange]:
-        """The oldest waiting changes, in the order they were added (stuck ones included)."""
+    def add_deferred(self, iteration_id: UUID, deferred: DeferredChange, record: IterationRecord | None) -> None:
+        """Keep one change whose events cannot be made yet (the iteration's version is unknown)."""
 
     @abstractmethod
-    def remove(self, change_id: int) -> None:
-        """Forget a change the store now holds."""
+    def has_deferred(self, iteration_id: UUID) -> bool:
+        """Whether a deferred change of this iteration waits (later changes must wait behind it)."""
+
+    @abstractmethod
+    def waiting(self, limit: int, after: int = 0) -> list[SpooledChange]:
+        """The oldest waiting changes with an id above `after`, in the order they were added (stuck ones included)."""
+
+    @abstractmethod
+    def remove(self, *change_ids: int) -> None:
+        """Forget changes the store now holds (in one durable step)."""
 
     @abstractmethod
     def mark_stuck(self, change_id: int, reason: str) -> None:

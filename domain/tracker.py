@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext, suppress
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, cast
 from uuid import UUID
@@ -25,22 +26,25 @@ from eventsourcing.utils import Environment, resolve_topic
 from pydantic import BaseModel, ConfigDict
 
 from itertrack.domain.clock import Clock, SystemClock
+from itertrack.domain.commands import Change, DeferredChange, MetricsChange, PhaseChange, RecordSave
 from itertrack.domain.errors import (
     ConcurrencyError,
     DuplicateIterationError,
     InvalidInputError,
     InvalidIterationIdError,
+    IterationError,
     IterationNotFoundError,
     StoreConfigError,
     StoreError,
     StoreUnavailableError,
 )
+from itertrack.domain.events import new_event_id
 from itertrack.domain.iteration import Iteration
 from itertrack.domain.metrics import Amount, check_metrics, time_metric
 from itertrack.domain.phases import TERMINAL_PHASES, Phase, PhaseCatalog
 from itertrack.domain.ports import IterationRecordStore
 from itertrack.domain.records import IterationRecord
-from itertrack.domain.spool import Spool
+from itertrack.domain.spool import Spool, SpooledChange
 from itertrack.domain.state import IterationState
 from itertrack.domain.text import check_agent_id, check_error_message, check_iteration_number, error_message_of
 from itertrack.domain.usage import LLMUsage
@@ -51,6 +55,10 @@ DEFAULT_MAX_ATTEMPTS = 12
 _LOCK_STRIPES = 64
 _BACKOFF_BASE_S = 0.002
 _BACKOFF_CAP_S = 0.25
+# How long close() waits for the forwarder to finish the change in hand (a connect may take connect_timeout).
+_CLOSE_WAIT_S = 10.0
+# Spooled changes read per page; plain event changes of a page go to the store in one transaction.
+_FORWARD_BATCH = 200
 
 
 def parse_iteration_id(value: object, field: str = "iteration_id") -> UUID:
@@ -83,6 +91,26 @@ class SpoolFlush(BaseModel):
     already_stored: int
     stuck: int
     waiting: int
+
+
+@dataclass
+class _FlushTally:
+    """What one pass of forwarding has done so far, and which iterations it must not touch again."""
+
+    forwarded: int = 0
+    already: int = 0
+    blocked: set[UUID] = field(default_factory=set)  # behind a stuck change: waits for a person
+    later: set[UUID] = field(default_factory=set)  # lost every race this pass: the next pass tries again
+
+    def count(self, change: SpooledChange, outcome: str) -> None:
+        if outcome == "forwarded":
+            self.forwarded += 1
+        elif outcome == "already":
+            self.already += 1
+        elif outcome == "stuck":
+            self.blocked.add(change.iteration_id)
+        else:
+            self.later.add(change.iteration_id)
 
 
 class PerformanceTracker(Application[UUID]):
@@ -152,6 +180,9 @@ class PerformanceTracker(Application[UUID]):
         )
         self._forwarder: threading.Thread | None = None
         self.forward_failures = 0
+        # How many changes went to the spool as events, and as deferred changes (their version unknown).
+        self.changes_spooled = 0
+        self.changes_deferred = 0
         self._auto_forward = self.env.get(self.FORWARD, "y").lower() not in ("n", "no", "false", "0")
         if self._spooling:
             self._start_forwarder()
@@ -184,14 +215,14 @@ class PerformanceTracker(Application[UUID]):
         phase = self.catalog.check(phase)
         if error is not None:
             check_error_message(error)
-        self._change(iid, lambda it: it.change_phase(phase, error, self._now_after(it)))
+        self._change(iid, PhaseChange.model_construct(event_id=new_event_id(), phase=phase, error=error))
 
     @store_unavailable_as_typed_error()
     def update_metrics(self, iteration_id: UUID | str, metrics: Mapping[str, Amount]) -> None:
         """Add each amount to its metric's running total."""
         iid = parse_iteration_id(iteration_id)
         checked = check_metrics(metrics)
-        self._change(iid, lambda it: it.record_metrics(checked, self._now_after(it)))
+        self._change(iid, MetricsChange.model_construct(event_id=new_event_id(), metrics=checked))
 
     def record_usage(self, iteration_id: UUID | str, phase: str, usage: object) -> LLMUsage:
         """Add one LLM response's usage to `<phase>_tokens` and to the four per-kind token metrics."""
@@ -239,20 +270,12 @@ class PerformanceTracker(Application[UUID]):
             return new_id
 
         to_store = parsed.model_copy(update={"created_at": created_at})
-
-        def save(it: Iteration) -> None:
-            if it.agent_id != parsed.agent_id:
-                raise InvalidInputError(
-                    "record.agent_id", parsed.agent_id, f"differs from the tracked iteration's {it.agent_id!r}"
-                )
-            if it.iteration_number != parsed.iteration_number:
-                raise InvalidInputError(
-                    "record.iteration_number",
-                    parsed.iteration_number,
-                    f"differs from the tracked iteration's {it.iteration_number}",
-                )
-            it.mark_saved(parsed.iteration_status, self._now_after(it))
-
+        save = RecordSave.model_construct(
+            event_id=new_event_id(),
+            agent_id=parsed.agent_id,
+            iteration_number=parsed.iteration_number,
+            status=parsed.iteration_status,
+        )
         self._change(parsed.id, save, iteration_record=to_store)
         return parsed.id
 
@@ -276,6 +299,14 @@ class PerformanceTracker(Application[UUID]):
                 except Exception:
                     # A listener's failure must never fail the host's tracked change, already committed.
                     log.warning("save listener %r failed", listener, exc_info=True)
+
+    def close(self) -> None:
+        """Stop the forwarder (it finishes the change in hand), then close the store; the spool keeps the rest."""
+        self.closing.set()
+        forwarder = self._forwarder
+        if forwarder is not None and forwarder is not threading.current_thread():
+            forwarder.join(timeout=_CLOSE_WAIT_S)
+        super().close()
 
     def migrate(self) -> None:
         """Create the store's tables if they do not exist (safe to run from many processes)."""
@@ -442,10 +473,28 @@ class PerformanceTracker(Application[UUID]):
             cache.put(iteration.id, iteration)
         self._notify(recordings)
 
+    def _must_defer(self, iteration_id: UUID) -> bool:
+        """While spooling: an iteration this process holds no copy of, or one with deferred changes waiting."""
+        assert self.spool is not None
+        cache = self.repository.cache
+        return cache is None or iteration_id not in cache.cache or self.spool.has_deferred(iteration_id)
+
+    def _defer(self, iteration_id: UUID, change: Change, save_kwargs: dict[str, Any]) -> None:
+        """Keep the change itself in the spool, to be applied by the forwarder on the stored iteration."""
+        assert self.spool is not None
+        self._evict(iteration_id)
+        deferred = DeferredChange(at=self.clock.now(), change=change)
+        with self._spool_lock:
+            self.spool.add_deferred(iteration_id, deferred, save_kwargs.get("iteration_record"))
+            self._spooling = True
+            self.changes_deferred += 1
+        self._start_forwarder()
+
     def _spool(self, iteration: Iteration, events: Sequence[Any], save_kwargs: dict[str, Any]) -> None:
         assert self.spool is not None
         stored = [self.mapper.to_stored_event(e) for e in events]
         self.spool.add(iteration.id, stored, save_kwargs.get("iteration_record"))
+        self.changes_spooled += 1
         if self.repository.cache is not None:
             self.repository.cache.put(iteration.id, iteration)
 
@@ -479,44 +528,118 @@ class PerformanceTracker(Application[UUID]):
         """Forward every waiting change the store will take, oldest first; returns what happened.
 
         Idempotent: a change the store already holds (a forward that committed before a crash) is
-        recognised by its (id, version) rows and simply removed. A change that meets someone else's
-        events at its versions is kept as stuck, with later changes of that iteration behind it.
+        recognised by its (id, version) rows, or for a deferred change by its event id, and simply
+        removed. A change that meets someone else's events at its versions, or that the stored iteration
+        refuses, is kept as stuck, with later changes of that iteration behind it.
         """
         if self.spool is None:
             return SpoolFlush(forwarded=0, already_stored=0, stuck=0, waiting=0)
-        forwarded = already = 0
-        blocked: set[UUID] = set()
-        seen: set[int] = set()
-        while True:
-            batch = [c for c in self.spool.waiting(200) if c.id not in seen]
+        tally = _FlushTally()
+        last = 0
+        while not self.closing.is_set():
+            batch = self.spool.waiting(_FORWARD_BATCH, after=last)
             if not batch:
                 break
+            run: list[SpooledChange] = []  # plain event changes, sent together
             for change in batch:
-                seen.add(change.id)
-                if change.stuck is not None or change.iteration_id in blocked:
-                    blocked.add(change.iteration_id)
+                if self.closing.is_set():
+                    break  # closing: what is left waits in the spool for the next tracker
+                last = change.id
+                if change.stuck is not None or change.iteration_id in tally.blocked:
+                    tally.blocked.add(change.iteration_id)
+                elif change.iteration_id in tally.later:
                     continue
-                try:
-                    self.recorder.insert_events(list(change.events), iteration_record=change.record)
-                except IntegrityError:
-                    if self._holds(change.iteration_id, change.events):
-                        self.spool.remove(change.id)
-                        already += 1
-                        continue
-                    self.spool.mark_stuck(change.id, "another writer holds these versions: resolve by hand")
-                    blocked.add(change.iteration_id)
-                    self._evict(change.iteration_id)
-                    continue
-                self.spool.remove(change.id)
-                forwarded += 1
+                elif change.deferred is None and change.record is None:
+                    run.append(change)
+                else:
+                    # Earlier changes (maybe of this iteration) land first; then this one alone.
+                    self._forward_run(run, tally)
+                    run = []
+                    forward = self._forward_deferred if change.deferred is not None else self._forward_events
+                    tally.count(change, forward(change))
+            self._forward_run(run, tally)
         with self._spool_lock:
             # Changes added meanwhile, and those not behind a stuck one, keep the spool in use.
             left = self.spool.waiting(10**9)
-            movable = [c for c in left if c.stuck is None and c.iteration_id not in blocked]
+            movable = [c for c in left if c.stuck is None and c.iteration_id not in tally.blocked]
             self._spooling = bool(movable)
         return SpoolFlush(
-            forwarded=forwarded, already_stored=already, stuck=len(left) - len(movable), waiting=len(movable)
+            forwarded=tally.forwarded,
+            already_stored=tally.already,
+            stuck=len(left) - len(movable),
+            waiting=len(movable),
         )
+
+    def _forward_run(self, run: list[SpooledChange], tally: _FlushTally) -> None:
+        """Send plain event changes in one transaction; if any meets stored rows, send them one by one."""
+        assert self.spool is not None
+        if len(run) > 1:
+            try:
+                self.recorder.insert_events([e for change in run for e in change.events])
+            except IntegrityError:
+                pass  # some change is already stored, or stuck: find which, in order
+            else:
+                self.spool.remove(*(change.id for change in run))
+                tally.forwarded += len(run)
+                return
+        for change in run:
+            if change.iteration_id not in tally.blocked:
+                tally.count(change, self._forward_events(change))
+
+    def _forward_events(self, change: SpooledChange) -> str:
+        """Append a spooled change's events: "forwarded", "already" (the store holds exactly them) or "stuck"."""
+        assert self.spool is not None
+        try:
+            self.recorder.insert_events(list(change.events), iteration_record=change.record)
+        except IntegrityError:
+            if self._holds(change.iteration_id, change.events):
+                self.spool.remove(change.id)
+                return "already"
+            self.spool.mark_stuck(change.id, "another writer holds these versions: resolve by hand")
+            self._evict(change.iteration_id)
+            return "stuck"
+        self.spool.remove(change.id)
+        return "forwarded"
+
+    def _forward_deferred(self, change: SpooledChange) -> str:
+        """Apply a deferred change to the stored iteration: "forwarded", "already" (its event is stored) or "stuck".
+
+        Its event id makes this idempotent: if a forward committed before a crash, the stored history
+        holds an event with that id and the change is only removed. A change the iteration refuses (it
+        finished meanwhile, the record belongs to another iteration, ...) is kept as stuck, with the reason.
+        """
+        assert self.spool is not None
+        assert change.deferred is not None
+        iid, deferred = change.iteration_id, change.deferred
+        with self._lock(iid):
+            for _ in range(self.max_attempts):
+                events = cast(list[Iteration.Event], list(self.events.get(iid)))
+                if not events:
+                    self.spool.mark_stuck(change.id, f"iteration {iid} is not in the store")
+                    return "stuck"
+                if any(e.event_id == deferred.change.event_id for e in events):
+                    self.spool.remove(change.id)
+                    self._evict(iid)
+                    return "already"
+                iteration: Iteration | None = None
+                for event in events:
+                    iteration = event.mutate(iteration)
+                assert iteration is not None
+                try:
+                    deferred.change.apply(iteration, max(deferred.at, iteration.modified_on))
+                except IterationError as e:
+                    self.spool.mark_stuck(change.id, f"refused by the stored iteration: {e}")
+                    return "stuck"
+                stored = [self.mapper.to_stored_event(e) for e in iteration.collect_events()]
+                try:
+                    self.recorder.insert_events(stored, iteration_record=change.record)
+                except IntegrityError:
+                    # Another writer appended meanwhile (or a forward of ours committed): look again.
+                    continue
+                self.spool.remove(change.id)
+                self._evict(iid)
+                return "forwarded"
+        return "waiting"
 
     def _holds(self, iteration_id: UUID, events: Sequence[StoredEvent]) -> bool:
         """Whether the store holds exactly these rows at their versions (each carries a unique event id).
@@ -541,32 +664,48 @@ class PerformanceTracker(Application[UUID]):
             if not self._already_stored(pending):
                 raise DuplicateIterationError(iteration.id) from e
 
-    def _change(self, iteration_id: UUID, command: Callable[[Iteration], None], **save_kwargs: Any) -> None:
-        """Run `command` on the iteration and save; on a version conflict re-load and re-run it."""
+    def _change(self, iteration_id: UUID, change: Change, **save_kwargs: Any) -> None:
+        """Apply `change` to the iteration and save; on a version conflict re-load and re-apply it.
+
+        With a spool, a change whose iteration cannot be loaded (the store is away and this process has
+        no copy) is kept as a deferred change, and so is every later change of that iteration until the
+        forwarder has applied them: the call returns and nothing is lost.
+        """
         cache = self.repository.cache
         with self._lock(iteration_id):
+            if self._spooling and self._must_defer(iteration_id):
+                self._defer(iteration_id, change, save_kwargs)
+                return
             for attempt in range(1, self.max_attempts + 1):
-                # After a lost race, retries queue on the store's per-iteration lock instead of colliding.
-                with self.records.serialised(iteration_id) if attempt > 1 else nullcontext():
-                    # The cached copy itself (no deep copy): any failure below evicts it.
-                    iteration = self._load(iteration_id)
-                    try:
-                        command(iteration)
-                        pending = cast(list[Iteration.Event], list(iteration.pending_events))
-                        self._record_changes(iteration, **save_kwargs)
-                    except IntegrityError:
-                        self._evict(iteration_id)
-                        if self._already_stored(pending):
-                            if cache is not None:
-                                cache.put(iteration_id, iteration)
+                try:
+                    # After a lost race, retries queue on the store's per-iteration lock instead of colliding.
+                    with self.records.serialised(iteration_id) if attempt > 1 else nullcontext():
+                        # The cached copy itself (no deep copy): any failure below evicts it.
+                        iteration = self._load(iteration_id)
+                        try:
+                            change.apply(iteration, self._now_after(iteration))
+                            pending = cast(list[Iteration.Event], list(iteration.pending_events))
+                            self._record_changes(iteration, **save_kwargs)
+                        except IntegrityError:
+                            self._evict(iteration_id)
+                            if self._already_stored(pending):
+                                if cache is not None:
+                                    cache.put(iteration_id, iteration)
+                                return
+                            # Another writer took this version: the cached copy was stale.
+                            self.conflicts_retried += 1
+                        except BaseException:
+                            self._evict(iteration_id)
+                            raise
+                        else:
                             return
-                        # Another writer took this version: the cached copy was stale.
-                        self.conflicts_retried += 1
-                    except BaseException:
-                        self._evict(iteration_id)
+                except (OperationalError, InterfaceError) as e:
+                    if self.spool is None:
                         raise
-                    else:
-                        return
+                    # Loading (or checking a conflict) needed the store, which is away: keep the change itself.
+                    log.warning("store unavailable, deferring a change of %s: %s", iteration_id, e)
+                    self._defer(iteration_id, change, save_kwargs)
+                    return
                 if attempt < self.max_attempts:
                     time.sleep(random.uniform(0.0, min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2**attempt)))
         raise ConcurrencyError(iteration_id, self.max_attempts)

@@ -11,6 +11,7 @@ import contextlib
 import multiprocessing
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from pathlib import Path
 from itertrack.adapters.fakes import FakeBacktester, FakeLLM, FakeScanner, Scenario, SimulatedClock, SimulatedError
 from itertrack.adapters.read_models import CatchUp, view_for
 from itertrack.adapters.verify import verify_store
-from itertrack.domain import PerformanceTracker, SystemClock
+from itertrack.domain import IterationState, PerformanceTracker, SystemClock
 from itertrack.domain.learning_flow import LearningIterationService
 from scripts.bench_support import pg_schema
 from scripts.drill_workers import contender
@@ -157,34 +158,142 @@ def outage(store: str, seconds: float) -> None:
 
         worker = threading.Thread(target=run)
         worker.start()
+        restarting = _RestartingHost(store, host)
+        restarting.start()
         outages = 3
         for k in range(outages):
-            time.sleep(seconds / (2 * outages))
+            drained = _up_for(host, seconds / (2 * outages))
+            if k:
+                say(
+                    "outage",
+                    "spool not drained before the next outage" if drained is None else f"drained in {drained:.1f} s",
+                )
             say("outage", f"stopping PostgreSQL ({k + 1}/{outages})")
             _pg_ctl(cluster, "stop")
             time.sleep(seconds / (2 * outages))
             say("outage", f"starting PostgreSQL; {host.spool.count() if host.spool else 0} change(s) spooled")
             _pg_ctl(cluster, "start")
-        time.sleep(2)
+        drained = _up_for(host, 2.0)
         stop.set()
         worker.join(timeout=120)
-        spool = host.spool
-        deadline = time.monotonic() + 120
-        while spool is not None and spool.count() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        check(spool is None or spool.count() == 0, "outage", "the spool did not drain")
+        restarting.finish()
+        drained = drained if drained is not None else _drain(host)
+        say("outage", f"after the last outage the spool drained {drained:.1f} s after PostgreSQL was back")
         say("outage", f"{len(ids)} iterations run across {outages} outages; slowest iteration {slowest[0]:.2f} s")
         reported = {iid: host.get_iteration(iid) for iid in ids}
     with PerformanceTracker(store=store, migrate=False) as fresh:
-        for iid, state in reported.items():
-            stored = fresh.get_iteration(iid)
+        _check_reported(fresh, reported)
+        restarting.check(fresh)
+        verified("outage", fresh)
+    events = sum(s.version for s in reported.values()) + restarting.events
+    say("outage", f"nothing lost, nothing doubled: {events:,} events checked")
+
+
+def _up_for(host: PerformanceTracker, span: float) -> float | None:
+    """Wait `span` seconds with the store up; how long the spool took to drain (None: it did not)."""
+    started = time.monotonic()
+    drained = None
+    while (elapsed := time.monotonic() - started) < span:
+        if drained is None and (host.spool is None or host.spool.count() == 0):
+            drained = elapsed
+        time.sleep(0.05)
+    return drained
+
+
+def _drain(host: PerformanceTracker) -> float:
+    """Wait (up to 2 minutes) for the spool to drain; how long it took."""
+    started = time.monotonic()
+    while host.spool is not None and host.spool.count() and time.monotonic() - started < 120:
+        time.sleep(0.05)
+    check(host.spool is None or host.spool.count() == 0, "outage", "the spool did not drain")
+    return time.monotonic() - started
+
+
+def _check_reported(fresh: PerformanceTracker, reported: dict[uuid.UUID, IterationState]) -> None:
+    """Every iteration in the store is gapless and equals the state the host saw."""
+    for iid, state in reported.items():
+        stored = fresh.get_iteration(iid)
+        versions = [e.originator_version for e in fresh.history(iid)]
+        check(versions == list(range(1, state.version + 1)), "outage", f"{iid}: versions {versions}")
+        same = (stored.phase, stored.metrics, stored.version, stored.saved)
+        check(same == (state.phase, state.metrics, state.version, state.saved), "outage", f"{iid} differs")
+    say("outage", f"every one of {len(reported)} iterations in the store equals what the host reported")
+
+
+class _RestartingHost(threading.Thread):
+    """A second host that restarts every second, with its own spool, changing long-running iterations.
+
+    Each new tracker has never loaded those iterations, so during an outage it cannot know their versions:
+    its changes wait in the spool as deferred changes, and the next instance forwards what the last left.
+    """
+
+    def __init__(self, store: str, setup: PerformanceTracker) -> None:
+        super().__init__(name="restarting-host")
+        spool = re.search(r"spool=([^&]+)", store)
+        assert spool is not None
+        self.store = store.replace(spool.group(0), f"spool={Path(spool.group(1)).with_name('spool-restarting.db')}")
+        self.open_ids = [setup.start_iteration("restarting-host", n) for n in range(8)]
+        for iid in self.open_ids:
+            setup.update_phase(iid, "analysis")
+        self.added = dict.fromkeys(self.open_ids, 0)
+        self.changes = self.events = 0
+        self.restarts = self.started_offline = self.deferred = self.spooled = 0
+        self.stop = threading.Event()
+        self.failure: BaseException | None = None
+
+    def run(self) -> None:
+        rng = random.Random(5)
+        try:
+            while not self.stop.is_set():
+                with PerformanceTracker(store=self.store, migrate=False) as host:
+                    self.restarts += 1
+                    self.started_offline += bool(getattr(host.factory, "started_offline", False))
+                    until = time.monotonic() + 1.0
+                    while time.monotonic() < until and not self.stop.is_set():
+                        iid = rng.choice(self.open_ids)
+                        host.update_metrics(iid, {"analysis_tokens": 1})  # must never raise, outage or not
+                        self.added[iid] += 1
+                        self.changes += 1
+                        time.sleep(0.005)
+                    self.deferred += host.changes_deferred
+                    self.spooled += host.changes_spooled
+        except BaseException as e:  # reported by check(): a tracker call raised into the host
+            self.failure = e
+
+    def finish(self) -> None:
+        """Stop restarting; one last instance forwards whatever the last one left in the spool."""
+        self.stop.set()
+        self.join(timeout=120)
+        check(self.failure is None, "outage", f"the restarting host got an error: {self.failure!r}")
+        with PerformanceTracker(store=self.store, migrate=False) as last:
+            deadline = time.monotonic() + 120
+            while last.spool is not None and last.spool.count() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            check(last.spool is None or last.spool.count() == 0, "outage", "the restarting host's spool did not drain")
+            for n, iid in enumerate(self.open_ids):  # as the host ends an iteration: the saving step, then completed
+                last.save_iteration({"id": iid, "agent_id": "restarting-host", "iteration_number": n})
+                last.update_phase(iid, "completed")
+        say(
+            "outage",
+            f"restarting host: {self.changes:,} changes over {self.restarts} restarts ({self.started_offline} "
+            f"started while PostgreSQL was down); {self.spooled:,} spooled as events, {self.deferred:,} deferred "
+            "(iterations that instance had not loaded)",
+        )
+
+    def check(self, fresh: PerformanceTracker) -> None:
+        """Each long-running iteration holds exactly the increments the restarting host made, gapless."""
+        for iid, added in self.added.items():
+            state = fresh.get_iteration(iid)
             versions = [e.originator_version for e in fresh.history(iid)]
             check(versions == list(range(1, state.version + 1)), "outage", f"{iid}: versions {versions}")
-            same = (stored.phase, stored.metrics, stored.version, stored.saved)
-            check(same == (state.phase, state.metrics, state.version, state.saved), "outage", f"{iid} differs")
-        say("outage", f"every one of {len(ids)} iterations in the store equals what the host reported")
-        verified("outage", fresh)
-    say("outage", f"nothing lost, nothing doubled: {sum(s.version for s in reported.values()):,} events checked")
+            got = state.metrics.get("analysis_tokens", 0)
+            check(got == added, "outage", f"{iid}: {got} increments stored, {added} made")
+            check(state.version == added + 4, "outage", f"{iid}: {state.version} events for {added} increments")
+            self.events += state.version
+        say(
+            "outage",
+            f"every one of {len(self.added)} long-running iterations holds exactly its {self.changes:,} increments",
+        )
 
 
 def _cluster() -> tuple[str, str]:

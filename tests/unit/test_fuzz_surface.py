@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from itertrack.adapters import cli  # noqa: F401  # registers every command on the app
 from itertrack.adapters.cli_common import app
 from itertrack.adapters.store_url import parse_store_url
-from itertrack.domain import InvalidInputError, PerformanceTracker, StoreConfigError
+from itertrack.domain import InvalidInputError, IterationRecord, PerformanceTracker, StoreConfigError
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 hostile = st.one_of(
@@ -83,6 +83,19 @@ def test_saved_records_succeed_or_are_refused_writing_nothing(memory_tracker: Pe
     except InvalidInputError as e:
         assert e.field.startswith("record")
         assert (memory_tracker.recorder.max_notification_id() or 0) == before
+
+
+@FUZZ
+@given(data=st.dictionaries(st.sampled_from(RECORD_FIELDS), json_values, max_size=8))
+def test_records_built_directly_are_valid_or_refused_naming_the_field(data: Any) -> None:
+    """`IterationRecord(...)` raises the same typed error as the saving step, never pydantic's own."""
+    try:
+        record = IterationRecord(**data)
+    except InvalidInputError as e:
+        assert e.field.split(".")[1] in RECORD_FIELDS
+        assert e.field in str(e)
+    else:
+        assert record.agent_id == data["agent_id"]
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,54 @@
+"""The spool file itself: a real SQLite file, readable after an upgrade, paged in order."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+from uuid import uuid4
+
+from itertrack.adapters.spool_sqlite import SQLiteSpool
+from itertrack.domain.commands import DeferredChange, PhaseChange
+
+
+def test_a_spool_file_written_before_deferred_changes_existed_still_opens(tmp_path: Path) -> None:
+    """Its waiting rows stay readable and deferred changes can join them (the column is added)."""
+    path = tmp_path / "old-spool.db"
+    iid = uuid4()
+    with sqlite3.connect(path) as old:
+        old.execute(
+            "CREATE TABLE spooled_changes (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+            "iteration_id TEXT NOT NULL, events TEXT NOT NULL, record TEXT, stuck TEXT)"
+        )
+        old.execute("INSERT INTO spooled_changes (iteration_id, events) VALUES (?, '[]')", (str(iid),))
+    spool = SQLiteSpool(path)
+    try:
+        assert [(c.iteration_id, c.deferred) for c in spool.waiting(10)] == [(iid, None)]
+        change = DeferredChange(at=datetime.now(UTC), change=PhaseChange(event_id=uuid4(), phase="analysis"))
+        spool.add_deferred(iid, change, None)
+        assert spool.has_deferred(iid)
+        assert [c.deferred for c in spool.waiting(10)] == [None, change]
+        assert [e.deferred for e in spool.status().entries] == [None, "phase analysis"]
+    finally:
+        spool.close()
+
+
+def test_waiting_pages_past_changes_already_seen(tmp_path: Path) -> None:
+    """`after` skips what a pass has handled, so stuck changes at the head never hide the ones behind."""
+    spool = SQLiteSpool(tmp_path / "spool.db")
+    try:
+        iid = uuid4()
+        for n in range(5):
+            change = DeferredChange(at=datetime.now(UTC), change=PhaseChange(event_id=uuid4(), phase=f"p{n}"))
+            spool.add_deferred(iid, change, None)
+        first = spool.waiting(2)
+        spool.mark_stuck(first[0].id, "by hand")
+        rest = spool.waiting(10, after=first[-1].id)
+        assert [c.deferred.change.phase for c in rest if c.deferred and isinstance(c.deferred.change, PhaseChange)] == [
+            "p2",
+            "p3",
+            "p4",
+        ]
+        assert not spool.has_deferred(uuid4())
+    finally:
+        spool.close()
