@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 from uuid import UUID
 
+import psycopg
 from eventsourcing.persistence import (
     ApplicationRecorder,
     InterfaceError,
@@ -171,12 +172,27 @@ class PostgresRecorder(PostgresApplicationRecorder, IterationRecordStore):
 
     def migrate(self) -> None:
         """Create schema and tables under an advisory lock, so many processes may migrate at once."""
-        with self.datastore.get_connection() as conn:
-            conn.execute(SQL("CREATE SCHEMA IF NOT EXISTS {}").format(Identifier(self.datastore.schema)))
+        with self._migration_lock():
+            with self.datastore.get_connection() as conn:
+                conn.execute(SQL("CREATE SCHEMA IF NOT EXISTS {}").format(Identifier(self.datastore.schema)))
+            self.create_table()
+            PostgresReadModelView(self.datastore).migrate_views()
+
+    @contextmanager
+    def _migration_lock(self) -> Iterator[None]:
+        """The migration's advisory lock, held on a connection of its own: the migration itself takes
+        connections from the pool, and a pool of one (`pool_size=1&max_overflow=0`) must still migrate."""
+        pool_kwargs = self.datastore.pool.kwargs
+        assert isinstance(pool_kwargs, dict)
+        kwargs = {k: v for k, v in pool_kwargs.items() if k != "row_factory"}
+        try:
+            conn = psycopg.connect(autocommit=True, connect_timeout=max(1, int(self.datastore.pool.timeout)), **kwargs)
+        except psycopg.OperationalError as e:
+            raise OperationalError(str(e)) from e
+        with conn:
             conn.execute("SELECT pg_advisory_lock(%s)", (self.migrate_lock_key,))
             try:
-                self.create_table()
-                PostgresReadModelView(self.datastore).migrate_views()
+                yield
             finally:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (self.migrate_lock_key,))
 

@@ -6,7 +6,8 @@ import base64
 import json
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from uuid import UUID
 
@@ -18,6 +19,9 @@ from itertrack.domain.records import IterationRecord
 from itertrack.domain.spool import Spool, SpooledChange, SpoolEntry, SpoolStatus
 
 DEFAULT_SPOOL = "itertrack-spool.db"
+# The events column of a deferred change: not a list, so a release from before deferred changes
+# existed fails on the row (and retries) instead of forwarding it as "no events" and forgetting it.
+_NO_EVENTS_YET = "null"
 
 
 class SQLiteSpool(Spool):
@@ -29,26 +33,34 @@ class SQLiteSpool(Spool):
         # Opened on first need: a tracker that never spools leaves no file behind.
         self._db: sqlite3.Connection | None = None
 
-    @property
-    def _conn(self) -> sqlite3.Connection:
-        if self._db is None:
+    def _open(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")  # every spooled change is on disk when add() returns
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS spooled_changes (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+            "iteration_id TEXT NOT NULL, events TEXT NOT NULL, record TEXT, stuck TEXT, deferred TEXT)"
+        )
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(spooled_changes)")}
+        if "deferred" not in columns:  # a spool file written before deferred changes existed
             try:
-                conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute(
-                    "CREATE TABLE IF NOT EXISTS spooled_changes (id INTEGER PRIMARY KEY AUTOINCREMENT, "
-                    "iteration_id TEXT NOT NULL, events TEXT NOT NULL, record TEXT, stuck TEXT, deferred TEXT)"
-                )
-                columns = {row[1] for row in conn.execute("PRAGMA table_info(spooled_changes)")}
-                if "deferred" not in columns:  # a spool file written before deferred changes existed
-                    conn.execute("ALTER TABLE spooled_changes ADD COLUMN deferred TEXT")
-                conn.execute("CREATE INDEX IF NOT EXISTS spooled_changes_iteration ON spooled_changes (iteration_id)")
+                conn.execute("ALTER TABLE spooled_changes ADD COLUMN deferred TEXT")
+            except sqlite3.OperationalError as e:
+                if "duplicate column" not in str(e):  # another process upgraded it a moment ago
+                    raise
+        conn.execute("CREATE INDEX IF NOT EXISTS spooled_changes_iteration ON spooled_changes (iteration_id)")
+        return conn
+
+    @contextmanager
+    def _using(self) -> Iterator[sqlite3.Connection]:
+        """The file's connection under the lock; an unusable spool (disk full, corrupt) is a typed error."""
+        with self._lock:
+            try:
+                if self._db is None:
+                    self._db = self._open()
+                yield self._db
             except sqlite3.Error as e:
-                raise StoreUnavailableError(
-                    f"the store is unreachable and its spool {self.path} cannot be used: {e}"
-                ) from e
-            self._db = conn
-        return self._db
+                raise StoreUnavailableError(f"the spool {self.path} cannot be used: {e}") from e
 
     def _exists(self) -> bool:
         return self._db is not None or Path(self.path).exists()
@@ -57,38 +69,48 @@ class SQLiteSpool(Spool):
         encoded = json.dumps(
             [[e.originator_version, e.topic, base64.b64encode(e.state).decode()] for e in events], separators=(",", ":")
         )
-        with self._lock:
-            self._conn.execute(
+        with self._using() as db:
+            db.execute(
                 "INSERT INTO spooled_changes (iteration_id, events, record) VALUES (?, ?, ?)",
                 (str(iteration_id), encoded, None if record is None else record.model_dump_json()),
             )
 
     def add_deferred(self, iteration_id: UUID, deferred: DeferredChange, record: IterationRecord | None) -> None:
-        with self._lock:
-            self._conn.execute(
-                "INSERT INTO spooled_changes (iteration_id, events, record, deferred) VALUES (?, '[]', ?, ?)",
+        with self._using() as db:
+            db.execute(
+                "INSERT INTO spooled_changes (iteration_id, events, record, deferred) VALUES (?, ?, ?, ?)",
                 (
                     str(iteration_id),
+                    _NO_EVENTS_YET,
                     None if record is None else record.model_dump_json(),
                     deferred.model_dump_json(),
                 ),
             )
 
     def has_deferred(self, iteration_id: UUID) -> bool:
+        return self.counts(iteration_id)[1] > 0
+
+    def counts(self, iteration_id: UUID) -> tuple[int, int]:
         if not self._exists():
-            return False
-        with self._lock:
-            row = self._conn.execute(
-                "SELECT 1 FROM spooled_changes WHERE iteration_id = ? AND deferred IS NOT NULL LIMIT 1",
-                (str(iteration_id),),
+            return 0, 0
+        with self._using() as db:
+            row = db.execute(
+                "SELECT count(*), count(deferred) FROM spooled_changes WHERE iteration_id = ?", (str(iteration_id),)
             ).fetchone()
-        return row is not None
+        return int(row[0]), int(row[1])
+
+    def heads(self) -> list[tuple[UUID, bool]]:
+        if not self._exists():
+            return []
+        with self._using() as db:
+            rows = db.execute("SELECT iteration_id, stuck IS NOT NULL FROM spooled_changes ORDER BY id").fetchall()
+        return [(UUID(iid), bool(stuck)) for iid, stuck in rows]
 
     def waiting(self, limit: int, after: int = 0) -> list[SpooledChange]:
         if not self._exists():
             return []
-        with self._lock:
-            rows = self._conn.execute(
+        with self._using() as db:
+            rows = db.execute(
                 "SELECT id, iteration_id, events, record, stuck, deferred FROM spooled_changes WHERE id > ? "
                 "ORDER BY id LIMIT ?",
                 (after, limit),
@@ -98,7 +120,7 @@ class SQLiteSpool(Spool):
             iid = UUID(iteration_id)
             stored = tuple(
                 StoredEvent(originator_id=iid, originator_version=v, topic=t, state=base64.b64decode(s))
-                for v, t, s in json.loads(events)
+                for v, t, s in json.loads(events) or ()
             )
             parsed = None if record is None else IterationRecord.model_validate_json(record)
             changes.append(
@@ -114,25 +136,22 @@ class SQLiteSpool(Spool):
         return changes
 
     def remove(self, *change_ids: int) -> None:
-        with self._lock:
-            self._conn.execute(
+        with self._using() as db:
+            db.execute(
                 "DELETE FROM spooled_changes WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(change_ids),)
             )
 
     def mark_stuck(self, change_id: int, reason: str) -> None:
-        with self._lock:
-            self._conn.execute("UPDATE spooled_changes SET stuck = ? WHERE id = ?", (reason, change_id))
+        with self._using() as db:
+            db.execute("UPDATE spooled_changes SET stuck = ? WHERE id = ?", (reason, change_id))
 
     def count(self, iteration_id: UUID | None = None) -> int:
+        if iteration_id is not None:
+            return self.counts(iteration_id)[0]
         if not self._exists():
             return 0
-        with self._lock:
-            if iteration_id is None:
-                row = self._conn.execute("SELECT count(*) FROM spooled_changes").fetchone()
-            else:
-                row = self._conn.execute(
-                    "SELECT count(*) FROM spooled_changes WHERE iteration_id = ?", (str(iteration_id),)
-                ).fetchone()
+        with self._using() as db:
+            row = db.execute("SELECT count(*) FROM spooled_changes").fetchone()
         return int(row[0])
 
     def status(self) -> SpoolStatus:

@@ -70,6 +70,14 @@ class Spool(ABC):
         """Whether a deferred change of this iteration waits (later changes must wait behind it)."""
 
     @abstractmethod
+    def counts(self, iteration_id: UUID) -> tuple[int, int]:
+        """How many changes of this iteration wait, and how many of them are deferred changes."""
+
+    @abstractmethod
+    def heads(self) -> list[tuple[UUID, bool]]:
+        """The iteration id of every waiting change, oldest first, and whether the change is stuck."""
+
+    @abstractmethod
     def waiting(self, limit: int, after: int = 0) -> list[SpooledChange]:
         """The oldest waiting changes with an id above `after`, in the order they were added (stuck ones included)."""
 

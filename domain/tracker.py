@@ -57,6 +57,9 @@ _BACKOFF_BASE_S = 0.002
 _BACKOFF_CAP_S = 0.25
 # How long close() waits for the forwarder to finish the change in hand (a connect may take connect_timeout).
 _CLOSE_WAIT_S = 10.0
+# How long a deferred change waits for its iteration to reach the store (another process's spool may
+# still hold its start) before it is reported as stuck.
+_MISSING_ITERATION_GRACE_S = 600.0
 # Spooled changes read per page; plain event changes of a page go to the store in one transaction.
 _FORWARD_BATCH = 200
 
@@ -175,9 +178,9 @@ class PerformanceTracker(Application[UUID]):
         # The spool (PostgreSQL stores): while it holds changes, new changes join it, in order.
         self.spool: Spool | None = getattr(self.factory, "spool", None)
         self._spool_lock = threading.Lock()
-        self._spooling = self.spool is not None and (
-            self.spool.count() > 0 or bool(getattr(self.factory, "started_offline", False))
-        )
+        # Whether the store answered last time it was asked: while it does not, nothing waits on the network.
+        self._store_up = not getattr(self.factory, "started_offline", False)
+        self._spooling = self.spool is not None and (self._movable_waiting(set()) > 0 or not self._store_up)
         self._forwarder: threading.Thread | None = None
         self.forward_failures = 0
         # How many changes went to the spool as events, and as deferred changes (their version unknown).
@@ -213,8 +216,13 @@ class PerformanceTracker(Application[UUID]):
         """Record that the iteration entered `phase`; `failed` takes the error message."""
         iid = parse_iteration_id(iteration_id)
         phase = self.catalog.check(phase)
+        # Checked here as well as in the aggregate: a change that waits in the spool is never refused later for it.
+        if phase == Phase.FAILED and error is None:
+            raise InvalidInputError("error", error, "is required when phase is 'failed'")
+        if phase != Phase.FAILED and error is not None:
+            raise InvalidInputError("error", error, f"is only allowed with phase 'failed', not {phase!r}")
         if error is not None:
-            check_error_message(error)
+            error = check_error_message(error)
         self._change(iid, PhaseChange.model_construct(event_id=new_event_id(), phase=phase, error=error))
 
     @store_unavailable_as_typed_error()
@@ -426,10 +434,17 @@ class PerformanceTracker(Application[UUID]):
 
     def _read(self, iteration_id: UUID) -> IterationState:
         """A snapshot of the iteration now; the cache may be behind other processes, so read what came after it."""
+        cache = self.repository.cache
         with self._lock(iteration_id):
+            cached = cache is not None and iteration_id in cache.cache
+            if not cached and self.spool is not None and not self._store_up:
+                raise StoreUnavailableError(f"the store is unavailable and iteration {iteration_id} is not loaded here")
             iteration = self._load(iteration_id)
             spooled = self.spool.count(iteration_id) if self.spool is not None and self._spooling else 0
-            if not spooled:
+            if spooled and not cached:
+                # Loaded from the store, which is behind the waiting changes: never keep that copy.
+                self._evict(iteration_id)
+            if not spooled and self._store_up:
                 try:
                     newer = cast(Iterator[Iteration.Event], self.events.get(iteration_id, gt=iteration.version))
                     for event in newer:
@@ -447,15 +462,17 @@ class PerformanceTracker(Application[UUID]):
     def _record_changes(self, iteration: Iteration, **save_kwargs: Any) -> None:
         """Append the iteration's new events and keep it cached (the library's save, minus its generic collecting).
 
-        With a spool, a store that does not answer (or changes already waiting) sends the events to the
-        spool instead: the call returns, and the forwarder sends them on, in order, when the store is back.
+        With a spool, a store that does not answer (or earlier changes of this iteration still waiting)
+        sends the events to the spool instead: the call returns, and the forwarder sends them on, in
+        order, when the store is back. An iteration with nothing waiting goes straight to a store that
+        answers, so the host's new work does not queue behind an outage's backlog.
         """
         self._ensure_open()
         events = iteration.collect_events()
         cache = self.repository.cache
         if self.spool is not None:
             with self._spool_lock:
-                if self._spooling:
+                if self._spooling and (not self._store_up or self.spool.counts(iteration.id)[0]):
                     self._spool(iteration, events, save_kwargs)
                     return
             try:
@@ -464,9 +481,11 @@ class PerformanceTracker(Application[UUID]):
                 log.warning("store unavailable, spooling changes of %s: %s", iteration.id, e)
                 with self._spool_lock:
                     self._spooling = True
+                    self._store_up = False
                     self._spool(iteration, events, save_kwargs)
                 self._start_forwarder()
                 return
+            self._store_up = True
         else:
             recordings = self.events.put(events, **save_kwargs)
         if cache is not None:
@@ -474,10 +493,16 @@ class PerformanceTracker(Application[UUID]):
         self._notify(recordings)
 
     def _must_defer(self, iteration_id: UUID) -> bool:
-        """While spooling: an iteration this process holds no copy of, or one with deferred changes waiting."""
+        """While spooling: must this change wait as a deferred change (its iteration's next version is unknown)?
+
+        Yes behind a deferred change of the iteration; and when this process holds no copy of the
+        iteration and either its earlier changes wait (the store's copy is behind them) or the store is away.
+        """
         assert self.spool is not None
+        waiting, deferred = self.spool.counts(iteration_id)
         cache = self.repository.cache
-        return cache is None or iteration_id not in cache.cache or self.spool.has_deferred(iteration_id)
+        cached = cache is not None and iteration_id in cache.cache
+        return bool(deferred) or (not cached and (bool(waiting) or not self._store_up))
 
     def _defer(self, iteration_id: UUID, change: Change, save_kwargs: dict[str, Any]) -> None:
         """Keep the change itself in the spool, to be applied by the forwarder on the stored iteration."""
@@ -504,17 +529,34 @@ class PerformanceTracker(Application[UUID]):
         if not self._auto_forward:
             return
         with self._spool_lock:
-            if self._forwarder is not None and self._forwarder.is_alive():
+            # A forwarder that is running has not yet decided to stop (it decides under this lock).
+            if self._forwarder is not None:
                 return
             self._forwarder = threading.Thread(target=self._forward_loop, name="itertrack-forwarder", daemon=True)
             self._forwarder.start()
 
     def _forward_loop(self) -> None:
+        try:
+            self._forward_until_drained()
+        finally:
+            with self._spool_lock:
+                if self._forwarder is threading.current_thread():
+                    self._forwarder = None
+
+    def _forward_until_drained(self) -> None:
         delay = 0.05
         while not self.closing.is_set():
             try:
-                if self.flush_spool().waiting == 0:
-                    return
+                flushed = self.flush_spool()
+                with self._spool_lock:
+                    # Stop only if nothing joined the spool since: a change spooled after this check
+                    # finds no forwarder and starts one.
+                    if not self._spooling:
+                        self._forwarder = None
+                        return
+                if flushed.forwarded or flushed.already_stored:
+                    delay = 0.05  # the store answers: go on at once with what arrived meanwhile
+                    continue
             except (OperationalError, InterfaceError, StoreUnavailableError):
                 self.forward_failures += 1
             except Exception:
@@ -552,23 +594,37 @@ class PerformanceTracker(Application[UUID]):
                 elif change.deferred is None and change.record is None:
                     run.append(change)
                 else:
-                    # Earlier changes (maybe of this iteration) land first; then this one alone.
+                    # Earlier changes (maybe of this iteration) land first; then this one alone,
+                    # unless one of them just got stuck or must wait.
                     self._forward_run(run, tally)
                     run = []
-                    forward = self._forward_deferred if change.deferred is not None else self._forward_events
-                    tally.count(change, forward(change))
+                    if change.iteration_id not in tally.blocked and change.iteration_id not in tally.later:
+                        forward = self._forward_deferred if change.deferred is not None else self._forward_events
+                        tally.count(change, forward(change))
             self._forward_run(run, tally)
+            if tally.forwarded or tally.already:
+                self._store_up = True  # it took changes: the host's new work may go straight to it
         with self._spool_lock:
             # Changes added meanwhile, and those not behind a stuck one, keep the spool in use.
-            left = self.spool.waiting(10**9)
-            movable = [c for c in left if c.stuck is None and c.iteration_id not in tally.blocked]
+            movable = self._movable_waiting(tally.blocked)
             self._spooling = bool(movable)
         return SpoolFlush(
             forwarded=tally.forwarded,
             already_stored=tally.already,
-            stuck=len(left) - len(movable),
-            waiting=len(movable),
+            stuck=self.spool.count() - movable,
+            waiting=movable,
         )
+
+    def _movable_waiting(self, blocked: set[UUID]) -> int:
+        """Waiting changes the forwarder can still send: neither stuck nor behind a stuck change of their iteration."""
+        assert self.spool is not None
+        movable = 0
+        for iid, stuck in self.spool.heads():
+            if stuck or iid in blocked:
+                blocked.add(iid)
+            else:
+                movable += 1
+        return movable
 
     def _forward_run(self, run: list[SpooledChange], tally: _FlushTally) -> None:
         """Send plain event changes in one transaction; if any meets stored rows, send them one by one."""
@@ -612,34 +668,49 @@ class PerformanceTracker(Application[UUID]):
         assert change.deferred is not None
         iid, deferred = change.iteration_id, change.deferred
         with self._lock(iid):
-            for _ in range(self.max_attempts):
-                events = cast(list[Iteration.Event], list(self.events.get(iid)))
-                if not events:
-                    self.spool.mark_stuck(change.id, f"iteration {iid} is not in the store")
-                    return "stuck"
-                if any(e.event_id == deferred.change.event_id for e in events):
-                    self.spool.remove(change.id)
-                    self._evict(iid)
-                    return "already"
-                iteration: Iteration | None = None
-                for event in events:
-                    iteration = event.mutate(iteration)
-                assert iteration is not None
-                try:
-                    deferred.change.apply(iteration, max(deferred.at, iteration.modified_on))
-                except IterationError as e:
-                    self.spool.mark_stuck(change.id, f"refused by the stored iteration: {e}")
-                    return "stuck"
-                stored = [self.mapper.to_stored_event(e) for e in iteration.collect_events()]
-                try:
-                    self.recorder.insert_events(stored, iteration_record=change.record)
-                except IntegrityError:
-                    # Another writer appended meanwhile (or a forward of ours committed): look again.
-                    continue
-                self.spool.remove(change.id)
-                self._evict(iid)
-                return "forwarded"
+            for attempt in range(1, self.max_attempts + 1):
+                # As in _change: after a lost race, queue on the store's per-iteration lock.
+                with self.records.serialised(iid) if attempt > 1 else nullcontext():
+                    outcome = self._apply_deferred(change, deferred)
+                if outcome is not None:
+                    return outcome
+                if attempt < self.max_attempts:
+                    time.sleep(random.uniform(0.0, min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2**attempt)))
         return "waiting"
+
+    def _apply_deferred(self, change: SpooledChange, deferred: DeferredChange) -> str | None:
+        """One attempt of `_forward_deferred`; None when another writer appended first."""
+        assert self.spool is not None
+        iid = change.iteration_id
+        events = cast(list[Iteration.Event], list(self.events.get(iid)))
+        if not events:
+            # Perhaps another process started it and its own spool has not reached the store yet.
+            waited = (self.clock.now() - deferred.at).total_seconds()
+            if waited < _MISSING_ITERATION_GRACE_S:
+                return "waiting"
+            self.spool.mark_stuck(change.id, f"iteration {iid} is not in the store ({waited:.0f} s after the change)")
+            return "stuck"
+        if any(e.event_id == deferred.change.event_id for e in events):
+            self.spool.remove(change.id)
+            self._evict(iid)
+            return "already"
+        iteration: Iteration | None = None
+        for event in events:
+            iteration = event.mutate(iteration)
+        assert iteration is not None
+        try:
+            deferred.change.apply(iteration, max(deferred.at, iteration.modified_on))
+        except IterationError as e:
+            self.spool.mark_stuck(change.id, f"refused by the stored iteration: {e}")
+            return "stuck"
+        stored = [self.mapper.to_stored_event(e) for e in iteration.collect_events()]
+        try:
+            self.recorder.insert_events(stored, iteration_record=change.record)
+        except IntegrityError:
+            return None  # another writer appended meanwhile (or a forward of ours committed): look again
+        self.spool.remove(change.id)
+        self._evict(iid)
+        return "forwarded"
 
     def _holds(self, iteration_id: UUID, events: Sequence[StoredEvent]) -> bool:
         """Whether the store holds exactly these rows at their versions (each carries a unique event id).
@@ -671,6 +742,7 @@ class PerformanceTracker(Application[UUID]):
         no copy) is kept as a deferred change, and so is every later change of that iteration until the
         forwarder has applied them: the call returns and nothing is lost.
         """
+        self._ensure_open()
         cache = self.repository.cache
         with self._lock(iteration_id):
             if self._spooling and self._must_defer(iteration_id):
@@ -704,6 +776,7 @@ class PerformanceTracker(Application[UUID]):
                         raise
                     # Loading (or checking a conflict) needed the store, which is away: keep the change itself.
                     log.warning("store unavailable, deferring a change of %s: %s", iteration_id, e)
+                    self._store_up = False
                     self._defer(iteration_id, change, save_kwargs)
                     return
                 if attempt < self.max_attempts:

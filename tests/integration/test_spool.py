@@ -12,9 +12,17 @@ from urllib.parse import urlsplit
 from uuid import UUID
 
 import pytest
-from support import TcpProxy
+from support import ManualClock, TcpProxy
 
-from itertrack.domain import InvalidInputError, IterationRecord, PerformanceTracker, StoreUnavailableError
+from itertrack.adapters.postgres_store import PostgresRecorder
+from itertrack.adapters.spool_sqlite import SQLiteSpool
+from itertrack.domain import (
+    InvalidInputError,
+    IterationRecord,
+    PerformanceTracker,
+    StoreError,
+    StoreUnavailableError,
+)
 from itertrack.domain.tracker import SpoolFlush
 
 Open = Callable[..., PerformanceTracker]
@@ -164,9 +172,14 @@ def test_a_tracker_started_during_an_outage_spools_from_its_first_change(
     assert fresh.get_iteration(iid).phase == "analysis"
 
 
+def without_spool(store: str) -> str:
+    """The same store for another process: its own spool (none), never the host's."""
+    return store.split("&spool=", maxsplit=1)[0] + "&spool=off"
+
+
 def started_elsewhere(pg_store: str, open_tracker: Open) -> tuple[PerformanceTracker, UUID]:
     """An iteration another process started and moved on; the host under test has never loaded it."""
-    other = open_tracker(pg_store.split("&spool=", maxsplit=1)[0] + "&spool=off", migrate=True)
+    other = open_tracker(without_spool(pg_store), migrate=True)
     iid = other.start_iteration("agent-1", 7)
     other.update_phase(iid, "scan_generation")
     return other, iid
@@ -267,3 +280,137 @@ def test_a_deferred_change_the_stored_iteration_refuses_is_kept_as_stuck(
         ("phase analysis", []),
         ("metrics analysis_tokens", []),
     ]
+
+
+def test_an_exhausted_connection_pool_spools_instead_of_blocking_the_host(pg_store: str, open_tracker: Open) -> None:
+    """Every connection busy: the call waits one pool timeout (connect_timeout) at most, then spools."""
+    host = open_tracker(pg_store + "&pool_size=1&max_overflow=0&connect_timeout=1", migrate=True)
+    iid = host.start_iteration("agent-1", 1)
+    assert isinstance(host.recorder, PostgresRecorder)
+    with host.recorder.datastore.get_connection():  # e.g. a long report query holds the only connection
+        started = time.monotonic()
+        host.update_metrics(iid, {"analysis_tokens": 3})
+        host.update_phase(iid, "analysis")
+        assert time.monotonic() - started < 3.0
+        assert host.get_iteration(iid).spooled_changes == 2
+    wait_for(lambda: host.spool is not None and host.spool.count() == 0, 30, "the spool to drain")
+    fresh = open_tracker(pg_store, migrate=False)
+    assert versions(fresh, iid) == [1, 2, 3]
+    assert fresh.get_iteration(iid).metrics == {"analysis_tokens": 3}
+
+
+def test_once_the_store_answers_new_work_goes_straight_to_it_while_the_backlog_drains(
+    pg_store: str, proxy: TcpProxy, open_tracker: Open, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only iterations with changes still waiting keep spooling (their order); the others are stored at once."""
+    host = open_tracker(through(pg_store, proxy), migrate=True, env={"ITERTRACK_FORWARD": "n"})
+    iid = host.start_iteration("agent-1", 1)
+    proxy.cut()
+    host.update_phase(iid, "analysis")
+    host.update_metrics(iid, {"analysis_tokens": 4})
+    proxy.start()
+    assert host.spool is not None
+    spool = host.spool
+    page = spool.waiting
+    monkeypatch.setattr(spool, "waiting", lambda limit, after=0: page(1, after) if after == 0 else [])
+    assert flush(host).forwarded == 1  # the store answered; one change of the backlog is still waiting
+    monkeypatch.setattr(spool, "waiting", page)
+
+    fresh = open_tracker(without_spool(pg_store), migrate=False)  # not sharing (and forwarding) the host's spool
+    other = host.start_iteration("agent-1", 2)  # nothing of it waits: stored at once
+    host.update_phase(other, "scan_generation")
+    assert versions(fresh, other) == [1, 2]
+    host.update_phase(iid, "completed")  # behind its waiting change: spooled, in order
+    assert spool.count() == 2
+    assert versions(fresh, iid) == [1, 2]
+    assert flush(host).forwarded == 2
+    assert versions(fresh, iid) == [1, 2, 3, 4]
+    state = fresh.get_iteration(iid)
+    assert (state.phase, state.metrics) == ("completed", {"analysis_tokens": 4})
+
+
+def test_a_change_behind_one_that_just_got_stuck_is_not_forwarded(
+    pg_store: str, proxy: TcpProxy, open_tracker: Open
+) -> None:
+    """The saving step spooled after a change another writer made impossible stays behind it (order kept)."""
+    host = open_tracker(through(pg_store, proxy), migrate=True, env={"ITERTRACK_FORWARD": "n"})
+    iid = host.start_iteration("agent-1", 1)
+    proxy.cut()
+    host.update_phase(iid, "analysis")  # spooled as version 2
+    host.save_iteration(IterationRecord(id=iid, agent_id="agent-1", iteration_number=1))  # version 3, with record
+    other = open_tracker(without_spool(pg_store), migrate=False)
+    other.update_phase(iid, "completed")  # takes version 2 in the store
+    proxy.start()
+    flushed = flush(host)
+    assert (flushed.forwarded, flushed.stuck, flushed.waiting) == (0, 2, 0)
+    assert versions(other, iid) == [1, 2]
+    assert other.get_record(iid) is None
+
+
+def test_during_an_outage_the_callers_bad_input_is_still_refused_at_once(
+    pg_store: str, proxy: TcpProxy, open_tracker: Open
+) -> None:
+    """Deferring a change never defers the check of its arguments; nothing is spooled for a refused call."""
+    _, iid = started_elsewhere(pg_store, open_tracker)
+    host = open_tracker(through(pg_store, proxy), migrate=False, env={"ITERTRACK_FORWARD": "n"})
+    proxy.cut()
+    host.update_phase(iid, "analysis")  # deferred: the iteration is not loaded here
+    with pytest.raises(InvalidInputError, match="error"):
+        host.update_phase(iid, "failed")  # failed needs its error message
+    with pytest.raises(InvalidInputError, match="error"):
+        host.update_phase(iid, "analysis", error="only with failed")
+    with pytest.raises(InvalidInputError):
+        host.update_metrics(iid, {"analysis_tokens": -1})
+    assert host.spool is not None
+    assert host.spool.count() == 1
+
+
+def test_a_deferred_change_waits_for_its_iteration_to_reach_the_store_then_is_reported(
+    pg_store: str, proxy: TcpProxy, open_tracker: Open
+) -> None:
+    """Another process's spool may still hold the start: wait (not stuck) for a grace period, then report it."""
+    clock = ManualClock()
+    host = open_tracker(through(pg_store, proxy), migrate=True, clock=clock, env={"ITERTRACK_FORWARD": "n"})
+    proxy.cut()
+    unknown = UUID("0d9e8a4c-1b2f-4c3d-9e8f-7a6b5c4d3e2f")
+    clock.at(0)
+    host.update_phase(unknown, "analysis")
+    proxy.start()
+    clock.at(60_000)
+    flushed = flush(host)
+    assert (flushed.forwarded, flushed.stuck, flushed.waiting) == (0, 0, 1)
+    clock.at(11 * 60_000)
+    flushed = flush(host)
+    assert (flushed.forwarded, flushed.stuck, flushed.waiting) == (0, 1, 0)
+    assert host.spool is not None
+    assert "is not in the store" in (host.spool.status().entries[0].stuck or "")
+
+
+def test_a_closed_tracker_refuses_changes_even_during_an_outage(
+    pg_store: str, proxy: TcpProxy, open_tracker: Open
+) -> None:
+    """Closing is final: no change is quietly spooled by a tracker the host has closed."""
+    _, iid = started_elsewhere(pg_store, open_tracker)
+    host = open_tracker(through(pg_store, proxy), migrate=False)
+    proxy.cut()
+    host.update_phase(iid, "analysis")
+    host.close()
+    with pytest.raises(StoreError, match="closed"):
+        host.update_phase(iid, "backtest_execution")
+    spool = SQLiteSpool(urlsplit(pg_store).query.split("spool=", 1)[1].split("&", 1)[0])
+    try:
+        assert spool.count() == 1
+    finally:
+        spool.close()
+
+
+def test_an_unusable_spool_is_a_typed_error(pg_store: str, proxy: TcpProxy, open_tracker: Open, tmp_path: Path) -> None:
+    """Store unreachable and the spool file cannot be written: StoreUnavailableError, never sqlite3's own error."""
+    host = open_tracker(
+        through(without_spool(pg_store), proxy).replace("spool=off", f"spool={tmp_path / 'gone' / 'spool.db'}"),
+        migrate=True,
+    )
+    iid = host.start_iteration("agent-1", 1)
+    proxy.cut()
+    with pytest.raises(StoreUnavailableError, match="spool"):
+        host.update_phase(iid, "analysis")  # the spool's directory does not exist
