@@ -19,7 +19,8 @@ from itertrack.adapters.views_sqlite import SQLiteReadModelView
 from itertrack.domain.errors import StoreConfigError, StoreNotMigratedError
 from itertrack.domain.iteration import Iteration
 from itertrack.domain.phases import Status
-from itertrack.domain.tracker import PerformanceTracker, parse_iteration_id, store_unavailable_as_typed_error
+from itertrack.domain.tracker import PerformanceTracker, parse_iteration_id
+from itertrack.domain.unavailable import store_unavailable_as_typed_error
 from itertrack.projections.read_model_projection import PositionConflictError, apply_batch
 from itertrack.projections.read_models import (
     AgentMetric,

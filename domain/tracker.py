@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext, suppress
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, cast
 from uuid import UUID
@@ -20,10 +18,8 @@ from eventsourcing.persistence import (
     InterfaceError,
     OperationalError,
     Recording,
-    StoredEvent,
 )
 from eventsourcing.utils import Environment, resolve_topic
-from pydantic import BaseModel, ConfigDict
 
 from itertrack.domain.clock import Clock, SystemClock
 from itertrack.domain.commands import Change, DeferredChange, MetricsChange, PhaseChange, RecordSave
@@ -32,36 +28,30 @@ from itertrack.domain.errors import (
     DuplicateIterationError,
     InvalidInputError,
     InvalidIterationIdError,
-    IterationError,
     IterationNotFoundError,
     StoreConfigError,
     StoreError,
     StoreUnavailableError,
 )
 from itertrack.domain.events import new_event_id
+from itertrack.domain.forwarding import SpoolForwarding, retry_pause
 from itertrack.domain.iteration import Iteration
 from itertrack.domain.metrics import Amount, check_metrics, time_metric
 from itertrack.domain.phases import TERMINAL_PHASES, Phase, PhaseCatalog
 from itertrack.domain.ports import IterationRecordStore
 from itertrack.domain.records import IterationRecord
-from itertrack.domain.spool import Spool, SpooledChange
+from itertrack.domain.spool import Spool
 from itertrack.domain.state import IterationState
 from itertrack.domain.text import check_agent_id, check_error_message, check_iteration_number, error_message_of
+from itertrack.domain.unavailable import store_unavailable_as_typed_error
 from itertrack.domain.usage import LLMUsage
 
 log = logging.getLogger("itertrack")
 
 DEFAULT_MAX_ATTEMPTS = 12
 _LOCK_STRIPES = 64
-_BACKOFF_BASE_S = 0.002
-_BACKOFF_CAP_S = 0.25
 # How long close() waits for the forwarder to finish the change in hand (a connect may take connect_timeout).
 _CLOSE_WAIT_S = 10.0
-# How long a deferred change waits for its iteration to reach the store (another process's spool may
-# still hold its start) before it is reported as stuck.
-_MISSING_ITERATION_GRACE_S = 600.0
-# Spooled changes read per page; plain event changes of a page go to the store in one transaction.
-_FORWARD_BATCH = 200
 
 
 def parse_iteration_id(value: object, field: str = "iteration_id") -> UUID:
@@ -76,47 +66,7 @@ def parse_iteration_id(value: object, field: str = "iteration_id") -> UUID:
     raise InvalidIterationIdError(field, value, "must be a UUID")
 
 
-@contextmanager
-def store_unavailable_as_typed_error() -> Iterator[None]:
-    """The store stopped answering mid-run: raise `StoreUnavailableError` from the library's error."""
-    try:
-        yield
-    except (OperationalError, InterfaceError) as e:
-        raise StoreUnavailableError(f"store is unavailable: {str(e).strip() or type(e).__name__}") from e
-
-
-class SpoolFlush(BaseModel):
-    """What one pass of forwarding the spool did."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    forwarded: int
-    already_stored: int
-    stuck: int
-    waiting: int
-
-
-@dataclass
-class _FlushTally:
-    """What one pass of forwarding has done so far, and which iterations it must not touch again."""
-
-    forwarded: int = 0
-    already: int = 0
-    blocked: set[UUID] = field(default_factory=set)  # behind a stuck change: waits for a person
-    later: set[UUID] = field(default_factory=set)  # lost every race this pass: the next pass tries again
-
-    def count(self, change: SpooledChange, outcome: str) -> None:
-        if outcome == "forwarded":
-            self.forwarded += 1
-        elif outcome == "already":
-            self.already += 1
-        elif outcome == "stuck":
-            self.blocked.add(change.iteration_id)
-        else:
-            self.later.add(change.iteration_id)
-
-
-class PerformanceTracker(Application[UUID]):
+class PerformanceTracker(SpoolForwarding, Application[UUID]):
     """Records every phase change and metric update of every iteration as immutable events.
 
     The store is chosen by `store=` (or `ITERTRACK_STORE`): `sqlite:///path.db` (the default,
@@ -525,205 +475,6 @@ class PerformanceTracker(Application[UUID]):
 
     # -- the forwarder --------------------------------------------------------------------------------
 
-    def _start_forwarder(self) -> None:
-        if not self._auto_forward:
-            return
-        with self._spool_lock:
-            # A forwarder that is running has not yet decided to stop (it decides under this lock).
-            if self._forwarder is not None:
-                return
-            self._forwarder = threading.Thread(target=self._forward_loop, name="itertrack-forwarder", daemon=True)
-            self._forwarder.start()
-
-    def _forward_loop(self) -> None:
-        try:
-            self._forward_until_drained()
-        finally:
-            with self._spool_lock:
-                if self._forwarder is threading.current_thread():
-                    self._forwarder = None
-
-    def _forward_until_drained(self) -> None:
-        delay = 0.05
-        while not self.closing.is_set():
-            try:
-                flushed = self.flush_spool()
-                with self._spool_lock:
-                    # Stop only if nothing joined the spool since: a change spooled after this check
-                    # finds no forwarder and starts one.
-                    if not self._spooling:
-                        self._forwarder = None
-                        return
-                if flushed.forwarded or flushed.already_stored:
-                    delay = 0.05  # the store answers: go on at once with what arrived meanwhile
-                    continue
-            except (OperationalError, InterfaceError, StoreUnavailableError):
-                self.forward_failures += 1
-            except Exception:
-                self.forward_failures += 1
-                log.warning("spool forwarding failed; will retry", exc_info=True)
-            self.closing.wait(delay)
-            delay = min(delay * 2, 2.0)
-
-    @store_unavailable_as_typed_error()
-    def flush_spool(self) -> SpoolFlush:
-        """Forward every waiting change the store will take, oldest first; returns what happened.
-
-        Idempotent: a change the store already holds (a forward that committed before a crash) is
-        recognised by its (id, version) rows, or for a deferred change by its event id, and simply
-        removed. A change that meets someone else's events at its versions, or that the stored iteration
-        refuses, is kept as stuck, with later changes of that iteration behind it.
-        """
-        if self.spool is None:
-            return SpoolFlush(forwarded=0, already_stored=0, stuck=0, waiting=0)
-        tally = _FlushTally()
-        last = 0
-        while not self.closing.is_set():
-            batch = self.spool.waiting(_FORWARD_BATCH, after=last)
-            if not batch:
-                break
-            run: list[SpooledChange] = []  # plain event changes, sent together
-            for change in batch:
-                if self.closing.is_set():
-                    break  # closing: what is left waits in the spool for the next tracker
-                last = change.id
-                if change.stuck is not None or change.iteration_id in tally.blocked:
-                    tally.blocked.add(change.iteration_id)
-                elif change.iteration_id in tally.later:
-                    continue
-                elif change.deferred is None and change.record is None:
-                    run.append(change)
-                else:
-                    # Earlier changes (maybe of this iteration) land first; then this one alone,
-                    # unless one of them just got stuck or must wait.
-                    self._forward_run(run, tally)
-                    run = []
-                    if change.iteration_id not in tally.blocked and change.iteration_id not in tally.later:
-                        forward = self._forward_deferred if change.deferred is not None else self._forward_events
-                        tally.count(change, forward(change))
-            self._forward_run(run, tally)
-            if tally.forwarded or tally.already:
-                self._store_up = True  # it took changes: the host's new work may go straight to it
-        with self._spool_lock:
-            # Changes added meanwhile, and those not behind a stuck one, keep the spool in use.
-            movable = self._movable_waiting(tally.blocked)
-            self._spooling = bool(movable)
-        return SpoolFlush(
-            forwarded=tally.forwarded,
-            already_stored=tally.already,
-            stuck=self.spool.count() - movable,
-            waiting=movable,
-        )
-
-    def _movable_waiting(self, blocked: set[UUID]) -> int:
-        """Waiting changes the forwarder can still send: neither stuck nor behind a stuck change of their iteration."""
-        assert self.spool is not None
-        movable = 0
-        for iid, stuck in self.spool.heads():
-            if stuck or iid in blocked:
-                blocked.add(iid)
-            else:
-                movable += 1
-        return movable
-
-    def _forward_run(self, run: list[SpooledChange], tally: _FlushTally) -> None:
-        """Send plain event changes in one transaction; if any meets stored rows, send them one by one."""
-        assert self.spool is not None
-        if len(run) > 1:
-            try:
-                self.recorder.insert_events([e for change in run for e in change.events])
-            except IntegrityError:
-                pass  # some change is already stored, or stuck: find which, in order
-            else:
-                self.spool.remove(*(change.id for change in run))
-                tally.forwarded += len(run)
-                return
-        for change in run:
-            if change.iteration_id not in tally.blocked:
-                tally.count(change, self._forward_events(change))
-
-    def _forward_events(self, change: SpooledChange) -> str:
-        """Append a spooled change's events: "forwarded", "already" (the store holds exactly them) or "stuck"."""
-        assert self.spool is not None
-        try:
-            self.recorder.insert_events(list(change.events), iteration_record=change.record)
-        except IntegrityError:
-            if self._holds(change.iteration_id, change.events):
-                self.spool.remove(change.id)
-                return "already"
-            self.spool.mark_stuck(change.id, "another writer holds these versions: resolve by hand")
-            self._evict(change.iteration_id)
-            return "stuck"
-        self.spool.remove(change.id)
-        return "forwarded"
-
-    def _forward_deferred(self, change: SpooledChange) -> str:
-        """Apply a deferred change to the stored iteration: "forwarded", "already" (its event is stored) or "stuck".
-
-        Its event id makes this idempotent: if a forward committed before a crash, the stored history
-        holds an event with that id and the change is only removed. A change the iteration refuses (it
-        finished meanwhile, the record belongs to another iteration, ...) is kept as stuck, with the reason.
-        """
-        assert self.spool is not None
-        assert change.deferred is not None
-        iid, deferred = change.iteration_id, change.deferred
-        with self._lock(iid):
-            for attempt in range(1, self.max_attempts + 1):
-                # As in _change: after a lost race, queue on the store's per-iteration lock.
-                with self.records.serialised(iid) if attempt > 1 else nullcontext():
-                    outcome = self._apply_deferred(change, deferred)
-                if outcome is not None:
-                    return outcome
-                if attempt < self.max_attempts:
-                    time.sleep(random.uniform(0.0, min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2**attempt)))
-        return "waiting"
-
-    def _apply_deferred(self, change: SpooledChange, deferred: DeferredChange) -> str | None:
-        """One attempt of `_forward_deferred`; None when another writer appended first."""
-        assert self.spool is not None
-        iid = change.iteration_id
-        events = cast(list[Iteration.Event], list(self.events.get(iid)))
-        if not events:
-            # Perhaps another process started it and its own spool has not reached the store yet.
-            waited = (self.clock.now() - deferred.at).total_seconds()
-            if waited < _MISSING_ITERATION_GRACE_S:
-                return "waiting"
-            self.spool.mark_stuck(change.id, f"iteration {iid} is not in the store ({waited:.0f} s after the change)")
-            return "stuck"
-        if any(e.event_id == deferred.change.event_id for e in events):
-            self.spool.remove(change.id)
-            self._evict(iid)
-            return "already"
-        iteration: Iteration | None = None
-        for event in events:
-            iteration = event.mutate(iteration)
-        assert iteration is not None
-        try:
-            deferred.change.apply(iteration, max(deferred.at, iteration.modified_on))
-        except IterationError as e:
-            self.spool.mark_stuck(change.id, f"refused by the stored iteration: {e}")
-            return "stuck"
-        stored = [self.mapper.to_stored_event(e) for e in iteration.collect_events()]
-        try:
-            self.recorder.insert_events(stored, iteration_record=change.record)
-        except IntegrityError:
-            return None  # another writer appended meanwhile (or a forward of ours committed): look again
-        self.spool.remove(change.id)
-        self._evict(iid)
-        return "forwarded"
-
-    def _holds(self, iteration_id: UUID, events: Sequence[StoredEvent]) -> bool:
-        """Whether the store holds exactly these rows at their versions (each carries a unique event id).
-
-        A commit whose acknowledgement was lost (or a spooled change forwarded just before a crash)
-        meets its own rows on the (id, version) key: that is success, not a conflict to re-apply.
-        """
-        first, last = events[0].originator_version, events[-1].originator_version
-        stored = self.recorder.select_events(iteration_id, gt=first - 1, lte=last)
-        return [(s.originator_version, s.topic, s.state) for s in stored] == [
-            (s.originator_version, s.topic, s.state) for s in events
-        ]
-
     def _already_stored(self, pending: list[Iteration.Event]) -> bool:
         return self._holds(pending[0].originator_id, [self.mapper.to_stored_event(e) for e in pending])
 
@@ -780,5 +531,5 @@ class PerformanceTracker(Application[UUID]):
                     self._defer(iteration_id, change, save_kwargs)
                     return
                 if attempt < self.max_attempts:
-                    time.sleep(random.uniform(0.0, min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2**attempt)))
+                    time.sleep(retry_pause(attempt))
         raise ConcurrencyError(iteration_id, self.max_attempts)

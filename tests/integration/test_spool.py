@@ -23,7 +23,7 @@ from itertrack.domain import (
     StoreError,
     StoreUnavailableError,
 )
-from itertrack.domain.tracker import SpoolFlush
+from itertrack.domain.forwarding import SpoolFlush
 
 Open = Callable[..., PerformanceTracker]
 pytestmark = pytest.mark.postgres
