@@ -159,6 +159,12 @@ class PostgresRecorder(PostgresApplicationRecorder, IterationRecordStore):
             )
         return self._rendered_statements
 
+    def drop_broken_connections(self) -> None:
+        try:
+            self.datastore.pool.check()  # tests each idle connection; replaces the broken ones in the background
+        except Exception:  # never let housekeeping fail the caller (the forwarder retries anyway)
+            log.debug("checking the pool's connections failed", exc_info=True)
+
     @contextmanager
     def serialised(self, iteration_id: UUID) -> Iterator[None]:
         """A session advisory lock per iteration, so retries of one iteration queue instead of colliding."""

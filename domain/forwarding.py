@@ -141,6 +141,8 @@ class SpoolForwarding:
                     continue
             except (OperationalError, InterfaceError, StoreUnavailableError):
                 self.forward_failures += 1
+                # After a restart every pooled connection is dead: drop them now rather than fail once per each.
+                self.records.drop_broken_connections()
             except Exception:
                 self.forward_failures += 1
                 log.warning("spool forwarding failed; will retry", exc_info=True)

@@ -32,6 +32,12 @@ class IterationRecordStore(ABC):
     def select_record_ids(self) -> list[UUID]:
         """The ids of every stored record (for integrity checks)."""
 
+    def drop_broken_connections(self) -> None:
+        """After a failed call: discard pooled connections the store has closed (a restart), so the next call
+        opens a fresh one instead of failing on each dead connection in turn. Stores without a pool do nothing.
+        """
+        return
+
     @contextmanager
     def serialised(self, iteration_id: UUID) -> Iterator[None]:
         """Hold off other processes' retries on this iteration (used after a lost version race).

@@ -16,7 +16,7 @@ from itertrack.domain.phases import Phase
 from itertrack.projections.fold import BatchChanges, BatchFold, LoadedState
 from itertrack.projections.read_models import CurrentPhase
 
-Check = Literal["versions", "time_order", "records", "read_models"]
+Check = Literal["versions", "event_ids", "time_order", "records", "read_models"]
 
 
 class Problem(BaseModel):
@@ -85,12 +85,24 @@ class EventChecker:
         self.problems: list[Problem] = []
         self.seen: dict[UUID, _Seen] = {}
         self.events = 0
+        # Every event's id, as an int (about 64 bytes each): the same id twice is a change applied twice.
+        self._event_ids: set[int] = set()
         self._fold = BatchFold(LoadedState())
 
     def add(self, event: Iteration.Event, notification_id: int) -> None:
         """Check one event and, if the views have applied it, fold it into the reference."""
         self.events += 1
         iid, version = event.originator_id, event.originator_version
+        event_id = event.event_id.int
+        if event_id in self._event_ids:
+            self.problems.append(
+                Problem(
+                    check="event_ids",
+                    iteration_id=iid,
+                    detail=f"version {version} repeats event id {event.event_id} (a change stored twice)",
+                )
+            )
+        self._event_ids.add(event_id)
         before = self.seen.get(iid)
         if before is None:
             if version != 1:

@@ -1,10 +1,13 @@
-"""Processes the drills start: contending writers and learning-flow hosts."""
+"""Processes the drills start: contending writers, learning-flow hosts and the restarting host."""
 
 from __future__ import annotations
 
 import contextlib
 import itertools
+import random
+import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from itertrack.adapters.fakes import FakeBacktester, FakeLLM, FakeScanner, Scenario, SimulatedClock
@@ -33,3 +36,22 @@ def flow_host(store: str, host: int, seed: int) -> None:
         for n in itertools.count():
             with contextlib.suppress(RuntimeError):  # a planned failure; the flow marked the iteration failed
                 service.run_iteration(f"host-{host}", n, iteration_id=uuid.uuid4())
+
+
+def restarting_host(store: str, ids: list[str], journal: str, seconds: float, seed: int) -> None:
+    """One life of the outage drill's restarting host: add 1 to long-running iterations, journaling each call.
+
+    Each journal line is written (line-buffered) before the process may be SIGKILLed: `try` before a call,
+    `ok` after it returned, so the drill knows which changes were acknowledged and which were cut short.
+    """
+    rng = random.Random(seed)
+    with Path(journal).open("a", buffering=1) as log, PerformanceTracker(store=store, migrate=False) as host:
+        log.write(f"life {int(bool(getattr(host.factory, 'started_offline', False)))}\n")
+        until = time.monotonic() + seconds
+        while time.monotonic() < until:
+            iid = rng.choice(ids)
+            log.write(f"try {iid}\n")
+            host.update_metrics(iid, {"analysis_tokens": 1})  # must never raise, outage or not
+            log.write(f"ok {iid}\n")
+            time.sleep(0.005)
+        log.write(f"end {host.changes_spooled} {host.changes_deferred}\n")

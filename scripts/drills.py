@@ -55,7 +55,8 @@ def verified(drill: str, tracker: PerformanceTracker) -> None:
     check(report.ok, drill, f"verify found {len(report.problems)} problem(s)")
     say(
         drill,
-        f"verify: {report.events:,} events of {report.iterations:,} iterations gapless and in time order, "
+        f"verify: {report.events:,} events of {report.iterations:,} iterations gapless, in time order and with "
+        "unique event ids, "
         f"{report.records:,} records under their iteration ids, {report.read_model_rows:,} read-model rows "
         "equal to a fresh fold",
     )
@@ -166,7 +167,9 @@ def outage(store: str, seconds: float) -> None:
             if k:
                 say(
                     "outage",
-                    "spool not drained before the next outage" if drained is None else f"drained in {drained:.1f} s",
+                    "spool not drained before the next outage"
+                    if drained is None
+                    else f"spool drained {drained:.1f} s after PostgreSQL was back",
                 )
             say("outage", f"stopping PostgreSQL ({k + 1}/{outages})")
             _pg_ctl(cluster, "stop")
@@ -221,50 +224,55 @@ def _check_reported(fresh: PerformanceTracker, reported: dict[uuid.UUID, Iterati
 
 
 class _RestartingHost(threading.Thread):
-    """A second host that restarts every second, with its own spool, changing long-running iterations.
+    """A second host, a process restarted again and again (half its lives end in SIGKILL), with its own spool.
 
-    Each new tracker has never loaded those iterations, so during an outage it cannot know their versions:
-    its changes wait in the spool as deferred changes, and the next instance forwards what the last left.
+    Each life has never loaded the long-running iterations it changes, so during an outage it cannot know
+    their versions: its changes wait in the spool as deferred changes, and a later life forwards what an
+    earlier one left, including forwards a SIGKILL cut between the store's commit and the spool's delete.
     """
 
     def __init__(self, store: str, setup: PerformanceTracker) -> None:
         super().__init__(name="restarting-host")
         spool = re.search(r"spool=([^&]+)", store)
         assert spool is not None
-        self.store = store.replace(spool.group(0), f"spool={Path(spool.group(1)).with_name('spool-restarting.db')}")
+        folder = Path(spool.group(1)).parent
+        self.store = store.replace(spool.group(0), f"spool={folder / 'spool-restarting.db'}")
+        self.journal = folder / "restarting-host.journal"
+        self.errors = folder / "restarting-host.err"
         self.open_ids = [setup.start_iteration("restarting-host", n) for n in range(8)]
         for iid in self.open_ids:
             setup.update_phase(iid, "analysis")
-        self.added = dict.fromkeys(self.open_ids, 0)
-        self.changes = self.events = 0
-        self.restarts = self.started_offline = self.deferred = self.spooled = 0
+        self.lives = self.kills = self.events = 0
         self.stop = threading.Event()
-        self.failure: BaseException | None = None
+        self.failures: list[str] = []
 
     def run(self) -> None:
         rng = random.Random(5)
-        try:
+        ids = [str(i) for i in self.open_ids]
+        with self.errors.open("ab") as errors:
             while not self.stop.is_set():
-                with PerformanceTracker(store=self.store, migrate=False) as host:
-                    self.restarts += 1
-                    self.started_offline += bool(getattr(host.factory, "started_offline", False))
-                    until = time.monotonic() + 1.0
-                    while time.monotonic() < until and not self.stop.is_set():
-                        iid = rng.choice(self.open_ids)
-                        host.update_metrics(iid, {"analysis_tokens": 1})  # must never raise, outage or not
-                        self.added[iid] += 1
-                        self.changes += 1
-                        time.sleep(0.005)
-                    self.deferred += host.changes_deferred
-                    self.spooled += host.changes_spooled
-        except BaseException as e:  # reported by check(): a tracker call raised into the host
-            self.failure = e
+                self.lives += 1
+                code = (
+                    "from scripts.drill_workers import restarting_host; "
+                    f"restarting_host({self.store!r}, {ids!r}, {str(self.journal)!r}, {rng.uniform(0.5, 2.0)}, "
+                    f"{self.lives})"
+                )
+                life = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=errors)
+                if rng.random() < 0.5:  # a SIGKILL while it works (it starts in about a second, more when offline)
+                    self.stop.wait(rng.uniform(1.5, 4.0))
+                    if life.poll() is None:
+                        life.send_signal(signal.SIGKILL)
+                        self.kills += 1
+                code_ = life.wait(timeout=120)
+                if code_ not in (0, -signal.SIGKILL):
+                    self.failures.append(f"life {self.lives} exited with {code_}")
 
     def finish(self) -> None:
-        """Stop restarting; one last instance forwards whatever the last one left in the spool."""
+        """Stop restarting; one last tracker forwards whatever the last lives left in the spool."""
         self.stop.set()
-        self.join(timeout=120)
-        check(self.failure is None, "outage", f"the restarting host got an error: {self.failure!r}")
+        self.join(timeout=180)
+        tail = self.errors.read_text(errors="replace").strip().splitlines()[-5:]
+        check(not self.failures, "outage", f"the restarting host failed: {self.failures[:3]} {tail}")
         with PerformanceTracker(store=self.store, migrate=False) as last:
             deadline = time.monotonic() + 120
             while last.spool is not None and last.spool.count() and time.monotonic() < deadline:
@@ -273,26 +281,39 @@ class _RestartingHost(threading.Thread):
             for n, iid in enumerate(self.open_ids):  # as the host ends an iteration: the saving step, then completed
                 last.save_iteration({"id": iid, "agent_id": "restarting-host", "iteration_number": n})
                 last.update_phase(iid, "completed")
-        say(
-            "outage",
-            f"restarting host: {self.changes:,} changes over {self.restarts} restarts ({self.started_offline} "
-            f"started while PostgreSQL was down); {self.spooled:,} spooled as events, {self.deferred:,} deferred "
-            "(iterations that instance had not loaded)",
-        )
 
     def check(self, fresh: PerformanceTracker) -> None:
-        """Each long-running iteration holds exactly the increments the restarting host made, gapless."""
-        for iid, added in self.added.items():
+        """Each long-running iteration holds every acknowledged increment, at most the attempted ones, gapless."""
+        tried = dict.fromkeys(self.open_ids, 0)
+        acked = dict.fromkeys(self.open_ids, 0)
+        offline = spooled = deferred = 0
+        for line in self.journal.read_text().splitlines():
+            kind, *rest = line.split()
+            if kind == "try":
+                tried[uuid.UUID(rest[0])] += 1
+            elif kind == "ok":
+                acked[uuid.UUID(rest[0])] += 1
+            elif kind == "life":
+                offline += int(rest[0])
+            elif kind == "end":
+                spooled, deferred = spooled + int(rest[0]), deferred + int(rest[1])
+        landed_unacked = 0
+        for iid in self.open_ids:
             state = fresh.get_iteration(iid)
             versions = [e.originator_version for e in fresh.history(iid)]
             check(versions == list(range(1, state.version + 1)), "outage", f"{iid}: versions {versions}")
-            got = state.metrics.get("analysis_tokens", 0)
-            check(got == added, "outage", f"{iid}: {got} increments stored, {added} made")
-            check(state.version == added + 4, "outage", f"{iid}: {state.version} events for {added} increments")
+            got = int(state.metrics.get("analysis_tokens", 0))
+            check(acked[iid] <= got <= tried[iid], "outage", f"{iid}: {got} stored, {acked[iid]}-{tried[iid]} made")
+            check(state.version == got + 4, "outage", f"{iid}: {state.version} events for {got} increments")
+            landed_unacked += got - acked[iid]
             self.events += state.version
+        cut = sum(tried.values()) - sum(acked.values())
         say(
             "outage",
-            f"every one of {len(self.added)} long-running iterations holds exactly its {self.changes:,} increments",
+            f"restarting host: {self.lives} lives ({self.kills} SIGKILLed, {offline} started while PostgreSQL was "
+            f"down); {sum(acked.values()):,} acknowledged changes, all stored once; {cut} "
+            f"calls cut by a kill, {landed_unacked} of them stored (durable before the kill); {spooled:,} changes "
+            f"spooled as events and {deferred:,} deferred by the lives that ended normally",
         )
 
 

@@ -7,10 +7,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from urllib.parse import urlsplit
 from uuid import UUID
 
+import psycopg
 import pytest
 from support import ManualClock, TcpProxy
 
@@ -414,3 +416,39 @@ def test_an_unusable_spool_is_a_typed_error(pg_store: str, proxy: TcpProxy, open
     proxy.cut()
     with pytest.raises(StoreUnavailableError, match="spool"):
         host.update_phase(iid, "analysis")  # the spool's directory does not exist
+
+
+def _kill_pooled_connections(tracker: PerformanceTracker, postgres_url: str) -> None:
+    """The server closes every connection of the tracker's pool, as a restart does."""
+    assert isinstance(tracker.recorder, PostgresRecorder)
+    datastore = tracker.recorder.datastore
+    idle = datastore.pool.get_stats().get("pool_available", 0)
+    assert idle >= 2
+    with ExitStack() as held:  # every idle connection at once, so each one's backend is known
+        pids = [held.enter_context(datastore.get_connection()).info.backend_pid for _ in range(idle)]
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", (pids,))
+        wait_for(
+            lambda: (
+                admin.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", (pids,)).fetchone() == (0,)
+            ),
+            10,
+            "the backends to end",
+        )
+
+
+def test_connections_a_restart_closed_are_dropped_so_the_next_change_is_stored(
+    pg_store: str, postgres_url: str, open_tracker: Open
+) -> None:
+    """After a failure the forwarder drops dead pooled connections; without that, each would fail a change once."""
+    checked = open_tracker(pg_store, migrate=True)
+    own_spool = Path(urlsplit(pg_store).query.split("spool=", 1)[1]).with_name("unchecked-spool.db")
+    unchecked = open_tracker(without_spool(pg_store).replace("spool=off", f"spool={own_spool}"), migrate=False)
+    for tracker in (checked, unchecked):
+        iid = tracker.start_iteration("agent-1", 1)
+        _kill_pooled_connections(tracker, postgres_url)
+        if tracker is checked:
+            tracker.records.drop_broken_connections()
+        tracker.update_metrics(iid, {"analysis_tokens": 1})
+    assert checked.changes_spooled == 0  # stored at once on a fresh connection
+    assert unchecked.changes_spooled == 1  # met a dead connection: spooled (and forwarded later)

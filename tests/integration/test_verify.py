@@ -148,6 +148,28 @@ def test_a_deleted_event_is_a_version_gap(
     assert f"versions {victim}: version 4 follows 2" in found
 
 
+def test_a_change_stored_twice_is_named_by_its_event_id(
+    demo: tuple[str, PerformanceTracker, list[uuid.UUID], list[uuid.UUID]],
+) -> None:
+    """The same event again at the next version (a change applied twice) is found by its repeated event id."""
+    store, tracker, ids, _ = demo
+    victim = ids[5]
+    last = tracker.history(victim)[-1]
+    table = "stored_events" if store.startswith("sqlite") else "performancetracker_events"
+    with raw_sql(store) as run:
+        run(
+            f"INSERT INTO {table} (originator_id, originator_version, topic, state) "  # noqa: S608
+            f"SELECT originator_id, originator_version + 1, topic, state FROM {table} "
+            "WHERE originator_id = %s AND originator_version = %s",
+            (db_id(store, victim), last.originator_version),
+        )
+    found = details(verify_store(tracker))
+    assert found == [
+        f"event_ids {victim}: version {last.originator_version + 1} repeats event id {last.event_id} "
+        "(a change stored twice)"
+    ]
+
+
 def test_verify_command_exits_nonzero_with_the_list(
     demo: tuple[str, PerformanceTracker, list[uuid.UUID], list[uuid.UUID]],
 ) -> None:
