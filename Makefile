@@ -51,6 +51,7 @@ clean:
 bench: $(VENV)/.installed-dev postgres
 	$(BIN)/python -m scripts.bench
 
-# Outage, kill, contention and load drills against the local PostgreSQL (stops and starts it).
+# Outage, kill, contention and load drills against the local PostgreSQL (stops and starts it);
+# two minutes each (about 8 minutes in all). Longer: python -m scripts.drills load --seconds 300.
 drills: $(VENV)/.installed-dev postgres
-	$(BIN)/python -m scripts.drills
+	$(BIN)/python -m scripts.drills --seconds 120

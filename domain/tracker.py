@@ -173,14 +173,14 @@ class PerformanceTracker(SpoolForwarding, Application[UUID]):
             raise InvalidInputError("error", error, f"is only allowed with phase 'failed', not {phase!r}")
         if error is not None:
             error = check_error_message(error)
-        self._change(iid, PhaseChange.model_construct(event_id=new_event_id(), phase=phase, error=error))
+        self._change(iid, PhaseChange(event_id=new_event_id(), phase=phase, error=error))
 
     @store_unavailable_as_typed_error()
     def update_metrics(self, iteration_id: UUID | str, metrics: Mapping[str, Amount]) -> None:
         """Add each amount to its metric's running total."""
         iid = parse_iteration_id(iteration_id)
         checked = check_metrics(metrics)
-        self._change(iid, MetricsChange.model_construct(event_id=new_event_id(), metrics=checked))
+        self._change(iid, MetricsChange(event_id=new_event_id(), metrics=checked))
 
     def record_usage(self, iteration_id: UUID | str, phase: str, usage: object) -> LLMUsage:
         """Add one LLM response's usage to `<phase>_tokens` and to the four per-kind token metrics."""
@@ -228,7 +228,7 @@ class PerformanceTracker(SpoolForwarding, Application[UUID]):
             return new_id
 
         to_store = parsed.model_copy(update={"created_at": created_at})
-        save = RecordSave.model_construct(
+        save = RecordSave(
             event_id=new_event_id(),
             agent_id=parsed.agent_id,
             iteration_number=parsed.iteration_number,

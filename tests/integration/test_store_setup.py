@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -82,6 +84,30 @@ def test_a_file_that_is_not_a_database_is_unavailable(tmp_path: Path) -> None:
     path.write_bytes(b"this is not an sqlite database, just bytes" * 100)
     with pytest.raises(StoreUnavailableError, match="not a database"):
         PerformanceTracker(store=f"sqlite:///{path}")
+
+
+def test_a_truncated_database_file_is_unavailable(tmp_path: Path) -> None:
+    """A store file cut short (a copy interrupted, a full disk) gives a typed error when read, not a traceback."""
+    path = tmp_path / "cut.db"
+    with PerformanceTracker(store=f"sqlite:///{path}") as tracker:
+        ids = [tracker.start_iteration(f"agent-{n}", n) for n in range(300)]
+        for iid in ids:
+            tracker.update_metrics(iid, {"analysis_tokens": 1, "analysis_time_ms": 2.5})
+    size = path.stat().st_size
+    with path.open("r+b") as f:
+        f.truncate(size // 3)
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("itertrack")), "show", str(ids[-1]), "--store", f"sqlite:///{path}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.startswith("itertrack: error:"), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    # Opening may already notice; reading the cut-off pages certainly does.
+    with pytest.raises(StoreUnavailableError, match="malformed"), PerformanceTracker(store=f"sqlite:///{path}") as cut:
+        cut.get_iteration(ids[-1])
 
 
 def test_store_comes_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
