@@ -26,16 +26,25 @@ def contender(store: str, ids: list[str], changes: int, ready: Any, gate: Any, r
         results.put(tracker.conflicts_retried)
 
 
-def flow_host(store: str, host: int, seed: int) -> None:
-    """Run learning iterations until killed (the kill drill's writer)."""
+def flow_host(store: str, host: int, seed: int, journal: str) -> None:
+    """Run learning iterations until killed (the kill drill's writer), journaling each finished one.
+
+    A journal line `<id> <version>` is written (line-buffered, so a SIGKILL cannot lose it) after the
+    iteration's last tracked change was acknowledged: the drill then checks the store holds all of it.
+    """
     system = SystemClock()
     clock = SimulatedClock(start=system.now(), new_id=system.new_id)
     scenario = Scenario(clock, seed=seed, failure_rate=0.2)
-    with PerformanceTracker(store=store, migrate=False, clock=clock) as tracker:
+    with (
+        Path(journal).open("a", buffering=1) as log,
+        PerformanceTracker(store=store, migrate=False, clock=clock) as tracker,
+    ):
         service = LearningIterationService(tracker, FakeLLM(scenario), FakeScanner(scenario), FakeBacktester(scenario))
         for n in itertools.count():
+            iid = uuid.uuid4()
             with contextlib.suppress(RuntimeError):  # a planned failure; the flow marked the iteration failed
-                service.run_iteration(f"host-{host}", n, iteration_id=uuid.uuid4())
+                service.run_iteration(f"host-{host}", n, iteration_id=iid)
+            log.write(f"{iid} {tracker.get_iteration(iid).version}\n")
 
 
 def restarting_host(store: str, ids: list[str], journal: str, seconds: float, seed: int) -> None:

@@ -27,6 +27,7 @@ from itertrack.adapters.read_models import CatchUp, view_for
 from itertrack.adapters.verify import verify_store
 from itertrack.domain import IterationState, PerformanceTracker, SystemClock
 from itertrack.domain.learning_flow import LearningIterationService
+from itertrack.projections.verification import VerifyReport
 from scripts.bench_support import pg_schema
 from scripts.drill_workers import contender
 
@@ -46,7 +47,7 @@ def check(condition: bool, drill: str, message: str) -> None:
         raise DrillFailedError(f"[{drill}] FAILED: {message}")
 
 
-def verified(drill: str, tracker: PerformanceTracker) -> None:
+def verified(drill: str, tracker: PerformanceTracker) -> VerifyReport:
     """Catch the read models up, then verify versions, records and every read-model row."""
     CatchUp(tracker, view_for(tracker.factory), 500).run()
     report = verify_store(tracker)
@@ -60,6 +61,7 @@ def verified(drill: str, tracker: PerformanceTracker) -> None:
         f"{report.records:,} records under their iteration ids, {report.read_model_rows:,} read-model rows "
         "equal to a fresh fold",
     )
+    return report
 
 
 def contention(store: str, seconds: float) -> None:
@@ -100,7 +102,10 @@ def kill(store: str, seconds: float) -> None:
     """SIGKILL writer and projection processes at random moments; afterwards nothing is partial or doubled."""
     PerformanceTracker(store=store, migrate=True).close()
     rng = random.Random(7)
-    writers = [subprocess.Popen([sys.executable, "-c", _flow_host_code(store, n)]) for n in range(3)]
+    spool = re.search(r"spool=([^&]+)", store)
+    assert spool is not None
+    journal = Path(spool.group(1)).with_name("kill.journal")
+    writers = [subprocess.Popen([sys.executable, "-c", _flow_host_code(store, n, journal)]) for n in range(3)]
     projector = subprocess.Popen(
         [ITERTRACK, "project", "--follow", "--wait", "--store", store], stdout=subprocess.DEVNULL
     )
@@ -118,19 +123,25 @@ def kill(store: str, seconds: float) -> None:
         else:
             writers[victim].send_signal(signal.SIGKILL)
             writers[victim].wait()
-            writers[victim] = subprocess.Popen([sys.executable, "-c", _flow_host_code(store, victim + 10 * kills)])
+            code = _flow_host_code(store, victim + 10 * kills, journal)
+            writers[victim] = subprocess.Popen([sys.executable, "-c", code])
         kills += 1
     for proc in [*writers, projector]:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     say("kill", f"{kills} processes killed with SIGKILL over {seconds:.0f} s (3 writers, 1 projection)")
     with PerformanceTracker(store=store, migrate=False) as tracker:
-        verified("kill", tracker)
-    say("kill", "nothing partial, duplicated or missing")
+        finished = [line.split() for line in journal.read_text().splitlines()]
+        for iid, version in finished:
+            stored = len(tracker.history(iid))
+            check(stored == int(version), "kill", f"{iid}: the host saw version {version}, the store holds {stored}")
+        say("kill", f"every one of {len(finished):,} iterations the hosts finished is stored as they saw it")
+        report = verified("kill", tracker)
+    say("kill", f"nothing lost, nothing doubled: {report.events:,} events checked")
 
 
-def _flow_host_code(store: str, host: int) -> str:
-    return f"from scripts.drill_workers import flow_host; flow_host({store!r}, {host}, {host})"
+def _flow_host_code(store: str, host: int, journal: Path) -> str:
+    return f"from scripts.drill_workers import flow_host; flow_host({store!r}, {host}, {host}, {str(journal)!r})"
 
 
 def outage(store: str, seconds: float) -> None:
