@@ -415,13 +415,24 @@ DRILLS: dict[str, Callable[[str, float], None]] = {
 }
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line: which drills (all by default), against which PostgreSQL, for how long."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("drills", nargs="*", default=list(DRILLS), choices=list(DRILLS))
+    # No `choices=`: argparse checks a nargs="*" default list against them as one value and refuses it.
+    parser.add_argument("drills", nargs="*", help=f"which to run (default: all of {', '.join(DRILLS)})")
     parser.add_argument("--postgres", default="postgresql://root@127.0.0.1:5432/test")
     parser.add_argument("--seconds", type=float, default=30.0, help="length of the kill, outage and load drills")
     parser.add_argument("--rate", type=float, default=LOAD_RATE, help="tracked changes per second in the load drill")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.drills if name not in DRILLS]
+    if unknown:
+        parser.error(f"unknown drill(s) {', '.join(unknown)}: choose from {', '.join(DRILLS)}")
+    args.drills = args.drills or list(DRILLS)
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     globals()["LOAD_RATE"] = args.rate
     failed = []
     for name in args.drills:
