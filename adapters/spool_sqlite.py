@@ -87,9 +87,6 @@ class SQLiteSpool(Spool):
                 ),
             )
 
-    def has_deferred(self, iteration_id: UUID) -> bool:
-        return self.counts(iteration_id)[1] > 0
-
     def counts(self, iteration_id: UUID) -> tuple[int, int]:
         if not self._exists():
             return 0, 0

@@ -66,10 +66,6 @@ class Spool(ABC):
         """Keep one change whose events cannot be made yet (the iteration's version is unknown)."""
 
     @abstractmethod
-    def has_deferred(self, iteration_id: UUID) -> bool:
-        """Whether a deferred change of this iteration waits (later changes must wait behind it)."""
-
-    @abstractmethod
     def counts(self, iteration_id: UUID) -> tuple[int, int]:
         """How many changes of this iteration wait, and how many of them are deferred changes."""
 

@@ -473,7 +473,7 @@ class PerformanceTracker(SpoolForwarding, Application[UUID]):
         if self.repository.cache is not None:
             self.repository.cache.put(iteration.id, iteration)
 
-    # -- the forwarder --------------------------------------------------------------------------------
+    # -- saving, with conflict retries (the spool's forwarder is in forwarding.py) -------------------
 
     def _already_stored(self, pending: list[Iteration.Event]) -> bool:
         return self._holds(pending[0].originator_id, [self.mapper.to_stored_event(e) for e in pending])
@@ -493,7 +493,7 @@ class PerformanceTracker(SpoolForwarding, Application[UUID]):
         no copy) is kept as a deferred change, and so is every later change of that iteration until the
         forwarder has applied them: the call returns and nothing is lost.
         """
-        self._ensure_open()
+        self._ensure_open()  # before the spool is consulted: a closed tracker neither reads nor spools
         cache = self.repository.cache
         with self._lock(iteration_id):
             if self._spooling and self._must_defer(iteration_id):
