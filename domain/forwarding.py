@@ -66,6 +66,11 @@ class _FlushTally:
     already: int = 0
     blocked: set[UUID] = field(default_factory=set)  # behind a stuck change: waits for a person
     later: set[UUID] = field(default_factory=set)  # lost every race this pass: the next pass tries again
+    last_notification: int = 0  # the highest notification id this pass appended
+
+    def appended(self, notification_ids: Sequence[int] | None) -> None:
+        if notification_ids:
+            self.last_notification = max(self.last_notification, *notification_ids)
 
     def count(self, change: SpooledChange, outcome: str) -> None:
         if outcome == "forwarded":
@@ -105,6 +110,9 @@ class SpoolForwarding:
         raise NotImplementedError
 
     def _evict(self, iteration_id: UUID) -> None:
+        raise NotImplementedError
+
+    def _tell_save_listeners(self, notification_id: int) -> None:
         raise NotImplementedError
 
     def _start_forwarder(self) -> None:
@@ -184,7 +192,7 @@ class SpoolForwarding:
                     run = []
                     if change.iteration_id not in tally.blocked and change.iteration_id not in tally.later:
                         forward = self._forward_deferred if change.deferred is not None else self._forward_events
-                        tally.count(change, forward(change))
+                        tally.count(change, forward(change, tally))
             self._forward_run(run, tally)
             if tally.forwarded or tally.already:
                 self._store_up = True  # it took changes: the host's new work may go straight to it
@@ -192,6 +200,9 @@ class SpoolForwarding:
             # Changes added meanwhile, and those not behind a stuck one, keep the spool in use.
             movable = self._movable_waiting(tally.blocked)
             self._spooling = bool(movable)
+        if tally.last_notification:
+            # Read models refreshed on save learn of the forwarded changes too, not only at the host's next save.
+            self._tell_save_listeners(tally.last_notification)
         return SpoolFlush(
             forwarded=tally.forwarded,
             already_stored=tally.already,
@@ -215,22 +226,23 @@ class SpoolForwarding:
         assert self.spool is not None
         if len(run) > 1:
             try:
-                self.recorder.insert_events([e for change in run for e in change.events])
+                ids = self.recorder.insert_events([e for change in run for e in change.events])
             except IntegrityError:
                 pass  # some change is already stored, or stuck: find which, in order
             else:
                 self.spool.remove(*(change.id for change in run))
                 tally.forwarded += len(run)
+                tally.appended(ids)
                 return
         for change in run:
             if change.iteration_id not in tally.blocked:
-                tally.count(change, self._forward_events(change))
+                tally.count(change, self._forward_events(change, tally))
 
-    def _forward_events(self, change: SpooledChange) -> str:
+    def _forward_events(self, change: SpooledChange, tally: _FlushTally) -> str:
         """Append a spooled change's events: "forwarded", "already" (the store holds exactly them) or "stuck"."""
         assert self.spool is not None
         try:
-            self.recorder.insert_events(list(change.events), iteration_record=change.record)
+            ids = self.recorder.insert_events(list(change.events), iteration_record=change.record)
         except IntegrityError:
             if self._holds(change.iteration_id, change.events):
                 self.spool.remove(change.id)
@@ -239,9 +251,10 @@ class SpoolForwarding:
             self._evict(change.iteration_id)
             return "stuck"
         self.spool.remove(change.id)
+        tally.appended(ids)
         return "forwarded"
 
-    def _forward_deferred(self, change: SpooledChange) -> str:
+    def _forward_deferred(self, change: SpooledChange, tally: _FlushTally) -> str:
         """Apply a deferred change to the stored iteration: "forwarded", "already" (its event is stored) or "stuck".
 
         Its event id makes this idempotent: if a forward committed before a crash, the stored history
@@ -255,14 +268,14 @@ class SpoolForwarding:
             for attempt in range(1, self.max_attempts + 1):
                 # As in _change: after a lost race, queue on the store's per-iteration lock.
                 with self.records.serialised(iid) if attempt > 1 else nullcontext():
-                    outcome = self._apply_deferred(change, deferred)
+                    outcome = self._apply_deferred(change, deferred, tally)
                 if outcome is not None:
                     return outcome
                 if attempt < self.max_attempts:
                     time.sleep(retry_pause(attempt))
         return "waiting"
 
-    def _apply_deferred(self, change: SpooledChange, deferred: DeferredChange) -> str | None:
+    def _apply_deferred(self, change: SpooledChange, deferred: DeferredChange, tally: _FlushTally) -> str | None:
         """One attempt of `_forward_deferred`; None when another writer appended first."""
         assert self.spool is not None
         iid = change.iteration_id
@@ -289,11 +302,12 @@ class SpoolForwarding:
             return "stuck"
         stored = [self.mapper.to_stored_event(e) for e in iteration.collect_events()]
         try:
-            self.recorder.insert_events(stored, iteration_record=change.record)
+            ids = self.recorder.insert_events(stored, iteration_record=change.record)
         except IntegrityError:
             return None  # another writer appended meanwhile (or a forward of ours committed): look again
         self.spool.remove(change.id)
         self._evict(iid)
+        tally.appended(ids)
         return "forwarded"
 
     def _holds(self, iteration_id: UUID, events: Sequence[StoredEvent]) -> bool:

@@ -249,14 +249,17 @@ class PerformanceTracker(SpoolForwarding, Application[UUID]):
 
     def _notify(self, recordings: list[Recording[UUID]]) -> None:
         super()._notify(recordings)
-        if recordings and self._save_listeners:
-            last = recordings[-1].notification.id
-            for listener in list(self._save_listeners):
-                try:
-                    listener(last)
-                except Exception:
-                    # A listener's failure must never fail the host's tracked change, already committed.
-                    log.warning("save listener %r failed", listener, exc_info=True)
+        if recordings:
+            self._tell_save_listeners(recordings[-1].notification.id)
+
+    def _tell_save_listeners(self, notification_id: int) -> None:
+        """Call each save listener with the last notification id saved (by the host, or by the forwarder)."""
+        for listener in list(self._save_listeners):
+            try:
+                listener(notification_id)
+            except Exception:
+                # A listener's failure must never fail the host's tracked change, already committed.
+                log.warning("save listener %r failed", listener, exc_info=True)
 
     def close(self) -> None:
         """Stop the forwarder (it finishes the change in hand), then close the store; the spool keeps the rest."""

@@ -452,3 +452,19 @@ def test_connections_a_restart_closed_are_dropped_so_the_next_change_is_stored(
         tracker.update_metrics(iid, {"analysis_tokens": 1})
     assert checked.changes_spooled == 0  # stored at once on a fresh connection
     assert unchecked.changes_spooled == 1  # met a dead connection: spooled (and forwarded later)
+
+
+def test_save_listeners_hear_of_forwarded_changes(pg_store: str, proxy: TcpProxy, open_tracker: Open) -> None:
+    """What refreshes on save (read models, a host's hooks) learns of the forwarded changes without another save."""
+    host = open_tracker(through(pg_store, proxy), migrate=True, env={"ITERTRACK_FORWARD": "n"})
+    heard: list[int] = []
+    host.add_save_listener(heard.append)
+    iid = host.start_iteration("agent-1", 1)
+    proxy.cut()
+    host.update_phase(iid, "analysis")
+    host.update_metrics(iid, {"analysis_tokens": 2})
+    assert len(heard) == 1  # only the start reached the store so far
+    proxy.start()
+    assert flush(host).forwarded == 2
+    assert heard[-1] == host.recorder.max_notification_id()
+    assert heard[-1] > heard[0]
