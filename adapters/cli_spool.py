@@ -1,8 +1,12 @@
-"""`itertrack spool status` and `itertrack spool flush`: the changes waiting for an unreachable store."""
+"""`itertrack spool status|flush|retry|discard`: the changes waiting for an unreachable store, and stuck ones."""
 
 from __future__ import annotations
 
+import base64
+import json
+import sys
 from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -10,8 +14,8 @@ from rich.table import Table
 from itertrack.adapters.cli_common import JsonOption, StoreOption, app, cli_errors, open_tracker, out, print_json
 from itertrack.adapters.spool_sqlite import SQLiteSpool
 from itertrack.adapters.store_url import DEFAULT_STORE, parse_store_url, spool_path
-from itertrack.domain.errors import StoreConfigError
-from itertrack.domain.spool import SpoolStatus
+from itertrack.domain.errors import InvalidInputError, StoreConfigError
+from itertrack.domain.spool import SpooledChange, SpoolStatus
 
 spool_app = typer.Typer(
     help="Changes waiting in the local spool while PostgreSQL was unreachable.", no_args_is_help=True
@@ -72,3 +76,80 @@ def spool_flush(store: StoreOption = DEFAULT_STORE, as_json: JsonOption = False)
         )
     if result.stuck or result.waiting:
         raise typer.Exit(1)
+
+
+ChangeIds = Annotated[list[int], typer.Argument(help="the # of stuck changes, as `spool status` shows them")]
+
+
+def _stuck(spool: SQLiteSpool, ids: list[int]) -> list[SpooledChange]:
+    """The named changes, all of them stuck; otherwise a typed error naming the first bad id (nothing done)."""
+    by_id = {change.id: change for change in spool.waiting(10**9)}
+    for change_id in ids:
+        change = by_id.get(change_id)
+        if change is None:
+            raise InvalidInputError("id", change_id, "is not in the spool")
+        if change.stuck is None:
+            raise InvalidInputError("id", change_id, "is not stuck: it waits to be forwarded (spool flush)")
+    return [by_id[change_id] for change_id in dict.fromkeys(ids)]
+
+
+def _state(data: bytes) -> Any:
+    """An event's stored state as JSON if it is (the usual case), else base64."""
+    try:
+        return json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return {"base64": base64.b64encode(data).decode()}
+
+
+def _dump(change: SpooledChange) -> dict[str, Any]:
+    """Everything a spooled change holds, for the operator's record of what was discarded."""
+    return {
+        "id": change.id,
+        "iteration_id": str(change.iteration_id),
+        "stuck": change.stuck,
+        "events": [
+            {"version": e.originator_version, "topic": e.topic, "state": _state(e.state)} for e in change.events
+        ],
+        "deferred": None if change.deferred is None else change.deferred.model_dump(mode="json"),
+        "record": None if change.record is None else change.record.model_dump(mode="json"),
+    }
+
+
+def _open_spool(store: str) -> SQLiteSpool:
+    path = _spool_file(store)
+    if not path.exists():
+        raise InvalidInputError("store", str(path), "has no spool file: nothing is waiting")
+    return SQLiteSpool(path)
+
+
+@spool_app.command("retry")
+def spool_retry(ids: ChangeIds, store: StoreOption = DEFAULT_STORE, as_json: JsonOption = False) -> None:
+    """Clear the stuck mark of these changes once their cause is fixed; the next flush tries them again."""
+    with cli_errors(store):
+        spool = _open_spool(store)
+        try:
+            retried = [change.id for change in _stuck(spool, ids) if spool.unstick(change.id)]
+        finally:
+            spool.close()
+    if as_json:
+        print_json({"retry": retried})
+    else:
+        out.print(f"{len(retried)} change(s) will be tried again at the next flush: {', '.join(map(str, retried))}")
+
+
+@spool_app.command("discard")
+def spool_discard(ids: ChangeIds, store: StoreOption = DEFAULT_STORE, as_json: JsonOption = False) -> None:
+    """Drop stuck changes for good; each is printed in full first (JSON), as the record of what was dropped."""
+    with cli_errors(store):
+        spool = _open_spool(store)
+        try:
+            dropped = _stuck(spool, ids)
+            spool.remove(*(change.id for change in dropped))
+        finally:
+            spool.close()
+    if as_json:
+        print_json({"discarded": [_dump(change) for change in dropped]})
+    else:
+        for change in dropped:
+            sys.stdout.write(json.dumps(_dump(change), sort_keys=True) + "\n")  # raw: no markup, no wrapping
+        out.print(f"discarded {len(dropped)} stuck change(s)")

@@ -142,6 +142,13 @@ class SQLiteSpool(Spool):
         with self._using() as db:
             db.execute("UPDATE spooled_changes SET stuck = ? WHERE id = ?", (reason, change_id))
 
+    def unstick(self, change_id: int) -> bool:
+        with self._using() as db:
+            cursor = db.execute(
+                "UPDATE spooled_changes SET stuck = NULL WHERE id = ? AND stuck IS NOT NULL", (change_id,)
+            )
+        return cursor.rowcount == 1
+
     def count(self, iteration_id: UUID | None = None) -> int:
         if iteration_id is not None:
             return self.counts(iteration_id)[0]

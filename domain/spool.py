@@ -86,6 +86,10 @@ class Spool(ABC):
         """Keep a change that cannot be forwarded, with the reason, for a person to resolve."""
 
     @abstractmethod
+    def unstick(self, change_id: int) -> bool:
+        """Let the forwarder try a stuck change again (after a person fixed its cause); False if not stuck."""
+
+    @abstractmethod
     def count(self, iteration_id: UUID | None = None) -> int:
         """How many changes wait (for one iteration, or in all)."""
 

@@ -1,0 +1,97 @@
+"""`itertrack spool retry|discard`: what a person does with a stuck change, from the command line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from uuid import UUID, uuid4
+
+import pytest
+
+from itertrack.adapters.spool_sqlite import SQLiteSpool
+from itertrack.domain import IterationRecord
+from itertrack.domain.commands import DeferredChange, MetricsChange, RecordSave
+
+ITERTRACK = str(Path(sys.executable).with_name("itertrack"))
+ITERATION = UUID("5b7c2a0e-0000-4000-8000-000000000001")
+
+
+@pytest.fixture
+def stuck_spool(tmp_path: Path) -> tuple[str, Path]:
+    """A spool with a stuck saving step (record included) and a waiting change behind it.
+
+    The store URL names a port nothing listens on: these commands read and change the spool file only.
+    """
+    path = tmp_path / "spool.db"
+    spool = SQLiteSpool(path)
+    try:
+        at = datetime(2026, 11, 26, 9, 30, tzinfo=UTC)
+        save = RecordSave(event_id=uuid4(), agent_id="agent-1", iteration_number=3, status="completed")
+        record = IterationRecord(id=ITERATION, agent_id="agent-1", iteration_number=3, analysis={"sharpe": 1.2})
+        spool.add_deferred(ITERATION, DeferredChange(at=at, change=save), record)
+        spool.add_deferred(
+            ITERATION, DeferredChange(at=at, change=MetricsChange(event_id=uuid4(), metrics={"x": 1})), None
+        )
+        first = spool.waiting(1)[0].id
+        spool.mark_stuck(first, "refused by the stored iteration: it is completed")
+    finally:
+        spool.close()
+    return f"postgresql://root@127.0.0.1:1/test?spool={path}", path
+
+
+def itertrack(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([ITERTRACK, *args], capture_output=True, text=True, check=False)
+
+
+def status(store: str) -> dict[str, object]:
+    result = json.loads(itertrack("spool", "status", "--store", store, "--json").stdout)
+    assert isinstance(result, dict)
+    return result
+
+
+def test_retry_clears_the_stuck_mark_so_the_next_flush_tries_again(stuck_spool: tuple[str, Path]) -> None:
+    store, _ = stuck_spool
+    first = status(store)["entries"][0]["id"]  # type: ignore[index]
+    result = itertrack("spool", "retry", str(first), "--store", store, "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"retry": [first]}
+    after = status(store)
+    assert (after["waiting"], after["stuck"]) == (2, 0)
+
+
+def test_discard_drops_a_stuck_change_and_prints_all_it_held(stuck_spool: tuple[str, Path]) -> None:
+    store, path = stuck_spool
+    first = status(store)["entries"][0]["id"]  # type: ignore[index]
+    result = itertrack("spool", "discard", str(first), "--store", store, "--json")
+    assert result.returncode == 0, result.stderr
+    (dropped,) = json.loads(result.stdout)["discarded"]
+    assert dropped["iteration_id"] == str(ITERATION)
+    assert dropped["stuck"] == "refused by the stored iteration: it is completed"
+    assert dropped["deferred"]["change"]["kind"] == "save"
+    assert dropped["record"]["analysis"] == {"sharpe": 1.2}
+    spool = SQLiteSpool(path)
+    try:
+        assert spool.count() == 1  # the change behind it stays
+    finally:
+        spool.close()
+
+
+@pytest.mark.parametrize(("which", "reason"), [("999", "is not in the spool"), ("second", "is not stuck")])
+@pytest.mark.parametrize("command", ["retry", "discard"])
+def test_only_stuck_changes_can_be_retried_or_discarded(
+    stuck_spool: tuple[str, Path], command: str, which: str, reason: str
+) -> None:
+    """Naming a change that waits (or none) is one line naming the id, exit 1, and nothing changes."""
+    store, _ = stuck_spool
+    before = status(store)
+    ids = [e["id"] for e in before["entries"]]  # type: ignore[attr-defined]
+    change_id = str(ids[1]) if which == "second" else which
+    result = itertrack("spool", command, str(ids[0]), change_id, "--store", store)
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"itertrack: error: id={change_id}: {reason}" + (
+        ": it waits to be forwarded (spool flush)" if which == "second" else ""
+    )
+    assert status(store) == before
