@@ -121,6 +121,8 @@ commands = st.sampled_from(
         ["report", "--since"],
         ["metrics", "--agent"],
         ["spool", "status"],
+        ["spool", "retry"],
+        ["spool", "discard"],
     ]
 )
 
