@@ -67,12 +67,14 @@ class _FlushTally:
     blocked: set[UUID] = field(default_factory=set)  # behind a stuck change: waits for a person
     later: set[UUID] = field(default_factory=set)  # lost every race this pass: the next pass tries again
     last_notification: int = 0  # the highest notification id this pass appended
+    answered: bool = False  # the store answered a forward (took it, or refused it for a reason of its own)
 
     def appended(self, notification_ids: Sequence[int] | None) -> None:
         if notification_ids:
             self.last_notification = max(self.last_notification, *notification_ids)
 
     def count(self, change: SpooledChange, outcome: str) -> None:
+        self.answered = True
         if outcome == "forwarded":
             self.forwarded += 1
         elif outcome == "already":
@@ -102,6 +104,7 @@ class SpoolForwarding:
     forward_failures: int
     _spool_lock: threading.Lock
     _spooling: bool
+    _unforwarded: bool
     _store_up: bool
     _forwarder: threading.Thread | None
     _auto_forward: bool
@@ -138,10 +141,14 @@ class SpoolForwarding:
         while not self.closing.is_set():
             try:
                 flushed = self.flush_spool()
+                if not self._store_up:
+                    # Nothing was sent, so nothing proved the store back: ask it (a failure is handled below).
+                    self.records.select_iteration_record(UUID(int=0))
+                    self._store_up = True
                 with self._spool_lock:
                     # Stop only if nothing joined the spool since: a change spooled after this check
                     # finds no forwarder and starts one.
-                    if not self._spooling:
+                    if not self._unforwarded and self._store_up:
                         self._forwarder = None
                         return
                 if flushed.forwarded or flushed.already_stored:
@@ -149,6 +156,7 @@ class SpoolForwarding:
                     continue
             except (OperationalError, InterfaceError, StoreUnavailableError):
                 self.forward_failures += 1
+                self._store_up = False  # the host's calls stop waiting on the network until it answers
                 # After a restart every pooled connection is dead: drop them now rather than fail once per each.
                 self.records.drop_broken_connections()
             except Exception:
@@ -194,12 +202,13 @@ class SpoolForwarding:
                         forward = self._forward_deferred if change.deferred is not None else self._forward_events
                         tally.count(change, forward(change, tally))
             self._forward_run(run, tally)
-            if tally.forwarded or tally.already:
-                self._store_up = True  # it took changes: the host's new work may go straight to it
+            if tally.answered:
+                self._store_up = True  # it answered: the host's new work may go straight to it
         with self._spool_lock:
             # Changes added meanwhile, and those not behind a stuck one, keep the spool in use.
             movable = self._movable_waiting(tally.blocked)
-            self._spooling = bool(movable)
+            self._unforwarded = movable > 0
+            self._spooling = self.spool.count() > 0
         if tally.last_notification:
             # Read models refreshed on save learn of the forwarded changes too, not only at the host's next save.
             self._tell_save_listeners(tally.last_notification)
@@ -232,6 +241,7 @@ class SpoolForwarding:
             else:
                 self.spool.remove(*(change.id for change in run))
                 tally.forwarded += len(run)
+                tally.answered = True
                 tally.appended(ids)
                 return
         for change in run:
@@ -248,7 +258,8 @@ class SpoolForwarding:
                 self.spool.remove(change.id)
                 return "already"
             self.spool.mark_stuck(change.id, "another writer holds these versions: resolve by hand")
-            self._evict(change.iteration_id)
+            with self._lock(change.iteration_id):  # not while a host thread is changing its cached copy
+                self._evict(change.iteration_id)
             return "stuck"
         self.spool.remove(change.id)
         tally.appended(ids)

@@ -130,14 +130,17 @@ class PerformanceTracker(SpoolForwarding, Application[UUID]):
         self._spool_lock = threading.Lock()
         # Whether the store answered last time it was asked: while it does not, nothing waits on the network.
         self._store_up = not getattr(self.factory, "started_offline", False)
-        self._spooling = self.spool is not None and (self._movable_waiting(set()) > 0 or not self._store_up)
+        # The spool holds changes (stuck ones too): each change then asks whether its iteration has some waiting.
+        self._spooling = self.spool is not None and (self.spool.count() > 0 or not self._store_up)
+        # The spool holds changes the forwarder can send (not stuck, not behind a stuck one).
+        self._unforwarded = self.spool is not None and self._movable_waiting(set()) > 0
         self._forwarder: threading.Thread | None = None
         self.forward_failures = 0
         # How many changes went to the spool as events, and as deferred changes (their version unknown).
         self.changes_spooled = 0
         self.changes_deferred = 0
         self._auto_forward = self.env.get(self.FORWARD, "y").lower() not in ("n", "no", "false", "0")
-        if self._spooling:
+        if self.spool is not None and (self._unforwarded or not self._store_up):
             self._start_forwarder()
 
     def construct_factory(self, env: Environment) -> InfrastructureFactory:
@@ -425,9 +428,12 @@ class PerformanceTracker(SpoolForwarding, Application[UUID]):
         cache = self.repository.cache
         if self.spool is not None:
             with self._spool_lock:
-                if self._spooling and (not self._store_up or self.spool.counts(iteration.id)[0]):
+                spool_it = self._spooling and (not self._store_up or self.spool.counts(iteration.id)[0] > 0)
+                if spool_it:
                     self._spool(iteration, events, save_kwargs)
-                    return
+            if spool_it:
+                self._start_forwarder()
+                return
             try:
                 recordings = self.events.put(events, **save_kwargs)
             except (OperationalError, InterfaceError) as e:
@@ -464,7 +470,7 @@ class PerformanceTracker(SpoolForwarding, Application[UUID]):
         deferred = DeferredChange(at=self.clock.now(), change=change)
         with self._spool_lock:
             self.spool.add_deferred(iteration_id, deferred, save_kwargs.get("iteration_record"))
-            self._spooling = True
+            self._spooling = self._unforwarded = True
             self.changes_deferred += 1
         self._start_forwarder()
 
@@ -472,6 +478,7 @@ class PerformanceTracker(SpoolForwarding, Application[UUID]):
         assert self.spool is not None
         stored = [self.mapper.to_stored_event(e) for e in events]
         self.spool.add(iteration.id, stored, save_kwargs.get("iteration_record"))
+        self._spooling = self._unforwarded = True
         self.changes_spooled += 1
         if self.repository.cache is not None:
             self.repository.cache.put(iteration.id, iteration)

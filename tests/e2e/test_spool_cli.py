@@ -62,36 +62,50 @@ def test_retry_clears_the_stuck_mark_so_the_next_flush_tries_again(stuck_spool: 
     assert (after["waiting"], after["stuck"]) == (2, 0)
 
 
-def test_discard_drops_a_stuck_change_and_prints_all_it_held(stuck_spool: tuple[str, Path]) -> None:
+def test_discard_drops_a_stuck_change_with_those_behind_it_and_prints_all_they_held(
+    stuck_spool: tuple[str, Path],
+) -> None:
     store, path = stuck_spool
-    first = status(store)["entries"][0]["id"]  # type: ignore[index]
-    result = itertrack("spool", "discard", str(first), "--store", store, "--json")
+    ids = [str(e["id"]) for e in status(store)["entries"]]  # type: ignore[attr-defined]
+    alone = itertrack("spool", "discard", ids[0], "--store", store)
+    assert alone.returncode == 1
+    assert alone.stderr.strip() == (
+        f"itertrack: error: id={ids[0]}: has later changes of its iteration behind it ({ids[1]}): "
+        "discard them with it, or retry it"
+    )
+    result = itertrack("spool", "discard", *ids, "--store", store, "--json")
     assert result.returncode == 0, result.stderr
-    (dropped,) = json.loads(result.stdout)["discarded"]
-    assert dropped["iteration_id"] == str(ITERATION)
-    assert dropped["stuck"] == "refused by the stored iteration: it is completed"
-    assert dropped["deferred"]["change"]["kind"] == "save"
-    assert dropped["record"]["analysis"] == {"sharpe": 1.2}
+    first, second = json.loads(result.stdout)["discarded"]
+    assert first["iteration_id"] == second["iteration_id"] == str(ITERATION)
+    assert first["stuck"] == "refused by the stored iteration: it is completed"
+    assert first["deferred"]["change"]["kind"] == "save"
+    assert first["record"]["analysis"] == {"sharpe": 1.2}
+    assert second["deferred"]["change"]["metrics"] == {"x": 1}
     spool = SQLiteSpool(path)
     try:
-        assert spool.count() == 1  # the change behind it stays
+        assert spool.count() == 0
     finally:
         spool.close()
 
 
-@pytest.mark.parametrize(("which", "reason"), [("999", "is not in the spool"), ("second", "is not stuck")])
-@pytest.mark.parametrize("command", ["retry", "discard"])
+@pytest.mark.parametrize(
+    ("command", "named", "reason"),
+    [
+        ("retry", "999", "is not in the spool"),
+        ("discard", "999", "is not in the spool"),
+        ("retry", "second", "is not stuck: it waits to be forwarded (spool flush)"),
+        ("discard", "second", "is not stuck: it waits to be forwarded (spool flush)"),
+    ],
+)
 def test_only_stuck_changes_can_be_retried_or_discarded(
-    stuck_spool: tuple[str, Path], command: str, which: str, reason: str
+    stuck_spool: tuple[str, Path], command: str, named: str, reason: str
 ) -> None:
     """Naming a change that waits (or none) is one line naming the id, exit 1, and nothing changes."""
     store, _ = stuck_spool
     before = status(store)
-    ids = [e["id"] for e in before["entries"]]  # type: ignore[attr-defined]
-    change_id = str(ids[1]) if which == "second" else which
-    result = itertrack("spool", command, str(ids[0]), change_id, "--store", store)
+    ids = [str(e["id"]) for e in before["entries"]]  # type: ignore[attr-defined]
+    change_id = ids[1] if named == "second" else named
+    result = itertrack("spool", command, change_id, "--store", store)
     assert result.returncode == 1
-    assert result.stderr.strip() == f"itertrack: error: id={change_id}: {reason}" + (
-        ": it waits to be forwarded (spool flush)" if which == "second" else ""
-    )
+    assert result.stderr.strip() == f"itertrack: error: id={change_id}: {reason}"
     assert status(store) == before

@@ -468,3 +468,28 @@ def test_save_listeners_hear_of_forwarded_changes(pg_store: str, proxy: TcpProxy
     assert flush(host).forwarded == 2
     assert heard[-1] == host.recorder.max_notification_id()
     assert heard[-1] > heard[0]
+
+
+def test_changes_after_a_stuck_one_queue_behind_it_and_never_reach_the_store_first(
+    pg_store: str, proxy: TcpProxy, open_tracker: Open
+) -> None:
+    """Nothing of that iteration jumps ahead of its stuck change, in this process or a restarted one."""
+    host = open_tracker(through(pg_store, proxy), migrate=True, env={"ITERTRACK_FORWARD": "n"})
+    iid = host.start_iteration("agent-1", 1)
+    proxy.cut()
+    host.update_metrics(iid, {"analysis_tokens": 1})  # spooled as version 2
+    other = open_tracker(without_spool(pg_store), migrate=False)
+    other.update_phase(iid, "analysis")  # takes version 2 in the store
+    proxy.start()
+    assert flush(host).stuck == 1
+    host.update_phase(iid, "completed")  # must wait behind the stuck change, not be stored as version 3
+    assert versions(other, iid) == [1, 2]
+    assert host.get_iteration(iid).spooled_changes == 2
+    host.close()
+    restarted = open_tracker(through(pg_store, proxy), migrate=False, env={"ITERTRACK_FORWARD": "n"})
+    restarted.update_metrics(iid, {"analysis_tokens": 5})
+    assert versions(other, iid) == [1, 2]
+    assert restarted.spool is not None
+    assert restarted.spool.count(iid) == 3
+    assert flush(restarted).forwarded == 0
+    assert versions(other, iid) == [1, 2]  # still nothing: a person decides (spool retry or discard)
