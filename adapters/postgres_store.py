@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import zlib
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any, cast
 from uuid import UUID
@@ -192,15 +192,20 @@ class PostgresRecorder(PostgresApplicationRecorder, IterationRecordStore):
         assert isinstance(pool_kwargs, dict)
         kwargs = {k: v for k, v in pool_kwargs.items() if k != "row_factory"}
         try:
-            conn = psycopg.connect(autocommit=True, connect_timeout=max(1, int(self.datastore.pool.timeout)), **kwargs)
-        except psycopg.OperationalError as e:
+            conn = psycopg.connect(autocommit=True, **kwargs)  # with the pool's connect_timeout and keepalives
+        except psycopg.Error as e:
             raise OperationalError(str(e)) from e
-        with conn:
-            conn.execute("SELECT pg_advisory_lock(%s)", (self.migrate_lock_key,))
+        try:
             try:
-                yield
-            finally:
+                conn.execute("SELECT pg_advisory_lock(%s)", (self.migrate_lock_key,))
+            except psycopg.Error as e:
+                raise OperationalError(str(e)) from e
+            yield
+        finally:
+            # Closing the session releases its advisory lock, so a failed unlock changes nothing.
+            with suppress(psycopg.Error):
                 conn.execute("SELECT pg_advisory_unlock(%s)", (self.migrate_lock_key,))
+            conn.close()
 
     def missing_tables(self) -> list[str]:
         """Tables of this store that do not exist yet."""
@@ -226,6 +231,22 @@ class PostgresRecorder(PostgresApplicationRecorder, IterationRecordStore):
         return None if row is None else dict(row)
 
 
+def silent_network_limits(datastore: PostgresDatastore) -> dict[str, int]:
+    """libpq settings that end a connection whose network went silent (packets dropped, no refusal) within
+    about three connect timeouts, instead of TCP's default of many minutes: keepalive probes on idle
+    connections, and a cap on how long sent data may stay unacknowledged. A server that keeps the
+    connection but stops answering (a frozen process) is not detected by these."""
+    limit = 3 * max(1, int(datastore.pool.timeout))
+    return {
+        "connect_timeout": max(1, int(datastore.pool.timeout)),
+        "keepalives": 1,
+        "keepalives_idle": limit,
+        "keepalives_interval": 1,
+        "keepalives_count": 3,
+        "tcp_user_timeout": limit * 1000,
+    }
+
+
 class PostgresStoreFactory(PostgresFactory):
     """`postgresql://...`: the production store, shared by many processes."""
 
@@ -237,6 +258,9 @@ class PostgresStoreFactory(PostgresFactory):
 
     def __init__(self, env: Any) -> None:
         super().__init__(env)
+        connect_kwargs = self.datastore.pool.kwargs
+        assert isinstance(connect_kwargs, dict)  # what eventsourcing gives its pool
+        connect_kwargs.update(silent_network_limits(self.datastore))
         register = self.datastore.register_type_adapters
 
         def register_when_reachable() -> None:

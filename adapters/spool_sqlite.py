@@ -112,24 +112,12 @@ class SQLiteSpool(Spool):
                 "ORDER BY id LIMIT ?",
                 (after, limit),
             ).fetchall()
-        changes = []
-        for change_id, iteration_id, events, record, stuck, deferred in rows:
-            iid = UUID(iteration_id)
-            stored = tuple(
-                StoredEvent(originator_id=iid, originator_version=v, topic=t, state=base64.b64decode(s))
-                for v, t, s in json.loads(events) or ()
-            )
-            parsed = None if record is None else IterationRecord.model_validate_json(record)
-            changes.append(
-                SpooledChange(
-                    id=change_id,
-                    iteration_id=iid,
-                    events=stored,
-                    record=parsed,
-                    stuck=stuck,
-                    deferred=None if deferred is None else DEFERRED_CHANGE.validate_json(deferred),
-                )
-            )
+        changes = [_decoded(row) for row in rows]
+        unreadable = [(c.stuck, c.id) for c, row in zip(changes, rows, strict=True) if c.stuck and not row[4]]
+        if unreadable:
+            # Kept as stuck in the file too, so the forwarder counts it as waiting for a person, not for it.
+            with self._using() as db:
+                db.executemany("UPDATE spooled_changes SET stuck = ? WHERE id = ?", unreadable)
         return changes
 
     def remove(self, *change_ids: int) -> None:
@@ -180,3 +168,30 @@ class SQLiteSpool(Spool):
             if self._db is not None:
                 self._db.close()
                 self._db = None
+
+
+def _decoded(row: tuple[int, str, str, str | None, str | None, str | None]) -> SpooledChange:
+    """One row as a change; a row that cannot be read (edited by hand, written by another release) comes back
+    stuck, with the reason and no content, so it blocks only its own iteration and a person can discard it."""
+    change_id, iteration_id, events, record, stuck, deferred = row
+    try:
+        iid = UUID(iteration_id)
+        stored = tuple(
+            StoredEvent(originator_id=iid, originator_version=v, topic=t, state=base64.b64decode(s))
+            for v, t, s in json.loads(events) or ()
+        )
+        return SpooledChange(
+            id=change_id,
+            iteration_id=iid,
+            events=stored,
+            record=None if record is None else IterationRecord.model_validate_json(record),
+            stuck=stuck,
+            deferred=None if deferred is None else DEFERRED_CHANGE.validate_json(deferred),
+        )
+    except Exception as e:  # whatever the damage, the spool must stay usable
+        try:
+            iid = UUID(iteration_id)
+        except (ValueError, TypeError, AttributeError):
+            iid = UUID(int=0)
+        reason = f"unreadable row ({type(e).__name__}): {str(e).splitlines()[0] if str(e) else ''}"
+        return SpooledChange(id=change_id, iteration_id=iid, events=(), record=None, stuck=reason)

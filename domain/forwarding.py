@@ -9,6 +9,7 @@ import time
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import cast
 from uuid import UUID
 
@@ -107,6 +108,7 @@ class SpoolForwarding:
     _unforwarded: bool
     _store_up: bool
     _forwarder: threading.Thread | None
+    _missing_since: dict[int, datetime]  # deferred changes whose iteration the store did not have, since when
     _auto_forward: bool
 
     def _lock(self, iteration_id: UUID) -> threading.Lock:
@@ -292,12 +294,16 @@ class SpoolForwarding:
         iid = change.iteration_id
         events = cast(list[Iteration.Event], list(self.events.get(iid)))
         if not events:
-            # Perhaps another process started it and its own spool has not reached the store yet.
-            waited = (self.clock.now() - deferred.at).total_seconds()
+            # Perhaps another process started it and its own spool has not reached the store yet: wait,
+            # counting from when this forwarder first found the store answering without it.
+            now = self.clock.now()
+            waited = (now - self._missing_since.setdefault(change.id, now)).total_seconds()
             if waited < _MISSING_ITERATION_GRACE_S:
                 return "waiting"
-            self.spool.mark_stuck(change.id, f"iteration {iid} is not in the store ({waited:.0f} s after the change)")
+            self._missing_since.pop(change.id, None)
+            self.spool.mark_stuck(change.id, f"iteration {iid} is not in the store (looked for {waited:.0f} s)")
             return "stuck"
+        self._missing_since.pop(change.id, None)
         if any(e.event_id == deferred.change.event_id for e in events):
             self.spool.remove(change.id)
             self._evict(iid)

@@ -135,6 +135,7 @@ class PerformanceTracker(SpoolForwarding, Application[UUID]):
         # The spool holds changes the forwarder can send (not stuck, not behind a stuck one).
         self._unforwarded = self.spool is not None and self._movable_waiting(set()) > 0
         self._forwarder: threading.Thread | None = None
+        self._missing_since: dict[int, datetime] = {}
         self.forward_failures = 0
         # How many changes went to the spool as events, and as deferred changes (their version unknown).
         self.changes_spooled = 0
@@ -272,6 +273,7 @@ class PerformanceTracker(SpoolForwarding, Application[UUID]):
             forwarder.join(timeout=_CLOSE_WAIT_S)
         super().close()
 
+    @store_unavailable_as_typed_error()
     def migrate(self) -> None:
         """Create the store's tables if they do not exist (safe to run from many processes)."""
         self.records.migrate()

@@ -493,3 +493,10 @@ def test_changes_after_a_stuck_one_queue_behind_it_and_never_reach_the_store_fir
     assert restarted.spool.count(iid) == 3
     assert flush(restarted).forwarded == 0
     assert versions(other, iid) == [1, 2]  # still nothing: a person decides (spool retry or discard)
+
+
+def test_migrate_with_the_store_away_is_a_typed_error(pg_store: str, proxy: TcpProxy, open_tracker: Open) -> None:
+    host = open_tracker(through(pg_store, proxy), migrate=True)
+    proxy.cut()
+    with pytest.raises(StoreUnavailableError):
+        host.migrate()

@@ -52,3 +52,26 @@ def test_waiting_pages_past_changes_already_seen(tmp_path: Path) -> None:
         assert spool.counts(uuid4()) == (0, 0)
     finally:
         spool.close()
+
+
+def test_a_row_that_cannot_be_read_comes_back_stuck_and_the_rest_stay_usable(tmp_path: Path) -> None:
+    """A damaged row (edited by hand, another release) blocks only itself; status and discard still work."""
+    path = tmp_path / "spool.db"
+    spool = SQLiteSpool(path)
+    try:
+        damaged, fine = uuid4(), uuid4()
+        for iid in (damaged, fine):
+            change = DeferredChange(at=datetime.now(UTC), change=PhaseChange(event_id=uuid4(), phase="analysis"))
+            spool.add_deferred(iid, change, None)
+        with sqlite3.connect(path) as raw:
+            raw.execute("UPDATE spooled_changes SET deferred = '{not json' WHERE iteration_id = ?", (str(damaged),))
+        first, second = spool.waiting(10)
+        assert (first.iteration_id, first.deferred, first.events) == (damaged, None, ())
+        assert (first.stuck or "").startswith("unreadable row (ValidationError)")
+        assert (second.iteration_id, second.stuck) == (fine, None)
+        assert spool.status().stuck == 1
+        assert spool.heads() == [(damaged, True), (fine, False)]  # the mark is kept in the file
+        spool.remove(first.id)
+        assert spool.count() == 1
+    finally:
+        spool.close()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from itertrack.adapters.postgres_store import PostgresRecorder
 from itertrack.domain import (
     InvalidInputError,
     PerformanceTracker,
@@ -190,3 +191,20 @@ def test_malformed_settings_name_themselves(tmp_path: Path, monkeypatch: pytest.
         PerformanceTracker(store=store, env={"ITERTRACK_STORE_RESOLVER": "no.such.module:thing"})
     with pytest.raises(InvalidInputError, match="clock="):
         PerformanceTracker(store=store, clock=object())  # type: ignore[arg-type]
+
+
+@pytest.mark.postgres
+def test_a_silent_network_is_bounded_by_the_connect_timeout(pg_store: str, open_tracker: Open) -> None:
+    """Every pooled connection carries keepalives and a TCP send limit of 3 x connect_timeout (libpq settings),
+    so a network that drops packets ends a call in seconds, not after TCP's many minutes."""
+    tracker = open_tracker(pg_store + "&connect_timeout=3", migrate=True)
+    recorder = tracker.recorder
+    assert isinstance(recorder, PostgresRecorder)
+    with recorder.datastore.get_connection() as conn:
+        settings = {o.keyword.decode(): (o.val or b"").decode() for o in conn.pgconn.info}
+    assert (settings["connect_timeout"], settings["keepalives"], settings["tcp_user_timeout"]) == ("3", "1", "9000")
+    assert (settings["keepalives_idle"], settings["keepalives_interval"], settings["keepalives_count"]) == (
+        "9",
+        "1",
+        "3",
+    )
