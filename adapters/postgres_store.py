@@ -167,7 +167,14 @@ class PostgresRecorder(PostgresApplicationRecorder, IterationRecordStore):
 
     @contextmanager
     def serialised(self, iteration_id: UUID) -> Iterator[None]:
-        """A session advisory lock per iteration, so retries of one iteration queue instead of colliding."""
+        """A session advisory lock per iteration, so retries of one iteration queue instead of colliding.
+
+        The lock holds a pooled connection while the retry needs another: with a pool of one
+        (`pool_size=1&max_overflow=0`) retries go without it (and just back off).
+        """
+        if self.datastore.pool.max_size < 2:
+            yield
+            return
         key = (iteration_id.int >> 64 ^ iteration_id.int) & 0x7FFF_FFFF_FFFF_FFFF
         with self.datastore.get_connection() as conn:
             conn.execute("SELECT pg_advisory_lock(%s)", (key,))

@@ -120,6 +120,11 @@ class SpoolForwarding:
     def _tell_save_listeners(self, notification_id: int) -> None:
         raise NotImplementedError
 
+    def _evict_between_changes(self, iteration_id: UUID) -> None:
+        """Drop the host's cached copy, but not while a host thread is changing it (brief: no network inside)."""
+        with self._lock(iteration_id):
+            self._evict(iteration_id)
+
     def _start_forwarder(self) -> None:
         if not self._auto_forward:
             return
@@ -260,8 +265,7 @@ class SpoolForwarding:
                 self.spool.remove(change.id)
                 return "already"
             self.spool.mark_stuck(change.id, "another writer holds these versions: resolve by hand")
-            with self._lock(change.iteration_id):  # not while a host thread is changing its cached copy
-                self._evict(change.iteration_id)
+            self._evict_between_changes(change.iteration_id)
             return "stuck"
         self.spool.remove(change.id)
         tally.appended(ids)
@@ -277,15 +281,17 @@ class SpoolForwarding:
         assert self.spool is not None
         assert change.deferred is not None
         iid, deferred = change.iteration_id, change.deferred
-        with self._lock(iid):
-            for attempt in range(1, self.max_attempts + 1):
-                # As in _change: after a lost race, queue on the store's per-iteration lock.
-                with self.records.serialised(iid) if attempt > 1 else nullcontext():
-                    outcome = self._apply_deferred(change, deferred, tally)
-                if outcome is not None:
-                    return outcome
-                if attempt < self.max_attempts:
-                    time.sleep(retry_pause(attempt))
+        # Not under the iteration's lock: while this change waits, the host holds no copy of the iteration
+        # and defers its changes (the spool decides), and the lock's stripe is shared with other iterations,
+        # whose host calls must not wait on this forward's network calls.
+        for attempt in range(1, self.max_attempts + 1):
+            # As in _change: after a lost race, queue on the store's per-iteration lock.
+            with self.records.serialised(iid) if attempt > 1 else nullcontext():
+                outcome = self._apply_deferred(change, deferred, tally)
+            if outcome is not None:
+                return outcome
+            if attempt < self.max_attempts:
+                time.sleep(retry_pause(attempt))
         return "waiting"
 
     def _apply_deferred(self, change: SpooledChange, deferred: DeferredChange, tally: _FlushTally) -> str | None:
@@ -306,7 +312,7 @@ class SpoolForwarding:
         self._missing_since.pop(change.id, None)
         if any(e.event_id == deferred.change.event_id for e in events):
             self.spool.remove(change.id)
-            self._evict(iid)
+            self._evict_between_changes(iid)
             return "already"
         iteration: Iteration | None = None
         for event in events:
@@ -323,7 +329,7 @@ class SpoolForwarding:
         except IntegrityError:
             return None  # another writer appended meanwhile (or a forward of ours committed): look again
         self.spool.remove(change.id)
-        self._evict(iid)
+        self._evict_between_changes(iid)
         tally.appended(ids)
         return "forwarded"
 

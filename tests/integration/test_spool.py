@@ -500,3 +500,14 @@ def test_migrate_with_the_store_away_is_a_typed_error(pg_store: str, proxy: TcpP
     proxy.cut()
     with pytest.raises(StoreUnavailableError):
         host.migrate()
+
+
+def test_with_a_pool_of_one_a_lost_race_is_retried_not_taken_for_an_outage(pg_store: str, open_tracker: Open) -> None:
+    """The retry's lock must not hold the only connection the retry itself needs."""
+    host = open_tracker(pg_store + "&pool_size=1&max_overflow=0&connect_timeout=1", migrate=True)
+    iid = host.start_iteration("agent-1", 1)  # cached here at version 1
+    other = open_tracker(without_spool(pg_store), migrate=False)
+    other.update_phase(iid, "analysis")  # version 2, behind the host's back
+    host.update_metrics(iid, {"analysis_tokens": 4})  # meets version 2: re-loads and retries
+    assert (host.conflicts_retried, host.changes_deferred, host.changes_spooled) == (1, 0, 0)
+    assert versions(other, iid) == [1, 2, 3]
