@@ -13,7 +13,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 
-from itertrack.domain.commands import DEFERRED_CHANGE, DeferredChange
+from itertrack.domain.commands import DeferredChange
 from itertrack.domain.errors import StoreUnavailableError
 from itertrack.domain.records import IterationRecord
 from itertrack.domain.spool import Spool, SpooledChange, SpoolEntry, SpoolStatus
@@ -186,7 +186,7 @@ def _decoded(row: tuple[int, str, str, str | None, str | None, str | None]) -> S
             events=stored,
             record=None if record is None else IterationRecord.model_validate_json(record),
             stuck=stuck,
-            deferred=None if deferred is None else DEFERRED_CHANGE.validate_json(deferred),
+            deferred=None if deferred is None else DeferredChange.model_validate_json(deferred),
         )
     except Exception as e:  # whatever the damage, the spool must stay usable
         try:

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from itertrack.domain.errors import InvalidInputError
 from itertrack.domain.iteration import Iteration
@@ -103,6 +103,3 @@ class DeferredChange(BaseModel):
 
     at: AwareDatetime
     change: Change
-
-
-DEFERRED_CHANGE: TypeAdapter[DeferredChange] = TypeAdapter(DeferredChange)

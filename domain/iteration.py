@@ -26,6 +26,17 @@ def _with_id(event_id: UUID | None) -> dict[str, UUID]:
     return {} if event_id is None else {"event_id": event_id}
 
 
+def checked_error(phase: str, error: str | None) -> str | None:
+    """The error message of a phase change: required for `failed`, refused for any other phase."""
+    if phase == Phase.FAILED:
+        if error is None:
+            raise InvalidInputError("error", error, "is required when phase is 'failed'")
+        return check_error_message(error)
+    if error is not None:
+        raise InvalidInputError("error", error, f"is only allowed with phase 'failed', not {phase!r}")
+    return None
+
+
 class PhaseVisit(NamedTuple):
     """One entry into a phase: which, when, and at which version of the iteration."""
 
@@ -123,12 +134,7 @@ class Iteration(BaseAggregate[UUID]):
     def change_phase(self, phase: str, error: str | None, at: datetime, event_id: UUID | None = None) -> None:
         """Enter `phase` (already checked against the tracker's catalog); `failed` needs an error."""
         self._refuse_if_finished(f"phase change to {phase!r}")
-        if phase == Phase.FAILED:
-            if error is None:
-                raise InvalidInputError("error", error, "is required when phase is 'failed'")
-            error = check_error_message(error)
-        elif error is not None:
-            raise InvalidInputError("error", error, f"is only allowed with phase 'failed', not {phase!r}")
+        error = checked_error(phase, error)
         self.trigger_event(self.PhaseChanged, phase=phase, error=error, timestamp=at, **_with_id(event_id))
 
     def record_metrics(self, metrics: Mapping[str, Amount], at: datetime, event_id: UUID | None = None) -> None:

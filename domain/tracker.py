@@ -35,14 +35,14 @@ from itertrack.domain.errors import (
 )
 from itertrack.domain.events import new_event_id
 from itertrack.domain.forwarding import SpoolForwarding, retry_pause
-from itertrack.domain.iteration import Iteration
+from itertrack.domain.iteration import Iteration, checked_error
 from itertrack.domain.metrics import Amount, check_metrics, time_metric
 from itertrack.domain.phases import TERMINAL_PHASES, Phase, PhaseCatalog
 from itertrack.domain.ports import IterationRecordStore
 from itertrack.domain.records import IterationRecord
 from itertrack.domain.spool import Spool
 from itertrack.domain.state import IterationState
-from itertrack.domain.text import check_agent_id, check_error_message, check_iteration_number, error_message_of
+from itertrack.domain.text import check_agent_id, check_iteration_number, error_message_of
 from itertrack.domain.unavailable import store_unavailable_as_typed_error
 from itertrack.domain.usage import LLMUsage
 
@@ -171,12 +171,7 @@ class PerformanceTracker(SpoolForwarding, Application[UUID]):
         iid = parse_iteration_id(iteration_id)
         phase = self.catalog.check(phase)
         # Checked here as well as in the aggregate: a change that waits in the spool is never refused later for it.
-        if phase == Phase.FAILED and error is None:
-            raise InvalidInputError("error", error, "is required when phase is 'failed'")
-        if phase != Phase.FAILED and error is not None:
-            raise InvalidInputError("error", error, f"is only allowed with phase 'failed', not {phase!r}")
-        if error is not None:
-            error = check_error_message(error)
+        error = checked_error(phase, error)
         self._change(iid, PhaseChange(event_id=new_event_id(), phase=phase, error=error))
 
     @store_unavailable_as_typed_error()
