@@ -1,7 +1,6 @@
 """itertrack's domain: the Iteration aggregate, its rules and errors, and the tracker service."""
 
-from itertrack.domain.clock import Clock, SystemClock
-from itertrack.domain.errors import (
+from itertrack.domain.model.errors import (
     ConcurrencyError,
     DuplicateIterationError,
     InvalidInputError,
@@ -17,12 +16,13 @@ from itertrack.domain.errors import (
     StoreUnavailableError,
     UnknownPhaseError,
 )
-from itertrack.domain.iteration import Iteration
-from itertrack.domain.phases import Phase, PhaseCatalog, Status
-from itertrack.domain.records import IterationRecord
-from itertrack.domain.state import IterationState, PhaseEntry
-from itertrack.domain.tracker import PerformanceTracker
-from itertrack.domain.usage import LLMUsage
+from itertrack.domain.model.iteration import Iteration
+from itertrack.domain.model.phases import Phase, PhaseCatalog, Status
+from itertrack.domain.model.records import IterationRecord
+from itertrack.domain.model.state import IterationState, PhaseEntry
+from itertrack.domain.model.usage import LLMUsage
+from itertrack.domain.service.clock import Clock, SystemClock
+from itertrack.domain.service.tracker import PerformanceTracker
 
 __all__ = [
     "Clock",

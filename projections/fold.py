@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
 
-from itertrack.domain.iteration import Iteration
-from itertrack.domain.metrics import Amount
-from itertrack.domain.phases import TERMINAL_PHASES, status_of
-from itertrack.projections.read_models import CurrentPhase
+from itertrack.domain.model.iteration import Iteration
+from itertrack.domain.model.metrics import Amount
+from itertrack.domain.model.phases import TERMINAL_PHASES, status_of
+from itertrack.projections.rows import CurrentPhase
 
 MetricKey = tuple[UUID, str]
 AgentKey = tuple[str, str]

@@ -14,9 +14,9 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
-from itertrack.domain.metrics import tokens_metric
-from itertrack.domain.phases import TERMINAL_PHASES, Status
-from itertrack.projections.read_models import CurrentPhase
+from itertrack.domain.model.metrics import tokens_metric
+from itertrack.domain.model.phases import TERMINAL_PHASES, Status
+from itertrack.projections.rows import CurrentPhase
 
 SCHEMA_VERSION = "itertrack.report/1"
 TOP_ERRORS = 5

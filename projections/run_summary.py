@@ -7,9 +7,9 @@ from collections.abc import Iterable
 
 from pydantic import BaseModel, ConfigDict
 
-from itertrack.domain.metrics import time_metric, tokens_metric
-from itertrack.domain.phases import TERMINAL_PHASES, Status
-from itertrack.domain.state import IterationState
+from itertrack.domain.model.metrics import time_metric, tokens_metric
+from itertrack.domain.model.phases import TERMINAL_PHASES, Status
+from itertrack.domain.model.state import IterationState
 
 
 class PhaseSummary(BaseModel):

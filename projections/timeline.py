@@ -7,8 +7,8 @@ from datetime import datetime
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
-from itertrack.domain.iteration import Iteration
-from itertrack.domain.phases import TERMINAL_PHASES
+from itertrack.domain.model.iteration import Iteration
+from itertrack.domain.model.phases import TERMINAL_PHASES
 
 
 class Stay(BaseModel):

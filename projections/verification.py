@@ -11,10 +11,10 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
 
-from itertrack.domain.iteration import Iteration
-from itertrack.domain.phases import Phase
+from itertrack.domain.model.iteration import Iteration
+from itertrack.domain.model.phases import Phase
 from itertrack.projections.fold import BatchChanges, BatchFold, LoadedState
-from itertrack.projections.read_models import CurrentPhase
+from itertrack.projections.rows import CurrentPhase
 
 Check = Literal["versions", "event_ids", "time_order", "records", "read_models"]
 

@@ -12,9 +12,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from itertrack.adapters.read_models import CatchUp, view_for
-from itertrack.adapters.store_url import parse_store_url
-from itertrack.adapters.verify import verify_store
+from itertrack.adapters.store.url import parse_store_url
+from itertrack.adapters.views.keeper import CatchUp, view_for
+from itertrack.adapters.views.verify import verify_store
 from itertrack.domain import PerformanceTracker
 from scripts.bench_support import Row, file_size, percentile, seed_events, side_by_side
 

@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-TOPIC = "itertrack.domain.iteration:Iteration.MetricsRecorded"
+TOPIC = "itertrack.domain.model.iteration:Iteration.MetricsRecorded"
 STATE = b'{"timestamp":"2026-11-25T00:00:00.000000Z","metrics":{"backtest_execution_time_ms":1520}}'
 
 

@@ -11,9 +11,9 @@ from itertools import cycle
 from pathlib import Path
 from typing import Any
 
-from itertrack.adapters.fakes import FakeBacktester, FakeLLM, FakeScanner, Scenario, SimulatedClock
+from itertrack.adapters.demo.fakes import FakeBacktester, FakeLLM, FakeScanner, Scenario, SimulatedClock
 from itertrack.domain import Iteration, PerformanceTracker, SystemClock
-from itertrack.domain.learning_flow import LearningIterationService
+from itertrack.domain.service.learning_flow import LearningIterationService
 from scripts.bench_support import PostgresFloor, Row, SQLiteFloor, median_ms, side_by_side
 
 PHASES = ["scan_generation", "scan_execution", "backtest_execution", "analysis"]

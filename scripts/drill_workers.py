@@ -10,9 +10,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from itertrack.adapters.fakes import FakeBacktester, FakeLLM, FakeScanner, Scenario, SimulatedClock
+from itertrack.adapters.demo.fakes import FakeBacktester, FakeLLM, FakeScanner, Scenario, SimulatedClock
 from itertrack.domain import PerformanceTracker, SystemClock
-from itertrack.domain.learning_flow import LearningIterationService
+from itertrack.domain.service.learning_flow import LearningIterationService
 
 
 def contender(store: str, ids: list[str], changes: int, ready: Any, gate: Any, results: Any) -> None:  # noqa: PLR0917

@@ -22,11 +22,11 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from itertrack.adapters.fakes import FakeBacktester, FakeLLM, FakeScanner, Scenario, SimulatedClock, SimulatedError
-from itertrack.adapters.read_models import CatchUp, view_for
-from itertrack.adapters.verify import verify_store
+from itertrack.adapters.demo.fakes import FakeBacktester, FakeLLM, FakeScanner, Scenario, SimulatedClock, SimulatedError
+from itertrack.adapters.views.keeper import CatchUp, view_for
+from itertrack.adapters.views.verify import verify_store
 from itertrack.domain import IterationState, PerformanceTracker, SystemClock
-from itertrack.domain.learning_flow import LearningIterationService
+from itertrack.domain.service.learning_flow import LearningIterationService
 from itertrack.projections.verification import VerifyReport
 from scripts.bench_support import pg_schema
 from scripts.drill_workers import contender

@@ -11,9 +11,9 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from itertrack.adapters.spool_sqlite import SQLiteSpool
+from itertrack.adapters.spool.sqlite_file import SQLiteSpool
 from itertrack.domain import IterationRecord
-from itertrack.domain.commands import DeferredChange, MetricsChange, RecordSave
+from itertrack.domain.model.changes import DeferredChange, MetricsChange, RecordSave
 
 ITERTRACK = str(Path(sys.executable).with_name("itertrack"))
 ITERATION = UUID("5b7c2a0e-0000-4000-8000-000000000001")

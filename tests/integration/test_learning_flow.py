@@ -11,11 +11,11 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder
 from pydantic import JsonValue
 from support import StepClock
 
-from itertrack.adapters.postgres_store import PostgresRecorder
-from itertrack.adapters.store_url import parse_store_url
+from itertrack.adapters.store.postgres import PostgresRecorder
+from itertrack.adapters.store.url import parse_store_url
 from itertrack.domain import Iteration, LLMUsage, PerformanceTracker, Status
-from itertrack.domain.learning_flow import LearningIterationService
-from itertrack.domain.ports import Backtester, LLMResponse, Scanner, ScanOutcome, StrategyLLM
+from itertrack.domain.service.learning_flow import LearningIterationService
+from itertrack.domain.service.ports import Backtester, LLMResponse, Scanner, ScanOutcome, StrategyLLM
 
 Open = Callable[..., PerformanceTracker]
 

@@ -16,7 +16,7 @@ from uuid import UUID
 import pytest
 from support import assert_same_models, fold_models, paced_writer_worker, view_models
 
-from itertrack.adapters.read_models import StoreView, view_for
+from itertrack.adapters.views.keeper import StoreView, view_for
 from itertrack.domain import Iteration, PerformanceTracker
 
 ITERTRACK = str(Path(sys.executable).with_name("itertrack"))

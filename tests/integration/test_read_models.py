@@ -10,8 +10,8 @@ from uuid import UUID
 import pytest
 from support import ManualClock, assert_same_models, fold_models, view_models
 
-from itertrack.adapters.read_models import ReadModels, view_for
-from itertrack.adapters.store_url import parse_store_url
+from itertrack.adapters.store.url import parse_store_url
+from itertrack.adapters.views.keeper import ReadModels, view_for
 from itertrack.domain import PerformanceTracker, Status, StoreConfigError
 
 Open = Callable[..., PerformanceTracker]

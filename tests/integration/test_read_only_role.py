@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from itertrack.adapters.read_models import ReadModels
+from itertrack.adapters.views.keeper import ReadModels
 from itertrack.domain import PerformanceTracker
 
 ITERTRACK = str(Path(sys.executable).with_name("itertrack"))

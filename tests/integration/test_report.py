@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from itertrack.adapters.demo import run_demo
-from itertrack.adapters.fakes import Scenario, SimulatedClock
+from itertrack.adapters.demo.fakes import Scenario, SimulatedClock
+from itertrack.adapters.demo.run import run_demo
 from itertrack.domain import Iteration, PerformanceTracker
 
 Open = Callable[..., PerformanceTracker]

@@ -16,8 +16,8 @@ import psycopg
 import pytest
 from support import ManualClock, TcpProxy
 
-from itertrack.adapters.postgres_store import PostgresRecorder
-from itertrack.adapters.spool_sqlite import SQLiteSpool
+from itertrack.adapters.spool.sqlite_file import SQLiteSpool
+from itertrack.adapters.store.postgres import PostgresRecorder
 from itertrack.domain import (
     InvalidInputError,
     IterationRecord,
@@ -25,7 +25,7 @@ from itertrack.domain import (
     StoreError,
     StoreUnavailableError,
 )
-from itertrack.domain.forwarding import SpoolFlush
+from itertrack.domain.service.forwarding import SpoolFlush
 
 Open = Callable[..., PerformanceTracker]
 pytestmark = pytest.mark.postgres

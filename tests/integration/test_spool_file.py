@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from uuid import uuid4
 
-from itertrack.adapters.spool_sqlite import SQLiteSpool
-from itertrack.domain.commands import DeferredChange, PhaseChange
+from itertrack.adapters.spool.sqlite_file import SQLiteSpool
+from itertrack.domain.model.changes import DeferredChange, PhaseChange
 
 
 def test_a_spool_file_written_before_deferred_changes_existed_still_opens(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from itertrack.adapters.postgres_store import PostgresRecorder
+from itertrack.adapters.store.postgres import PostgresRecorder
 from itertrack.domain import (
     InvalidInputError,
     PerformanceTracker,

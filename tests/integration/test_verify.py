@@ -17,11 +17,11 @@ import psycopg
 import pytest
 from support import all_events
 
-from itertrack.adapters.demo import run_demo
-from itertrack.adapters.fakes import Scenario, SimulatedClock
-from itertrack.adapters.read_models import ReadModels
-from itertrack.adapters.store_url import parse_store_url
-from itertrack.adapters.verify import verify_iteration, verify_store
+from itertrack.adapters.demo.fakes import Scenario, SimulatedClock
+from itertrack.adapters.demo.run import run_demo
+from itertrack.adapters.store.url import parse_store_url
+from itertrack.adapters.views.keeper import ReadModels
+from itertrack.adapters.views.verify import verify_iteration, verify_store
 from itertrack.domain import PerformanceTracker, Status
 from itertrack.projections.verification import VerifyReport
 

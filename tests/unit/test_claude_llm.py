@@ -5,8 +5,8 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-from itertrack.adapters.claude_llm import ClaudeStrategyLLM
-from itertrack.domain.ports import ScanOutcome
+from itertrack.adapters.llm.claude import ClaudeStrategyLLM
+from itertrack.domain.service.ports import ScanOutcome
 
 
 class FakeMessages:

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from itertrack.domain import InvalidInputError, IterationError, PerformanceTracker, Phase
-from itertrack.domain.metrics import METRIC_NAME
+from itertrack.domain.model.metrics import METRIC_NAME
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

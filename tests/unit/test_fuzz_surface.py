@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from itertrack.adapters import cli  # noqa: F401  # registers every command on the app
-from itertrack.adapters.cli_common import app
-from itertrack.adapters.store_url import parse_store_url
+from itertrack.adapters.cli.common import app
+from itertrack.adapters.store.url import parse_store_url
 from itertrack.domain import InvalidInputError, IterationRecord, PerformanceTracker, StoreConfigError
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

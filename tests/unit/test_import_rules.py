@@ -48,5 +48,5 @@ def test_layers_import_only_inward(layer: str) -> None:
 def test_the_rule_catches_a_violation(tmp_path: Path) -> None:
     """The checker sees driver, cross-layer and relative imports (so the rule test can fail)."""
     bad = tmp_path / "bad.py"
-    bad.write_text("import sqlite3\nfrom itertrack.adapters.cli import app\nfrom ..adapters import x\n")
-    assert imported_modules(bad) == {"sqlite3", "itertrack.adapters.cli", "..adapters"}
+    bad.write_text("import sqlite3\nfrom itertrack.adapters.cli.app import app\nfrom ..adapters import x\n")
+    assert imported_modules(bad) == {"sqlite3", "itertrack.adapters.cli.app", "..adapters"}

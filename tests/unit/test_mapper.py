@@ -8,9 +8,9 @@ from uuid import UUID
 
 from eventsourcing.persistence import JSONTranscoder
 
-from itertrack.adapters.mapper import PydanticMapper
+from itertrack.adapters.store.mapper import PydanticMapper
 from itertrack.domain import Iteration
-from itertrack.domain.events import DomainEvent
+from itertrack.domain.model.events import DomainEvent
 
 ID = UUID("0f0e0d0c-0b0a-4908-8706-050403020100")
 T = datetime(2026, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)

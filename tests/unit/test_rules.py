@@ -7,8 +7,8 @@ import math
 import pytest
 
 from itertrack.domain import InvalidInputError, InvalidMetricError, LLMUsage, PhaseCatalog, UnknownPhaseError
-from itertrack.domain.metrics import add_metrics, check_metrics
-from itertrack.domain.text import (
+from itertrack.domain.model.metrics import add_metrics, check_metrics
+from itertrack.domain.model.text import (
     MAX_AGENT_ID,
     MAX_ERROR_MESSAGE,
     check_agent_id,

@@ -8,13 +8,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 # Modules allowed to build SQL text with f-strings, because every interpolated part is a module constant,
-# a fixed table name, or a schema name validated as an identifier by adapters/store_url.py.
+# a fixed table name, or a schema name validated as an identifier by adapters/store/url.py.
 BUILDS_FROM_FIXED_NAMES = {
-    "adapters/view_sql.py",
-    "adapters/read_model_view.py",
-    "adapters/views_sqlite.py",
-    "adapters/views_postgres.py",
-    "adapters/sqlite_store.py",
+    "adapters/views/sql.py",
+    "adapters/views/tables.py",
+    "adapters/views/sqlite.py",
+    "adapters/views/postgres.py",
+    "adapters/store/sqlite.py",
 }
 SQL_SHAPE = re.compile(r"SELECT\s.*FROM|INSERT\s+INTO|UPDATE\s+\S*\s*SET|DELETE\s+FROM|\sWHERE\s")
 # Names that carry values from callers; they must never be interpolated into SQL text.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from itertrack.adapters.store_url import parse_store_url, redact
+from itertrack.adapters.store.url import parse_store_url, redact
 from itertrack.domain import StoreConfigError
 
 

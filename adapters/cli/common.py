@@ -1,0 +1,82 @@
+"""What every `itertrack` command shares: the app, the options, error handling and output."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from itertrack.adapters.store.url import DEFAULT_STORE, redact
+from itertrack.domain.model.errors import InvalidInputError, IterationError
+from itertrack.domain.service.tracker import PerformanceTracker
+
+app = typer.Typer(
+    name="itertrack",
+    help="Event-sourced performance tracker for AI agents that learn in iterations.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+out = Console(soft_wrap=True)
+if not out.is_terminal and "COLUMNS" not in os.environ:
+    # Piped or captured output: room for full ids and timestamps in one row.
+    out.width = 160
+err = Console(stderr=True)
+
+StoreOption = Annotated[
+    str,
+    typer.Option(
+        "--store",
+        envvar="ITERTRACK_STORE",
+        help="memory://, sqlite:///path.db or postgresql://user[:password]@host:port/db[?schema=...]",
+        show_default=DEFAULT_STORE,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+IdArgument = Annotated[str, typer.Argument(help="The iteration's id (a UUID).")]
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """One clear line on stderr, then exit non-zero."""
+    sys.stderr.write(f"itertrack: error: {message}\n")
+    raise typer.Exit(code)
+
+
+@contextmanager
+def cli_errors(store: str) -> Iterator[None]:
+    """Typed errors become one line on stderr; anything else too, never a traceback."""
+    try:
+        yield
+    except IterationError as e:
+        fail(str(e))
+    except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        raise
+    except Exception as e:
+        fail(f"unexpected {type(e).__name__} with store {redact(store)}: {redact(str(e))}", code=70)
+
+
+def open_tracker(store: str, **kwargs: Any) -> PerformanceTracker:
+    """The tracker for `store` (errors are handled by `cli_errors`); a command never starts offline."""
+    env = {"ITERTRACK_START_OFFLINE": "n", **kwargs.pop("env", {})}
+    return PerformanceTracker(store=store, env=env, **kwargs)
+
+
+def print_json(data: Any) -> None:
+    """Stable JSON on stdout."""
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def parse_instant(text: str, field: str) -> datetime:
+    """An ISO-8601 instant; without an offset it is taken as UTC."""
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise InvalidInputError(field, text, "is not an ISO-8601 timestamp such as 2026-11-25T14:03:00Z") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

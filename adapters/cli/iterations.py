@@ -1,0 +1,269 @@
+"""`itertrack demo`, `show`, `history` and `migrate`: the tracker and its event history."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from itertrack.adapters.cli.common import (
+    IdArgument,
+    JsonOption,
+    StoreOption,
+    app,
+    cli_errors,
+    err,
+    open_tracker,
+    out,
+    parse_instant,
+    print_json,
+)
+from itertrack.adapters.demo.fakes import Scenario, SimulatedClock
+from itertrack.adapters.demo.run import run_demo
+from itertrack.adapters.store.url import DEFAULT_STORE, redact
+from itertrack.domain.model.errors import InvalidInputError
+from itertrack.domain.model.iteration import Iteration
+from itertrack.domain.model.state import IterationState
+from itertrack.domain.service.clock import SystemClock
+from itertrack.projections.run_summary import RunSummary, summarize
+
+
+@app.command()
+def demo(
+    store: StoreOption = DEFAULT_STORE,
+    iterations: Annotated[int, typer.Option(min=1, max=1_000_000, help="Iterations to run.")] = 24,
+    agents: Annotated[int, typer.Option(min=1, max=10_000, help="Agents to spread them over.")] = 3,
+    failure_rate: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of iterations that fail.")] = 0.15,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated durations, tokens and failures.")] = 7,
+    as_json: JsonOption = False,
+) -> None:
+    """Run a simulated learning loop (fake LLM, scanner, backtester) and show what was tracked."""
+    with cli_errors(store):
+        system = SystemClock()
+        clock = SimulatedClock(start=system.now(), new_id=system.new_id)
+        scenario = Scenario(clock, seed=seed, failure_rate=failure_rate)
+        with open_tracker(store, clock=clock, migrate=True) as tracker:
+            with Progress(
+                TextColumn("[bold]tracking iterations"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=err,
+                transient=True,
+                disable=as_json or not err.is_terminal,
+            ) as progress:
+                task = progress.add_task("demo", total=iterations)
+                run = run_demo(tracker, scenario, iterations, agents, lambda: progress.advance(task))
+            states = [tracker.get_iteration(i) for i in run.iteration_ids]
+            summary = summarize(states, tracker.catalog.names)
+        if as_json:
+            print_json(
+                {
+                    "store": redact(store),
+                    "summary": summary.model_dump(mode="json"),
+                    "iteration_ids": [str(i) for i in run.iteration_ids],
+                    "failed_ids": [str(i) for i in run.failed_ids],
+                }
+            )
+            return
+        print_summary(summary, redact(store))
+        completed = [s.id for s in states if s.status == "completed"]
+        if completed:
+            out.print(f"\nOne completed iteration: [bold]itertrack show {completed[0]} --store {redact(store)}")
+        if run.failed_ids:
+            out.print(f"One failed iteration:    [bold]itertrack history {run.failed_ids[0]} --store {redact(store)}")
+
+
+def print_summary(summary: RunSummary, store: str) -> None:
+    """The demo's closing tables."""
+    out.print(
+        f"Tracked {summary.iterations} iterations in {store}: "
+        f"[green]{summary.completed} completed[/], [red]{summary.failed} failed[/], {summary.running} running"
+    )
+    table = Table(title="Per phase")
+    table.add_column("phase")
+    table.add_column("iterations", justify="right")
+    table.add_column("mean time (ms)", justify="right")
+    table.add_column("tokens", justify="right")
+    for row in summary.phases:
+        mean = "-" if row.mean_time_ms is None else f"{row.mean_time_ms:,.1f}"
+        table.add_row(row.phase, str(row.iterations), mean, f"{row.total_tokens:,}")
+    out.print(table)
+    if summary.failures:
+        failures = Table(title="Failures")
+        failures.add_column("phase")
+        failures.add_column("error")
+        failures.add_column("count", justify="right")
+        for f in summary.failures:
+            failures.add_row(f.phase, f.error, str(f.count))
+        out.print(failures)
+
+
+def _timeline(state: IterationState) -> list[dict[str, Any]]:
+    rows = []
+    visits = list(state.phase_history)
+    for index, visit in enumerate(visits):
+        until: datetime | None = visits[index + 1].entered_at if index + 1 < len(visits) else None
+        rows.append(
+            {
+                "phase": visit.phase,
+                "entered_at": visit.entered_at.isoformat(),
+                "version": visit.version,
+                "stayed_ms": None if until is None else round((until - visit.entered_at).total_seconds() * 1000, 3),
+            }
+        )
+    return rows
+
+
+@app.command()
+def show(
+    iteration_id: IdArgument,
+    store: StoreOption = DEFAULT_STORE,
+    as_json: JsonOption = False,
+) -> None:
+    """One iteration's state, metric totals and phase timeline."""
+    with cli_errors(store), open_tracker(store, migrate=False) as tracker:
+        state = tracker.get_iteration(iteration_id)
+        record = tracker.get_record(state.id)
+    timeline = _timeline(state)
+    if as_json:
+        data = state.model_dump(mode="json")
+        data["timeline"] = timeline
+        data["record"] = None if record is None else record.model_dump(mode="json")
+        print_json(data)
+        return
+    summary = Table(show_header=False, title=f"Iteration {state.id}")
+    for key, value in (
+        ("agent", state.agent_id),
+        ("iteration", state.iteration_number),
+        ("phase", state.phase),
+        ("status", state.status.value),
+        ("error", state.error or "-"),
+        ("version", state.version),
+        ("started", state.started_at.isoformat()),
+        ("updated", state.updated_at.isoformat()),
+        ("finished", state.finished_at.isoformat() if state.finished_at else "-"),
+        ("record saved", "yes" if record is not None else "no"),
+    ):
+        summary.add_row(key, str(value))
+    out.print(summary)
+    metrics = Table(title="Metrics (totals)")
+    metrics.add_column("metric")
+    metrics.add_column("total", justify="right")
+    for name, total in sorted(state.metrics.items()):
+        metrics.add_row(name, f"{total:,}")
+    out.print(metrics)
+    phases = Table(title="Phase timeline")
+    for column in ("phase", "entered at", "version", "stayed (ms)"):
+        phases.add_column(column)
+    for row in timeline:
+        stayed = "-" if row["stayed_ms"] is None else f"{row['stayed_ms']:,.3f}"
+        phases.add_row(row["phase"], row["entered_at"], str(row["version"]), stayed)
+    out.print(phases)
+
+
+def describe(event: Iteration.Event) -> str:
+    """What one event changed, in a few words."""
+    if isinstance(event, Iteration.Started):
+        return f"started: agent {event.agent_id!r}, iteration {event.iteration_number}"
+    if isinstance(event, Iteration.PhaseChanged):
+        return f"phase -> {event.phase}" + (f" (error: {event.error})" if event.error else "")
+    if isinstance(event, Iteration.MetricsRecorded):
+        return ", ".join(f"{name} +{amount:,}" for name, amount in event.metrics.items())
+    if isinstance(event, Iteration.RecordSaved):
+        return f"iteration record saved (status {event.status})"
+    return type(event).__name__
+
+
+def event_json(event: Iteration.Event) -> dict[str, Any]:
+    """One event as stable JSON: version, timestamp, event name and its own fields."""
+    data = event.model_dump(
+        mode="json", exclude={"originator_id", "originator_version", "timestamp", "originator_topic"}
+    )
+    return {
+        "iteration_id": str(event.originator_id),
+        "version": event.originator_version,
+        "timestamp": event.timestamp.isoformat(),
+        "event": type(event).__name__,
+        "data": data,
+    }
+
+
+@app.command()
+def history(
+    iteration_id: IdArgument,
+    store: StoreOption = DEFAULT_STORE,
+    as_json: JsonOption = False,
+) -> None:
+    """One iteration's immutable events, oldest first."""
+    with cli_errors(store), open_tracker(store, migrate=False) as tracker:
+        events = tracker.history(iteration_id)
+    if as_json:
+        print_json([event_json(e) for e in events])
+        return
+    table = Table(title=f"History of {events[0].originator_id}")
+    for column in ("version", "time", "event", "change"):
+        table.add_column(column)
+    for event in events:
+        table.add_row(str(event.originator_version), event.timestamp.isoformat(), type(event).__name__, describe(event))
+    out.print(table)
+
+
+@app.command()
+def migrate(store: StoreOption = DEFAULT_STORE) -> None:
+    """Create the store's tables (safe to run from many processes at once)."""
+    with cli_errors(store), open_tracker(store, migrate=True):
+        pass
+    out.print(f"store {redact(store)} is ready")
+
+
+def cost_so_far(metrics: dict[str, int | float], phases: tuple[str, ...]) -> dict[str, int | float]:
+    """Total tokens (the `<phase>_tokens` sums) and milliseconds (the `<phase>_time_ms` sums)."""
+    return {
+        "tokens": sum(metrics.get(f"{p}_tokens", 0) for p in phases),
+        "time_ms": sum(metrics.get(f"{p}_time_ms", 0) for p in phases),
+    }
+
+
+@app.command()
+def replay(
+    iteration_id: IdArgument,
+    store: StoreOption = DEFAULT_STORE,
+    version: Annotated[int | None, typer.Option(min=1, help="State as of this version.")] = None,
+    at: Annotated[str | None, typer.Option(help="State as of this instant (ISO 8601; UTC if no offset).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Audit replay: the events up to a version or an instant, and the iteration's state then."""
+    with cli_errors(store), open_tracker(store, migrate=False) as tracker:
+        if version is not None and at is not None:
+            raise InvalidInputError("at", at, "give either --version or --at, not both")
+        instant = None if at is None else parse_instant(at, "at")
+        cut = version if instant is None else tracker.version_at(iteration_id, instant)
+        state = tracker.get_iteration(iteration_id, version=cut)
+        events = [e for e in tracker.history(state.id) if e.originator_version <= state.version]
+        cost = cost_so_far(state.metrics, tracker.catalog.names)
+    as_of = events[-1].timestamp
+    if as_json:
+        print_json(
+            {
+                "iteration_id": str(state.id),
+                "requested": {"version": version, "at": None if instant is None else instant.isoformat()},
+                "as_of": {"version": state.version, "timestamp": as_of.isoformat()},
+                "events": [event_json(e) for e in events],
+                "state": state.model_dump(mode="json"),
+                "cost": cost,
+            }
+        )
+        return
+    for event in events:
+        name = type(event).__name__
+        out.print(f"v{event.originator_version:<4} {event.timestamp.isoformat()}  {name:<16} {describe(event)}")
+    asked = f" (asked: {instant.isoformat()})" if instant is not None else ""
+    out.print(f"\nState of {state.id} as of version {state.version}, {as_of.isoformat()}{asked}:")
+    out.print(f"  phase {state.phase} ({state.status.value})" + (f", error: {state.error}" if state.error else ""))
+    out.print(f"  cost so far: {cost['tokens']:,} tokens, {cost['time_ms']:,} ms timed")
+    for name, total in sorted(state.metrics.items()):
+        out.print(f"  {name} = {total:,}")

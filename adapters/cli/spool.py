@@ -1,0 +1,186 @@
+"""`itertrack spool status|flush|retry|discard`: the changes waiting for an unreachable store, and stuck ones."""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from itertrack.adapters.cli.common import JsonOption, StoreOption, app, cli_errors, open_tracker, out, print_json
+from itertrack.adapters.spool.sqlite_file import SQLiteSpool
+from itertrack.adapters.store.url import DEFAULT_STORE, parse_store_url, spool_path
+from itertrack.domain.model.errors import InvalidInputError, StoreConfigError
+from itertrack.domain.service.spool import SpooledChange, SpoolStatus
+
+spool_app = typer.Typer(
+    help="Changes waiting in the local spool while PostgreSQL was unreachable.", no_args_is_help=True
+)
+app.add_typer(spool_app, name="spool")
+
+
+def _spool_file(store: str) -> Path:
+    url = parse_store_url(store)
+    if url.scheme != "postgresql" or url.spool == "off":
+        raise StoreConfigError("store", url.redacted, "has no spool (only PostgreSQL stores spool, unless spool=off)")
+    return Path(spool_path(url))
+
+
+@spool_app.command("status")
+def spool_status(store: StoreOption = DEFAULT_STORE, as_json: JsonOption = False) -> None:
+    """What is waiting (exits 1 when something is stuck and needs a person)."""
+    with cli_errors(store):
+        path = _spool_file(store)
+        if path.exists():
+            spool = SQLiteSpool(path)
+            try:
+                status = spool.status()
+            finally:
+                spool.close()
+        else:
+            status = SpoolStatus(path=str(path), waiting=0, stuck=0, entries=())
+    if as_json:
+        print_json(status.model_dump(mode="json"))
+    else:
+        out.print(f"spool {status.path}: {status.waiting} change(s) waiting, {status.stuck} stuck")
+        if status.entries:
+            table = Table()
+            for column in ("#", "iteration", "change", "record", "stuck because"):
+                table.add_column(column)
+            for e in status.entries:
+                # A deferred change has no versions yet: the forwarder gives them when it applies it.
+                what = f"deferred: {e.deferred}" if e.deferred else "versions " + ", ".join(map(str, e.versions))
+                table.add_row(str(e.id), str(e.iteration_id), what, "yes" if e.with_record else "", e.stuck or "")
+            out.print(table)
+    if status.stuck:
+        raise typer.Exit(1)
+
+
+@spool_app.command("flush")
+def spool_flush(store: StoreOption = DEFAULT_STORE, as_json: JsonOption = False) -> None:
+    """Forward what is waiting now (exits 1 if anything is left)."""
+    with cli_errors(store):
+        _spool_file(store)
+        with open_tracker(store, migrate=False, env={"ITERTRACK_FORWARD": "n"}) as tracker:
+            result = tracker.flush_spool()
+    if as_json:
+        print_json(result.model_dump(mode="json"))
+    else:
+        out.print(
+            f"forwarded {result.forwarded}, already in the store {result.already_stored}, "
+            f"stuck {result.stuck}, still waiting {result.waiting}"
+        )
+    if result.stuck or result.waiting:
+        raise typer.Exit(1)
+
+
+ChangeIds = Annotated[list[int], typer.Argument(help="the # of changes, as `spool status` shows them")]
+
+
+def _stuck(spool: SQLiteSpool, ids: list[int]) -> list[SpooledChange]:
+    """The named changes, all of them stuck; otherwise a typed error naming the first bad id (nothing done)."""
+    by_id = {change.id: change for change in spool.waiting(10**9)}
+    for change_id in ids:
+        change = by_id.get(change_id)
+        if change is None:
+            raise InvalidInputError("id", change_id, "is not in the spool")
+        if change.stuck is None:
+            raise InvalidInputError("id", change_id, "is not stuck: it waits to be forwarded (spool flush)")
+    return [by_id[change_id] for change_id in dict.fromkeys(ids)]
+
+
+def _state(data: bytes) -> Any:
+    """An event's stored state as JSON if it is (the usual case), else base64."""
+    try:
+        return json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return {"base64": base64.b64encode(data).decode()}
+
+
+def _dump(change: SpooledChange) -> dict[str, Any]:
+    """Everything a spooled change holds, for the operator's record of what was discarded."""
+    return {
+        "id": change.id,
+        "iteration_id": str(change.iteration_id),
+        "stuck": change.stuck,
+        "events": [
+            {"version": e.originator_version, "topic": e.topic, "state": _state(e.state)} for e in change.events
+        ],
+        "deferred": None if change.deferred is None else change.deferred.model_dump(mode="json"),
+        "record": None if change.record is None else change.record.model_dump(mode="json"),
+    }
+
+
+def _open_spool(store: str) -> SQLiteSpool:
+    path = _spool_file(store)
+    if not path.exists():
+        raise InvalidInputError("store", str(path), "has no spool file: nothing is waiting")
+    return SQLiteSpool(path)
+
+
+@spool_app.command("retry")
+def spool_retry(ids: ChangeIds, store: StoreOption = DEFAULT_STORE, as_json: JsonOption = False) -> None:
+    """Clear the stuck mark of these changes once their cause is fixed; the next flush tries them again."""
+    with cli_errors(store):
+        spool = _open_spool(store)
+        try:
+            retried = [change.id for change in _stuck(spool, ids) if spool.unstick(change.id)]
+        finally:
+            spool.close()
+    if as_json:
+        print_json({"retry": retried})
+    else:
+        out.print(f"{len(retried)} change(s) will be tried again at the next flush: {', '.join(map(str, retried))}")
+
+
+def _discardable(spool: SQLiteSpool, ids: list[int]) -> list[SpooledChange]:
+    """Stuck changes with every later change of their iteration: dropping only the head would let the
+    changes behind it reach the store unchecked, after whatever made the head impossible."""
+    waiting = spool.waiting(10**9)
+    named = set(ids)
+    by_id = {change.id: change for change in waiting}
+    for change_id in ids:
+        if change_id not in by_id:
+            raise InvalidInputError("id", change_id, "is not in the spool")
+    heads = [by_id[i] for i in sorted(named) if by_id[i].stuck is not None]
+    behind: set[int] = set()
+    for head in heads:
+        tail = [c.id for c in waiting if c.iteration_id == head.iteration_id and c.id > head.id]
+        missing = [i for i in tail if i not in named]
+        if missing:
+            raise InvalidInputError(
+                "id",
+                head.id,
+                f"has later changes of its iteration behind it ({', '.join(map(str, missing))}): "
+                "discard them with it, or retry it",
+            )
+        behind.update(tail)
+    for change_id in ids:
+        if by_id[change_id].stuck is None and change_id not in behind:
+            raise InvalidInputError("id", change_id, "is not stuck: it waits to be forwarded (spool flush)")
+    return [by_id[i] for i in sorted(named)]
+
+
+@spool_app.command("discard")
+def spool_discard(ids: ChangeIds, store: StoreOption = DEFAULT_STORE, as_json: JsonOption = False) -> None:
+    """Drop stuck changes (with the later changes of their iteration) for good, printing all they held first."""
+    with cli_errors(store):
+        spool = _open_spool(store)
+        try:
+            dropped = _discardable(spool, ids)
+            # The operator's record of what is dropped goes out (and is flushed) before anything is removed.
+            if as_json:
+                print_json({"discarded": [_dump(change) for change in dropped]})
+            else:
+                for change in dropped:
+                    sys.stdout.write(json.dumps(_dump(change), sort_keys=True) + "\n")  # raw: no markup, no wrapping
+            sys.stdout.flush()
+            spool.remove(*(change.id for change in dropped))
+        finally:
+            spool.close()
+    if not as_json:
+        out.print(f"discarded {len(dropped)} change(s)")

@@ -1,0 +1,194 @@
+"""`itertrack project`, `status` and `metrics`: keeping and reading the read models."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from types import FrameType
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from itertrack.adapters.cli.common import (
+    JsonOption,
+    StoreOption,
+    app,
+    cli_errors,
+    err,
+    open_tracker,
+    out,
+    print_json,
+)
+from itertrack.adapters.store.url import DEFAULT_STORE, redact
+from itertrack.adapters.views.keeper import DEFAULT_BATCH_SIZE, CatchUp, ReadModels, view_for
+from itertrack.adapters.views.lock import ProjectionLock
+from itertrack.adapters.views.runner import ReadModelRunner
+from itertrack.adapters.views.verify import verify_iteration, verify_store
+from itertrack.domain.model.phases import Status
+from itertrack.domain.service.tracker import parse_iteration_id
+from itertrack.projections.rows import AgentMetric
+
+CatchUpOption = Annotated[
+    bool,
+    typer.Option("--catch-up/--no-catch-up", help="Apply pending events first (--no-catch-up for read-only roles)."),
+]
+BatchOption = Annotated[int, typer.Option(min=1, max=100_000, help="Events applied per transaction.")]
+
+
+@app.command()
+def project(
+    store: StoreOption = DEFAULT_STORE,
+    follow: Annotated[bool, typer.Option("--follow", help="Keep the read models current until interrupted.")] = False,
+    rebuild: Annotated[
+        bool, typer.Option("--rebuild", help="Drop the read models and rebuild them from zero.")
+    ] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for another running projection to stop.")] = False,
+    batch_size: BatchOption = DEFAULT_BATCH_SIZE,
+) -> None:
+    """Bring the read models up to date (once, from zero with --rebuild, or continuously with --follow)."""
+    with cli_errors(store), open_tracker(store, migrate=False) as tracker:
+        lock = ProjectionLock(tracker.factory)
+        lock.acquire(wait=wait)
+        try:
+            view = view_for(tracker.factory)
+            catch_up = CatchUp(tracker, view, batch_size)
+            if rebuild:
+                view.reset()
+            todo = catch_up.position()
+            with Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=err,
+                transient=True,
+                disable=not err.is_terminal,
+            ) as progress:
+                task = progress.add_task("rebuilding" if rebuild else "catching up", total=None)
+                applied = catch_up.run(on_batch=lambda n: progress.advance(task, n))
+            done = catch_up.position()
+            out.print(
+                f"{'rebuilt' if rebuild else 'caught up'}: applied {applied} events "
+                f"(position {todo.applied} -> {done.applied}, log at {done.latest})"
+            )
+            if follow:
+                _follow(store, batch_size)
+        finally:
+            lock.release()
+
+
+def _follow(store: str, batch_size: int) -> None:
+    """Run the subscription-driven runner until SIGINT or SIGTERM."""
+    with ReadModelRunner(store, batch_size=batch_size) as runner:
+
+        def stop(signum: int, _frame: FrameType | None) -> None:
+            err.print(f"received {signal.Signals(signum).name}, stopping")
+            runner.stop()
+
+        previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            out.print(f"following {redact(store)} (Ctrl-C to stop)")
+            sys.stdout.flush()
+            runner.run_forever()
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+    out.print("stopped")
+
+
+@app.command()
+def status(
+    store: StoreOption = DEFAULT_STORE,
+    agent: Annotated[str | None, typer.Option(help="Only this agent's iterations.")] = None,
+    phase: Annotated[str | None, typer.Option(help="Only iterations now in this phase.")] = None,
+    status_: Annotated[Status | None, typer.Option("--status", help="Only iterations with this status.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1_000_000, help="At most this many rows.")] = 50,
+    as_json: JsonOption = False,
+    catch_up: CatchUpOption = True,
+) -> None:
+    """Iterations and where each one is now, newest first (from the read models)."""
+    with (
+        cli_errors(store),
+        open_tracker(store, migrate=False) as tracker,
+        ReadModels(tracker, background=False, catch_up_on_read=catch_up) as views,
+    ):
+        rows = views.iterations(agent=agent, phase=phase, status=status_, limit=limit)
+    if as_json:
+        print_json([row.model_dump(mode="json") for row in rows])
+        return
+    table = Table(title=f"Iterations ({len(rows)} shown)")
+    for column in ("id", "agent", "#", "phase", "status", "in phase since", "updated", "error"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(
+            str(row.id),
+            row.agent_id,
+            str(row.iteration_number),
+            row.phase,
+            row.status.value,
+            row.phase_entered_at.strftime("%Y-%m-%d %H:%M:%S"),
+            row.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
+            row.error or "",
+        )
+    out.print(table)
+
+
+@app.command()
+def metrics(
+    store: StoreOption = DEFAULT_STORE,
+    agent: Annotated[str | None, typer.Option(help="One agent's totals instead of all agents'.")] = None,
+    as_json: JsonOption = False,
+    catch_up: CatchUpOption = True,
+) -> None:
+    """Cumulative metric totals, across all agents or for one (from the read models)."""
+    with (
+        cli_errors(store),
+        open_tracker(store, migrate=False) as tracker,
+        ReadModels(tracker, background=False, catch_up_on_read=catch_up) as views,
+    ):
+        rows = views.overall_metrics() if agent is None else views.agent_metrics(agent)
+    if as_json:
+        print_json([row.model_dump(mode="json") for row in rows])
+        return
+    out.print(_metrics_table(rows, "all agents" if agent is None else f"agent {agent}"))
+
+
+def _metrics_table(rows: list[AgentMetric], whose: str) -> Table:
+    table = Table(title=f"Metric totals, {whose}")
+    table.add_column("metric")
+    table.add_column("total", justify="right")
+    table.add_column("iterations", justify="right")
+    for row in rows:
+        table.add_row(row.metric, f"{row.total:,}", f"{row.iterations:,}")
+    return table
+
+
+@app.command()
+def verify(
+    iteration_id: Annotated[str | None, typer.Argument(help="Check only this iteration.")] = None,
+    store: StoreOption = DEFAULT_STORE,
+    as_json: JsonOption = False,
+) -> None:
+    """Check integrity: versions 1..n in time order, records under the same ids, read models equal to the events."""
+    with cli_errors(store), open_tracker(store, migrate=False) as tracker:
+        report = (
+            verify_store(tracker)
+            if iteration_id is None
+            else verify_iteration(tracker, parse_iteration_id(iteration_id))
+        )
+    if as_json:
+        print_json(report.model_dump(mode="json"))
+    else:
+        out.print(
+            f"checked {report.events:,} events of {report.iterations:,} iterations, {report.records:,} records and "
+            f"{report.read_model_rows:,} read-model rows (position {report.read_model_position:,}) "
+            f"in {report.seconds:.2f} s"
+        )
+        for problem in report.problems:
+            about = "" if problem.iteration_id is None else f" {problem.iteration_id}"
+            out.print(f"[red]PROBLEM[/] {problem.check}{about}: {problem.detail}", markup=True, highlight=False)
+        out.print("[green]OK[/]: nothing wrong" if report.ok else f"[red]{len(report.problems)} problem(s)[/]")
+    if not report.ok:
+        raise typer.Exit(1)

@@ -1,0 +1,1 @@
+"""The simulated learning loop of `itertrack demo` and its deterministic fakes."""

@@ -1,0 +1,1 @@
+"""LLM adapters: Claude's Messages API behind the domain's StrategyLLM port."""

@@ -1,0 +1,197 @@
+"""The spool as an SQLite file beside the process (WAL, FULL synchronous: a spooled change is on disk)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from uuid import UUID
+
+from eventsourcing.persistence import StoredEvent
+
+from itertrack.domain.model.changes import DeferredChange
+from itertrack.domain.model.errors import StoreUnavailableError
+from itertrack.domain.model.records import IterationRecord
+from itertrack.domain.service.spool import Spool, SpooledChange, SpoolEntry, SpoolStatus
+
+DEFAULT_SPOOL = "itertrack-spool.db"
+# The events column of a deferred change: not a list, so a release from before deferred changes
+# existed fails on the row (and retries) instead of forwarding it as "no events" and forgetting it.
+_NO_EVENTS_YET = "null"
+
+
+class SQLiteSpool(Spool):
+    """Changes as rows: the events' versions, topics and states, and the record as JSON."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._lock = threading.Lock()
+        # Opened on first need: a tracker that never spools leaves no file behind.
+        self._db: sqlite3.Connection | None = None
+
+    def _open(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")  # every spooled change is on disk when add() returns
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS spooled_changes (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+            "iteration_id TEXT NOT NULL, events TEXT NOT NULL, record TEXT, stuck TEXT, deferred TEXT)"
+        )
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(spooled_changes)")}
+        if "deferred" not in columns:  # a spool file written before deferred changes existed
+            try:
+                conn.execute("ALTER TABLE spooled_changes ADD COLUMN deferred TEXT")
+            except sqlite3.OperationalError as e:
+                if "duplicate column" not in str(e):  # another process upgraded it a moment ago
+                    raise
+        conn.execute("CREATE INDEX IF NOT EXISTS spooled_changes_iteration ON spooled_changes (iteration_id)")
+        return conn
+
+    @contextmanager
+    def _using(self) -> Iterator[sqlite3.Connection]:
+        """The file's connection under the lock; an unusable spool (disk full, corrupt) is a typed error."""
+        with self._lock:
+            try:
+                if self._db is None:
+                    self._db = self._open()
+                yield self._db
+            except sqlite3.Error as e:
+                raise StoreUnavailableError(f"the spool {self.path} cannot be used: {e}") from e
+
+    def _exists(self) -> bool:
+        return self._db is not None or Path(self.path).exists()
+
+    def add(self, iteration_id: UUID, events: Sequence[StoredEvent], record: IterationRecord | None) -> None:
+        encoded = json.dumps(
+            [[e.originator_version, e.topic, base64.b64encode(e.state).decode()] for e in events], separators=(",", ":")
+        )
+        with self._using() as db:
+            db.execute(
+                "INSERT INTO spooled_changes (iteration_id, events, record) VALUES (?, ?, ?)",
+                (str(iteration_id), encoded, None if record is None else record.model_dump_json()),
+            )
+
+    def add_deferred(self, iteration_id: UUID, deferred: DeferredChange, record: IterationRecord | None) -> None:
+        with self._using() as db:
+            db.execute(
+                "INSERT INTO spooled_changes (iteration_id, events, record, deferred) VALUES (?, ?, ?, ?)",
+                (
+                    str(iteration_id),
+                    _NO_EVENTS_YET,
+                    None if record is None else record.model_dump_json(),
+                    deferred.model_dump_json(),
+                ),
+            )
+
+    def counts(self, iteration_id: UUID) -> tuple[int, int]:
+        if not self._exists():
+            return 0, 0
+        with self._using() as db:
+            row = db.execute(
+                "SELECT count(*), count(deferred) FROM spooled_changes WHERE iteration_id = ?", (str(iteration_id),)
+            ).fetchone()
+        return int(row[0]), int(row[1])
+
+    def heads(self) -> list[tuple[UUID, bool]]:
+        if not self._exists():
+            return []
+        with self._using() as db:
+            rows = db.execute("SELECT iteration_id, stuck IS NOT NULL FROM spooled_changes ORDER BY id").fetchall()
+        return [(UUID(iid), bool(stuck)) for iid, stuck in rows]
+
+    def waiting(self, limit: int, after: int = 0) -> list[SpooledChange]:
+        if not self._exists():
+            return []
+        with self._using() as db:
+            rows = db.execute(
+                "SELECT id, iteration_id, events, record, stuck, deferred FROM spooled_changes WHERE id > ? "
+                "ORDER BY id LIMIT ?",
+                (after, limit),
+            ).fetchall()
+        changes = [_decoded(row) for row in rows]
+        unreadable = [(c.stuck, c.id) for c, row in zip(changes, rows, strict=True) if c.stuck and not row[4]]
+        if unreadable:
+            # Kept as stuck in the file too, so the forwarder counts it as waiting for a person, not for it.
+            with self._using() as db:
+                db.executemany("UPDATE spooled_changes SET stuck = ? WHERE id = ?", unreadable)
+        return changes
+
+    def remove(self, *change_ids: int) -> None:
+        with self._using() as db:
+            db.execute(
+                "DELETE FROM spooled_changes WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(change_ids),)
+            )
+
+    def mark_stuck(self, change_id: int, reason: str) -> None:
+        with self._using() as db:
+            db.execute("UPDATE spooled_changes SET stuck = ? WHERE id = ?", (reason, change_id))
+
+    def unstick(self, change_id: int) -> bool:
+        with self._using() as db:
+            cursor = db.execute(
+                "UPDATE spooled_changes SET stuck = NULL WHERE id = ? AND stuck IS NOT NULL", (change_id,)
+            )
+        return cursor.rowcount == 1
+
+    def count(self, iteration_id: UUID | None = None) -> int:
+        if iteration_id is not None:
+            return self.counts(iteration_id)[0]
+        if not self._exists():
+            return 0
+        with self._using() as db:
+            row = db.execute("SELECT count(*) FROM spooled_changes").fetchone()
+        return int(row[0])
+
+    def status(self) -> SpoolStatus:
+        entries = tuple(
+            SpoolEntry(
+                id=c.id,
+                iteration_id=c.iteration_id,
+                versions=tuple(e.originator_version for e in c.events),
+                deferred=None if c.deferred is None else c.deferred.change.describe(),
+                with_record=c.record is not None,
+                stuck=c.stuck,
+            )
+            for c in self.waiting(10**9)
+        )
+        return SpoolStatus(
+            path=self.path, waiting=len(entries), stuck=sum(e.stuck is not None for e in entries), entries=entries
+        )
+
+    def close(self) -> None:
+        """Close the file (if it was opened)."""
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+
+def _decoded(row: tuple[int, str, str, str | None, str | None, str | None]) -> SpooledChange:
+    """One row as a change; a row that cannot be read (edited by hand, written by another release) comes back
+    stuck, with the reason and no content, so it blocks only its own iteration and a person can discard it."""
+    change_id, iteration_id, events, record, stuck, deferred = row
+    try:
+        iid = UUID(iteration_id)
+        stored = tuple(
+            StoredEvent(originator_id=iid, originator_version=v, topic=t, state=base64.b64decode(s))
+            for v, t, s in json.loads(events) or ()
+        )
+        return SpooledChange(
+            id=change_id,
+            iteration_id=iid,
+            events=stored,
+            record=None if record is None else IterationRecord.model_validate_json(record),
+            stuck=stuck,
+            deferred=None if deferred is None else DeferredChange.model_validate_json(deferred),
+        )
+    except Exception as e:  # whatever the damage, the spool must stay usable
+        try:
+            iid = UUID(iteration_id)
+        except (ValueError, TypeError, AttributeError):
+            iid = UUID(int=0)
+        reason = f"unreadable row ({type(e).__name__}): {str(e).splitlines()[0] if str(e) else ''}"
+        return SpooledChange(id=change_id, iteration_id=iid, events=(), record=None, stuck=reason)

@@ -1,0 +1,152 @@
+"""Store selection: turns the tracker's store URL into an eventsourcing infrastructure factory.
+
+This is the one choke point where driver and connection failures at start-up become typed
+`StoreError`s, with the password redacted.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from eventsourcing.persistence import InfrastructureFactory, PersistenceError
+from eventsourcing.utils import Environment, get_topic, strtobool
+
+from itertrack.adapters.spool.sqlite_file import SQLiteSpool
+from itertrack.adapters.store.mapper import PydanticMapper
+from itertrack.adapters.store.memory import MemoryStoreFactory
+from itertrack.adapters.store.postgres import PostgresRecorder, PostgresStoreFactory
+from itertrack.adapters.store.sqlite import SQLiteRecorder, SQLiteStoreFactory
+from itertrack.adapters.store.url import DEFAULT_STORE, StoreURL, parse_store_url, spool_path
+from itertrack.domain.model.errors import StoreConfigError, StoreError, StoreNotMigratedError, StoreUnavailableError
+
+log = logging.getLogger("itertrack")
+STORE = "ITERTRACK_STORE"
+# "n": an unreachable store at construction raises instead of starting offline (the CLI's choice).
+START_OFFLINE = "ITERTRACK_START_OFFLINE"
+MIGRATE = "ITERTRACK_MIGRATE"
+_STORE_KEY_PREFIXES = ("POSTGRES_", "SQLITE_", "PERSISTENCE_MODULE", "CREATE_TABLE", "MAPPER_TOPIC")
+
+
+def store_url_of(env: Environment) -> StoreURL:
+    """The parsed store URL the environment names (the embedded default if none)."""
+    return parse_store_url(env.get(STORE) or DEFAULT_STORE)
+
+
+def _clean_env(env: Environment, settings: dict[str, str]) -> Environment:
+    # The store URL is the single source of truth: drop stray POSTGRES_*/SQLITE_* keys,
+    # including the application-prefixed ones that eventsourcing would prefer.
+    prefix = env.name.upper() + "_" if env.name else ""
+    kept = {key: value for key, value in env.items() if not key.removeprefix(prefix).startswith(_STORE_KEY_PREFIXES)}
+    return Environment(env.name, {**kept, **settings, "CREATE_TABLE": "n", "MAPPER_TOPIC": get_topic(PydanticMapper)})
+
+
+@contextmanager
+def store_errors(url: StoreURL) -> Iterator[None]:
+    """Translate driver and pool failures into `StoreUnavailableError`, raised from the original."""
+    try:
+        yield
+    except StoreError:
+        raise
+    except (PersistenceError, OSError, sqlite3.Error, psycopg.Error) as e:
+        detail = str(e).replace(url.password.get_secret_value() or "\x00", "***") if url.password else str(e)
+        raise StoreUnavailableError(f"store {url.redacted} is unavailable: {detail.strip() or type(e).__name__}") from e
+
+
+def construct_factory(env: Environment) -> InfrastructureFactory[Any]:
+    """Build the factory for the store URL in `env`, migrating or checking its tables."""
+    url = store_url_of(env)
+    migrate_setting = env.get(MIGRATE)
+    if url.scheme == "memory":
+        return MemoryStoreFactory(_clean_env(env, {}))
+    if url.scheme == "sqlite":
+        path = url.path
+        if path == ":memory:":
+            # A private shared-cache database, so every pooled connection sees the same data.
+            path = f"file:itertrack-{id(env)}?mode=memory&cache=shared"
+        migrate = _flag(MIGRATE, migrate_setting, default=True)
+        if not migrate and path == url.path and not Path(path).exists():
+            # Connecting would create an empty file; a reader should not leave one behind.
+            raise StoreNotMigratedError(f"store {url.redacted} does not exist (no file {path})")
+        settings = {"SQLITE_DBNAME": path, "SQLITE_LOCK_TIMEOUT": str(url.lock_timeout)}
+        with store_errors(url):
+            sqlite_factory = SQLiteStoreFactory(_clean_env(env, settings))
+        _prepare(sqlite_factory, url, migrate=migrate)
+        return sqlite_factory
+    settings = {
+        "POSTGRES_DBNAME": url.dbname,
+        "POSTGRES_HOST": url.host,
+        "POSTGRES_PORT": str(url.port),
+        "POSTGRES_USER": url.user,
+        "POSTGRES_PASSWORD": url.password.get_secret_value(),
+        "POSTGRES_SCHEMA": url.schema_name,
+        "POSTGRES_POOL_SIZE": str(url.pool_size),
+        "POSTGRES_MAX_OVERFLOW": str(url.max_overflow),
+        "POSTGRES_CONNECT_TIMEOUT": str(url.connect_timeout),
+        "POSTGRES_LOCK_TIMEOUT": str(url.lock_timeout),
+        # Its database functions bypass the recorder hook that writes iteration records.
+        "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
+    }
+    with store_errors(url):
+        pg_factory = PostgresStoreFactory(_clean_env(env, settings))
+    migrate = _flag(MIGRATE, migrate_setting, default=False)
+    if url.spool == "off":
+        _prepare(pg_factory, url, migrate=migrate)
+        return pg_factory
+    if not _flag(START_OFFLINE, env.get(START_OFFLINE), default=True):
+        _prepare(pg_factory, url, migrate=migrate)
+        pg_factory.spool = SQLiteSpool(spool_path(url))
+        return pg_factory
+    pg_factory.spool = SQLiteSpool(spool_path(url))
+    try:
+        _prepare(pg_factory, url, migrate=migrate, close_on_failure=False)
+    except StoreUnavailableError as e:
+        # A host may start while the store is down: it starts offline, spooling from its first change.
+        log.warning("store %s unavailable at start; spooling until it answers: %s", url.redacted, e)
+        pg_factory.started_offline = True
+    except BaseException:
+        pg_factory.close()
+        raise
+    return pg_factory
+
+
+def _prepare(
+    factory: SQLiteStoreFactory | PostgresStoreFactory, url: StoreURL, *, migrate: bool, close_on_failure: bool = True
+) -> None:
+    """Migrate (when asked) or check that the tables exist; close the factory on any failure (unless told not to)."""
+    try:
+        with store_errors(url):
+            recorder = factory.application_recorder()
+            assert isinstance(recorder, SQLiteRecorder | PostgresRecorder)
+            if migrate:
+                recorder.migrate()
+            else:
+                _check_migrated(recorder, url)
+    except BaseException:
+        if close_on_failure:
+            factory.close()
+        raise
+
+
+def _flag(name: str, value: str | None, *, default: bool) -> bool:
+    """A yes/no setting; anything else names the setting."""
+    if value is None or not value.strip():
+        return default
+    try:
+        return bool(strtobool(value))
+    except ValueError:
+        raise StoreConfigError(name, value, "must be y or n") from None
+
+
+def _check_migrated(recorder: SQLiteRecorder | PostgresRecorder, url: StoreURL) -> None:
+    missing = recorder.missing_tables()
+    if missing:
+        raise StoreNotMigratedError(
+            f"store {url.redacted} has no table(s) {', '.join(missing)}: "
+            f"run `itertrack migrate --store {url.redacted}` (or pass migrate=True) first"
+        )

@@ -1,0 +1,52 @@
+"""The in-memory store: eventsourcing's POPO recorder plus a dict of iteration records."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import ApplicationRecorder, IntegrityError, StoredEvent
+from eventsourcing.popo import POPOApplicationRecorder, POPOFactory
+
+from itertrack.adapters.store.record_rows import record_of
+from itertrack.domain.service.ports import IterationRecordStore
+
+
+class MemoryRecorder(POPOApplicationRecorder, IterationRecordStore):
+    """Events and iteration records, written together under the recorder's lock."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._records: dict[UUID, dict[str, Any]] = {}
+
+    def _insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        record = record_of(kwargs)
+        with self._database_lock:
+            if record is not None and record.id in self._records:
+                msg = f"iteration record {record.id} already stored"
+                raise IntegrityError(msg)
+            # Raises before changing anything when a version is taken.
+            ids = super()._insert_events(stored_events, **kwargs)
+            if record is not None and record.id is not None:
+                self._records[record.id] = record.model_dump()
+            return ids
+
+    def migrate(self) -> None:
+        """Nothing to create in memory."""
+
+    def select_record_ids(self) -> list[UUID]:
+        with self._database_lock:
+            return list(self._records)
+
+    def select_iteration_record(self, iteration_id: UUID) -> dict[str, Any] | None:
+        with self._database_lock:
+            row = self._records.get(iteration_id)
+            return None if row is None else dict(row)
+
+
+class MemoryStoreFactory(POPOFactory):
+    """`memory://`: nothing survives the process; for tests and experiments."""
+
+    def application_recorder(self) -> ApplicationRecorder:
+        return MemoryRecorder()

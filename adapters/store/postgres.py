@@ -1,0 +1,290 @@
+"""The PostgreSQL store: eventsourcing's recorder plus the `agent_iterations` table, in one schema."""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from typing import Any, cast
+from uuid import UUID
+
+import psycopg
+from eventsourcing.persistence import (
+    ApplicationRecorder,
+    InterfaceError,
+    OperationalError,
+    ProgrammingError,
+    StoredEvent,
+)
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore, PostgresFactory
+from psycopg import ClientCursor
+from psycopg.pq import TransactionStatus
+from psycopg.sql import SQL, Composed, Identifier
+from psycopg.types.json import Jsonb
+
+from itertrack.adapters.spool.sqlite_file import SQLiteSpool
+from itertrack.adapters.store.record_rows import COLUMNS, JSON_COLUMNS, RECORDS_TABLE, record_of
+from itertrack.adapters.views.postgres import TRACKING_TABLE, PostgresReadModelView
+from itertrack.adapters.views.sql import VIEW_TABLES
+from itertrack.domain.model.records import IterationRecord
+from itertrack.domain.service.ports import IterationRecordStore
+
+log = logging.getLogger("itertrack")
+
+
+@dataclass(frozen=True)
+class RenderedStatements:
+    """The SQL of an insert transaction, as bytes ready to send."""
+
+    record: bytes
+    lock: list[bytes]
+    notify: bytes
+    insert: bytes
+
+
+class PostgresRecorder(PostgresApplicationRecorder, IterationRecordStore):
+    """Writes the iteration record inside the same transaction as the events that mark it saved."""
+
+    def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events") -> None:
+        super().__init__(datastore, events_table_name=events_table_name)
+        schema = Identifier(self.datastore.schema)
+        table = Identifier(RECORDS_TABLE)
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {schema}.{table} ("
+                "id uuid PRIMARY KEY, "
+                "agent_id text NOT NULL, "
+                "iteration_number integer NOT NULL, "
+                "strategy jsonb, scan_results jsonb, backtest_results jsonb, analysis jsonb, refinements jsonb, "
+                "manual_guidance text, "
+                "iteration_status text NOT NULL, "
+                "created_at timestamptz NOT NULL)"
+            ).format(schema=schema, table=table)
+        )
+        columns = SQL(", ").join(Identifier(c) for c in COLUMNS)
+        self.insert_record_statement = SQL("INSERT INTO {schema}.{table} ({columns}) VALUES ({values})").format(
+            schema=schema, table=table, columns=columns, values=SQL(", ").join(SQL("%s") for _ in COLUMNS)
+        )
+        self.select_record_statement = SQL("SELECT {columns} FROM {schema}.{table} WHERE id = %s").format(
+            schema=schema, table=table, columns=columns
+        )
+        self.select_record_ids_statement = SQL("SELECT id FROM {schema}.{table}").format(schema=schema, table=table)
+        self._rendered_statements: RenderedStatements | None = None
+        # One lock key per schema, so migrations of different schemas do not wait on each other.
+        self.migrate_lock_key = zlib.crc32(f"itertrack-migrate:{self.datastore.schema}".encode())
+
+    @staticmethod
+    def _record_params(record: IterationRecord) -> list[Any]:
+        return [
+            record.id,
+            record.agent_id,
+            record.iteration_number,
+            *(None if getattr(record, col) is None else Jsonb(getattr(record, col)) for col in JSON_COLUMNS),
+            record.manual_guidance,
+            record.iteration_status,
+            record.created_at,
+        ]
+
+    def select_events(self, originator_id: Any, **kwargs: Any) -> Any:
+        """The library's select without its retry loop (10 x 0.2 s and a connect timeout each): an
+        unreachable store is reported at once, and the tracker answers from its cache or spool."""
+        return PostgresApplicationRecorder.select_events.__wrapped__(self, originator_id, **kwargs)
+
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        """Insert the record (if any) and the events in one transaction, sent as one query.
+
+        eventsourcing 9.5.6 sends the statements through psycopg's pipeline (about a dozen client-side
+        waits per insert, twice the cost of the row itself here) and catches exceptions inside its
+        transaction block, re-raising them after the commit, so a non-database error after the record
+        insert committed the record alone. Here the whole transaction (BEGIN, record, the library's
+        lock and notify, the events, COMMIT) is one multi-statement query with client-side binding:
+        one round trip, and a failed statement aborts the transaction, which is then rolled back.
+        """
+        with self.datastore.get_connection() as conn:
+            statements, params = self._transaction(conn, stored_events, record_of(kwargs))
+            cursor = ClientCursor(conn)
+            try:
+                cursor.execute(b"; ".join(statements), params)
+                return self._returned_ids(cursor) if stored_events else None
+            except BaseException:
+                if conn.info.transaction_status != TransactionStatus.IDLE:
+                    conn.execute("ROLLBACK")
+                raise
+            finally:
+                cursor.close()
+
+    def _transaction(
+        self, conn: Any, stored_events: Sequence[StoredEvent], record: IterationRecord | None
+    ) -> tuple[list[bytes], list[Any]]:
+        """The statements and parameters of one insert transaction."""
+        rendered = self._rendered(conn)
+        statements, params = [b"BEGIN"], []
+        if record is not None:
+            statements.append(rendered.record)
+            params += self._record_params(record)
+        if stored_events:
+            statements += self._append_events(rendered, len(stored_events))
+            for s in stored_events:
+                params += [s.originator_id, s.originator_version, s.topic, s.state]
+        statements.append(b"COMMIT")
+        return statements, params
+
+    def _append_events(self, rendered: RenderedStatements, count: int) -> list[bytes]:
+        """Lock the table (so notification ids follow commit order), notify followers, insert the events."""
+        values = b", ".join([b"(%s, %s, %s, %s)"] * count)
+        return [*rendered.lock, rendered.notify, rendered.insert + values + b" RETURNING notification_id"]
+
+    @staticmethod
+    def _returned_ids(cursor: Any) -> list[int]:
+        """The notification ids of the events insert, the one statement of the query that returns rows."""
+        while True:
+            if cursor.description is not None:
+                return [row["notification_id"] for row in cursor.fetchall()]
+            if not cursor.nextset():
+                msg = "the events insert returned no notification ids"
+                raise ProgrammingError(msg)
+
+    def _rendered(self, conn: Any) -> RenderedStatements:
+        """Statements composed once (with the connection's quoting) instead of per insert."""
+        if self._rendered_statements is None:
+            schema, table = Identifier(self.datastore.schema), Identifier(self.events_table_name)
+            insert = SQL("INSERT INTO {0}.{1} (originator_id, originator_version, topic, state) VALUES ")
+            self._rendered_statements = RenderedStatements(
+                record=self.insert_record_statement.as_bytes(conn),
+                lock=[cast(Composed, s).as_bytes(conn) for s in self.lock_table_statements],
+                notify=SQL("NOTIFY {0}").format(Identifier(self.channel_name)).as_bytes(conn),
+                insert=insert.format(schema, table).as_bytes(conn),
+            )
+        return self._rendered_statements
+
+    def drop_broken_connections(self) -> None:
+        try:
+            self.datastore.pool.check()  # tests each idle connection; replaces the broken ones in the background
+        except Exception:  # never let housekeeping fail the caller (the forwarder retries anyway)
+            log.debug("checking the pool's connections failed", exc_info=True)
+
+    @contextmanager
+    def serialised(self, iteration_id: UUID) -> Iterator[None]:
+        """A session advisory lock per iteration, so retries of one iteration queue instead of colliding.
+
+        The lock holds a pooled connection while the retry needs another: with a pool of one
+        (`pool_size=1&max_overflow=0`) retries go without it (and just back off).
+        """
+        if self.datastore.pool.max_size < 2:
+            yield
+            return
+        key = (iteration_id.int >> 64 ^ iteration_id.int) & 0x7FFF_FFFF_FFFF_FFFF
+        with self.datastore.get_connection() as conn:
+            conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+            try:
+                yield
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
+    def migrate(self) -> None:
+        """Create schema and tables under an advisory lock, so many processes may migrate at once."""
+        with self._migration_lock():
+            with self.datastore.get_connection() as conn:
+                conn.execute(SQL("CREATE SCHEMA IF NOT EXISTS {}").format(Identifier(self.datastore.schema)))
+            self.create_table()
+            PostgresReadModelView(self.datastore).migrate_views()
+
+    @contextmanager
+    def _migration_lock(self) -> Iterator[None]:
+        """The migration's advisory lock, held on a connection of its own: the migration itself takes
+        connections from the pool, and a pool of one (`pool_size=1&max_overflow=0`) must still migrate."""
+        pool_kwargs = self.datastore.pool.kwargs
+        assert isinstance(pool_kwargs, dict)
+        kwargs = {k: v for k, v in pool_kwargs.items() if k != "row_factory"}
+        try:
+            conn = psycopg.connect(autocommit=True, **kwargs)  # with the pool's connect_timeout and keepalives
+        except psycopg.Error as e:
+            raise OperationalError(str(e)) from e
+        try:
+            try:
+                conn.execute("SELECT pg_advisory_lock(%s)", (self.migrate_lock_key,))
+            except psycopg.Error as e:
+                raise OperationalError(str(e)) from e
+            yield
+        finally:
+            # Closing the session releases its advisory lock, so a failed unlock changes nothing.
+            with suppress(psycopg.Error):
+                conn.execute("SELECT pg_advisory_unlock(%s)", (self.migrate_lock_key,))
+            conn.close()
+
+    def missing_tables(self) -> list[str]:
+        """Tables of this store that do not exist yet."""
+        wanted = [self.events_table_name, RECORDS_TABLE, TRACKING_TABLE, *VIEW_TABLES]
+        with self.datastore.transaction(commit=False) as curs:
+            missing = []
+            for name in wanted:
+                curs.execute("SELECT to_regclass(%s) AS t", (f'"{self.datastore.schema}"."{name}"',))
+                row = curs.fetchone()
+                if row is None or row["t"] is None:
+                    missing.append(name)
+        return missing
+
+    def select_record_ids(self) -> list[UUID]:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(self.select_record_ids_statement)
+            return [row["id"] for row in curs.fetchall()]
+
+    def select_iteration_record(self, iteration_id: UUID) -> dict[str, Any] | None:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(self.select_record_statement, (iteration_id,))
+            row = curs.fetchone()
+        return None if row is None else dict(row)
+
+
+def silent_network_limits(datastore: PostgresDatastore) -> dict[str, int]:
+    """libpq settings that end a connection whose network went silent (packets dropped, no refusal) within
+    about three connect timeouts, instead of TCP's default of many minutes: keepalive probes on idle
+    connections, and a cap on how long sent data may stay unacknowledged. A server that keeps the
+    connection but stops answering (a frozen process) is not detected by these."""
+    limit = 3 * max(1, int(datastore.pool.timeout))
+    return {
+        "connect_timeout": max(1, int(datastore.pool.timeout)),
+        "keepalives": 1,
+        "keepalives_idle": limit,
+        "keepalives_interval": 1,
+        "keepalives_count": 3,
+        "tcp_user_timeout": limit * 1000,
+    }
+
+
+class PostgresStoreFactory(PostgresFactory):
+    """`postgresql://...`: the production store, shared by many processes."""
+
+    application_recorder_class = PostgresRecorder
+    # Set by the store resolver unless the URL says spool=off.
+    spool: SQLiteSpool | None = None
+    # True when the store did not answer at start (the tracker then spools from its first change).
+    started_offline = False
+
+    def __init__(self, env: Any) -> None:
+        super().__init__(env)
+        connect_kwargs = self.datastore.pool.kwargs
+        assert isinstance(connect_kwargs, dict)  # what eventsourcing gives its pool
+        connect_kwargs.update(silent_network_limits(self.datastore))
+        register = self.datastore.register_type_adapters
+
+        def register_when_reachable() -> None:
+            # The library registers its composite type on every recorder construction; our inserts do not
+            # use it, so an unreachable store must not stop a tracker from being built.
+            try:
+                register()
+            except (OperationalError, InterfaceError):
+                log.warning("store unreachable while registering type adapters; continuing without them")
+
+        self.datastore.register_type_adapters = register_when_reachable  # type: ignore[method-assign]
+
+    def close(self) -> None:
+        if self.spool is not None:
+            self.spool.close()
+        super().close()
+
+    def application_recorder(self) -> ApplicationRecorder:
+        prefix = self.env.name.lower() or "stored"
+        return PostgresRecorder(datastore=self.datastore, events_table_name=prefix + "_events")

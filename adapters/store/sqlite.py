@@ -1,0 +1,195 @@
+"""The SQLite store (embedded default): eventsourcing's recorder plus the `agent_iterations` table."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import weakref
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import (
+    ApplicationRecorder,
+    IntegrityError,
+    OperationalError,
+    PersistenceError,
+    StoredEvent,
+)
+from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore, SQLiteFactory
+
+from itertrack.adapters.store.record_rows import COLUMNS, JSON_COLUMNS, RECORDS_TABLE, record_of
+from itertrack.adapters.views.sql import VIEW_TABLES
+from itertrack.adapters.views.sqlite import SQLiteReadModelView
+from itertrack.adapters.views.subscriptions import PollingSubscription
+from itertrack.domain.service.ports import IterationRecordStore
+
+_CREATE_RECORDS = (
+    f"CREATE TABLE IF NOT EXISTS {RECORDS_TABLE} ("
+    "id TEXT PRIMARY KEY, "
+    "agent_id TEXT NOT NULL, "
+    "iteration_number INTEGER NOT NULL, "
+    "strategy TEXT, scan_results TEXT, backtest_results TEXT, analysis TEXT, refinements TEXT, "
+    "manual_guidance TEXT, "
+    "iteration_status TEXT NOT NULL, "
+    "created_at TEXT NOT NULL)"
+)
+# Built from module constants only; values are always bound parameters.
+_INSERT_RECORD = f"INSERT INTO {RECORDS_TABLE} ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"  # noqa: S608
+_SELECT_RECORD_IDS = f"SELECT id FROM {RECORDS_TABLE}"  # noqa: S608
+_SELECT_RECORD = f"SELECT {', '.join(COLUMNS)} FROM {RECORDS_TABLE} WHERE id = ?"  # noqa: S608
+
+
+class SQLiteRecorder(SQLiteApplicationRecorder, IterationRecordStore):
+    """Writes the iteration record inside the same transaction as the events that mark it saved."""
+
+    def __init__(self, datastore: SQLiteDatastore, events_table_name: str = "stored_events") -> None:
+        super().__init__(datastore, events_table_name)
+        self._subscriptions: weakref.WeakSet[PollingSubscription] = weakref.WeakSet()
+        self._writer_lock = threading.Lock()
+        self._writer_conn: sqlite3.Connection | None = None
+
+    def subscribe(self, gt: int | None = None, topics: Sequence[str] = ()) -> PollingSubscription:
+        """Follow the log from after `gt` (eventsourcing 9.5.6 has no SQLite subscription)."""
+        subscription = PollingSubscription(self, gt=gt, topics=topics)
+        self._subscriptions.add(subscription)
+        return subscription
+
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        if self.datastore.pool.is_sqlite_memory_mode:
+            # A shared-cache memory database needs the library pool's reader/writer interlock.
+            notification_ids = super().insert_events(stored_events, **kwargs)
+        else:
+            notification_ids = self._insert_on_writer(stored_events, **kwargs)
+        if len(self._subscriptions):
+            for subscription in list(self._subscriptions):
+                subscription.notify()
+        return notification_ids
+
+    def _insert_on_writer(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        """One transaction on this recorder's own writer connection.
+
+        The library's pool and transaction context managers cost about as much as the insert itself
+        on this path; the SQL, the journal and the synchronous setting are the same.
+        """
+        with self._writer_lock:
+            conn = self._writer()
+            try:
+                conn.execute("BEGIN")
+                notification_ids = self._insert_events(SQLiteCursor(conn.cursor()), stored_events, **kwargs)
+                conn.execute("COMMIT")
+            except BaseException as e:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if isinstance(e, sqlite3.IntegrityError):
+                    raise IntegrityError(e) from e
+                if isinstance(e, sqlite3.OperationalError):
+                    raise OperationalError(e) from e
+                if isinstance(e, sqlite3.Error):
+                    raise PersistenceError(e) from e
+                raise
+            return notification_ids
+
+    def _writer(self) -> sqlite3.Connection:
+        if self._writer_conn is None:
+            pool = self.datastore.pool
+            conn = sqlite3.connect(
+                pool.db_name,
+                uri=True,
+                check_same_thread=False,
+                isolation_level=None,
+                timeout=pool.lock_timeout or 5,
+            )
+            conn.row_factory = sqlite3.Row
+            self._writer_conn = conn
+        return self._writer_conn
+
+    def close_writer(self) -> None:
+        """Close the writer connection (the factory's close calls this)."""
+        with self._writer_lock:
+            if self._writer_conn is not None:
+                self._writer_conn.close()
+                self._writer_conn = None
+
+    def construct_create_table_statements(self) -> list[str]:
+        return [*super().construct_create_table_statements(), _CREATE_RECORDS]
+
+    def _insert_events(
+        self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        record = record_of(kwargs)
+        if record is not None:
+            assert record.id is not None
+            assert record.created_at is not None
+            c.execute(
+                _INSERT_RECORD,
+                (
+                    record.id.hex,  # the events table's own form, so the two join on one id
+                    record.agent_id,
+                    record.iteration_number,
+                    *(
+                        None if getattr(record, col) is None else json.dumps(getattr(record, col))
+                        for col in JSON_COLUMNS
+                    ),
+                    record.manual_guidance,
+                    record.iteration_status,
+                    record.created_at.isoformat(),
+                ),
+            )
+        return super()._insert_events(c, stored_events, **kwargs)
+
+    def convert_originator_id(self, originator_id: str) -> UUID | str:
+        """Leave ids as the stored hex text: the mapper hands them to pydantic, which parses them once."""
+        return originator_id
+
+    def migrate(self) -> None:
+        self.create_table()
+        SQLiteReadModelView(self.datastore).migrate_views()
+
+    def missing_tables(self) -> list[str]:
+        """Tables of this store that do not exist yet."""
+        wanted = [self.events_table_name, RECORDS_TABLE, "tracking", *VIEW_TABLES]
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            found = {row[0] for row in c.fetchall()}
+        return [t for t in wanted if t not in found]
+
+    def select_record_ids(self) -> list[UUID]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(_SELECT_RECORD_IDS)
+            return [UUID(row[0]) for row in c.fetchall()]
+
+    def select_iteration_record(self, iteration_id: UUID) -> dict[str, Any] | None:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(_SELECT_RECORD, (iteration_id.hex,))
+            row = c.fetchone()
+        if row is None:
+            return None
+        data = dict(zip(COLUMNS, tuple(row), strict=True))
+        for col in JSON_COLUMNS:
+            data[col] = None if data[col] is None else json.loads(data[col])
+        data["id"] = UUID(data["id"])
+        data["created_at"] = datetime.fromisoformat(data["created_at"])
+        return data
+
+
+class SQLiteStoreFactory(SQLiteFactory):
+    """`sqlite:///path.db`: one file, WAL journal, shared safely by processes on one machine."""
+
+    application_recorder_class = SQLiteRecorder
+
+    def __init__(self, env: Any) -> None:
+        super().__init__(env)
+        self._recorders: list[SQLiteRecorder] = []
+
+    def application_recorder(self) -> ApplicationRecorder:
+        recorder = SQLiteRecorder(datastore=self.datastore)
+        self._recorders.append(recorder)
+        return recorder
+
+    def close(self) -> None:
+        for recorder in self._recorders:
+            recorder.close_writer()
+        super().close()

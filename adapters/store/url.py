@@ -1,0 +1,143 @@
+"""Store URLs: parsing, validation and redaction (a password never leaves this module in clear)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Literal
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from pydantic import BaseModel, ConfigDict, SecretStr
+
+from itertrack.domain.model.errors import StoreConfigError
+
+DEFAULT_STORE = "sqlite:///itertrack.db"
+IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+_PG_OPTIONS = {"schema", "pool_size", "max_overflow", "connect_timeout", "lock_timeout", "spool"}
+_SQLITE_OPTIONS = {"lock_timeout"}
+
+
+class StoreURL(BaseModel):
+    """A parsed store URL; `redacted` is the only form that may be shown."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    scheme: Literal["memory", "sqlite", "postgresql"]
+    redacted: str
+    path: str = ""
+    host: str = "127.0.0.1"
+    port: int = 5432
+    user: str = ""
+    password: SecretStr = SecretStr("")
+    dbname: str = ""
+    schema_name: str = "public"
+    pool_size: int = 2
+    max_overflow: int = 8
+    connect_timeout: int = 2
+    # "" means the default: itertrack-spool-<hash of the store>.db in the working directory.
+    spool: str = ""
+    lock_timeout: int = 5
+
+
+def redact(url: str) -> str:
+    """The URL as it may be shown: any password replaced by `***`, option values shown only for known options.
+
+    The password is taken as everything between the user name and the last `@`, so `/`, `:` or `@`
+    inside it cannot move it into the visible host or path.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "<store URL without a scheme>" if "@" in url or "password" in url.lower() else url
+    if scheme.lower().startswith("postgres"):
+        userinfo, at, tail = rest.rpartition("@")
+        if at:
+            user = userinfo.split(":", 1)[0].split("/", 1)[0]
+            rest = f"{user}:***@{tail}" if ":" in userinfo or "/" in userinfo else f"{user}@{tail}"
+    base, question, query = rest.partition("?")
+    if question:
+        shown_options = [
+            f"{key}={value}" if key in _PG_OPTIONS | _SQLITE_OPTIONS else key
+            for key, value in parse_qsl(query, keep_blank_values=True)
+        ]
+        return f"{scheme}://{base}?{'&'.join(shown_options)}"
+    return f"{scheme}://{base}"
+
+
+def _int_option(name: str, raw: str, shown: str, low: int, high: int) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise StoreConfigError(f"store ({name})", raw, f"must be an int, in {shown}") from None
+    if not low <= value <= high:
+        raise StoreConfigError(f"store ({name})", value, f"must be between {low} and {high}, in {shown}")
+    return value
+
+
+def _spool_option(value: str, shown: str) -> str:
+    if "\x00" in value:
+        raise StoreConfigError("store (spool)", value, f"must be a file path or 'off', in {shown}")
+    return value.strip()
+
+
+def spool_path(url: StoreURL) -> str:
+    """The spool file of a PostgreSQL store: as configured, or one per store in the working directory."""
+    if url.spool:
+        return url.spool
+    identity = f"{url.user}@{url.host}:{url.port}/{url.dbname}/{url.schema_name}"
+    return f"itertrack-spool-{hashlib.sha256(identity.encode()).hexdigest()[:10]}.db"
+
+
+def parse_store_url(url: object) -> StoreURL:
+    """Parse `memory://`, `sqlite:///relative.db`, `sqlite:////abs.db` or `postgresql://user[:pw]@host:port/db`."""
+    if not isinstance(url, str) or not url.strip():
+        raise StoreConfigError("store", url, "must be a store URL such as sqlite:///itertrack.db")
+    shown = redact(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as e:
+        raise StoreConfigError("store", shown, f"malformed URL ({e})") from None
+    scheme = parts.scheme.lower()
+    options = dict(parse_qsl(parts.query, keep_blank_values=True))
+    if scheme == "memory":
+        return StoreURL(scheme="memory", redacted=shown)
+    if scheme == "sqlite":
+        unknown = set(options) - _SQLITE_OPTIONS
+        if unknown:
+            raise StoreConfigError(
+                "store", shown, f"unknown option(s) {sorted(unknown)}; known: {sorted(_SQLITE_OPTIONS)}"
+            )
+        path = unquote(parts.path[1:] if parts.path.startswith("/") else parts.path)
+        if parts.netloc or not path:
+            raise StoreConfigError("store", shown, "expected sqlite:///relative/path.db or sqlite:////absolute/path.db")
+        lock_timeout = _int_option("lock_timeout", options.get("lock_timeout", "5"), shown, 0, 3600)
+        return StoreURL(scheme="sqlite", redacted=shown, path=path, lock_timeout=lock_timeout)
+    if scheme in ("postgresql", "postgres"):
+        unknown = set(options) - _PG_OPTIONS
+        if unknown:
+            raise StoreConfigError("store", shown, f"unknown option(s) {sorted(unknown)}; known: {sorted(_PG_OPTIONS)}")
+        dbname = unquote(parts.path.lstrip("/"))
+        if not dbname or "/" in dbname:
+            raise StoreConfigError("store", shown, "expected postgresql://user[:password]@host:port/database")
+        if not parts.username:
+            raise StoreConfigError("store", shown, "names no user (postgresql://USER@host:port/database)")
+        schema_name = options.get("schema", "public")
+        if not IDENTIFIER.fullmatch(schema_name):
+            raise StoreConfigError("store (schema)", schema_name, "must be a lower-case SQL identifier")
+        return StoreURL(
+            scheme="postgresql",
+            redacted=shown,
+            host=unquote(parts.hostname or "127.0.0.1"),
+            port=port or 5432,
+            user=unquote(parts.username),
+            password=SecretStr(unquote(parts.password or "")),
+            dbname=dbname,
+            schema_name=schema_name,
+            pool_size=_int_option("pool_size", options.get("pool_size", "2"), shown, 1, 100),
+            max_overflow=_int_option("max_overflow", options.get("max_overflow", "8"), shown, 0, 100),
+            connect_timeout=_int_option("connect_timeout", options.get("connect_timeout", "2"), shown, 1, 600),
+            spool=_spool_option(options.get("spool", ""), shown),
+            lock_timeout=_int_option("lock_timeout", options.get("lock_timeout", "5"), shown, 0, 3600),
+        )
+    raise StoreConfigError("store", shown, "unknown scheme; use memory://, sqlite:///path.db or postgresql://...")

@@ -1,0 +1,60 @@
+"""The read models in the PostgreSQL store's schema, beside the events."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
+
+from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
+
+from itertrack.adapters.views.sql import POSTGRES_TYPES, ViewStatements
+from itertrack.adapters.views.tables import APPLICATION_NAME, ReadModelView
+
+TRACKING_TABLE = "itertrack_read_models_tracking"
+
+
+class PostgresReadModelView(ReadModelView, PostgresTrackingRecorder):
+    """Views as PostgreSQL tables in the store's schema (validated as an identifier by the URL parser)."""
+
+    def __init__(self, datastore: PostgresDatastore) -> None:
+        super().__init__(datastore, tracking_table_name=TRACKING_TABLE)
+        schema = f'"{self.datastore.schema}".'
+        self.statements = ViewStatements(prefix=schema, types=POSTGRES_TYPES, placeholder="%s")
+        tracking = f"{schema}{TRACKING_TABLE}"
+        self.cas_insert = f"INSERT INTO {tracking} (application_name, notification_id) VALUES (%s, %s)"
+        self.cas_update = (
+            f"UPDATE {tracking} SET notification_id = %s WHERE application_name = %s AND notification_id = %s "
+            "RETURNING notification_id"
+        )
+        self.cas_reset = f"DELETE FROM {tracking} WHERE application_name = %s"
+        self.select_position = f"SELECT notification_id FROM {tracking} WHERE application_name = %s"  # fixed names
+
+    def _transaction(self, *, commit: bool) -> AbstractContextManager[Any]:
+        return self.datastore.transaction(commit=commit)
+
+    @contextmanager
+    def _snapshot_transaction(self) -> Iterator[Any]:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield curs
+
+    def _where_in(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        return f"{column} = ANY(%s)", [list(values)]
+
+    def _has_column(self, table: str, column: str) -> bool:
+        name = table.rsplit(".", 1)[-1].strip('"')
+        with self._transaction(commit=False) as c:
+            c.execute(
+                "SELECT 1 FROM information_schema.columns WHERE table_schema = %s AND table_name = %s "
+                "AND column_name = %s",
+                (self.datastore.schema, name, column),
+            )
+            return c.fetchone() is not None
+
+    def _create_tracking_table(self) -> None:
+        self.create_table()
+
+    def _max_position(self) -> int | None:
+        position: int | None = self.max_tracking_id(APPLICATION_NAME)
+        return position

@@ -1,0 +1,56 @@
+"""The read models in the SQLite store file, beside the events."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.sqlite import SQLiteDatastore, SQLiteTrackingRecorder
+
+from itertrack.adapters.views.sql import SQLITE_TYPES, ViewStatements
+from itertrack.adapters.views.tables import APPLICATION_NAME, ReadModelView
+
+
+class SQLiteReadModelView(ReadModelView, SQLiteTrackingRecorder):
+    """Views as SQLite tables; ids in the events table's hex form, times as UTC ISO-8601 text."""
+
+    def __init__(self, datastore: SQLiteDatastore) -> None:
+        super().__init__(datastore)
+        self.statements = ViewStatements(prefix="", types=SQLITE_TYPES, placeholder="?")
+        self.cas_insert = "INSERT INTO tracking (application_name, notification_id) VALUES (?, ?)"
+        self.cas_update = (
+            "UPDATE tracking SET notification_id = ? WHERE application_name = ? AND notification_id = ? "
+            "RETURNING notification_id"
+        )
+        self.cas_reset = "DELETE FROM tracking WHERE application_name = ?"
+        self.select_position = "SELECT notification_id FROM tracking WHERE application_name = ?"
+
+    def _transaction(self, *, commit: bool) -> AbstractContextManager[Any]:
+        return self.datastore.transaction(commit=commit)
+
+    def _where_in(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        return f"{column} IN ({', '.join('?' for _ in values)})", list(values)
+
+    def _has_column(self, table: str, column: str) -> bool:
+        with self._transaction(commit=False) as c:
+            c.execute("SELECT name FROM pragma_table_info(?)", (table,))
+            return column in {row[0] for row in c.fetchall()}
+
+    def _create_tracking_table(self) -> None:
+        self.create_table()
+
+    def _max_position(self) -> int | None:
+        return self.max_tracking_id(APPLICATION_NAME)
+
+    @property
+    def _placeholder(self) -> str:
+        return "?"
+
+    def _db_id(self, value: UUID) -> Any:
+        return value.hex
+
+    def _db_time(self, value: datetime | None) -> Any:
+        return None if value is None else value.astimezone(UTC).isoformat(timespec="microseconds")

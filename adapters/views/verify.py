@@ -1,0 +1,98 @@
+"""`verify`: streams the event log once, checking sequences and records, and compares the views with a fold."""
+
+from __future__ import annotations
+
+import time
+from typing import cast
+from uuid import UUID
+
+from itertrack.adapters.views.keeper import view_for
+from itertrack.domain.model.iteration import Iteration
+from itertrack.domain.service.tracker import PerformanceTracker
+from itertrack.projections.verification import (
+    EventChecker,
+    Problem,
+    ReadModelState,
+    VerifyReport,
+    diff_read_models,
+)
+
+PAGE = 10_000
+
+
+def verify_store(tracker: PerformanceTracker) -> VerifyReport:
+    """Check every iteration: versions 1..n in time order, records, and every read-model row."""
+    started = time.perf_counter()
+    view = view_for(tracker.factory)
+    # The views and their position are read in one snapshot; the fold stops at that position.
+    position, actual = view.snapshot()
+    checker = EventChecker(fold_until=position)
+    start = 0
+    while True:
+        page = tracker.recorder.select_notifications(start=start, limit=PAGE, inclusive_of_start=False)
+        for notification in page:
+            event = cast(Iteration.Event, tracker.mapper.to_domain_event(notification))
+            checker.add(event, notification.id)
+        if len(page) < PAGE:
+            break
+        start = page[-1].id
+    record_ids = tracker.records.select_record_ids()
+    checker.check_records(record_ids)
+    problems = checker.problems + diff_read_models(checker.expected_read_models(), actual)
+    return VerifyReport(
+        ok=not problems,
+        events=checker.events,
+        iterations=len(checker.seen),
+        records=len(record_ids),
+        read_model_rows=actual.rows,
+        read_model_position=position,
+        seconds=round(time.perf_counter() - started, 3),
+        problems=tuple(problems),
+    )
+
+
+def verify_iteration(tracker: PerformanceTracker, iteration_id: UUID) -> VerifyReport:
+    """The same checks for one iteration; its read-model rows are compared once the views have applied it all."""
+    started = time.perf_counter()
+    events = tracker.history(iteration_id)
+    checker = EventChecker(fold_until=10**18)
+    for index, event in enumerate(events, start=1):
+        checker.add(event, index)
+    record_ids = [i for i in tracker.records.select_record_ids() if i == iteration_id]
+    checker.check_records(record_ids)
+    expected = checker.expected_read_models()
+    view = view_for(tracker.factory)
+    actual = ReadModelState()
+    problems = list(checker.problems)
+    try:
+        current = view.current_phase(iteration_id)
+    except LookupError:
+        current = None
+    if current is None or current.last_version >= events[-1].originator_version:
+        if current is not None:
+            actual.current[iteration_id] = current
+        for m in view.metrics(iteration_id):
+            actual.metrics[(iteration_id, m.metric)] = m.total
+        for d in view.phase_durations(iteration_id):
+            actual.durations[(iteration_id, d.phase)] = (d.duration_ms, d.visits)
+        expected.agents = {}
+        problems += diff_read_models(expected, actual)
+    else:
+        problems.append(
+            Problem(
+                check="read_models",
+                iteration_id=iteration_id,
+                detail=f"not compared: the views have applied version {current.last_version} of "
+                f"{events[-1].originator_version} (run `itertrack project`)",
+            )
+        )
+    return VerifyReport(
+        ok=not problems,
+        events=checker.events,
+        iterations=1,
+        records=len(record_ids),
+        read_model_rows=actual.rows,
+        read_model_position=view.position(),
+        seconds=round(time.perf_counter() - started, 3),
+        problems=tuple(problems),
+    )

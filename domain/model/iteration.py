@@ -1,0 +1,153 @@
+"""The Iteration aggregate: one learning iteration of one agent, changed only by its events."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, NamedTuple
+from uuid import UUID
+
+from eventsourcing.domain import BaseAggregate, CanInitAggregate, CanMutateAggregate
+
+from itertrack.domain.model.errors import (
+    InvalidInputError,
+    InvalidMetricError,
+    IterationFinishedError,
+    RecordAlreadySavedError,
+)
+from itertrack.domain.model.events import DomainEvent
+from itertrack.domain.model.metrics import MAX_AMOUNT, Amount, add_metrics
+from itertrack.domain.model.phases import TERMINAL_PHASES, Phase, Status, status_of
+from itertrack.domain.model.text import check_error_message
+
+
+def _with_id(event_id: UUID | None) -> dict[str, UUID]:
+    """The event's id when the caller fixed it (a deferred change), else the event makes a new one."""
+    return {} if event_id is None else {"event_id": event_id}
+
+
+def checked_error(phase: str, error: str | None) -> str | None:
+    """The error message of a phase change: required for `failed`, refused for any other phase."""
+    if phase == Phase.FAILED:
+        if error is None:
+            raise InvalidInputError("error", error, "is required when phase is 'failed'")
+        return check_error_message(error)
+    if error is not None:
+        raise InvalidInputError("error", error, f"is only allowed with phase 'failed', not {phase!r}")
+    return None
+
+
+class PhaseVisit(NamedTuple):
+    """One entry into a phase: which, when, and at which version of the iteration."""
+
+    phase: str
+    entered_at: datetime
+    version: int
+
+
+class Iteration(BaseAggregate[UUID]):
+    """One iteration's phases, error and metric totals; every change is an event."""
+
+    class Event(DomainEvent, CanMutateAggregate[UUID]):
+        """Base of the Iteration's events."""
+
+    class Started(Event, CanInitAggregate[UUID]):
+        """The iteration began, in phase `initializing`."""
+
+        originator_topic: str
+        agent_id: str
+        iteration_number: int
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.agent_id = self.agent_id
+            aggregate.iteration_number = self.iteration_number
+            aggregate.phase = Phase.INITIALIZING.value
+            aggregate.error = None
+            aggregate.metrics = {}
+            aggregate.phase_history = [PhaseVisit(Phase.INITIALIZING.value, self.timestamp, self.originator_version)]
+            aggregate.saved = False
+
+    class PhaseChanged(Event):
+        """The iteration entered `phase`; `error` is set exactly when the phase is `failed`."""
+
+        phase: str
+        error: str | None = None
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.phase = self.phase
+            aggregate.error = self.error
+            aggregate.phase_history.append(PhaseVisit(self.phase, self.timestamp, self.originator_version))
+
+    class MetricsRecorded(Event):
+        """These amounts were added to the iteration's running metric totals."""
+
+        metrics: dict[str, int | float]
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.metrics = add_metrics(aggregate.metrics, self.metrics)
+
+    class RecordSaved(Event):
+        """The host's saving step stored the iteration record under this iteration's id."""
+
+        status: str
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.saved = True
+
+    # Declared for type checkers; set by the events' apply methods.
+    agent_id: str
+    iteration_number: int
+    phase: str
+    error: str | None
+    metrics: dict[str, Amount]
+    phase_history: list[PhaseVisit]
+    saved: bool
+
+    def __init__(self) -> None:
+        """State is set by `Started.apply`, so replay and creation share one code path."""
+
+    @classmethod
+    def start(cls, iteration_id: UUID, agent_id: str, iteration_number: int, at: datetime) -> Iteration:
+        """Begin a new iteration under `iteration_id` (arguments already validated)."""
+        return cls._create(
+            cls.Started,
+            id=iteration_id,
+            agent_id=agent_id,
+            iteration_number=iteration_number,
+            timestamp=at,
+        )
+
+    @property
+    def status(self) -> Status:
+        """Running until a terminal phase is reached."""
+        return status_of(self.phase)
+
+    @property
+    def is_finished(self) -> bool:
+        """Whether the iteration is in a terminal phase, after which nothing may change."""
+        return self.phase in TERMINAL_PHASES
+
+    def _refuse_if_finished(self, attempted: str) -> None:
+        if self.is_finished:
+            raise IterationFinishedError(self.id, self.phase, attempted)
+
+    def change_phase(self, phase: str, error: str | None, at: datetime, event_id: UUID | None = None) -> None:
+        """Enter `phase` (already checked against the tracker's catalog); `failed` needs an error."""
+        self._refuse_if_finished(f"phase change to {phase!r}")
+        error = checked_error(phase, error)
+        self.trigger_event(self.PhaseChanged, phase=phase, error=error, timestamp=at, **_with_id(event_id))
+
+    def record_metrics(self, metrics: Mapping[str, Amount], at: datetime, event_id: UUID | None = None) -> None:
+        """Add validated amounts to the running totals."""
+        self._refuse_if_finished(f"metrics update {sorted(metrics)}")
+        for name, amount in metrics.items():
+            if self.metrics.get(name, 0) + amount > MAX_AMOUNT:
+                raise InvalidMetricError(f"metrics[{name!r}]", amount, f"would take the total past {MAX_AMOUNT}")
+        self.trigger_event(self.MetricsRecorded, metrics=dict(metrics), timestamp=at, **_with_id(event_id))
+
+    def mark_saved(self, status: str, at: datetime, event_id: UUID | None = None) -> None:
+        """Record that the saving step stored this iteration's record (once)."""
+        self._refuse_if_finished("saving the iteration record")
+        if self.saved:
+            raise RecordAlreadySavedError(self.id)
+        self.trigger_event(self.RecordSaved, status=status, timestamp=at, **_with_id(event_id))

@@ -1,0 +1,98 @@
+"""The spool port: where changes wait, durably and in order, while the store cannot be reached."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from uuid import UUID
+
+from eventsourcing.persistence import StoredEvent
+from pydantic import BaseModel, ConfigDict
+
+from itertrack.domain.model.changes import DeferredChange
+from itertrack.domain.model.records import IterationRecord
+
+
+@dataclass(frozen=True)
+class SpooledChange:
+    """One tracker save that is waiting: its stored events (and the record of a saving step).
+
+    A change to an iteration whose version was unknown waits as `deferred` (the change itself, no events yet).
+    """
+
+    id: int
+    iteration_id: UUID
+    events: tuple[StoredEvent, ...]
+    record: IterationRecord | None
+    stuck: str | None
+    deferred: DeferredChange | None = None
+
+
+class SpoolEntry(BaseModel):
+    """What `spool status` shows of one waiting change."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: int
+    iteration_id: UUID
+    versions: tuple[int, ...]
+    # For a change kept before its version was known: what it will do ("phase analysis", ...).
+    deferred: str | None = None
+    with_record: bool
+    stuck: str | None
+
+
+class SpoolStatus(BaseModel):
+    """Everything waiting in the spool; `stuck` entries could not be forwarded and need a person."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    path: str
+    waiting: int
+    stuck: int
+    entries: tuple[SpoolEntry, ...]
+
+
+class Spool(ABC):
+    """A durable, ordered queue of changes the store did not take."""
+
+    @abstractmethod
+    def add(self, iteration_id: UUID, events: Sequence[StoredEvent], record: IterationRecord | None) -> None:
+        """Keep one save's events (durably, before returning)."""
+
+    @abstractmethod
+    def add_deferred(self, iteration_id: UUID, deferred: DeferredChange, record: IterationRecord | None) -> None:
+        """Keep one change whose events cannot be made yet (the iteration's version is unknown)."""
+
+    @abstractmethod
+    def counts(self, iteration_id: UUID) -> tuple[int, int]:
+        """How many changes of this iteration wait, and how many of them are deferred changes."""
+
+    @abstractmethod
+    def heads(self) -> list[tuple[UUID, bool]]:
+        """The iteration id of every waiting change, oldest first, and whether the change is stuck."""
+
+    @abstractmethod
+    def waiting(self, limit: int, after: int = 0) -> list[SpooledChange]:
+        """The oldest waiting changes with an id above `after`, in the order they were added (stuck ones included)."""
+
+    @abstractmethod
+    def remove(self, *change_ids: int) -> None:
+        """Forget changes the store now holds (in one durable step)."""
+
+    @abstractmethod
+    def mark_stuck(self, change_id: int, reason: str) -> None:
+        """Keep a change that cannot be forwarded, with the reason, for a person to resolve."""
+
+    @abstractmethod
+    def unstick(self, change_id: int) -> bool:
+        """Let the forwarder try a stuck change again (after a person fixed its cause); False if not stuck."""
+
+    @abstractmethod
+    def count(self, iteration_id: UUID | None = None) -> int:
+        """How many changes wait (for one iteration, or in all)."""
+
+    @abstractmethod
+    def status(self) -> SpoolStatus:
+        """What is waiting, for `itertrack spool status`."""

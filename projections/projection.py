@@ -1,0 +1,84 @@
+"""The read-model projection: eventsourcing's `Projection`, applying events in batches, exactly once."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from eventsourcing.persistence import Tracking
+from eventsourcing.projection import Projection
+
+from itertrack.domain.model.errors import StoreError
+from itertrack.domain.model.iteration import Iteration
+from itertrack.projections.fold import BatchChanges, LoadedState, fold
+
+
+class PositionConflictError(StoreError):
+    """Raised when another process moved the read models' position while a batch was being folded."""
+
+
+class ReadModelsResetError(StoreError):
+    """Raised when the read models' position went backwards under a running projection (a rebuild elsewhere)."""
+
+
+class ReadModelStore(Protocol):
+    """What the projection needs of a store's views."""
+
+    def position(self) -> int:
+        """The notification id of the last event applied (0 before the first)."""
+        ...
+
+    def load(self, events: Sequence[Iteration.Event]) -> LoadedState:
+        """The rows a batch touches."""
+        ...
+
+    def apply(self, changes: BatchChanges, expected: int, new: int) -> None:
+        """Write changes and move the position from `expected` to `new` in one transaction."""
+        ...
+
+
+def apply_batch(view: ReadModelStore, events: Sequence[Iteration.Event], expected: int, new: int) -> None:
+    """Fold a batch against the rows it touches and commit it with its position."""
+    view.apply(fold(events, view.load(events)), expected, new)
+
+
+class ReadModelProjection(Projection[Any]):
+    """Current phase, cumulative metrics and phase durations, kept by a `ProjectionRunner`.
+
+    Events arrive in log order with their tracking positions. A batch is written in one
+    transaction with one position move, by compare-and-set, so each event counts once.
+    """
+
+    name = "ReadModels"
+
+    def __init__(self, view: Any, batch_size: int = 500) -> None:
+        super().__init__(view=view)
+        self.store: ReadModelStore = view
+        self.batch_size = batch_size
+        self._position: int | None = None
+
+    def process_event(self, domain_event: Any, tracking: Tracking) -> None:
+        """The library's one-event entry point: a batch of one."""
+        self.process_batch([(domain_event, tracking)])
+
+    def process_batch(self, items: Sequence[tuple[Any, Tracking]]) -> None:
+        """Apply consecutive events of the log; skip any another process applied meanwhile."""
+        if self._position is None:
+            self._position = self.store.position()
+        while True:
+            pending = [(e, t) for e, t in items if t.notification_id > self._position]
+            if not pending:
+                return
+            expected = self._position
+            new = pending[-1][1].notification_id
+            try:
+                apply_batch(self.store, [e for e, _ in pending], expected, new)
+            except PositionConflictError:
+                moved_to = self.store.position()
+                if moved_to < expected:
+                    msg = f"read models went back from position {expected} to {moved_to}: restart the projection"
+                    raise ReadModelsResetError(msg) from None
+                self._position = moved_to
+                continue
+            self._position = new
+            return
