@@ -23,6 +23,7 @@ from itertrack.domain.model.state import IterationState, PhaseEntry
 from itertrack.domain.model.usage import LLMUsage
 from itertrack.domain.service.clock import Clock, SystemClock
 from itertrack.domain.service.tracker import PerformanceTracker
+from itertrack.domain.service.wiring import TrackerPorts
 
 __all__ = [
     "Clock",
@@ -49,5 +50,6 @@ __all__ = [
     "StoreNotMigratedError",
     "StoreUnavailableError",
     "SystemClock",
+    "TrackerPorts",
     "UnknownPhaseError",
 ]

@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from itertrack.adapters.bootstrap import store_of
 from itertrack.adapters.store.url import parse_store_url
 from itertrack.adapters.views.keeper import CatchUp, view_for
 from itertrack.adapters.views.verify import verify_store
@@ -23,7 +24,7 @@ ITERTRACK = str(Path(sys.executable).with_name("itertrack"))
 
 def _floor_catch_up(store: str, tracker: PerformanceTracker, page: int) -> float:
     """Seconds to read every event row in pages and write the finished view rows with plain SQL."""
-    tables = dict(view_for(tracker.factory).rows())
+    tables = dict(view_for(store_of(tracker).factory).rows())
     url = parse_store_url(store)
     started = time.perf_counter()
     if url.scheme == "sqlite":
@@ -85,7 +86,7 @@ def catch_up(store: str, label: str, events: int, target: float) -> Row:
     with PerformanceTracker(store=store, migrate=True) as tracker:
         written = seed_events(tracker, events)
         started = time.perf_counter()
-        CatchUp(tracker, view_for(tracker.factory), 500).run()
+        CatchUp(tracker, view_for(store_of(tracker).factory), 500).run()
         ours = written / (time.perf_counter() - started)
         theirs = written / _floor_catch_up(store, tracker, 500)
     ratio = ours / theirs
@@ -103,7 +104,7 @@ def append_to_visible(store: str, label: str, appends: int, target_ms: float) ->
     """Row: time from a committed change to its visibility in the current-phase view, `project --follow`."""
     with PerformanceTracker(store=store, migrate=True) as tracker:
         iid = tracker.start_iteration("bench", 1)
-        view = view_for(tracker.factory)
+        view = view_for(store_of(tracker).factory)
         follower = subprocess.Popen(
             [ITERTRACK, "project", "--follow", "--store", store], stdout=subprocess.PIPE, text=True
         )
@@ -185,7 +186,7 @@ def at_scale(store: str, label: str, events: int, db_path: Path | None) -> list[
     """Rows: `verify` and `project --rebuild` over a large store, as seconds per million events."""
     with PerformanceTracker(store=store, migrate=True) as tracker:
         written = seed_events(tracker, events)
-        view = view_for(tracker.factory)
+        view = view_for(store_of(tracker).factory)
         started = time.perf_counter()
         view.reset()
         CatchUp(tracker, view, 500).run()
@@ -235,7 +236,7 @@ def catch_up_scaling(folder: Path, sizes: tuple[int, ...]) -> Row:
         with PerformanceTracker(store=f"sqlite:///{folder / f'scale-{size}.db'}", migrate=True) as tracker:
             written = seed_events(tracker, size)
             started = time.perf_counter()
-            CatchUp(tracker, view_for(tracker.factory), 500).run()
+            CatchUp(tracker, view_for(store_of(tracker).factory), 500).run()
             rates.append(written / (time.perf_counter() - started))
     spread = max(rates) / min(rates)
     return Row(

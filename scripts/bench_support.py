@@ -16,6 +16,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from itertrack.adapters.bootstrap import store_of
+
 TOPIC = "itertrack.domain.model.iteration:Iteration.MetricsRecorded"
 STATE = b'{"timestamp":"2026-11-25T00:00:00.000000Z","metrics":{"backtest_execution_time_ms":1520}}'
 
@@ -142,5 +144,5 @@ def seed_events(tracker: Any, events: int, per_save: int = 200) -> int:
             # Failed, not completed: verify then needs no agent_iterations record for it.
             it.change_phase("failed", "benchmark iteration", clock.now())
             batch.append(it)
-        tracker.save(*batch)
+        store_of(tracker).app.save(*batch)
     return iterations * 6

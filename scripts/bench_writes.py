@@ -11,6 +11,7 @@ from itertools import cycle
 from pathlib import Path
 from typing import Any
 
+from itertrack.adapters.bootstrap import store_of
 from itertrack.adapters.demo.fakes import FakeBacktester, FakeLLM, FakeScanner, Scenario, SimulatedClock
 from itertrack.domain import Iteration, PerformanceTracker, SystemClock
 from itertrack.domain.service.learning_flow import LearningIterationService
@@ -151,7 +152,7 @@ def change_vs_history(folder: Path, floor: SQLiteFloor, lengths: tuple[int, ...]
             it = Iteration.start(uuid.uuid4(), "bench", length, tracker.clock.now())
             for n in range(length - 1):
                 it.record_metrics({"analysis_tokens": n}, tracker.clock.now())
-            tracker.save(it)
+            store_of(tracker).app.save(it)
             changes.append(changer(tracker, it.id))
             changes[-1]()
         # Interleaved rounds: each length is measured beside the others, not minutes apart.

@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from itertrack.adapters.bootstrap import spooling_writer
 from itertrack.adapters.demo.fakes import FakeBacktester, FakeLLM, FakeScanner, Scenario, SimulatedClock
 from itertrack.domain import PerformanceTracker, SystemClock
 from itertrack.domain.service.learning_flow import LearningIterationService
@@ -55,7 +56,7 @@ def restarting_host(store: str, ids: list[str], journal: str, seconds: float, se
     """
     rng = random.Random(seed)
     with Path(journal).open("a", buffering=1) as log, PerformanceTracker(store=store, migrate=False) as host:
-        log.write(f"life {int(bool(getattr(host.factory, 'started_offline', False)))}\n")
+        log.write(f"life {int(not spooling_writer(host).store_answers())}\n")
         until = time.monotonic() + seconds
         while time.monotonic() < until:
             iid = rng.choice(ids)
@@ -63,4 +64,4 @@ def restarting_host(store: str, ids: list[str], journal: str, seconds: float, se
             host.update_metrics(iid, {"analysis_tokens": 1})  # must never raise, outage or not
             log.write(f"ok {iid}\n")
             time.sleep(0.005)
-        log.write(f"end {host.changes_spooled} {host.changes_deferred}\n")
+        log.write(f"end {spooling_writer(host).changes_spooled} {spooling_writer(host).changes_deferred}\n")

@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from itertrack.adapters.bootstrap import spooling_writer, store_of
 from itertrack.adapters.demo.fakes import FakeBacktester, FakeLLM, FakeScanner, Scenario, SimulatedClock, SimulatedError
 from itertrack.adapters.views.keeper import CatchUp, view_for
 from itertrack.adapters.views.verify import verify_store
@@ -49,7 +50,7 @@ def check(condition: bool, drill: str, message: str) -> None:
 
 def verified(drill: str, tracker: PerformanceTracker) -> VerifyReport:
     """Catch the read models up, then verify versions, records and every read-model row."""
-    CatchUp(tracker, view_for(tracker.factory), 500).run()
+    CatchUp(tracker, view_for(store_of(tracker).factory), 500).run()
     report = verify_store(tracker)
     for problem in report.problems[:10]:
         say(drill, f"problem: {problem.check} {problem.iteration_id}: {problem.detail}")
@@ -185,7 +186,10 @@ def outage(store: str, seconds: float) -> None:
             say("outage", f"stopping PostgreSQL ({k + 1}/{outages})")
             _pg_ctl(cluster, "stop")
             time.sleep(seconds / (2 * outages))
-            say("outage", f"starting PostgreSQL; {host.spool.count() if host.spool else 0} change(s) spooled")
+            say(
+                "outage",
+                f"starting PostgreSQL; {spooling_writer(host).spool.count()} change(s) spooled",
+            )
             _pg_ctl(cluster, "start")
         drained = _up_for(host, 2.0)
         stop.set()
@@ -208,7 +212,7 @@ def _up_for(host: PerformanceTracker, span: float) -> float | None:
     started = time.monotonic()
     drained = None
     while (elapsed := time.monotonic() - started) < span:
-        if drained is None and (host.spool is None or host.spool.count() == 0):
+        if drained is None and (spooling_writer(host).spool.count() == 0):
             drained = elapsed
         time.sleep(0.05)
     return drained
@@ -217,9 +221,17 @@ def _up_for(host: PerformanceTracker, span: float) -> float | None:
 def _drain(host: PerformanceTracker) -> float:
     """Wait (up to 2 minutes) for the spool to drain; how long it took."""
     started = time.monotonic()
-    while host.spool is not None and host.spool.count() and time.monotonic() - started < 120:
+    while (
+        spooling_writer(host).spool is not None
+        and spooling_writer(host).spool.count()
+        and time.monotonic() - started < 120
+    ):
         time.sleep(0.05)
-    check(host.spool is None or host.spool.count() == 0, "outage", "the spool did not drain")
+    check(
+        spooling_writer(host).spool.count() == 0,
+        "outage",
+        "the spool did not drain",
+    )
     return time.monotonic() - started
 
 
@@ -286,9 +298,17 @@ class _RestartingHost(threading.Thread):
         check(not self.failures, "outage", f"the restarting host failed: {self.failures[:3]} {tail}")
         with PerformanceTracker(store=self.store, migrate=False) as last:
             deadline = time.monotonic() + 120
-            while last.spool is not None and last.spool.count() and time.monotonic() < deadline:
+            while (
+                spooling_writer(last).spool is not None
+                and spooling_writer(last).spool.count()
+                and time.monotonic() < deadline
+            ):
                 time.sleep(0.2)
-            check(last.spool is None or last.spool.count() == 0, "outage", "the restarting host's spool did not drain")
+            check(
+                spooling_writer(last).spool.count() == 0,
+                "outage",
+                "the restarting host's spool did not drain",
+            )
             for n, iid in enumerate(self.open_ids):  # as the host ends an iteration: the saving step, then completed
                 last.save_iteration({"id": iid, "agent_id": "restarting-host", "iteration_number": n})
                 last.update_phase(iid, "completed")
@@ -357,7 +377,7 @@ def load(store: str, seconds: float) -> None:
 
     with PerformanceTracker(store=store, migrate=True) as tracker:
         projector = subprocess.Popen([ITERTRACK, "project", "--follow", "--store", store], stdout=subprocess.DEVNULL)
-        view = view_for(tracker.factory)
+        view = view_for(store_of(tracker).factory)
         base = store.split("?", maxsplit=1)[0]
         rss, lags, conns = [], [], []
         changes = 0
@@ -379,7 +399,7 @@ def load(store: str, seconds: float) -> None:
                 if time.monotonic() >= next_sample:
                     next_sample += 1.0
                     rss.append(_rss_mib())
-                    lags.append((tracker.recorder.max_notification_id() or 0) - view.position())
+                    lags.append((store_of(tracker).recorder.max_notification_id() or 0) - view.position())
                     row = watch.execute(
                         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
                     ).fetchone()

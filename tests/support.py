@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from itertrack.adapters.bootstrap import store_of
 from itertrack.domain import PerformanceTracker
 from itertrack.projections.fold import LoadedState, fold
 
@@ -69,8 +70,8 @@ class ManualClock(StepClock):
 
 def all_events(tracker: PerformanceTracker) -> list[Any]:
     """Every event in the store, in log order."""
-    notifications = tracker.recorder.select_notifications(start=0, limit=10**9)
-    return [tracker.mapper.to_domain_event(n) for n in notifications]
+    notifications = store_of(tracker).recorder.select_notifications(start=0, limit=10**9)
+    return [store_of(tracker).mapper.to_domain_event(n) for n in notifications]
 
 
 def fold_models(tracker: PerformanceTracker) -> dict[str, Any]:

@@ -11,11 +11,12 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from itertrack.adapters.bootstrap import spooling_writer
 from itertrack.adapters.cli.common import JsonOption, StoreOption, app, cli_errors, open_tracker, out, print_json
+from itertrack.adapters.spool.port import SpooledChange, SpoolStatus
 from itertrack.adapters.spool.sqlite_file import SQLiteSpool
 from itertrack.adapters.store.url import DEFAULT_STORE, parse_store_url, spool_path
 from itertrack.domain.model.errors import InvalidInputError, StoreConfigError
-from itertrack.domain.service.spool import SpooledChange, SpoolStatus
 
 spool_app = typer.Typer(
     help="Changes waiting in the local spool while PostgreSQL was unreachable.", no_args_is_help=True
@@ -66,7 +67,7 @@ def spool_flush(store: StoreOption = DEFAULT_STORE, as_json: JsonOption = False)
     with cli_errors(store):
         _spool_file(store)
         with open_tracker(store, migrate=False, env={"ITERTRACK_FORWARD": "n"}) as tracker:
-            result = tracker.flush_spool()
+            result = spooling_writer(tracker).flush()
     if as_json:
         print_json(result.model_dump(mode="json"))
     else:

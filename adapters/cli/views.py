@@ -11,6 +11,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from itertrack.adapters.bootstrap import store_of
 from itertrack.adapters.cli.common import (
     JsonOption,
     StoreOption,
@@ -49,10 +50,10 @@ def project(
 ) -> None:
     """Bring the read models up to date (once, from zero with --rebuild, or continuously with --follow)."""
     with cli_errors(store), open_tracker(store, migrate=False) as tracker:
-        lock = ProjectionLock(tracker.factory)
+        lock = ProjectionLock(store_of(tracker).factory)
         lock.acquire(wait=wait)
         try:
-            view = view_for(tracker.factory)
+            view = view_for(store_of(tracker).factory)
             catch_up = CatchUp(tracker, view, batch_size)
             if rebuild:
                 view.reset()

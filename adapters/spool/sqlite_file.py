@@ -13,10 +13,10 @@ from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 
+from itertrack.adapters.spool.port import Spool, SpooledChange, SpoolEntry, SpoolStatus
 from itertrack.domain.model.changes import DeferredChange
 from itertrack.domain.model.errors import StoreUnavailableError
 from itertrack.domain.model.records import IterationRecord
-from itertrack.domain.service.spool import Spool, SpooledChange, SpoolEntry, SpoolStatus
 
 DEFAULT_SPOOL = "itertrack-spool.db"
 # The events column of a deferred change: not a list, so a release from before deferred changes

@@ -1,4 +1,4 @@
-"""Store selection: turns the tracker's store URL into an eventsourcing infrastructure factory.
+"""Store selection: turns a parsed store URL into an eventsourcing infrastructure factory, tables checked.
 
 This is the one choke point where driver and connection failures at start-up become typed
 `StoreError`s, with the password redacted.
@@ -10,32 +10,24 @@ import logging
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from eventsourcing.persistence import InfrastructureFactory, PersistenceError
-from eventsourcing.utils import Environment, get_topic, strtobool
+from eventsourcing.utils import Environment, get_topic
 
-from itertrack.adapters.spool.sqlite_file import SQLiteSpool
+from itertrack.adapters.settings import Settings
 from itertrack.adapters.store.mapper import PydanticMapper
 from itertrack.adapters.store.memory import MemoryStoreFactory
 from itertrack.adapters.store.postgres import PostgresRecorder, PostgresStoreFactory
 from itertrack.adapters.store.sqlite import SQLiteRecorder, SQLiteStoreFactory
-from itertrack.adapters.store.url import DEFAULT_STORE, StoreURL, parse_store_url, spool_path
-from itertrack.domain.model.errors import StoreConfigError, StoreError, StoreNotMigratedError, StoreUnavailableError
+from itertrack.adapters.store.url import StoreURL
+from itertrack.domain.model.errors import StoreError, StoreNotMigratedError, StoreUnavailableError
 
 log = logging.getLogger("itertrack")
-STORE = "ITERTRACK_STORE"
-# "n": an unreachable store at construction raises instead of starting offline (the CLI's choice).
-START_OFFLINE = "ITERTRACK_START_OFFLINE"
-MIGRATE = "ITERTRACK_MIGRATE"
 _STORE_KEY_PREFIXES = ("POSTGRES_", "SQLITE_", "PERSISTENCE_MODULE", "CREATE_TABLE", "MAPPER_TOPIC")
-
-
-def store_url_of(env: Environment) -> StoreURL:
-    """The parsed store URL the environment names (the embedded default if none)."""
-    return parse_store_url(env.get(STORE) or DEFAULT_STORE)
 
 
 def _clean_env(env: Environment, settings: dict[str, str]) -> Environment:
@@ -58,27 +50,62 @@ def store_errors(url: StoreURL) -> Iterator[None]:
         raise StoreUnavailableError(f"store {url.redacted} is unavailable: {detail.strip() or type(e).__name__}") from e
 
 
-def construct_factory(env: Environment) -> InfrastructureFactory[Any]:
-    """Build the factory for the store URL in `env`, migrating or checking its tables."""
-    url = store_url_of(env)
-    migrate_setting = env.get(MIGRATE)
+@dataclass(frozen=True)
+class OpenedFactory:
+    """The library's infrastructure factory for a store URL, and whether the store answered when it was opened."""
+
+    factory: InfrastructureFactory[Any]
+    url: StoreURL
+    started_offline: bool = False
+
+
+def open_factory(url: StoreURL, settings: Settings, env: Environment) -> OpenedFactory:
+    """Build the factory for the store URL, migrating or checking its tables.
+
+    A PostgreSQL store that does not answer, with a spool and `start_offline`, opens offline (its
+    tables are checked when it answers); otherwise every failure is a typed `StoreError`.
+    """
     if url.scheme == "memory":
-        return MemoryStoreFactory(_clean_env(env, {}))
+        return OpenedFactory(MemoryStoreFactory(_clean_env(env, {})), url)
     if url.scheme == "sqlite":
-        path = url.path
-        if path == ":memory:":
-            # A private shared-cache database, so every pooled connection sees the same data.
-            path = f"file:itertrack-{id(env)}?mode=memory&cache=shared"
-        migrate = _flag(MIGRATE, migrate_setting, default=True)
-        if not migrate and path == url.path and not Path(path).exists():
-            # Connecting would create an empty file; a reader should not leave one behind.
-            raise StoreNotMigratedError(f"store {url.redacted} does not exist (no file {path})")
-        settings = {"SQLITE_DBNAME": path, "SQLITE_LOCK_TIMEOUT": str(url.lock_timeout)}
-        with store_errors(url):
-            sqlite_factory = SQLiteStoreFactory(_clean_env(env, settings))
-        _prepare(sqlite_factory, url, migrate=migrate)
-        return sqlite_factory
-    settings = {
+        return OpenedFactory(_sqlite_factory(url, settings, env), url)
+    with store_errors(url):
+        pg_factory = PostgresStoreFactory(_clean_env(env, _postgres_settings(url)))
+    migrate = settings.migrate if settings.migrate is not None else False
+    if url.spool == "off" or not settings.start_offline:
+        _prepare(pg_factory, url, migrate=migrate)
+        return OpenedFactory(pg_factory, url)
+    try:
+        _prepare(pg_factory, url, migrate=migrate, close_on_failure=False)
+    except StoreUnavailableError as e:
+        # A host may start while the store is down: it starts offline, spooling from its first change.
+        log.warning("store %s unavailable at start; spooling until it answers: %s", url.redacted, e)
+        return OpenedFactory(pg_factory, url, started_offline=True)
+    except BaseException:
+        pg_factory.close()
+        raise
+    return OpenedFactory(pg_factory, url)
+
+
+def _sqlite_factory(url: StoreURL, settings: Settings, env: Environment) -> SQLiteStoreFactory:
+    path = url.path
+    if path == ":memory:":
+        # A private shared-cache database, so every pooled connection sees the same data.
+        path = f"file:itertrack-{id(env)}?mode=memory&cache=shared"
+    migrate = settings.migrate if settings.migrate is not None else True
+    if not migrate and path == url.path and not Path(path).exists():
+        # Connecting would create an empty file; a reader should not leave one behind.
+        raise StoreNotMigratedError(f"store {url.redacted} does not exist (no file {path})")
+    with store_errors(url):
+        factory = SQLiteStoreFactory(
+            _clean_env(env, {"SQLITE_DBNAME": path, "SQLITE_LOCK_TIMEOUT": str(url.lock_timeout)})
+        )
+    _prepare(factory, url, migrate=migrate)
+    return factory
+
+
+def _postgres_settings(url: StoreURL) -> dict[str, str]:
+    return {
         "POSTGRES_DBNAME": url.dbname,
         "POSTGRES_HOST": url.host,
         "POSTGRES_PORT": str(url.port),
@@ -92,27 +119,6 @@ def construct_factory(env: Environment) -> InfrastructureFactory[Any]:
         # Its database functions bypass the recorder hook that writes iteration records.
         "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
     }
-    with store_errors(url):
-        pg_factory = PostgresStoreFactory(_clean_env(env, settings))
-    migrate = _flag(MIGRATE, migrate_setting, default=False)
-    if url.spool == "off":
-        _prepare(pg_factory, url, migrate=migrate)
-        return pg_factory
-    if not _flag(START_OFFLINE, env.get(START_OFFLINE), default=True):
-        _prepare(pg_factory, url, migrate=migrate)
-        pg_factory.spool = SQLiteSpool(spool_path(url))
-        return pg_factory
-    pg_factory.spool = SQLiteSpool(spool_path(url))
-    try:
-        _prepare(pg_factory, url, migrate=migrate, close_on_failure=False)
-    except StoreUnavailableError as e:
-        # A host may start while the store is down: it starts offline, spooling from its first change.
-        log.warning("store %s unavailable at start; spooling until it answers: %s", url.redacted, e)
-        pg_factory.started_offline = True
-    except BaseException:
-        pg_factory.close()
-        raise
-    return pg_factory
 
 
 def _prepare(
@@ -131,16 +137,6 @@ def _prepare(
         if close_on_failure:
             factory.close()
         raise
-
-
-def _flag(name: str, value: str | None, *, default: bool) -> bool:
-    """A yes/no setting; anything else names the setting."""
-    if value is None or not value.strip():
-        return default
-    try:
-        return bool(strtobool(value))
-    except ValueError:
-        raise StoreConfigError(name, value, "must be y or n") from None
 
 
 def _check_migrated(recorder: SQLiteRecorder | PostgresRecorder, url: StoreURL) -> None:

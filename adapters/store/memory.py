@@ -10,7 +10,7 @@ from eventsourcing.persistence import ApplicationRecorder, IntegrityError, Store
 from eventsourcing.popo import POPOApplicationRecorder, POPOFactory
 
 from itertrack.adapters.store.record_rows import record_of
-from itertrack.domain.service.ports import IterationRecordStore
+from itertrack.adapters.store.record_store import IterationRecordStore
 
 
 class MemoryRecorder(POPOApplicationRecorder, IterationRecordStore):

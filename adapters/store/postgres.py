@@ -24,12 +24,11 @@ from psycopg.pq import TransactionStatus
 from psycopg.sql import SQL, Composed, Identifier
 from psycopg.types.json import Jsonb
 
-from itertrack.adapters.spool.sqlite_file import SQLiteSpool
 from itertrack.adapters.store.record_rows import COLUMNS, JSON_COLUMNS, RECORDS_TABLE, record_of
+from itertrack.adapters.store.record_store import IterationRecordStore
 from itertrack.adapters.views.postgres import TRACKING_TABLE, PostgresReadModelView
 from itertrack.adapters.views.sql import VIEW_TABLES
 from itertrack.domain.model.records import IterationRecord
-from itertrack.domain.service.ports import IterationRecordStore
 
 log = logging.getLogger("itertrack")
 
@@ -258,10 +257,6 @@ class PostgresStoreFactory(PostgresFactory):
     """`postgresql://...`: the production store, shared by many processes."""
 
     application_recorder_class = PostgresRecorder
-    # Set by the store resolver unless the URL says spool=off.
-    spool: SQLiteSpool | None = None
-    # True when the store did not answer at start (the tracker then spools from its first change).
-    started_offline = False
 
     def __init__(self, env: Any) -> None:
         super().__init__(env)
@@ -279,11 +274,6 @@ class PostgresStoreFactory(PostgresFactory):
                 log.warning("store unreachable while registering type adapters; continuing without them")
 
         self.datastore.register_type_adapters = register_when_reachable  # type: ignore[method-assign]
-
-    def close(self) -> None:
-        if self.spool is not None:
-            self.spool.close()
-        super().close()
 
     def application_recorder(self) -> ApplicationRecorder:
         prefix = self.env.name.lower() or "stored"

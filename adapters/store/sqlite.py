@@ -21,10 +21,10 @@ from eventsourcing.persistence import (
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore, SQLiteFactory
 
 from itertrack.adapters.store.record_rows import COLUMNS, JSON_COLUMNS, RECORDS_TABLE, record_of
+from itertrack.adapters.store.record_store import IterationRecordStore
 from itertrack.adapters.views.sql import VIEW_TABLES
 from itertrack.adapters.views.sqlite import SQLiteReadModelView
 from itertrack.adapters.views.subscriptions import PollingSubscription
-from itertrack.domain.service.ports import IterationRecordStore
 
 _CREATE_RECORDS = (
     f"CREATE TABLE IF NOT EXISTS {RECORDS_TABLE} ("

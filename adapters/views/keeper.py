@@ -10,9 +10,11 @@ from uuid import UUID
 
 from eventsourcing.persistence import InfrastructureFactory
 
+from itertrack.adapters.bootstrap import store_of
 from itertrack.adapters.store.memory import MemoryStoreFactory
 from itertrack.adapters.store.postgres import PostgresStoreFactory
 from itertrack.adapters.store.sqlite import SQLiteStoreFactory
+from itertrack.adapters.store.unavailable import store_unavailable_as_typed_error
 from itertrack.adapters.views.postgres import PostgresReadModelView
 from itertrack.adapters.views.sqlite import SQLiteReadModelView
 from itertrack.adapters.views.tables import ReadModelView
@@ -20,7 +22,6 @@ from itertrack.domain.model.errors import StoreConfigError, StoreNotMigratedErro
 from itertrack.domain.model.iteration import Iteration
 from itertrack.domain.model.phases import Status
 from itertrack.domain.service.tracker import PerformanceTracker, parse_iteration_id
-from itertrack.domain.service.unavailable import store_unavailable_as_typed_error
 from itertrack.projections.projection import PositionConflictError, apply_batch
 from itertrack.projections.rows import (
     AgentMetric,
@@ -67,7 +68,9 @@ class CatchUp:
 
     def position(self) -> ReadModelPosition:
         """How far the views are, and how far the log goes."""
-        return ReadModelPosition(applied=self.view.position(), latest=self.tracker.recorder.max_notification_id() or 0)
+        return ReadModelPosition(
+            applied=self.view.position(), latest=store_of(self.tracker).recorder.max_notification_id() or 0
+        )
 
     def run(self, until: int | None = None, on_batch: Callable[[int], None] | None = None) -> int:
         """Apply every event not yet applied (up to `until`); returns how many events this call applied."""
@@ -76,12 +79,12 @@ class CatchUp:
             start = self.view.position()
             if until is not None and start >= until:
                 return applied
-            notifications = self.tracker.recorder.select_notifications(
+            notifications = store_of(self.tracker).recorder.select_notifications(
                 start=start, limit=self.batch_size, inclusive_of_start=False
             )
             if not notifications:
                 return applied
-            events: list[Iteration.Event] = [self.tracker.mapper.to_domain_event(n) for n in notifications]  # type: ignore[misc]
+            events: list[Iteration.Event] = [store_of(self.tracker).mapper.to_domain_event(n) for n in notifications]  # type: ignore[misc]
             try:
                 apply_batch(self.view, events, expected=start, new=notifications[-1].id)
             except PositionConflictError:
@@ -111,7 +114,7 @@ class ReadModels:
         self.tracker = tracker
         # The store's migrate step (run on first use of SQLite, by `itertrack migrate` on PostgreSQL)
         # has created the view tables along with the events table.
-        self.view = view_for(tracker.factory)
+        self.view = view_for(store_of(tracker).factory)
         self.catch_up = CatchUp(tracker, self.view, batch_size)
         # False for a read-only role: queries then read the views as they are.
         self.catch_up_on_read = catch_up_on_read

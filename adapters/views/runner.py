@@ -7,25 +7,14 @@ from threading import Event
 from typing import Any
 
 from eventsourcing.projection import ApplicationSubscription, BaseProjectionRunner
-from eventsourcing.utils import Environment, EnvType
 
-from itertrack.adapters.store.factory import MIGRATE, STORE, construct_factory
+from itertrack.adapters.bootstrap import StoreApplication
 from itertrack.adapters.views.keeper import DEFAULT_BATCH_SIZE, view_for
 from itertrack.adapters.views.subscriptions import has_buffered
-from itertrack.domain.service.tracker import PerformanceTracker
 from itertrack.projections.projection import ReadModelProjection
 
 
-class FollowedTracker(PerformanceTracker):
-    """The tracker as the library's runner constructs it: from an environment alone."""
-
-    name = "PerformanceTracker"
-
-    def __init__(self, env: EnvType | None = None) -> None:
-        super().__init__(env=dict(env or {}))
-
-
-class ReadModelRunner(BaseProjectionRunner[FollowedTracker]):
+class ReadModelRunner(BaseProjectionRunner[StoreApplication]):
     """Subscribes to the store's log (LISTEN/NOTIFY on PostgreSQL, polling on SQLite) and keeps the views.
 
     The library's runner applies one event per transaction; this one applies what the subscription
@@ -33,14 +22,13 @@ class ReadModelRunner(BaseProjectionRunner[FollowedTracker]):
     """
 
     def __init__(self, store: str, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
-        env = {STORE: store, MIGRATE: "n"}
-        # Same environment name as the tracker: PostgreSQL table names derive from it.
-        self.view_factory = construct_factory(Environment(FollowedTracker.name, env))
-        self.view = view_for(self.view_factory)
+        env = {"ITERTRACK_STORE": store, "ITERTRACK_MIGRATE": "n"}
+        self.view_app = StoreApplication(env)
+        self.view = view_for(self.view_app.factory)
         self.projection = ReadModelProjection(self.view, batch_size=batch_size)
         super().__init__(
             projection=self.projection,
-            application_class=FollowedTracker,
+            application_class=StoreApplication,
             tracking_recorder=self.view,
             topics=(),
             env=env,
@@ -72,4 +60,4 @@ class ReadModelRunner(BaseProjectionRunner[FollowedTracker]):
         try:
             super().__exit__(*exc)
         finally:
-            self.view_factory.close()
+            self.view_app.close()

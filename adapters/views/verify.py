@@ -6,6 +6,7 @@ import time
 from typing import cast
 from uuid import UUID
 
+from itertrack.adapters.bootstrap import store_of
 from itertrack.adapters.views.keeper import view_for
 from itertrack.domain.model.iteration import Iteration
 from itertrack.domain.service.tracker import PerformanceTracker
@@ -23,20 +24,20 @@ PAGE = 10_000
 def verify_store(tracker: PerformanceTracker) -> VerifyReport:
     """Check every iteration: versions 1..n in time order, records, and every read-model row."""
     started = time.perf_counter()
-    view = view_for(tracker.factory)
+    view = view_for(store_of(tracker).factory)
     # The views and their position are read in one snapshot; the fold stops at that position.
     position, actual = view.snapshot()
     checker = EventChecker(fold_until=position)
     start = 0
     while True:
-        page = tracker.recorder.select_notifications(start=start, limit=PAGE, inclusive_of_start=False)
+        page = store_of(tracker).recorder.select_notifications(start=start, limit=PAGE, inclusive_of_start=False)
         for notification in page:
-            event = cast(Iteration.Event, tracker.mapper.to_domain_event(notification))
+            event = cast(Iteration.Event, store_of(tracker).mapper.to_domain_event(notification))
             checker.add(event, notification.id)
         if len(page) < PAGE:
             break
         start = page[-1].id
-    record_ids = tracker.records.select_record_ids()
+    record_ids = store_of(tracker).records.select_record_ids()
     checker.check_records(record_ids)
     problems = checker.problems + diff_read_models(checker.expected_read_models(), actual)
     return VerifyReport(
@@ -58,10 +59,10 @@ def verify_iteration(tracker: PerformanceTracker, iteration_id: UUID) -> VerifyR
     checker = EventChecker(fold_until=10**18)
     for index, event in enumerate(events, start=1):
         checker.add(event, index)
-    record_ids = [i for i in tracker.records.select_record_ids() if i == iteration_id]
+    record_ids = [i for i in store_of(tracker).records.select_record_ids() if i == iteration_id]
     checker.check_records(record_ids)
     expected = checker.expected_read_models()
-    view = view_for(tracker.factory)
+    view = view_for(store_of(tracker).factory)
     actual = ReadModelState()
     problems = list(checker.problems)
     try:

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from typing import ClassVar
 from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from itertrack.domain.service.clock import SystemClock
-
-_ids = SystemClock()
-
 
 def new_event_id() -> UUID:
     """A random id for one event (not the tracker's clock: event ids must never repeat across processes)."""
-    return _ids.new_id()
+    return UUID(bytes=os.urandom(16), version=4)
 
 
 class DomainEvent(BaseModel):

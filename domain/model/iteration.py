@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 from uuid import UUID
 
 from eventsourcing.domain import BaseAggregate, CanInitAggregate, CanMutateAggregate
@@ -130,6 +130,10 @@ class Iteration(BaseAggregate[UUID]):
     def _refuse_if_finished(self, attempted: str) -> None:
         if self.is_finished:
             raise IterationFinishedError(self.id, self.phase, attempted)
+
+    def take_events(self) -> list[Iteration.Event]:
+        """The events triggered since the last call, oldest first (the aggregate forgets them)."""
+        return cast(list[Iteration.Event], self.collect_events())
 
     def change_phase(self, phase: str, error: str | None, at: datetime, event_id: UUID | None = None) -> None:
         """Enter `phase` (already checked against the tracker's catalog); `failed` needs an error."""

@@ -1,50 +1,12 @@
-"""Ports: what the domain needs from the outside, as small abstract classes."""
+"""Ports of the learning flow: the LLM, the scanner and the backtester, outside this product."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
-from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, JsonValue
 
 from itertrack.domain.model.usage import LLMUsage
-
-
-class IterationRecordStore(ABC):
-    """The iteration-record side of a store's recorder: its tables, and reading records back.
-
-    Writing happens inside the recorder's event insert (the `iteration_record` keyword of
-    `save()`), so a record never exists without the event that marks it saved.
-    """
-
-    @abstractmethod
-    def migrate(self) -> None:
-        """Create the events and records tables if they do not exist."""
-
-    @abstractmethod
-    def select_iteration_record(self, iteration_id: UUID) -> dict[str, Any] | None:
-        """The stored record's fields, or None."""
-
-    @abstractmethod
-    def select_record_ids(self) -> list[UUID]:
-        """The ids of every stored record (for integrity checks)."""
-
-    def drop_broken_connections(self) -> None:
-        """After a failed call: discard pooled connections the store has closed (a restart), so the next call
-        opens a fresh one instead of failing on each dead connection in turn. Stores without a pool do nothing.
-        """
-        return
-
-    @contextmanager
-    def serialised(self, iteration_id: UUID) -> Iterator[None]:
-        """Hold off other processes' retries on this iteration (used after a lost version race).
-
-        Stores whose writers cannot starve each other need nothing here.
-        """
-        yield
 
 
 class LLMResponse(BaseModel):

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from itertrack.adapters.settings import Settings, env_name
+
 README = Path(__file__).resolve().parents[2] / "README.md"
 README_PG = "postgresql://root@127.0.0.1:5432/test"
 
@@ -50,3 +52,10 @@ def test_postgres_example_runs(pg_store: str) -> None:
     """The PostgreSQL example runs (on a test schema of its own)."""
     block = python_blocks()[1].replace(README_PG, pg_store)
     exec(compile(block, str(README), "exec"), {})  # noqa: S102
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    """The README names each ITERTRACK_* variable the settings declare (declared once, documented once)."""
+    readme = README.read_text()
+    declared = [env_name(field) for field in Settings.model_fields]
+    assert [name for name in declared if name not in readme] == []

@@ -16,6 +16,7 @@ from uuid import UUID
 import pytest
 from support import assert_same_models, fold_models, paced_writer_worker, view_models
 
+from itertrack.adapters.bootstrap import store_of
 from itertrack.adapters.views.keeper import StoreView, view_for
 from itertrack.domain import Iteration, PerformanceTracker
 
@@ -53,13 +54,13 @@ def seed_history(tracker: PerformanceTracker, iterations: int) -> None:
             else:
                 it.change_phase("completed", None, clock.now())
             batch.append(it)
-        tracker.save(*batch)
+        store_of(tracker).app.save(*batch)
 
 
 @pytest.fixture
 def store_and_view(durable_store: str, open_tracker: Open) -> tuple[str, PerformanceTracker, StoreView]:
     tracker = open_tracker(durable_store)
-    return durable_store, tracker, view_for(tracker.factory)
+    return durable_store, tracker, view_for(store_of(tracker).factory)
 
 
 def test_sigkill_mid_catch_up_then_restart_equals_a_clean_rebuild(
@@ -68,7 +69,7 @@ def test_sigkill_mid_catch_up_then_restart_equals_a_clean_rebuild(
     """Killing `project` with SIGKILL part-way and running it again leaves the views equal to a rebuild from zero."""
     store, tracker, view = store_and_view
     seed_history(tracker, 1200)
-    latest = tracker.recorder.max_notification_id() or 0
+    latest = store_of(tracker).recorder.max_notification_id() or 0
     proc = subprocess.Popen([ITERTRACK, "project", "--store", store, "--batch-size", "5"])
     try:
         wait_for(lambda: view.position() > 0, timeout=60, what="the projection's first batch")
@@ -140,9 +141,9 @@ def test_rebuild_while_a_writer_keeps_writing(store_and_view: tuple[str, Perform
     writer = ctx.Process(target=paced_writer_worker, args=(store, 150, 0.01, results))
     writer.start()
     wait_for(lambda: not results.empty(), timeout=60, what="the writer's first iteration")
-    before = tracker.recorder.max_notification_id() or 0
+    before = store_of(tracker).recorder.max_notification_id() or 0
     rebuilt = itertrack("project", "--store", store, "--rebuild")
-    during = tracker.recorder.max_notification_id() or 0
+    during = store_of(tracker).recorder.max_notification_id() or 0
     writer.join(timeout=120)
     assert writer.exitcode == 0
     assert rebuilt.returncode == 0, rebuilt.stderr

@@ -10,6 +10,7 @@ from uuid import UUID
 import pytest
 from support import ManualClock, assert_same_models, fold_models, view_models
 
+from itertrack.adapters.bootstrap import store_of
 from itertrack.adapters.store.url import parse_store_url
 from itertrack.adapters.views.keeper import ReadModels, view_for
 from itertrack.domain import PerformanceTracker, Status, StoreConfigError
@@ -194,7 +195,7 @@ def test_views_from_an_older_version_gain_new_columns_and_are_rebuilt(sqlite_sto
     ReadModels(tracker, background=False).sync()
     with sqlite3.connect(parse_store_url(sqlite_store).path) as conn:
         conn.execute("ALTER TABLE iteration_current DROP COLUMN failed_in")
-    view = view_for(tracker.factory)
+    view = view_for(store_of(tracker).factory)
     assert view.position() == 0  # emptied, to be rebuilt
     with ReadModels(tracker, background=False) as views:
         assert views.current_phase(iid).failed_in == "backtest_execution"

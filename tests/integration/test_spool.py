@@ -16,6 +16,8 @@ import psycopg
 import pytest
 from support import ManualClock, TcpProxy
 
+from itertrack.adapters.bootstrap import spooling_writer, store_of
+from itertrack.adapters.spool.forwarder import SpoolFlush
 from itertrack.adapters.spool.sqlite_file import SQLiteSpool
 from itertrack.adapters.store.postgres import PostgresRecorder
 from itertrack.domain import (
@@ -25,7 +27,6 @@ from itertrack.domain import (
     StoreError,
     StoreUnavailableError,
 )
-from itertrack.domain.service.forwarding import SpoolFlush
 
 Open = Callable[..., PerformanceTracker]
 pytestmark = pytest.mark.postgres
@@ -61,7 +62,7 @@ def flush(tracker: PerformanceTracker) -> SpoolFlush:
     deadline = time.monotonic() + 30
     while True:
         try:
-            return tracker.flush_spool()
+            return spooling_writer(tracker).flush()
         except StoreUnavailableError:
             if time.monotonic() > deadline:
                 raise
@@ -91,11 +92,15 @@ def test_changes_made_during_an_outage_arrive_in_order(pg_store: str, proxy: Tcp
         host.update_metrics(iid, {"bad": -1})  # the caller's bug is still the caller's, outage or not
     state = host.get_iteration(iid)
     assert (state.phase, state.spooled_changes) == ("completed", 5)
-    assert host.spool is not None
-    assert host.spool.count() == 7
+    assert spooling_writer(host).spool is not None
+    assert spooling_writer(host).spool.count() == 7
 
     proxy.start()
-    wait_for(lambda: host.spool is not None and host.spool.count() == 0, 30, "the spool to drain")
+    wait_for(
+        lambda: spooling_writer(host).spool.count() == 0,
+        30,
+        "the spool to drain",
+    )
     fresh = open_tracker(pg_store, migrate=False)
     assert versions(fresh, iid) == list(range(1, 8))  # start, phase, then the 5 spooled changes
     assert versions(fresh, new) == [1, 2]
@@ -115,10 +120,10 @@ def test_forwarding_is_idempotent_after_a_crash_mid_forward(pg_store: str, proxy
     proxy.cut()
     for n in range(3):
         host.update_metrics(iid, {"analysis_tokens": n + 1})
-    assert host.spool is not None
-    first = host.spool.waiting(1)[0]
+    assert spooling_writer(host).spool is not None
+    first = spooling_writer(host).spool.waiting(1)[0]
     direct = open_tracker(pg_store, migrate=False, env={"ITERTRACK_FORWARD": "n"})
-    direct.recorder.insert_events(list(first.events))  # the forward that committed before the crash
+    store_of(direct).recorder.insert_events(list(first.events))  # the forward that committed before the crash
     proxy.start()
     flushed = flush(host)
     assert (flushed.forwarded, flushed.already_stored, flushed.stuck, flushed.waiting) == (2, 1, 0, 0)
@@ -140,8 +145,8 @@ def test_a_genuine_conflict_is_kept_and_reported(pg_store: str, proxy: TcpProxy,
     proxy.start()
     flushed = flush(host)
     assert (flushed.forwarded, flushed.stuck, flushed.waiting) == (0, 2, 0)
-    assert host.spool is not None
-    status = host.spool.status()
+    assert spooling_writer(host).spool is not None
+    status = spooling_writer(host).spool.status()
     assert status.stuck == 1
     assert status.waiting == 2
     assert "another writer holds these versions" in (status.entries[0].stuck or "")
@@ -168,7 +173,11 @@ def test_a_tracker_started_during_an_outage_spools_from_its_first_change(
     assert time.monotonic() - started < 8.0  # a few connect timeouts (1 s) at most
     assert host.get_iteration(iid).spooled_changes == 2
     proxy.start()
-    wait_for(lambda: host.spool is not None and host.spool.count() == 0, 30, "the spool to drain")
+    wait_for(
+        lambda: spooling_writer(host).spool.count() == 0,
+        30,
+        "the spool to drain",
+    )
     fresh = open_tracker(pg_store, migrate=False)
     assert versions(fresh, iid) == [1, 2]
     assert fresh.get_iteration(iid).phase == "analysis"
@@ -200,8 +209,8 @@ def test_an_iteration_this_process_never_loaded_can_be_changed_during_an_outage(
     host.save_iteration(IterationRecord(id=iid, agent_id="agent-1", iteration_number=7, analysis={"ok": True}))
     host.update_phase(iid, "completed")
     assert time.monotonic() - started < 4.0  # one connect timeout (1 s) at most, then the spool answers
-    assert host.spool is not None
-    status = host.spool.status()
+    assert spooling_writer(host).spool is not None
+    status = spooling_writer(host).spool.status()
     assert [e.deferred for e in status.entries] == [
         "metrics scan_generation_tokens",
         "phase backtest_execution",
@@ -213,7 +222,11 @@ def test_an_iteration_this_process_never_loaded_can_be_changed_during_an_outage(
         host.get_iteration(iid)  # nothing to answer from: this process never had the iteration
 
     proxy.start()
-    wait_for(lambda: host.spool is not None and host.spool.count() == 0, 30, "the spool to drain")
+    wait_for(
+        lambda: spooling_writer(host).spool.count() == 0,
+        30,
+        "the spool to drain",
+    )
     assert versions(other, iid) == [1, 2, 3, 4, 5, 6]
     state = other.get_iteration(iid)
     assert (state.phase, state.saved, state.metrics) == ("completed", True, {"scan_generation_tokens": 300})
@@ -235,8 +248,8 @@ def test_a_deferred_change_forwarded_just_before_a_crash_is_not_applied_again(
     host.update_metrics(iid, {"analysis_tokens": 5})
     host.update_metrics(iid, {"analysis_tokens": 7})
     proxy.start()
-    assert host.spool is not None
-    spool = host.spool
+    assert spooling_writer(host).spool is not None
+    spool = spooling_writer(host).spool
     forget = spool.remove
 
     def die_after_commit(change_id: int) -> None:
@@ -266,8 +279,8 @@ def test_a_deferred_change_the_stored_iteration_refuses_is_kept_as_stuck(
     proxy.start()
     flushed = flush(host)
     assert (flushed.forwarded, flushed.stuck, flushed.waiting) == (0, 2, 0)
-    assert host.spool is not None
-    status = host.spool.status()
+    assert spooling_writer(host).spool is not None
+    status = spooling_writer(host).spool.status()
     assert (status.waiting, status.stuck) == (2, 1)
     assert "refused by the stored iteration" in (status.entries[0].stuck or "")
     assert "completed" in (status.entries[0].stuck or "")
@@ -288,14 +301,19 @@ def test_an_exhausted_connection_pool_spools_instead_of_blocking_the_host(pg_sto
     """Every connection busy: the call waits one pool timeout (connect_timeout) at most, then spools."""
     host = open_tracker(pg_store + "&pool_size=1&max_overflow=0&connect_timeout=1", migrate=True)
     iid = host.start_iteration("agent-1", 1)
-    assert isinstance(host.recorder, PostgresRecorder)
-    with host.recorder.datastore.get_connection():  # e.g. a long report query holds the only connection
+    recorder = store_of(host).recorder
+    assert isinstance(recorder, PostgresRecorder)
+    with recorder.datastore.get_connection():  # e.g. a long report query holds the only connection
         started = time.monotonic()
         host.update_metrics(iid, {"analysis_tokens": 3})
         host.update_phase(iid, "analysis")
         assert time.monotonic() - started < 3.0
         assert host.get_iteration(iid).spooled_changes == 2
-    wait_for(lambda: host.spool is not None and host.spool.count() == 0, 30, "the spool to drain")
+    wait_for(
+        lambda: spooling_writer(host).spool.count() == 0,
+        30,
+        "the spool to drain",
+    )
     fresh = open_tracker(pg_store, migrate=False)
     assert versions(fresh, iid) == [1, 2, 3]
     assert fresh.get_iteration(iid).metrics == {"analysis_tokens": 3}
@@ -311,8 +329,8 @@ def test_once_the_store_answers_new_work_goes_straight_to_it_while_the_backlog_d
     host.update_phase(iid, "analysis")
     host.update_metrics(iid, {"analysis_tokens": 4})
     proxy.start()
-    assert host.spool is not None
-    spool = host.spool
+    assert spooling_writer(host).spool is not None
+    spool = spooling_writer(host).spool
     page = spool.waiting
     monkeypatch.setattr(spool, "waiting", lambda limit, after=0: page(1, after) if after == 0 else [])
     assert flush(host).forwarded == 1  # the store answered; one change of the backlog is still waiting
@@ -363,8 +381,8 @@ def test_during_an_outage_the_callers_bad_input_is_still_refused_at_once(
         host.update_phase(iid, "analysis", error="only with failed")
     with pytest.raises(InvalidInputError):
         host.update_metrics(iid, {"analysis_tokens": -1})
-    assert host.spool is not None
-    assert host.spool.count() == 1
+    assert spooling_writer(host).spool is not None
+    assert spooling_writer(host).spool.count() == 1
 
 
 def test_a_deferred_change_waits_for_its_iteration_to_reach_the_store_then_is_reported(
@@ -384,8 +402,8 @@ def test_a_deferred_change_waits_for_its_iteration_to_reach_the_store_then_is_re
     clock.at(11 * 60_000)
     flushed = flush(host)
     assert (flushed.forwarded, flushed.stuck, flushed.waiting) == (0, 1, 0)
-    assert host.spool is not None
-    assert "is not in the store" in (host.spool.status().entries[0].stuck or "")
+    assert spooling_writer(host).spool is not None
+    assert "is not in the store" in (spooling_writer(host).spool.status().entries[0].stuck or "")
 
 
 def test_a_closed_tracker_refuses_changes_even_during_an_outage(
@@ -420,8 +438,9 @@ def test_an_unusable_spool_is_a_typed_error(pg_store: str, proxy: TcpProxy, open
 
 def _kill_pooled_connections(tracker: PerformanceTracker, postgres_url: str) -> None:
     """The server closes every connection of the tracker's pool, as a restart does."""
-    assert isinstance(tracker.recorder, PostgresRecorder)
-    datastore = tracker.recorder.datastore
+    recorder = store_of(tracker).recorder
+    assert isinstance(recorder, PostgresRecorder)
+    datastore = recorder.datastore
     idle = datastore.pool.get_stats().get("pool_available", 0)
     assert idle >= 2
     with ExitStack() as held:  # every idle connection at once, so each one's backend is known
@@ -448,10 +467,10 @@ def test_connections_a_restart_closed_are_dropped_so_the_next_change_is_stored(
         iid = tracker.start_iteration("agent-1", 1)
         _kill_pooled_connections(tracker, postgres_url)
         if tracker is checked:
-            tracker.records.drop_broken_connections()
+            store_of(tracker).records.drop_broken_connections()
         tracker.update_metrics(iid, {"analysis_tokens": 1})
-    assert checked.changes_spooled == 0  # stored at once on a fresh connection
-    assert unchecked.changes_spooled == 1  # met a dead connection: spooled (and forwarded later)
+    assert spooling_writer(checked).changes_spooled == 0  # stored at once on a fresh connection
+    assert spooling_writer(unchecked).changes_spooled == 1  # met a dead connection: spooled (and forwarded later)
 
 
 def test_save_listeners_hear_of_forwarded_changes(pg_store: str, proxy: TcpProxy, open_tracker: Open) -> None:
@@ -466,7 +485,7 @@ def test_save_listeners_hear_of_forwarded_changes(pg_store: str, proxy: TcpProxy
     assert len(heard) == 1  # only the start reached the store so far
     proxy.start()
     assert flush(host).forwarded == 2
-    assert heard[-1] == host.recorder.max_notification_id()
+    assert heard[-1] == store_of(host).recorder.max_notification_id()
     assert heard[-1] > heard[0]
 
 
@@ -489,8 +508,8 @@ def test_changes_after_a_stuck_one_queue_behind_it_and_never_reach_the_store_fir
     restarted = open_tracker(through(pg_store, proxy), migrate=False, env={"ITERTRACK_FORWARD": "n"})
     restarted.update_metrics(iid, {"analysis_tokens": 5})
     assert versions(other, iid) == [1, 2]
-    assert restarted.spool is not None
-    assert restarted.spool.count(iid) == 3
+    assert spooling_writer(restarted).spool is not None
+    assert spooling_writer(restarted).spool.count(iid) == 3
     assert flush(restarted).forwarded == 0
     assert versions(other, iid) == [1, 2]  # still nothing: a person decides (spool retry or discard)
 
@@ -509,5 +528,9 @@ def test_with_a_pool_of_one_a_lost_race_is_retried_not_taken_for_an_outage(pg_st
     other = open_tracker(without_spool(pg_store), migrate=False)
     other.update_phase(iid, "analysis")  # version 2, behind the host's back
     host.update_metrics(iid, {"analysis_tokens": 4})  # meets version 2: re-loads and retries
-    assert (host.conflicts_retried, host.changes_deferred, host.changes_spooled) == (1, 0, 0)
+    assert (host.conflicts_retried, spooling_writer(host).changes_deferred, spooling_writer(host).changes_spooled) == (
+        1,
+        0,
+        0,
+    )
     assert versions(other, iid) == [1, 2, 3]

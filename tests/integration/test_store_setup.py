@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from itertrack.adapters.bootstrap import store_of
 from itertrack.adapters.store.postgres import PostgresRecorder
 from itertrack.domain import (
     InvalidInputError,
@@ -160,7 +161,7 @@ def test_store_lost_mid_run_without_a_spool_is_a_typed_error(pg_store: str, open
     """With spool=off, a store that stops answering after start-up raises StoreUnavailableError, not a driver error."""
     tracker = open_tracker(pg_store.split("&spool=", maxsplit=1)[0] + "&spool=off")
     iid = tracker.start_iteration("agent-1", 1)
-    tracker.factory.datastore.pool.close()  # type: ignore[attr-defined]
+    store_of(tracker).factory.datastore.pool.close()  # type: ignore[attr-defined]
     with pytest.raises(StoreUnavailableError, match="store is unavailable"):
         tracker.update_phase(iid, "analysis")
 
@@ -183,12 +184,16 @@ def test_a_closed_tracker_refuses_work(tmp_path: Path) -> None:
 
 
 def test_malformed_settings_name_themselves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A bad ITERTRACK_MIGRATE, a bad resolver topic and a clock without the clock methods are typed errors."""
+    """A bad yes/no setting (given or from the environment) and a clock without the clock methods are typed errors;
+    no store file is created."""
     store = f"sqlite:///{tmp_path / 's.db'}"
     with pytest.raises(StoreConfigError, match="ITERTRACK_MIGRATE='maybe'"):
         PerformanceTracker(store=store, env={"ITERTRACK_MIGRATE": "maybe"})
-    with pytest.raises(StoreConfigError, match="ITERTRACK_STORE_RESOLVER"):
-        PerformanceTracker(store=store, env={"ITERTRACK_STORE_RESOLVER": "no.such.module:thing"})
+    monkeypatch.setenv("ITERTRACK_FORWARD", "sometimes")
+    with pytest.raises(StoreConfigError, match="ITERTRACK_FORWARD='sometimes'"):
+        PerformanceTracker(store=store)
+    monkeypatch.delenv("ITERTRACK_FORWARD")
+    assert not (tmp_path / "s.db").exists()
     with pytest.raises(InvalidInputError, match="clock="):
         PerformanceTracker(store=store, clock=object())  # type: ignore[arg-type]
 
@@ -198,7 +203,7 @@ def test_a_silent_network_is_bounded_by_the_connect_timeout(pg_store: str, open_
     """Every pooled connection carries keepalives and a TCP send limit of 3 x connect_timeout (libpq settings),
     so a network that drops packets ends a call in seconds, not after TCP's many minutes."""
     tracker = open_tracker(pg_store + "&connect_timeout=3", migrate=True)
-    recorder = tracker.recorder
+    recorder = store_of(tracker).recorder
     assert isinstance(recorder, PostgresRecorder)
     with recorder.datastore.get_connection() as conn:
         settings = {o.keyword.decode(): (o.val or b"").decode() for o in conn.pgconn.info}

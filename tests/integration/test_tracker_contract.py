@@ -9,6 +9,7 @@ from uuid import UUID
 import pytest
 from support import StepClock
 
+from itertrack.adapters.bootstrap import store_of
 from itertrack.domain import (
     DuplicateIterationError,
     InvalidInputError,
@@ -301,13 +302,13 @@ def test_a_commit_whose_acknowledgement_was_lost_is_not_applied_twice(
     tracker = open_tracker(any_store)
     iid = tracker.start_iteration("agent-1", 1)
     tracker.update_metrics(iid, {"analysis_tokens": 5})
-    original = tracker.recorder.insert_events
+    original = store_of(tracker).recorder.insert_events
 
     def commit_then_lose_the_ack(stored_events: object, **kwargs: object) -> object:
         original(stored_events, **kwargs)  # type: ignore[arg-type]
         return original(stored_events, **kwargs)  # type: ignore[arg-type]  # the retry meets its own rows
 
-    monkeypatch.setattr(tracker.recorder, "insert_events", commit_then_lose_the_ack)
+    monkeypatch.setattr(store_of(tracker).recorder, "insert_events", commit_then_lose_the_ack)
     tracker.update_metrics(iid, {"analysis_tokens": 7})
     tracker.update_phase(iid, "analysis")
     new_id = tracker.start_iteration("agent-1", 2)

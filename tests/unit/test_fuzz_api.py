@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from itertrack.adapters.bootstrap import store_of
 from itertrack.domain import InvalidInputError, IterationError, PerformanceTracker, Phase
 from itertrack.domain.model.metrics import METRIC_NAME
 
@@ -57,7 +58,7 @@ def tracker(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 
 
 def appended(tracker: PerformanceTracker) -> int:
-    return tracker.recorder.max_notification_id() or 0
+    return store_of(tracker).recorder.max_notification_id() or 0
 
 
 @FUZZ

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from itertrack.adapters import cli  # noqa: F401  # registers every command on the app
+from itertrack.adapters.bootstrap import store_of
 from itertrack.adapters.cli.common import app
 from itertrack.adapters.store.url import parse_store_url
 from itertrack.domain import InvalidInputError, IterationRecord, PerformanceTracker, StoreConfigError
@@ -77,12 +78,12 @@ def memory_tracker() -> Iterator[PerformanceTracker]:
 @given(data=st.dictionaries(st.one_of(st.sampled_from(RECORD_FIELDS), hostile), json_values, max_size=8))
 def test_saved_records_succeed_or_are_refused_writing_nothing(memory_tracker: PerformanceTracker, data: Any) -> None:
     """A record given as any mapping is saved or refused with `record.<field>`; a refusal appends nothing."""
-    before = memory_tracker.recorder.max_notification_id() or 0
+    before = store_of(memory_tracker).recorder.max_notification_id() or 0
     try:
         memory_tracker.save_iteration(data)
     except InvalidInputError as e:
         assert e.field.startswith("record")
-        assert (memory_tracker.recorder.max_notification_id() or 0) == before
+        assert (store_of(memory_tracker).recorder.max_notification_id() or 0) == before
 
 
 @FUZZ

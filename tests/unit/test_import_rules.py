@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -10,13 +11,18 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 LAYERS = ["domain", "projections", "adapters"]
 DRIVERS = {"psycopg", "psycopg_pool", "sqlite3"}
+# A module named inside a string (a topic such as "itertrack.adapters.bootstrap:wire") is an import too.
+NAMED_IN_STRING = re.compile(r"\bitertrack\.(?:domain|projections|adapters)(?:\.[a-z_][a-z0-9_]*)*")
 
 
 def imported_modules(path: Path) -> set[str]:
+    """Every module a file imports, and every `itertrack.<layer>...` name written in a string (an import by topic)."""
     tree = ast.parse(path.read_text(), filename=str(path))
     found: set[str] = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            found.update(m.group(0) for m in NAMED_IN_STRING.finditer(node.value))
+        elif isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level > 0:
             found.add("." * node.level + (node.module or ""))  # relative: reported, the rule wants absolute
@@ -50,3 +56,41 @@ def test_the_rule_catches_a_violation(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text("import sqlite3\nfrom itertrack.adapters.cli.app import app\nfrom ..adapters import x\n")
     assert imported_modules(bad) == {"sqlite3", "itertrack.adapters.cli.app", "..adapters"}
+
+
+def infrastructure_in(path: Path) -> list[str]:
+    """What in a file is infrastructure the domain must not hold: persistence errors, randomness, threads, sleeps."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = [f"imports {m}" for m in imported_modules(path) if m.split(".")[0] in DOMAIN_FREE_OF or m in DOMAIN_FREE_OF]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr in ("Thread", "sleep", "Timer"):
+            found.append(f"uses .{node.attr} (line {node.lineno})")
+    return found
+
+
+DOMAIN_FREE_OF = {"eventsourcing.persistence", "random", "socket", "psycopg", "sqlite3", "asyncio"}
+
+
+def test_the_domain_holds_no_infrastructure() -> None:
+    """domain/ imports nothing from eventsourcing.persistence, no randomness, and starts no thread and no sleep."""
+    offenders = [
+        f"{path.relative_to(ROOT)} {what}"
+        for path in sorted((ROOT / "domain").rglob("*.py"))
+        for what in infrastructure_in(path)
+    ]
+    assert offenders == []
+
+
+def test_the_infrastructure_rule_catches_a_violation(tmp_path: Path) -> None:
+    """The checker sees a persistence import, randomness, a thread and a sleep."""
+    bad = tmp_path / "bad.py"
+    bad.write_text(
+        "import random\nimport threading, time\nfrom eventsourcing.persistence import IntegrityError\n"
+        "threading.Thread(target=print).start()\ntime.sleep(1)\n"
+    )
+    assert sorted(infrastructure_in(bad)) == [
+        "imports eventsourcing.persistence",
+        "imports random",
+        "uses .Thread (line 4)",
+        "uses .sleep (line 5)",
+    ]

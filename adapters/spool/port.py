@@ -96,3 +96,7 @@ class Spool(ABC):
     @abstractmethod
     def status(self) -> SpoolStatus:
         """What is waiting, for `itertrack spool status`."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the spool's file."""

@@ -1,0 +1,62 @@
+"""Every `ITERTRACK_*` setting, declared once (pydantic-settings); a bad value is an error naming the setting.
+
+Read from the environment, then from the `env=` mapping a tracker is given (which wins). Yes/no
+settings take y/n, yes/no, true/false, on/off or 1/0 (pydantic's boolean parsing); an empty value
+means the default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from itertrack.domain.model.errors import StoreConfigError
+
+PREFIX = "ITERTRACK_"
+
+
+class Settings(BaseSettings):
+    """The tracker's settings (environment variable = `ITERTRACK_` + the field name in upper case)."""
+
+    model_config = SettingsConfigDict(env_prefix=PREFIX, env_ignore_empty=True, extra="ignore", frozen=True)
+
+    # The store URL: memory://, sqlite:///path.db or postgresql://...; None means sqlite:///itertrack.db.
+    store: str | None = None
+    # Create the store's tables if missing: the default is yes for SQLite and memory, no for PostgreSQL.
+    migrate: bool | None = None
+    # A PostgreSQL store that does not answer at construction: spool from the first change (y),
+    # or raise StoreUnavailableError (n, the CLI's choice).
+    start_offline: bool = True
+    # Forward the spool from a background thread (n: only `itertrack spool flush` forwards).
+    forward: bool = True
+
+    @field_validator("store")
+    @classmethod
+    def _store_not_blank(cls, value: str | None) -> str | None:
+        return value if value is None or value.strip() else None
+
+
+def env_name(field: str) -> str:
+    """The environment variable of a settings field."""
+    return PREFIX + field.upper()
+
+
+def load_settings(overrides: Mapping[str, str] | None = None) -> Settings:
+    """The settings from the environment, with `overrides` (keys such as `ITERTRACK_MIGRATE`) on top.
+
+    Raises `StoreConfigError` naming the setting and its value when one is malformed.
+    """
+    given: dict[str, Any] = {}
+    for key, value in (overrides or {}).items():
+        field = key.removeprefix(PREFIX).lower()
+        if key.startswith(PREFIX) and field in Settings.model_fields and str(value).strip():
+            given[field] = value
+    try:
+        return Settings(**given)
+    except ValidationError as e:
+        first = e.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else "?"
+        raise StoreConfigError(env_name(field), first.get("input"), "must be y or n") from None

@@ -1,0 +1,129 @@
+"""The spooling writer: changes go straight to the store while it answers, and wait in the spool while it does not.
+
+Routing: an iteration with nothing waiting goes straight to a store that answers, so the host's new
+work does not queue behind an outage's backlog; an iteration with changes waiting joins them, in order.
+A change of an iteration this process never loaded cannot be made into events during an outage (its
+next version is unknown): the change itself waits (a `DeferredChange`) and the forwarder applies it on
+the stored iteration. The domain decides when a change must wait as a change (`must_wait_as_change`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from uuid import UUID
+
+from itertrack.adapters.spool.forwarder import SpoolFlush, SpoolForwarder, SpoolState
+from itertrack.adapters.spool.port import Spool
+from itertrack.adapters.store.event_store import EventSourcedStore
+from itertrack.domain.model.changes import Change, DeferredChange
+from itertrack.domain.model.errors import StoreUnavailableError
+from itertrack.domain.model.iteration import Iteration
+from itertrack.domain.model.records import IterationRecord
+from itertrack.domain.service.clock import Clock
+from itertrack.domain.service.spool_rules import must_wait_as_change
+from itertrack.domain.service.store_ports import IterationWriter, RetryPause
+
+log = logging.getLogger("itertrack")
+
+
+class SpoolingWriter(IterationWriter):
+    """A PostgreSQL store's writer: the store when it answers, the spool file when it does not."""
+
+    def __init__(
+        self,
+        store: EventSourcedStore,
+        spool: Spool,
+        *,
+        started_offline: bool,
+        forward: bool,
+        clock: Clock,
+        retry: RetryPause,
+        max_attempts: int,
+    ) -> None:
+        self.store = store
+        self.spool = spool
+        self.state = SpoolState(store_up=not started_offline)
+        self.state.spooling = spool.count() > 0 or started_offline
+        self.forwarder = SpoolForwarder(
+            store, spool, self.state, clock=clock, retry=retry, max_attempts=max_attempts, auto=forward
+        )
+        # How many changes went to the spool as events, and as changes (their version unknown).
+        self.changes_spooled = 0
+        self.changes_deferred = 0
+        self.state.unforwarded = self.forwarder.movable_waiting(set()) > 0
+        if self.state.unforwarded or started_offline:
+            self.forwarder.start()
+
+    def watch(self, forgotten: Callable[[UUID], None], saved: Callable[[int], None]) -> None:
+        self.forwarder.forgotten = forgotten
+        self.forwarder.saved = saved
+
+    def append(
+        self, events: Sequence[Iteration.Event], change: Change | None, record: IterationRecord | None
+    ) -> int | None:
+        iteration_id = events[0].originator_id
+        state = self.state
+        with state.lock:
+            spool_it = state.spooling and (not state.store_up or self.spool.counts(iteration_id)[0] > 0)
+            if spool_it:
+                self._spool(iteration_id, events, record)
+        if spool_it:
+            self.forwarder.start()
+            return None
+        try:
+            notification_id = self.store.append(events, record)
+        except StoreUnavailableError as e:
+            log.warning("store unavailable, spooling changes of %s: %s", iteration_id, e)
+            with state.lock:
+                state.spooling = True
+                state.store_up = False
+                self._spool(iteration_id, events, record)
+            self.forwarder.start()
+            return None
+        state.store_up = True
+        return notification_id
+
+    def _spool(self, iteration_id: UUID, events: Sequence[Iteration.Event], record: IterationRecord | None) -> None:
+        self.spool.add(iteration_id, self.store.stored(events), record)
+        self.state.spooling = self.state.unforwarded = True
+        self.changes_spooled += 1
+
+    def must_keep_change(self, iteration_id: UUID, cached: bool) -> bool:
+        if not self.state.spooling:
+            return False
+        waiting, as_changes = self.spool.counts(iteration_id)
+        return must_wait_as_change(
+            waiting=waiting, waiting_as_changes=as_changes, cached=cached, store_answers=self.state.store_up
+        )
+
+    def keep_change(
+        self, iteration_id: UUID, change: Change, at: datetime, record: IterationRecord | None, *, outage: bool
+    ) -> bool:
+        deferred = DeferredChange(at=at, change=change)
+        with self.state.lock:
+            self.spool.add_deferred(iteration_id, deferred, record)
+            self.state.spooling = self.state.unforwarded = True
+            self.changes_deferred += 1
+        if outage:
+            self.state.store_up = False
+        self.forwarder.start()
+        return True
+
+    def waiting(self, iteration_id: UUID) -> int:
+        return self.spool.count(iteration_id) if self.state.spooling else 0
+
+    def store_answers(self) -> bool:
+        return self.state.store_up
+
+    def tolerates_outage(self) -> bool:
+        return True
+
+    def flush(self) -> SpoolFlush:
+        """Forward what waits now, in the caller's thread (`itertrack spool flush`)."""
+        return self.forwarder.flush()
+
+    def close(self) -> None:
+        self.forwarder.stop()
+        self.spool.close()

@@ -1,0 +1,23 @@
+"""The writer of a store without a spool: each change's events go straight to the store, or the call fails."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from itertrack.adapters.store.event_store import EventSourcedStore
+from itertrack.domain.model.changes import Change
+from itertrack.domain.model.iteration import Iteration
+from itertrack.domain.model.records import IterationRecord
+from itertrack.domain.service.store_ports import IterationWriter
+
+
+class DirectWriter(IterationWriter):
+    """Appends to the event store in the caller's thread; an unreachable store raises `StoreUnavailableError`."""
+
+    def __init__(self, store: EventSourcedStore) -> None:
+        self.store = store
+
+    def append(
+        self, events: Sequence[Iteration.Event], change: Change | None, record: IterationRecord | None
+    ) -> int | None:
+        return self.store.append(events, record)

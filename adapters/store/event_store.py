@@ -1,0 +1,174 @@
+"""The tracker's `IterationStore` port on eventsourcing: its application, repository, cache and recorder.
+
+The library's `Application` is used inside this adapter (composition): the tracker exposes only its own
+operations, and nothing it returns is the live cached aggregate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager, suppress
+from typing import Any, ClassVar, cast
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import (
+    ApplicationRecorder,
+    InfrastructureFactory,
+    IntegrityError,
+    Mapper,
+    StoredEvent,
+)
+from eventsourcing.utils import Environment
+
+from itertrack.adapters.store.record_store import IterationRecordStore
+from itertrack.adapters.store.unavailable import store_unavailable_as_typed_error
+from itertrack.domain.model.errors import IterationNotFoundError, StoreConfigError
+from itertrack.domain.model.iteration import Iteration
+from itertrack.domain.model.records import IterationRecord
+from itertrack.domain.service.store_ports import IterationStore, VersionTakenError
+
+
+class TrackerApplication(Application[UUID]):
+    """eventsourcing's application over a factory the composition root already opened.
+
+    Named `PerformanceTracker` so the library's application-prefixed settings keep their names.
+    """
+
+    name = "PerformanceTracker"
+    env: ClassVar[dict[str, str]] = {
+        # Keep aggregates cached and trust the cache: the store's (id, version) key detects a
+        # stale copy at save time, and only then is the iteration re-loaded.
+        "AGGREGATE_CACHE_MAXSIZE": "10000",
+        "AGGREGATE_CACHE_FASTFORWARD": "n",
+        # No copy per command: commands run under the tracker's per-iteration lock, and any failure
+        # after the cached copy may have changed evicts it.
+        "DEEPCOPY_FROM_AGGREGATE_CACHE": "n",
+    }
+
+    def __init__(self, factory: InfrastructureFactory[Any], env: Mapping[str, str]) -> None:
+        self._opened_factory = factory
+        super().__init__(env=dict(env))
+
+    def construct_factory(self, env: Environment) -> InfrastructureFactory[Any]:
+        return self._opened_factory
+
+
+class EventSourcedStore(IterationStore):
+    """Iterations in an eventsourcing event store, with the library's aggregate cache in front."""
+
+    def __init__(self, factory: InfrastructureFactory[Any], env: Mapping[str, str]) -> None:
+        self.app = TrackerApplication(factory, env)
+        recorder = self.app.recorder
+        if not isinstance(recorder, IterationRecordStore):
+            self.app.close()
+            raise StoreConfigError("store", type(recorder).__name__, "recorder cannot store iteration records")
+        self.records: IterationRecordStore = recorder
+
+    @property
+    def factory(self) -> InfrastructureFactory[Any]:
+        """The library's infrastructure factory (its datastore is shared with the read-model views)."""
+        return self.app.factory
+
+    @property
+    def recorder(self) -> ApplicationRecorder:
+        """The library's application recorder (events, notifications and iteration records)."""
+        return self.app.recorder
+
+    @property
+    def mapper(self) -> Mapper[UUID]:
+        """Stored events to domain events and back."""
+        return self.app.mapper
+
+    @store_unavailable_as_typed_error()
+    def load(self, iteration_id: UUID) -> Iteration:
+        try:
+            iteration: Iteration = self.app.repository.get(iteration_id)
+        except AggregateNotFoundError:
+            raise IterationNotFoundError(iteration_id) from None
+        return iteration
+
+    def is_cached(self, iteration_id: UUID) -> bool:
+        cache = self.app.repository.cache
+        return cache is not None and iteration_id in cache.cache
+
+    def keep(self, iteration: Iteration) -> None:
+        cache = self.app.repository.cache
+        if cache is not None:
+            cache.put(iteration.id, iteration)
+
+    def evict(self, iteration_id: UUID) -> None:
+        cache = self.app.repository.cache
+        if cache is not None:
+            with suppress(KeyError):
+                cache.get(iteration_id, evict=True)
+
+    @store_unavailable_as_typed_error()
+    def events(self, iteration_id: UUID, *, gt: int | None = None, lte: int | None = None) -> list[Iteration.Event]:
+        return cast(list[Iteration.Event], list(self.app.events.get(iteration_id, gt=gt, lte=lte)))
+
+    def stored(self, events: Sequence[Iteration.Event]) -> list[StoredEvent]:
+        """The events as the recorder stores them."""
+        return [self.app.mapper.to_stored_event(e) for e in events]
+
+    @store_unavailable_as_typed_error()
+    def insert(self, stored: Sequence[StoredEvent], record: IterationRecord | None = None) -> int | None:
+        """Append stored events (and the record) in one transaction; the last notification id.
+
+        Raises `VersionTakenError` when a version (or the record's id) is taken.
+        """
+        try:
+            ids = self.app.recorder.insert_events(list(stored), iteration_record=record)
+        except IntegrityError as e:
+            raise VersionTakenError(str(e)) from e
+        return max(ids) if ids else None
+
+    def append(self, events: Sequence[Iteration.Event], record: IterationRecord | None) -> int | None:
+        """Append one change's events (and the record) atomically; the last notification id."""
+        return self.insert(self.stored(events), record)
+
+    def holds(self, events: Sequence[Iteration.Event]) -> bool:
+        return self.holds_stored(events[0].originator_id, self.stored(events))
+
+    @store_unavailable_as_typed_error()
+    def holds_stored(self, iteration_id: UUID, events: Sequence[StoredEvent]) -> bool:
+        """Whether the store holds exactly these rows at their versions."""
+        first, last = events[0].originator_version, events[-1].originator_version
+        rows = self.app.recorder.select_events(iteration_id, gt=first - 1, lte=last)
+        return [(s.originator_version, s.topic, s.state) for s in rows] == [
+            (s.originator_version, s.topic, s.state) for s in events
+        ]
+
+    def serialised(self, iteration_id: UUID) -> AbstractContextManager[None]:
+        return _translated(self.records.serialised(iteration_id))
+
+    @store_unavailable_as_typed_error()
+    def record(self, iteration_id: UUID) -> IterationRecord | None:
+        row = self.records.select_iteration_record(iteration_id)
+        return None if row is None else IterationRecord.model_validate(row)
+
+    @store_unavailable_as_typed_error()
+    def migrate(self) -> None:
+        self.records.migrate()
+
+    def drop_broken_connections(self) -> None:
+        """After a failed call: discard pooled connections a restarted server closed."""
+        self.records.drop_broken_connections()
+
+    def close(self) -> None:
+        self.app.close()
+
+
+class _translated(AbstractContextManager[None]):  # noqa: N801  # used as a function
+    """A context manager whose connection errors (on enter and exit) become `StoreUnavailableError`."""
+
+    def __init__(self, inner: AbstractContextManager[None]) -> None:
+        self._inner = inner
+
+    def __enter__(self) -> None:
+        with store_unavailable_as_typed_error():
+            self._inner.__enter__()
+
+    def __exit__(self, *exc: Any) -> bool | None:
+        with store_unavailable_as_typed_error():
+            return self._inner.__exit__(*exc)

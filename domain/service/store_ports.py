@@ -1,0 +1,149 @@
+"""The tracker's driven ports: where iterations are loaded from, where their changes go, how a retry waits.
+
+The tracker is load, apply, save: it loads an iteration through `IterationStore`, applies a change
+(domain/model/changes.py), and hands the new events to an `IterationWriter`. Whether the writer sends
+them straight to the store or keeps them in an outage spool is the writer's business; the tracker
+only learns that the change is done (durable) or raised a typed error. The adapters implement these
+ports (an event store, a direct writer, a spooling writer); the composition root wires them.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from uuid import UUID
+
+from itertrack.domain.model.changes import Change
+from itertrack.domain.model.iteration import Iteration
+from itertrack.domain.model.records import IterationRecord
+
+
+class VersionTakenError(Exception):
+    """Raised by `IterationWriter.append` when another writer already holds one of the events' versions.
+
+    Not an error the host sees: the tracker re-loads the iteration and re-applies the change.
+    """
+
+
+class IterationStore(ABC):
+    """The event store seen from the tracker: iterations by id (cached in this process), their events, records.
+
+    Every method raises `StoreUnavailableError` when the store does not answer.
+    """
+
+    @abstractmethod
+    def load(self, iteration_id: UUID) -> Iteration:
+        """The iteration (this process's cached copy when it has one); `IterationNotFoundError` when absent.
+
+        The returned object is the cached one: the caller holds the iteration's lock while changing it,
+        and calls `evict` after any failure that may have left it changed.
+        """
+
+    @abstractmethod
+    def is_cached(self, iteration_id: UUID) -> bool:
+        """Whether this process holds a copy of the iteration."""
+
+    @abstractmethod
+    def keep(self, iteration: Iteration) -> None:
+        """Cache the iteration as it is now (after its changes were written)."""
+
+    @abstractmethod
+    def evict(self, iteration_id: UUID) -> None:
+        """Forget this process's copy of the iteration (the next load reads the store)."""
+
+    @abstractmethod
+    def events(self, iteration_id: UUID, *, gt: int | None = None, lte: int | None = None) -> list[Iteration.Event]:
+        """The iteration's stored events with versions in (gt, lte], oldest first (an empty list if none)."""
+
+    @abstractmethod
+    def holds(self, events: Sequence[Iteration.Event]) -> bool:
+        """Whether the store holds exactly these events at their versions (each carries a unique event id).
+
+        A commit whose acknowledgement was lost meets its own rows on the (id, version) key: that is
+        success, not a conflict to re-apply.
+        """
+
+    @abstractmethod
+    def serialised(self, iteration_id: UUID) -> AbstractContextManager[None]:
+        """Hold off other processes' retries on this iteration (entered after a lost version race)."""
+
+    @abstractmethod
+    def record(self, iteration_id: UUID) -> IterationRecord | None:
+        """The record the saving step stored under this id, if any."""
+
+    @abstractmethod
+    def migrate(self) -> None:
+        """Create the store's tables if they do not exist (safe to run from many processes)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections and files."""
+
+
+class IterationWriter(ABC):
+    """Where the events of an applied change go: straight to the store, or through an outage spool.
+
+    A writer that spools answers `append` once the change is durable in the spool, keeps changes it
+    cannot make into events yet (`keep_change`), and forwards them in order when the store answers.
+    """
+
+    @abstractmethod
+    def append(
+        self, events: Sequence[Iteration.Event], change: Change | None, record: IterationRecord | None
+    ) -> int | None:
+        """Write one change's events (with the saving step's record) durably, atomically.
+
+        `change` is the change that made them (None for a new iteration), so a writer may keep the
+        change itself. Returns the last notification id written, or None when the events wait in a
+        spool. Raises `VersionTakenError` when another writer holds one of their versions, and
+        `StoreUnavailableError` when the store does not answer and nothing could keep them.
+        """
+
+    def must_keep_change(self, iteration_id: UUID, cached: bool) -> bool:
+        """Whether a change of this iteration must wait as a change, not be applied here now.
+
+        True while earlier changes of the iteration wait as changes, or while the iteration's stored
+        version is unknown to this process (not cached, store away or behind waiting changes).
+        A writer without a spool never keeps changes.
+        """
+        return False
+
+    def keep_change(
+        self, iteration_id: UUID, change: Change, at: datetime, record: IterationRecord | None, *, outage: bool
+    ) -> bool:
+        """Keep the change itself, to be applied on the stored iteration later; False if this writer cannot.
+
+        `outage` says the store just failed to answer (loading the iteration, or checking a conflict).
+        """
+        return False
+
+    def waiting(self, iteration_id: UUID) -> int:
+        """How many changes of this iteration wait to reach the store (0 for a writer without a spool)."""
+        return 0
+
+    def store_answers(self) -> bool:
+        """Whether the store answered the last time it was asked (a writer without a spool always asks it)."""
+        return True
+
+    def tolerates_outage(self) -> bool:
+        """Whether this writer keeps changes while the store is away (reads may then serve cached copies)."""
+        return False
+
+    def watch(self, forgotten: Callable[[UUID], None], saved: Callable[[int], None]) -> None:
+        """Be told of changes this writer appended on its own: `forgotten(iteration_id)` when the store's
+        copy of an iteration moved past this process's copy, `saved(notification_id)` after each append."""
+        return
+
+    def close(self) -> None:
+        """Stop background work (finishing the change in hand); what waits stays durable."""
+        return
+
+
+class RetryPause(ABC):
+    """How long to wait before retrying a change that lost a version race."""
+
+    @abstractmethod
+    def pause(self, attempt: int) -> None:
+        """Wait before attempt `attempt + 1` (jittered and capped by the adapter)."""

@@ -1,0 +1,145 @@
+"""The spool's scenarios on a store the test switches off and on: fast, no server, no network.
+
+The PostgreSQL versions of these (through a TCP proxy that cuts connections) are in test_spool.py.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from support import StepClock
+from switchable_store import SwitchableStore, spooling_tracker
+
+from itertrack.adapters.spool.writer import SpoolingWriter
+from itertrack.domain import PerformanceTracker, Status, StoreUnavailableError
+
+Open = Callable[..., PerformanceTracker]
+
+
+@pytest.fixture
+def store() -> SwitchableStore:
+    return SwitchableStore()
+
+
+@pytest.fixture
+def opened(store: SwitchableStore, tmp_path: Path) -> Iterator[Callable[..., PerformanceTracker]]:
+    """Opens spooling trackers on the shared switchable store (a spool file each), closing them at the end."""
+    trackers: list[PerformanceTracker] = []
+
+    def open_one(name: str, **kwargs: bool) -> PerformanceTracker:
+        tracker = spooling_tracker(store, tmp_path / f"{name}.db", StepClock(seed=len(trackers) + 1), **kwargs)
+        trackers.append(tracker)
+        return tracker
+
+    yield open_one
+    for tracker in trackers:
+        tracker.close()
+
+
+def writer(tracker: PerformanceTracker) -> SpoolingWriter:
+    w = tracker.ports.writer
+    assert isinstance(w, SpoolingWriter)
+    return w
+
+
+def versions(tracker: PerformanceTracker, iteration_id: object) -> list[int]:
+    return [e.originator_version for e in tracker.history(str(iteration_id))]
+
+
+def test_changes_made_while_the_store_is_off_wait_in_order_and_land_once_it_answers(
+    store: SwitchableStore, opened: Callable[..., PerformanceTracker]
+) -> None:
+    """Calls return while the store is off; the spool holds them; a flush lands them in order, once."""
+    host = opened("host")
+    iid = host.start_iteration("agent-1", 1)
+    store.recorder.up = False
+    host.update_phase(iid, "scan_generation")
+    host.update_metrics(iid, {"scan_generation_tokens": 10})
+    host.update_metrics(iid, {"scan_generation_tokens": 5})
+    assert host.get_iteration(iid).spooled_changes == 3
+    assert host.get_iteration(iid).metrics["scan_generation_tokens"] == 15  # this process's copy
+    store.recorder.up = True
+    flushed = writer(host).flush()
+    assert (flushed.forwarded, flushed.stuck, flushed.waiting) == (3, 0, 0)
+    assert versions(host, iid) == [1, 2, 3, 4]
+    again = writer(host).flush()
+    assert (again.forwarded, again.already_stored) == (0, 0)
+    fresh = opened("fresh")
+    assert fresh.get_iteration(iid).metrics["scan_generation_tokens"] == 15
+
+
+def test_a_change_of_an_iteration_never_loaded_here_waits_as_a_change_and_is_applied_on_the_stored_one(
+    store: SwitchableStore, opened: Callable[..., PerformanceTracker]
+) -> None:
+    """Its version is unknown during the outage; once the store answers it lands after what others stored."""
+    host, other = opened("host"), opened("other")
+    iid = host.start_iteration("agent-1", 1)
+    store.recorder.up = False
+    other.update_phase(iid, "analysis")  # other never loaded iid: kept as the change itself
+    status = writer(other).spool.status()
+    assert [e.deferred for e in status.entries] == ["phase analysis"]
+    with pytest.raises(StoreUnavailableError):
+        other.get_iteration(iid)  # not loaded here, and the store is away
+    store.recorder.up = True
+    host.update_metrics(iid, {"analysis_tokens": 7})  # version 2, while other's change waits
+    flushed = writer(other).flush()
+    assert flushed.forwarded == 1
+    assert versions(host, iid) == [1, 2, 3]
+    state = host.get_iteration(iid)
+    assert (state.phase, state.metrics["analysis_tokens"]) == ("analysis", 7)
+
+
+def test_a_change_the_stored_iteration_refuses_is_stuck_with_its_reason_and_blocks_nothing_else(
+    store: SwitchableStore, opened: Callable[..., PerformanceTracker]
+) -> None:
+    """An iteration finished meanwhile refuses a waiting change: it is kept stuck; another iteration's lands."""
+    host, other = opened("host"), opened("other")
+    finished, open_one = host.start_iteration("agent-1", 1), host.start_iteration("agent-1", 2)
+    store.recorder.up = False
+    other.update_phase(finished, "analysis")
+    other.update_phase(open_one, "analysis")
+    store.recorder.up = True
+    host.update_phase(finished, "completed")
+    flushed = writer(other).flush()
+    assert (flushed.forwarded, flushed.stuck, flushed.waiting) == (1, 1, 0)
+    (stuck,) = [e for e in writer(other).spool.status().entries if e.stuck]
+    assert stuck.iteration_id == finished
+    assert "refused by the stored iteration" in (stuck.stuck or "")
+    assert host.get_iteration(open_one).phase == "analysis"
+    assert host.get_iteration(finished).status == Status.COMPLETED
+
+
+def test_a_forward_that_committed_before_a_crash_is_recognised_and_not_applied_twice(
+    store: SwitchableStore, opened: Callable[..., PerformanceTracker]
+) -> None:
+    """The store already holds the spooled rows (a forward whose acknowledgement was lost): removed as 'already'."""
+    host = opened("host")
+    iid = host.start_iteration("agent-1", 1)
+    store.recorder.up = False
+    host.update_metrics(iid, {"analysis_tokens": 3})
+    store.recorder.up = True
+    (waiting,) = writer(host).spool.waiting(10)
+    store.recorder.insert_events(list(waiting.events))  # the forward that committed before the crash
+    flushed = writer(host).flush()
+    assert (flushed.forwarded, flushed.already_stored) == (0, 1)
+    assert versions(host, iid) == [1, 2]
+
+
+def test_a_tracker_started_while_the_store_is_off_spools_from_its_first_change(
+    store: SwitchableStore, opened: Callable[..., PerformanceTracker]
+) -> None:
+    """Started offline: start_iteration returns an id at once; the forwarder lands it when the store answers."""
+    store.recorder.up = False
+    host = opened("host", started_offline=True, forward=True)
+    iid = host.start_iteration("agent-1", 1)
+    host.update_phase(iid, "scan_generation")
+    assert writer(host).spool.count() == 2
+    store.recorder.up = True
+    deadline = time.monotonic() + 30
+    while writer(host).spool.count():
+        assert time.monotonic() < deadline, "the forwarder did not drain the spool within 30 s"
+        time.sleep(0.01)
+    assert versions(opened("fresh"), iid) == [1, 2]
