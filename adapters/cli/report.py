@@ -22,7 +22,7 @@ from itertrack.adapters.report.html import GanttRow, render_html
 from itertrack.adapters.store.url import DEFAULT_STORE
 from itertrack.adapters.views.keeper import ReadModels
 from itertrack.domain.model.errors import InvalidInputError
-from itertrack.domain.service.tracker import parse_iteration_id
+from itertrack.domain.model.text import parse_iteration_id
 from itertrack.projections.report import Filters, Report, agent_series, build_report
 from itertrack.projections.timeline import phase_stays
 

@@ -28,7 +28,7 @@ from itertrack.adapters.views.lock import ProjectionLock
 from itertrack.adapters.views.runner import ReadModelRunner
 from itertrack.adapters.views.verify import verify_iteration, verify_store
 from itertrack.domain.model.phases import Status
-from itertrack.domain.service.tracker import parse_iteration_id
+from itertrack.domain.model.text import parse_iteration_id
 from itertrack.projections.rows import AgentMetric
 
 CatchUpOption = Annotated[

@@ -6,13 +6,11 @@ import logging
 import threading
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict
-
 from itertrack.adapters.spool.port import Spool, SpooledChange
+from itertrack.adapters.spool.state import FlushTally, SpoolFlush, SpoolState
 from itertrack.adapters.store.event_store import EventSourcedStore
 from itertrack.domain.model.changes import DeferredChange
 from itertrack.domain.model.errors import IterationError, StoreUnavailableError
@@ -30,57 +28,6 @@ _MISSING_ITERATION_GRACE_S = 600.0
 _FORWARD_BATCH = 200
 # How long stop() waits for the forwarder to finish the change in hand (a connect may take connect_timeout).
 _STOP_WAIT_S = 10.0
-
-
-class SpoolFlush(BaseModel):
-    """What one pass of forwarding the spool did."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    forwarded: int
-    already_stored: int
-    stuck: int
-    waiting: int
-
-
-@dataclass
-class SpoolState:
-    """What the writer and the forwarder share, changed under `lock`."""
-
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    # The spool holds changes (stuck ones too): each change then asks whether its iteration has some waiting.
-    spooling: bool = False
-    # The spool holds changes the forwarder can send (not stuck, not behind a stuck one).
-    unforwarded: bool = False
-    # Whether the store answered last time it was asked: while it does not, nothing waits on the network.
-    store_up: bool = True
-
-
-@dataclass
-class _FlushTally:
-    """What one pass of forwarding has done so far, and which iterations it must not touch again."""
-
-    forwarded: int = 0
-    already: int = 0
-    blocked: set[UUID] = field(default_factory=set)  # behind a stuck change: waits for a person
-    later: set[UUID] = field(default_factory=set)  # lost every race this pass: the next pass tries again
-    last_notification: int = 0  # the highest notification id this pass appended
-    answered: bool = False  # the store answered a forward (took it, or refused it for a reason of its own)
-
-    def appended(self, notification_id: int | None) -> None:
-        if notification_id:
-            self.last_notification = max(self.last_notification, notification_id)
-
-    def count(self, change: SpooledChange, outcome: str) -> None:
-        self.answered = True
-        if outcome == "forwarded":
-            self.forwarded += 1
-        elif outcome == "already":
-            self.already += 1
-        elif outcome == "stuck":
-            self.blocked.add(change.iteration_id)
-        else:
-            self.later.add(change.iteration_id)
 
 
 class SpoolForwarder:
@@ -176,7 +123,7 @@ class SpoolForwarder:
         refuses, is kept as stuck, with later changes of that iteration behind it.
         Raises `StoreUnavailableError` when the store (or the spool file) cannot be used.
         """
-        tally = _FlushTally()
+        tally = FlushTally()
         last = 0
         while not self.closing.is_set():
             batch = self.spool.waiting(_FORWARD_BATCH, after=last)
@@ -200,7 +147,7 @@ class SpoolForwarder:
             waiting=movable,
         )
 
-    def _forward_page(self, batch: list[SpooledChange], tally: _FlushTally) -> int:
+    def _forward_page(self, batch: list[SpooledChange], tally: FlushTally) -> int:
         """Forward one page of waiting changes; the id of the last one looked at."""
         last = 0
         run: list[SpooledChange] = []  # plain event changes, sent together
@@ -235,7 +182,7 @@ class SpoolForwarder:
                 movable += 1
         return movable
 
-    def _forward_run(self, run: list[SpooledChange], tally: _FlushTally) -> None:
+    def _forward_run(self, run: list[SpooledChange], tally: FlushTally) -> None:
         """Send plain event changes in one transaction; if any meets stored rows, send them one by one."""
         if len(run) > 1:
             try:
@@ -252,7 +199,7 @@ class SpoolForwarder:
             if change.iteration_id not in tally.blocked:
                 tally.count(change, self._forward_events(change, tally))
 
-    def _forward_events(self, change: SpooledChange, tally: _FlushTally) -> str:
+    def _forward_events(self, change: SpooledChange, tally: FlushTally) -> str:
         """Append a spooled change's events: "forwarded", "already" (the store holds exactly them) or "stuck"."""
         try:
             last = self.store.insert(change.events, change.record)
@@ -267,7 +214,7 @@ class SpoolForwarder:
         tally.appended(last)
         return "forwarded"
 
-    def _forward_deferred(self, change: SpooledChange, tally: _FlushTally) -> str:
+    def _forward_deferred(self, change: SpooledChange, tally: FlushTally) -> str:
         """Apply a deferred change to the stored iteration: "forwarded", "already" (its event is stored) or "stuck".
 
         Its event id makes this idempotent: if a forward committed before a crash, the stored history
@@ -288,7 +235,7 @@ class SpoolForwarder:
                 self.retry.pause(attempt)
         return "waiting"
 
-    def _apply_deferred(self, change: SpooledChange, deferred: DeferredChange, tally: _FlushTally) -> str | None:
+    def _apply_deferred(self, change: SpooledChange, deferred: DeferredChange, tally: FlushTally) -> str | None:
         """One attempt of `_forward_deferred`; None when another writer appended first."""
         iid = change.iteration_id
         events = self.store.events(iid)

@@ -14,8 +14,9 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from uuid import UUID
 
-from itertrack.adapters.spool.forwarder import SpoolFlush, SpoolForwarder, SpoolState
+from itertrack.adapters.spool.forwarder import SpoolForwarder
 from itertrack.adapters.spool.port import Spool
+from itertrack.adapters.spool.state import SpoolFlush, SpoolState
 from itertrack.adapters.store.event_store import EventSourcedStore
 from itertrack.domain.model.changes import Change, DeferredChange
 from itertrack.domain.model.errors import StoreUnavailableError

@@ -21,7 +21,8 @@ from itertrack.adapters.views.tables import ReadModelView
 from itertrack.domain.model.errors import StoreConfigError, StoreNotMigratedError
 from itertrack.domain.model.iteration import Iteration
 from itertrack.domain.model.phases import Status
-from itertrack.domain.service.tracker import PerformanceTracker, parse_iteration_id
+from itertrack.domain.model.text import parse_iteration_id
+from itertrack.domain.service.tracker import PerformanceTracker
 from itertrack.projections.projection import PositionConflictError, apply_batch
 from itertrack.projections.rows import (
     AgentMetric,

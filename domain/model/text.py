@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from itertrack.domain.model.errors import InvalidInputError
+from uuid import UUID
+
+from itertrack.domain.model.errors import InvalidInputError, InvalidIterationIdError
 
 MAX_AGENT_ID = 200
 MAX_ERROR_MESSAGE = 4000
@@ -71,3 +73,15 @@ def check_filter_text(field: str, value: str | None) -> str | None:
         raise InvalidInputError(field, value, "must be a string")
     _refuse_unstorable(field, value)
     return value
+
+
+def parse_iteration_id(value: object, field: str = "iteration_id") -> UUID:
+    """A UUID, or a string that parses as one; else `InvalidIterationIdError` naming `field`."""
+    if isinstance(value, UUID):
+        return value
+    if isinstance(value, str):
+        try:
+            return UUID(value)
+        except ValueError:
+            pass
+    raise InvalidIterationIdError(field, value, "must be a UUID")

@@ -22,8 +22,6 @@ from itertrack.domain.model.errors import (
     ConcurrencyError,
     DuplicateIterationError,
     InvalidInputError,
-    InvalidIterationIdError,
-    IterationNotFoundError,
     StoreConfigError,
     StoreError,
     StoreUnavailableError,
@@ -34,10 +32,11 @@ from itertrack.domain.model.metrics import Amount, check_metrics, time_metric
 from itertrack.domain.model.phases import TERMINAL_PHASES, Phase, PhaseCatalog
 from itertrack.domain.model.records import IterationRecord
 from itertrack.domain.model.state import IterationState
-from itertrack.domain.model.text import check_agent_id, check_iteration_number, error_message_of
+from itertrack.domain.model.text import check_agent_id, check_iteration_number, error_message_of, parse_iteration_id
 from itertrack.domain.model.usage import LLMUsage
 from itertrack.domain.service.clock import Clock, SystemClock
-from itertrack.domain.service.replay import state_of, version_at
+from itertrack.domain.service.reads import IterationReads
+from itertrack.domain.service.replay import version_at
 from itertrack.domain.service.store_ports import VersionTakenError
 from itertrack.domain.service.wiring import TrackerPorts, installed_wiring
 
@@ -45,18 +44,6 @@ log = logging.getLogger("itertrack")
 
 DEFAULT_MAX_ATTEMPTS = 12
 _LOCK_STRIPES = 64
-
-
-def parse_iteration_id(value: object, field: str = "iteration_id") -> UUID:
-    """A UUID, or a string that parses as one; else `InvalidIterationIdError` naming `field`."""
-    if isinstance(value, UUID):
-        return value
-    if isinstance(value, str):
-        try:
-            return UUID(value)
-        except ValueError:
-            pass
-    raise InvalidIterationIdError(field, value, "must be a UUID")
 
 
 class PerformanceTracker:
@@ -100,6 +87,7 @@ class PerformanceTracker:
         self._save_listeners: list[Callable[[int], None]] = []
         self._locks = [threading.Lock() for _ in range(_LOCK_STRIPES)]
         self._closed = False
+        self._reads = IterationReads(self._store, self._writer, self._lock)
         self._writer.watch(forgotten=self._forget_between_changes, saved=self._tell_save_listeners)
 
     def __enter__(self) -> Self:
@@ -216,38 +204,31 @@ class PerformanceTracker:
         """Create the store's tables if they do not exist (safe to run from many processes)."""
         self._store.migrate()
 
-    # -- queries --------------------------------------------------------------------
+    # -- queries (domain/service/reads.py) ------------------------------------------------
 
     def get_iteration(
         self, iteration_id: UUID | str, *, version: int | None = None, at: datetime | None = None
     ) -> IterationState:
         """The iteration's state now, as of one of its versions, or as of an instant (audit replay).
 
-        `at` selects the last version whose timestamp is at or before it.
+        `at` (timezone-aware) selects the last version whose timestamp is at or before it. Raises
+        `IterationNotFoundError`, `InvalidInputError` (version or at out of range), `StoreError`.
         """
         iid = parse_iteration_id(iteration_id)
-        if version is not None and at is not None:
-            raise InvalidInputError("at", at, "give either version or at, not both")
-        if version is not None:
-            return state_of(self._events_until_version(iid, version))
-        if at is not None:
-            events = self.history(iid)
-            return state_of(events[: version_at(events, at)])
-        return self._read(iid)
+        self._ensure_open()
+        return self._reads.get_iteration(iid, version=version, at=at)
 
     def version_at(self, iteration_id: UUID | str, at: datetime) -> int:
         """The last version of the iteration whose event timestamp is at or before `at`."""
         iid = parse_iteration_id(iteration_id)
-        return version_at(self.history(iid), at)
+        self._ensure_open()
+        return version_at(self._reads.history(iid), at)
 
     def history(self, iteration_id: UUID | str) -> list[Iteration.Event]:
-        """The iteration's immutable events, oldest first."""
+        """The iteration's immutable events, oldest first (`IterationNotFoundError` if it has none)."""
         iid = parse_iteration_id(iteration_id)
         self._ensure_open()
-        events = self._store.events(iid)
-        if not events:
-            raise IterationNotFoundError(iid)
-        return events
+        return self._reads.history(iid)
 
     def get_record(self, iteration_id: UUID | str) -> IterationRecord | None:
         """The record the saving step stored under this id, if any."""
@@ -282,52 +263,9 @@ class PerformanceTracker:
         if self._closed:
             raise StoreError("the tracker is closed")
 
-    def _events_until_version(self, iteration_id: UUID, version: object) -> list[Iteration.Event]:
-        """The iteration's events up to `version` (one query), which must exist."""
-        if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= 2**62:
-            raise InvalidInputError("version", version, "must be an int of at least 1")
-        self._ensure_open()
-        events = self._store.events(iteration_id, lte=version)
-        if not events:
-            raise IterationNotFoundError(iteration_id)
-        if events[-1].originator_version < version:
-            last = events[-1].originator_version
-            raise InvalidInputError("version", version, f"is beyond the iteration's last version {last}")
-        return events
-
     def _lock(self, iteration_id: UUID) -> threading.Lock:
         """The lock guarding this iteration's cached copy in this process (striped by id)."""
         return self._locks[iteration_id.int % _LOCK_STRIPES]
-
-    def _read(self, iteration_id: UUID) -> IterationState:
-        """A snapshot of the iteration now; the cache may be behind other processes, so read what came after it."""
-        self._ensure_open()
-        with self._lock(iteration_id):
-            cached = self._store.is_cached(iteration_id)
-            if not cached and not self._writer.store_answers():
-                raise StoreUnavailableError(f"the store is unavailable and iteration {iteration_id} is not loaded here")
-            iteration = self._store.load(iteration_id)
-            waiting = self._writer.waiting(iteration_id)
-            if waiting and not cached:
-                # Loaded from the store, which is behind the waiting changes: never keep that copy.
-                self._store.evict(iteration_id)
-            if not waiting and self._writer.store_answers():
-                self._catch_up(iteration)
-            return IterationState.of(iteration, spooled_changes=waiting)
-
-    def _catch_up(self, iteration: Iteration) -> None:
-        """Apply what other processes stored after this process's copy (kept as it was if the store is away)."""
-        try:
-            for event in self._store.events(iteration.id, gt=iteration.version):
-                event.mutate(iteration)
-        except StoreUnavailableError:
-            if not self._writer.tolerates_outage():
-                self._store.evict(iteration.id)
-                raise
-            # The store is away: the cached copy is what this process knows.
-        except BaseException:
-            self._store.evict(iteration.id)
-            raise
 
     def _save_new(self, iteration: Iteration, record: IterationRecord | None = None) -> None:
         self._ensure_open()

@@ -17,8 +17,8 @@ import pytest
 from support import ManualClock, TcpProxy
 
 from itertrack.adapters.bootstrap import spooling_writer, store_of
-from itertrack.adapters.spool.forwarder import SpoolFlush
 from itertrack.adapters.spool.sqlite_file import SQLiteSpool
+from itertrack.adapters.spool.state import SpoolFlush
 from itertrack.adapters.store.postgres import PostgresRecorder
 from itertrack.domain import (
     InvalidInputError,
