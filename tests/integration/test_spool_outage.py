@@ -1,76 +1,37 @@
-"""Store outage without loss: the spool takes changes while PostgreSQL is unreachable and forwards them, in order."""
+"""Store outage without loss, on PostgreSQL behind a TCP proxy: changes made while it is unreachable wait in the
+spool and are forwarded in order, once."""
 
 from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
 from pathlib import Path
 from urllib.parse import urlsplit
-from uuid import UUID
 
-import psycopg
 import pytest
-from support import ManualClock, TcpProxy
+from spool_support import (
+    ITERTRACK,
+    Open,
+    flush,
+    started_elsewhere,
+    through,
+    versions,
+    wait_for,
+    without_spool,
+)
+from support import TcpProxy
 
 from itertrack.adapters.bootstrap import spooling_writer, store_of
 from itertrack.adapters.spool.sqlite_file import SQLiteSpool
-from itertrack.adapters.spool.state import SpoolFlush
-from itertrack.adapters.store.postgres import PostgresRecorder
 from itertrack.domain import (
     InvalidInputError,
     IterationRecord,
-    PerformanceTracker,
     StoreError,
     StoreUnavailableError,
 )
 
-Open = Callable[..., PerformanceTracker]
 pytestmark = pytest.mark.postgres
-ITERTRACK = str(Path(sys.executable).with_name("itertrack"))
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)
-
-
-@pytest.fixture
-def proxy(postgres_url: str) -> Iterator[TcpProxy]:
-    port = urlsplit(postgres_url).port or 5432
-    p = TcpProxy(port)
-    p.start()
-    yield p
-    p.cut()
-
-
-def through(store: str, proxy: TcpProxy) -> str:
-    """The same store reached through the proxy, with a short connect timeout."""
-    parts = urlsplit(store)
-    netloc = f"{parts.username}@127.0.0.1:{proxy.port}"
-    return parts._replace(netloc=netloc).geturl() + "&connect_timeout=1"
-
-
-def flush(tracker: PerformanceTracker) -> SpoolFlush:
-    """Forward the spool, retrying while the pool replaces connections the outage broke."""
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            return spooling_writer(tracker).flush()
-        except StoreUnavailableError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-
-
-def versions(tracker: PerformanceTracker, iid: object) -> list[int]:
-    return [e.originator_version for e in tracker.history(iid)]  # type: ignore[arg-type]
 
 
 def test_changes_made_during_an_outage_arrive_in_order(pg_store: str, proxy: TcpProxy, open_tracker: Open) -> None:
@@ -183,142 +144,6 @@ def test_a_tracker_started_during_an_outage_spools_from_its_first_change(
     assert fresh.get_iteration(iid).phase == "analysis"
 
 
-def without_spool(store: str) -> str:
-    """The same store for another process: its own spool (none), never the host's."""
-    return store.split("&spool=", maxsplit=1)[0] + "&spool=off"
-
-
-def started_elsewhere(pg_store: str, open_tracker: Open) -> tuple[PerformanceTracker, UUID]:
-    """An iteration another process started and moved on; the host under test has never loaded it."""
-    other = open_tracker(without_spool(pg_store), migrate=True)
-    iid = other.start_iteration("agent-1", 7)
-    other.update_phase(iid, "scan_generation")
-    return other, iid
-
-
-def test_an_iteration_this_process_never_loaded_can_be_changed_during_an_outage(
-    pg_store: str, proxy: TcpProxy, open_tracker: Open
-) -> None:
-    """Its version is unknown, so the changes themselves wait in the spool and are applied, in order, later."""
-    other, iid = started_elsewhere(pg_store, open_tracker)
-    host = open_tracker(through(pg_store, proxy), migrate=False)
-    proxy.cut()
-    started = time.monotonic()
-    host.update_metrics(iid, {"scan_generation_tokens": 300})
-    host.update_phase(iid, "backtest_execution")
-    host.save_iteration(IterationRecord(id=iid, agent_id="agent-1", iteration_number=7, analysis={"ok": True}))
-    host.update_phase(iid, "completed")
-    assert time.monotonic() - started < 4.0  # one connect timeout (1 s) at most, then the spool answers
-    assert spooling_writer(host).spool is not None
-    status = spooling_writer(host).spool.status()
-    assert [e.deferred for e in status.entries] == [
-        "metrics scan_generation_tokens",
-        "phase backtest_execution",
-        "save record (completed)",
-        "phase completed",
-    ]
-    assert [e.with_record for e in status.entries] == [False, False, True, False]
-    with pytest.raises(StoreUnavailableError):
-        host.get_iteration(iid)  # nothing to answer from: this process never had the iteration
-
-    proxy.start()
-    wait_for(
-        lambda: spooling_writer(host).spool.count() == 0,
-        30,
-        "the spool to drain",
-    )
-    assert versions(other, iid) == [1, 2, 3, 4, 5, 6]
-    state = other.get_iteration(iid)
-    assert (state.phase, state.saved, state.metrics) == ("completed", True, {"scan_generation_tokens": 300})
-    stamps = [e.timestamp for e in other.history(iid)]
-    assert stamps == sorted(stamps)
-    record = other.get_record(iid)
-    assert record is not None
-    assert record.analysis == {"ok": True}
-    assert host.get_iteration(iid).spooled_changes == 0
-
-
-def test_a_deferred_change_forwarded_just_before_a_crash_is_not_applied_again(
-    pg_store: str, proxy: TcpProxy, open_tracker: Open, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The forward committed, the process died before forgetting it: the event id recognises it next time."""
-    other, iid = started_elsewhere(pg_store, open_tracker)
-    host = open_tracker(through(pg_store, proxy), migrate=False, env={"ITERTRACK_FORWARD": "n"})
-    proxy.cut()
-    host.update_metrics(iid, {"analysis_tokens": 5})
-    host.update_metrics(iid, {"analysis_tokens": 7})
-    proxy.start()
-    assert spooling_writer(host).spool is not None
-    spool = spooling_writer(host).spool
-    forget = spool.remove
-
-    def die_after_commit(change_id: int) -> None:
-        raise SystemExit("killed between the commit and forgetting the change")
-
-    monkeypatch.setattr(spool, "remove", die_after_commit)
-    with pytest.raises(SystemExit):
-        flush(host)
-    assert versions(other, iid) == [1, 2, 3]  # the first change was committed
-    monkeypatch.setattr(spool, "remove", forget)
-    flushed = flush(host)
-    assert (flushed.forwarded, flushed.already_stored, flushed.stuck, flushed.waiting) == (1, 1, 0, 0)
-    assert versions(other, iid) == [1, 2, 3, 4]
-    assert other.get_iteration(iid).metrics == {"analysis_tokens": 12}
-
-
-def test_a_deferred_change_the_stored_iteration_refuses_is_kept_as_stuck(
-    pg_store: str, proxy: TcpProxy, open_tracker: Open
-) -> None:
-    """If the iteration finished meanwhile, the deferred change is reported with the reason, never dropped."""
-    other, iid = started_elsewhere(pg_store, open_tracker)
-    host = open_tracker(through(pg_store, proxy), migrate=False, env={"ITERTRACK_FORWARD": "n"})
-    proxy.cut()
-    host.update_phase(iid, "analysis")
-    host.update_metrics(iid, {"analysis_tokens": 9})  # behind it
-    other.update_phase(iid, "completed")  # another process finished it
-    proxy.start()
-    flushed = flush(host)
-    assert (flushed.forwarded, flushed.stuck, flushed.waiting) == (0, 2, 0)
-    assert spooling_writer(host).spool is not None
-    status = spooling_writer(host).spool.status()
-    assert (status.waiting, status.stuck) == (2, 1)
-    assert "refused by the stored iteration" in (status.entries[0].stuck or "")
-    assert "completed" in (status.entries[0].stuck or "")
-    assert versions(other, iid) == [1, 2, 3]  # nothing appended after the end
-
-    shown = subprocess.run(
-        [ITERTRACK, "spool", "status", "--store", pg_store, "--json"], capture_output=True, text=True, check=False
-    )
-    assert shown.returncode == 1, shown.stderr
-    entries = json.loads(shown.stdout)["entries"]
-    assert [(e["deferred"], e["versions"]) for e in entries] == [
-        ("phase analysis", []),
-        ("metrics analysis_tokens", []),
-    ]
-
-
-def test_an_exhausted_connection_pool_spools_instead_of_blocking_the_host(pg_store: str, open_tracker: Open) -> None:
-    """Every connection busy: the call waits one pool timeout (connect_timeout) at most, then spools."""
-    host = open_tracker(pg_store + "&pool_size=1&max_overflow=0&connect_timeout=1", migrate=True)
-    iid = host.start_iteration("agent-1", 1)
-    recorder = store_of(host).recorder
-    assert isinstance(recorder, PostgresRecorder)
-    with recorder.datastore.get_connection():  # e.g. a long report query holds the only connection
-        started = time.monotonic()
-        host.update_metrics(iid, {"analysis_tokens": 3})
-        host.update_phase(iid, "analysis")
-        assert time.monotonic() - started < 3.0
-        assert host.get_iteration(iid).spooled_changes == 2
-    wait_for(
-        lambda: spooling_writer(host).spool.count() == 0,
-        30,
-        "the spool to drain",
-    )
-    fresh = open_tracker(pg_store, migrate=False)
-    assert versions(fresh, iid) == [1, 2, 3]
-    assert fresh.get_iteration(iid).metrics == {"analysis_tokens": 3}
-
-
 def test_once_the_store_answers_new_work_goes_straight_to_it_while_the_backlog_drains(
     pg_store: str, proxy: TcpProxy, open_tracker: Open, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -385,27 +210,6 @@ def test_during_an_outage_the_callers_bad_input_is_still_refused_at_once(
     assert spooling_writer(host).spool.count() == 1
 
 
-def test_a_deferred_change_waits_for_its_iteration_to_reach_the_store_then_is_reported(
-    pg_store: str, proxy: TcpProxy, open_tracker: Open
-) -> None:
-    """Another process's spool may still hold the start: wait (not stuck) for a grace period, then report it."""
-    clock = ManualClock()
-    host = open_tracker(through(pg_store, proxy), migrate=True, clock=clock, env={"ITERTRACK_FORWARD": "n"})
-    proxy.cut()
-    unknown = UUID("0d9e8a4c-1b2f-4c3d-9e8f-7a6b5c4d3e2f")
-    clock.at(0)
-    host.update_phase(unknown, "analysis")
-    proxy.start()
-    clock.at(60_000)
-    flushed = flush(host)
-    assert (flushed.forwarded, flushed.stuck, flushed.waiting) == (0, 0, 1)
-    clock.at(11 * 60_000)
-    flushed = flush(host)
-    assert (flushed.forwarded, flushed.stuck, flushed.waiting) == (0, 1, 0)
-    assert spooling_writer(host).spool is not None
-    assert "is not in the store" in (spooling_writer(host).spool.status().entries[0].stuck or "")
-
-
 def test_a_closed_tracker_refuses_changes_even_during_an_outage(
     pg_store: str, proxy: TcpProxy, open_tracker: Open
 ) -> None:
@@ -434,43 +238,6 @@ def test_an_unusable_spool_is_a_typed_error(pg_store: str, proxy: TcpProxy, open
     proxy.cut()
     with pytest.raises(StoreUnavailableError, match="spool"):
         host.update_phase(iid, "analysis")  # the spool's directory does not exist
-
-
-def _kill_pooled_connections(tracker: PerformanceTracker, postgres_url: str) -> None:
-    """The server closes every connection of the tracker's pool, as a restart does."""
-    recorder = store_of(tracker).recorder
-    assert isinstance(recorder, PostgresRecorder)
-    datastore = recorder.datastore
-    idle = datastore.pool.get_stats().get("pool_available", 0)
-    assert idle >= 2
-    with ExitStack() as held:  # every idle connection at once, so each one's backend is known
-        pids = [held.enter_context(datastore.get_connection()).info.backend_pid for _ in range(idle)]
-    with psycopg.connect(postgres_url, autocommit=True) as admin:
-        admin.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", (pids,))
-        wait_for(
-            lambda: (
-                admin.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", (pids,)).fetchone() == (0,)
-            ),
-            10,
-            "the backends to end",
-        )
-
-
-def test_connections_a_restart_closed_are_dropped_so_the_next_change_is_stored(
-    pg_store: str, postgres_url: str, open_tracker: Open
-) -> None:
-    """After a failure the forwarder drops dead pooled connections; without that, each would fail a change once."""
-    checked = open_tracker(pg_store, migrate=True)
-    own_spool = Path(urlsplit(pg_store).query.split("spool=", 1)[1]).with_name("unchecked-spool.db")
-    unchecked = open_tracker(without_spool(pg_store).replace("spool=off", f"spool={own_spool}"), migrate=False)
-    for tracker in (checked, unchecked):
-        iid = tracker.start_iteration("agent-1", 1)
-        _kill_pooled_connections(tracker, postgres_url)
-        if tracker is checked:
-            store_of(tracker).records.drop_broken_connections()
-        tracker.update_metrics(iid, {"analysis_tokens": 1})
-    assert spooling_writer(checked).changes_spooled == 0  # stored at once on a fresh connection
-    assert spooling_writer(unchecked).changes_spooled == 1  # met a dead connection: spooled (and forwarded later)
 
 
 def test_save_listeners_hear_of_forwarded_changes(pg_store: str, proxy: TcpProxy, open_tracker: Open) -> None:
@@ -512,25 +279,3 @@ def test_changes_after_a_stuck_one_queue_behind_it_and_never_reach_the_store_fir
     assert spooling_writer(restarted).spool.count(iid) == 3
     assert flush(restarted).forwarded == 0
     assert versions(other, iid) == [1, 2]  # still nothing: a person decides (spool retry or discard)
-
-
-def test_migrate_with_the_store_away_is_a_typed_error(pg_store: str, proxy: TcpProxy, open_tracker: Open) -> None:
-    host = open_tracker(through(pg_store, proxy), migrate=True)
-    proxy.cut()
-    with pytest.raises(StoreUnavailableError):
-        host.migrate()
-
-
-def test_with_a_pool_of_one_a_lost_race_is_retried_not_taken_for_an_outage(pg_store: str, open_tracker: Open) -> None:
-    """The retry's lock must not hold the only connection the retry itself needs."""
-    host = open_tracker(pg_store + "&pool_size=1&max_overflow=0&connect_timeout=1", migrate=True)
-    iid = host.start_iteration("agent-1", 1)  # cached here at version 1
-    other = open_tracker(without_spool(pg_store), migrate=False)
-    other.update_phase(iid, "analysis")  # version 2, behind the host's back
-    host.update_metrics(iid, {"analysis_tokens": 4})  # meets version 2: re-loads and retries
-    assert (host.conflicts_retried, spooling_writer(host).changes_deferred, spooling_writer(host).changes_spooled) == (
-        1,
-        0,
-        0,
-    )
-    assert versions(other, iid) == [1, 2, 3]
