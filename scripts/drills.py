@@ -22,6 +22,8 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import psycopg
+
 from itertrack.adapters.demo.fakes import FakeBacktester, FakeLLM, FakeScanner, Scenario, SimulatedClock, SimulatedError
 from itertrack.adapters.views.keeper import CatchUp, view_for
 from itertrack.adapters.views.verify import verify_store
@@ -353,8 +355,6 @@ LOAD_RATE = 1000.0  # tracked changes per second; set by --rate (make bench foun
 
 def load(store: str, seconds: float) -> None:
     """A sustained run at a set rate, watching memory, connections and read-model lag; all must stay bounded."""
-    import psycopg  # noqa: PLC0415
-
     with PerformanceTracker(store=store, migrate=True) as tracker:
         projector = subprocess.Popen([ITERTRACK, "project", "--follow", "--store", store], stdout=subprocess.DEVNULL)
         view = view_for(tracker.factory)
