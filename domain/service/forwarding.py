@@ -173,7 +173,7 @@ class SpoolForwarding:
             delay = min(delay * 2, 2.0)
 
     @store_unavailable_as_typed_error()
-    def flush_spool(self) -> SpoolFlush:
+    def flush_spool(self) -> SpoolFlush:  # noqa: C901  # spool order and per-iteration blocking rules read as one loop
         """Forward every waiting change the store will take, oldest first; returns what happened.
 
         Idempotent: a change the store already holds (a forward that committed before a crash) is

@@ -493,7 +493,7 @@ class PerformanceTracker(SpoolForwarding, Application[UUID]):
             if not self._already_stored(pending):
                 raise DuplicateIterationError(iteration.id) from e
 
-    def _change(self, iteration_id: UUID, change: Change, **save_kwargs: Any) -> None:
+    def _change(self, iteration_id: UUID, change: Change, **save_kwargs: Any) -> None:  # noqa: C901  # retry, conflict and deferral share one lock and attempt count
         """Apply `change` to the iteration and save; on a version conflict re-load and re-apply it.
 
         With a spool, a change whose iteration cannot be loaded (the store is away and this process has
