@@ -37,7 +37,7 @@ pytest: $(VENV)/.installed-dev link
 link: | $(VENV)/.installed
 	@diff -q <(find domain projections adapters -name __pycache__ -prune -o -type f \( -name '*.py' -o -name py.typed \) -print | LC_ALL=C sort) \
 	         <(cd $(LINK_TREE) 2>/dev/null && find . ! -type d | sed 's|^\./||' | LC_ALL=C sort) >/dev/null \
-	|| { echo "link: package files changed, relinking the strict editable install"; \
+	|| { echo "link: the links under build/ differ from the package files; relinking"; \
 	     $(PIP) install --quiet --no-deps -e . $(STRICT); }
 
 # Starts a local PostgreSQL cluster that is installed but stopped; says so when there is none.
@@ -51,13 +51,16 @@ chromium:
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
+# Each install drops the old link tree first: a new version would otherwise leave a second one beside it.
 $(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	rm -rf build/__editable__.itertrack-*
 	$(PIP) install --quiet -e . $(STRICT)
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(VENV)/bin/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	rm -rf build/__editable__.itertrack-*
 	$(PIP) install --quiet -e '.[dev]' $(STRICT)
 	touch $@ $(VENV)/.installed
 
