@@ -34,11 +34,12 @@ pytest: $(VENV)/.installed-dev link
 
 # Strict mode links the files that exist when it runs: a module added, removed or renamed since is not
 # importable until the links are laid again (--no-deps: a few seconds). Compares file lists, not times.
+LINK_DIFF = diff <(find domain projections adapters -name __pycache__ -prune -o -type f \( -name '*.py' -o -name py.typed \) -print | LC_ALL=C sort) \
+                 <(cd $(LINK_TREE) 2>/dev/null && find . ! -type d | sed 's|^\./||' | LC_ALL=C sort)
 link: | $(VENV)/.installed
-	@diff -q <(find domain projections adapters -name __pycache__ -prune -o -type f \( -name '*.py' -o -name py.typed \) -print | LC_ALL=C sort) \
-	         <(cd $(LINK_TREE) 2>/dev/null && find . ! -type d | sed 's|^\./||' | LC_ALL=C sort) >/dev/null \
-	|| { echo "link: the links under build/ differ from the package files; relinking"; \
-	     $(PIP) install --quiet --no-deps -e . $(STRICT); }
+	@$(LINK_DIFF) >/dev/null || { echo "link: the links under build/ differ from the package files; relinking"; \
+	                              $(PIP) install --quiet --no-deps -e . $(STRICT); }
+	@$(LINK_DIFF) || { echo "link: files marked < are not installed: is their folder in [tool.setuptools] packages?"; exit 1; }
 
 # Starts a local PostgreSQL cluster that is installed but stopped; says so when there is none.
 postgres:
