@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sqlite3
 import tempfile
@@ -21,11 +22,9 @@ from scripts.bench_support import Row, pg_schema
 from scripts.bench_writes import write_rows
 
 
-def machine() -> dict[str, str]:
+def machine(pg_url: str) -> dict[str, str]:
     """What the figures were measured on."""
-    import os  # noqa: PLC0415
-
-    with psycopg.connect(ARGS.postgres) as conn:
+    with psycopg.connect(pg_url) as conn:
         row = conn.execute("SHOW server_version").fetchone()
     return {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -75,17 +74,18 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the benchmark runs, measures nothing")
     parser.add_argument("--json", type=Path, default=Path("bench-results.json"))
     parser.add_argument("--postgres", default="postgresql://root@127.0.0.1:5432/test")
-    global ARGS  # noqa: PLW0603
-    ARGS = parser.parse_args()
+    args = parser.parse_args()
     started = time.perf_counter()
-    rows = run(ARGS.quick, ARGS.postgres)
+    rows = run(args.quick, args.postgres)
     print_table(rows)
-    result = {"machine": machine(), "quick": ARGS.quick, "seconds": round(time.perf_counter() - started, 1)}
-    ARGS.json.write_text(json.dumps({**result, "rows": [r.as_json() for r in rows]}, indent=2) + "\n")
-    print(f"\nwrote {ARGS.json} ({result['seconds']} s)")
+    result = {
+        "machine": machine(args.postgres),
+        "quick": args.quick,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    args.json.write_text(json.dumps({**result, "rows": [r.as_json() for r in rows]}, indent=2) + "\n")
+    print(f"\nwrote {args.json} ({result['seconds']} s)")
 
-
-ARGS = argparse.Namespace()
 
 if __name__ == "__main__":
     main()

@@ -16,7 +16,7 @@ from itertrack.domain import PerformanceTracker, SystemClock
 from itertrack.domain.service.learning_flow import LearningIterationService
 
 
-def contender(store: str, ids: list[str], changes: int, ready: Any, gate: Any, results: Any) -> None:  # noqa: PLR0917
+def contender(store: str, ids: list[str], changes: int, ready: Any, gate: Any, results: Any) -> None:  # noqa: PLR0917  # a Process target: multiprocessing passes args by position
     """Add 1 to `hammered` on each of a handful of iterations in turn, `changes` times; report conflicts."""
     with PerformanceTracker(store=store, migrate=False) as tracker:
         ready.put(True)

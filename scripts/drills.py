@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import psycopg
+
 from itertrack.adapters.bootstrap import store_of
 from itertrack.adapters.views.keeper import view_for
 from itertrack.domain import PerformanceTracker
@@ -112,8 +114,6 @@ LOAD_RATE = 1000.0  # tracked changes per second; set by --rate (make bench foun
 
 def load(store: str, seconds: float) -> None:
     """A sustained run at a set rate, watching memory, connections and read-model lag; all must stay bounded."""
-    import psycopg  # noqa: PLC0415
-
     with PerformanceTracker(store=store, migrate=True) as tracker:
         projector = subprocess.Popen([ITERTRACK, "project", "--follow", "--store", store], stdout=subprocess.DEVNULL)
         view = view_for(store_of(tracker).factory)

@@ -52,7 +52,7 @@ class ReadModelRunner(BaseProjectionRunner[StoreApplication]):
         except BaseException as e:
             live = runner()
             if live is not None:
-                live._thread_error = e  # the library's runner reports errors this way
+                live._thread_error = e  # noqa: SLF001  # as the library's own loop does: no public setter
         finally:
             is_stopping.set()
 

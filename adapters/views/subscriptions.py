@@ -52,4 +52,4 @@ def has_buffered(subscription: Any) -> bool:
     if not isinstance(inner, ListenNotifySubscription):
         return False
     # Private attributes of the library's class (9.5.6): the fetched list, its index, and the queue.
-    return bool(inner._notifications_index < len(inner._notifications) or not inner._notifications_queue.empty())
+    return bool(inner._notifications_index < len(inner._notifications) or not inner._notifications_queue.empty())  # noqa: SLF001  # no public accessor for this

@@ -14,7 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from scripts.drills import DRILLS, parse_args  # noqa: E402
+from scripts.drills import DRILLS, parse_args  # noqa: E402  # scripts/ is not installed: after the sys.path insert
 
 
 def test_without_names_every_drill_runs() -> None:

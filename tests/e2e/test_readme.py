@@ -39,7 +39,7 @@ def test_embedded_examples_run_and_print_what_they_say(
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("ITERTRACK_STORE", raising=False)
     block = python_blocks()[index]
-    exec(compile(block, str(README), "exec"), {})  # noqa: S102
+    exec(compile(block, str(README), "exec"), {})  # noqa: S102  # runs the README's own examples
     printed = capsys.readouterr().out.splitlines()
     promised = promised_output(block)
     assert promised
@@ -51,7 +51,7 @@ def test_embedded_examples_run_and_print_what_they_say(
 def test_postgres_example_runs(pg_store: str) -> None:
     """The PostgreSQL example runs (on a test schema of its own)."""
     block = python_blocks()[1].replace(README_PG, pg_store)
-    exec(compile(block, str(README), "exec"), {})  # noqa: S102
+    exec(compile(block, str(README), "exec"), {})  # noqa: S102  # runs the README's own examples
 
 
 def test_every_setting_is_documented_in_the_readme() -> None:

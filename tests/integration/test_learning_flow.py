@@ -142,7 +142,7 @@ def _count_record_rows(store: str) -> int:
             return int(conn.execute("SELECT count(*) FROM agent_iterations").fetchone()[0])
     base = store.split("?", maxsplit=1)[0]
     with psycopg.connect(base) as conn:
-        row = conn.execute(f'SELECT count(*) FROM "{url.schema_name}".agent_iterations').fetchone()  # noqa: S608
+        row = conn.execute(f'SELECT count(*) FROM "{url.schema_name}".agent_iterations').fetchone()  # noqa: S608  # schema validated by parse_store_url
         assert row is not None
         return int(row[0])
 
@@ -162,10 +162,12 @@ def test_failure_inside_the_saving_transaction_leaves_neither_row_nor_event(
 
     # The parent's insert of the events runs after our recorder has inserted the record row.
     monkeypatch.setattr(
-        SQLiteApplicationRecorder, "_insert_events", fail_when_saving(SQLiteApplicationRecorder._insert_events)
+        SQLiteApplicationRecorder,
+        "_insert_events",
+        fail_when_saving(SQLiteApplicationRecorder._insert_events),  # noqa: SLF001  # fault injection after the record row
     )
     # On PostgreSQL the transaction is one query: a statement that fails right after the record insert.
-    original_transaction = PostgresRecorder._transaction
+    original_transaction = PostgresRecorder._transaction  # noqa: SLF001  # fault injection: the one-query transaction is private
 
     def fail_after_record(
         self: PostgresRecorder, conn: object, stored_events: object, record: object
