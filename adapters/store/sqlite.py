@@ -140,10 +140,6 @@ class SQLiteRecorder(SQLiteApplicationRecorder, IterationRecordStore):
             )
         return super()._insert_events(c, stored_events, **kwargs)
 
-    def convert_originator_id(self, originator_id: str) -> UUID | str:
-        """Leave ids as the stored hex text: the mapper hands them to pydantic, which parses them once."""
-        return originator_id
-
     def migrate(self) -> None:
         self.create_table()
         SQLiteReadModelView(self.datastore).migrate_views()
