@@ -20,6 +20,7 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore, SQLiteFactory
 
+from itertrack.adapters.library_hooks import sqlite_pool
 from itertrack.adapters.store.record_rows import COLUMNS, JSON_COLUMNS, RECORDS_TABLE, record_of
 from itertrack.adapters.views.sql import VIEW_TABLES
 from itertrack.adapters.views.sqlite import SQLiteReadModelView
@@ -58,7 +59,7 @@ class SQLiteRecorder(SQLiteApplicationRecorder, IterationRecordStore):
         return subscription
 
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
-        if self.datastore.pool.is_sqlite_memory_mode:
+        if sqlite_pool(self.datastore).is_sqlite_memory_mode:
             # A shared-cache memory database needs the library pool's reader/writer interlock.
             notification_ids = super().insert_events(stored_events, **kwargs)
         else:
@@ -94,7 +95,7 @@ class SQLiteRecorder(SQLiteApplicationRecorder, IterationRecordStore):
 
     def _writer(self) -> sqlite3.Connection:
         if self._writer_conn is None:
-            pool = self.datastore.pool
+            pool = sqlite_pool(self.datastore)
             conn = sqlite3.connect(
                 pool.db_name,
                 uri=True,
