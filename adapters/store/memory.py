@@ -9,6 +9,7 @@ from uuid import UUID
 from eventsourcing.persistence import ApplicationRecorder, IntegrityError, StoredEvent
 from eventsourcing.popo import POPOApplicationRecorder, POPOFactory
 
+from itertrack.adapters.library_hooks import popo_lock
 from itertrack.adapters.store.record_rows import record_of
 from itertrack.adapters.store.record_store import IterationRecordStore
 
@@ -22,7 +23,7 @@ class MemoryRecorder(POPOApplicationRecorder, IterationRecordStore):
 
     def _insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
         record = record_of(kwargs)
-        with self._database_lock:
+        with popo_lock(self):
             if record is not None and record.id in self._records:
                 msg = f"iteration record {record.id} already stored"
                 raise IntegrityError(msg)
@@ -36,11 +37,11 @@ class MemoryRecorder(POPOApplicationRecorder, IterationRecordStore):
         """Nothing to create in memory."""
 
     def select_record_ids(self) -> list[UUID]:
-        with self._database_lock:
+        with popo_lock(self):
             return list(self._records)
 
     def select_iteration_record(self, iteration_id: UUID) -> dict[str, Any] | None:
-        with self._database_lock:
+        with popo_lock(self):
             row = self._records.get(iteration_id)
             return None if row is None else dict(row)
 

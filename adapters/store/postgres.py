@@ -24,6 +24,7 @@ from psycopg.pq import TransactionStatus
 from psycopg.sql import SQL, Composed, Identifier
 from psycopg.types.json import Jsonb
 
+from itertrack.adapters.library_hooks import postgres_connect_kwargs, postgres_pool, unretried_select_events
 from itertrack.adapters.store.record_rows import COLUMNS, JSON_COLUMNS, RECORDS_TABLE, record_of
 from itertrack.adapters.store.record_store import IterationRecordStore
 from itertrack.adapters.views.postgres import TRACKING_TABLE, PostgresReadModelView
@@ -89,7 +90,7 @@ class PostgresRecorder(PostgresApplicationRecorder, IterationRecordStore):
     def select_events(self, originator_id: Any, **kwargs: Any) -> Any:
         """The library's select without its retry loop (10 x 0.2 s and a connect timeout each): an
         unreachable store is reported at once, and the tracker answers from its cache or spool."""
-        return PostgresApplicationRecorder.select_events.__wrapped__(self, originator_id, **kwargs)
+        return unretried_select_events()(self, originator_id, **kwargs)
 
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
         """Insert the record (if any) and the events in one transaction, sent as one query.
@@ -160,7 +161,9 @@ class PostgresRecorder(PostgresApplicationRecorder, IterationRecordStore):
 
     def drop_broken_connections(self) -> None:
         try:
-            self.datastore.pool.check()  # tests each idle connection; replaces the broken ones in the background
+            postgres_pool(
+                self.datastore
+            ).check()  # tests each idle connection; replaces the broken ones in the background
         except Exception:  # never let housekeeping fail the caller (the forwarder retries anyway)
             log.debug("checking the pool's connections failed", exc_info=True)
 
@@ -171,7 +174,7 @@ class PostgresRecorder(PostgresApplicationRecorder, IterationRecordStore):
         The lock holds a pooled connection while the retry needs another: with a pool of one
         (`pool_size=1&max_overflow=0`) retries go without it (and just back off).
         """
-        if self.datastore.pool.max_size < 2:
+        if postgres_pool(self.datastore).max_size < 2:
             yield
             return
         key = (iteration_id.int >> 64 ^ iteration_id.int) & 0x7FFF_FFFF_FFFF_FFFF
@@ -194,9 +197,7 @@ class PostgresRecorder(PostgresApplicationRecorder, IterationRecordStore):
     def _migration_lock(self) -> Iterator[None]:
         """The migration's advisory lock, held on a connection of its own: the migration itself takes
         connections from the pool, and a pool of one (`pool_size=1&max_overflow=0`) must still migrate."""
-        pool_kwargs = self.datastore.pool.kwargs
-        assert isinstance(pool_kwargs, dict)
-        kwargs = {k: v for k, v in pool_kwargs.items() if k != "row_factory"}
+        kwargs = {k: v for k, v in postgres_connect_kwargs(self.datastore).items() if k != "row_factory"}
         try:
             conn = psycopg.connect(autocommit=True, **kwargs)  # with the pool's connect_timeout and keepalives
         except psycopg.Error as e:
@@ -242,9 +243,10 @@ def silent_network_limits(datastore: PostgresDatastore) -> dict[str, int]:
     about three connect timeouts, instead of TCP's default of many minutes: keepalive probes on idle
     connections, and a cap on how long sent data may stay unacknowledged. A server that keeps the
     connection but stops answering (a frozen process) is not detected by these."""
-    limit = 3 * max(1, int(datastore.pool.timeout))
+    timeout = postgres_pool(datastore).timeout
+    limit = 3 * max(1, int(timeout))
     return {
-        "connect_timeout": max(1, int(datastore.pool.timeout)),
+        "connect_timeout": max(1, int(timeout)),
         "keepalives": 1,
         "keepalives_idle": limit,
         "keepalives_interval": 1,
@@ -260,9 +262,7 @@ class PostgresStoreFactory(PostgresFactory):
 
     def __init__(self, env: Any) -> None:
         super().__init__(env)
-        connect_kwargs = self.datastore.pool.kwargs
-        assert isinstance(connect_kwargs, dict)  # what eventsourcing gives its pool
-        connect_kwargs.update(silent_network_limits(self.datastore))
+        postgres_connect_kwargs(self.datastore).update(silent_network_limits(self.datastore))
         register = self.datastore.register_type_adapters
 
         def register_when_reachable() -> None:

@@ -20,6 +20,7 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore, SQLiteFactory
 
+from itertrack.adapters.library_hooks import sqlite_pool
 from itertrack.adapters.store.record_rows import COLUMNS, JSON_COLUMNS, RECORDS_TABLE, record_of
 from itertrack.adapters.store.record_store import IterationRecordStore
 from itertrack.adapters.views.sql import VIEW_TABLES
@@ -58,7 +59,7 @@ class SQLiteRecorder(SQLiteApplicationRecorder, IterationRecordStore):
         return subscription
 
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
-        if self.datastore.pool.is_sqlite_memory_mode:
+        if sqlite_pool(self.datastore).is_sqlite_memory_mode:
             # A shared-cache memory database needs the library pool's reader/writer interlock.
             notification_ids = super().insert_events(stored_events, **kwargs)
         else:
@@ -94,7 +95,7 @@ class SQLiteRecorder(SQLiteApplicationRecorder, IterationRecordStore):
 
     def _writer(self) -> sqlite3.Connection:
         if self._writer_conn is None:
-            pool = self.datastore.pool
+            pool = sqlite_pool(self.datastore)
             conn = sqlite3.connect(
                 pool.db_name,
                 uri=True,
@@ -139,10 +140,6 @@ class SQLiteRecorder(SQLiteApplicationRecorder, IterationRecordStore):
                 ),
             )
         return super()._insert_events(c, stored_events, **kwargs)
-
-    def convert_originator_id(self, originator_id: str) -> UUID | str:
-        """Leave ids as the stored hex text: the mapper hands them to pydantic, which parses them once."""
-        return originator_id
 
     def migrate(self) -> None:
         self.create_table()

@@ -11,6 +11,7 @@ from typing import Any
 
 from eventsourcing.persistence import InfrastructureFactory
 
+from itertrack.adapters.library_hooks import sqlite_pool
 from itertrack.adapters.store.postgres import PostgresStoreFactory
 from itertrack.adapters.store.sqlite import SQLiteStoreFactory
 from itertrack.domain.model.errors import StoreError
@@ -45,7 +46,7 @@ class ProjectionLock:
 
     def _try(self) -> bool:
         if isinstance(self.factory, SQLiteStoreFactory):
-            db_name = self.factory.datastore.pool.db_name
+            db_name = sqlite_pool(self.factory.datastore).db_name
             if "mode=memory" in db_name or ":memory:" in db_name:
                 return True
             if self._file is None:

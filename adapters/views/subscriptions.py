@@ -7,6 +7,14 @@ from typing import Any
 
 from eventsourcing.persistence import ApplicationRecorder, ListenNotifySubscription
 
+from itertrack.adapters.library_hooks import (
+    subscription_failed,
+    subscription_has_buffered,
+    subscription_pull,
+    subscription_stopped,
+    subscription_wakeup,
+)
+
 DEFAULT_POLL_INTERVAL_S = 0.02
 
 
@@ -29,17 +37,16 @@ class PollingSubscription(ListenNotifySubscription[ApplicationRecorder]):
 
     def notify(self) -> None:
         """New events were written in this process: pull now."""
-        self._has_been_notified.set()
+        subscription_wakeup(self).set()
 
     def _loop_on_pull(self) -> None:
         try:
-            self._pull()
-            while not self._has_been_stopped:
-                self._has_been_notified.wait(timeout=self.poll_interval)
-                self._pull()
+            subscription_pull(self)
+            while not subscription_stopped(self):
+                subscription_wakeup(self).wait(timeout=self.poll_interval)
+                subscription_pull(self)
         except BaseException as e:
-            if self._thread_error is None:
-                self._thread_error = e
+            subscription_failed(self, e)
             self.stop()
 
 
@@ -51,5 +58,4 @@ def has_buffered(subscription: Any) -> bool:
     inner = getattr(subscription, "subscription", subscription)
     if not isinstance(inner, ListenNotifySubscription):
         return False
-    # Private attributes of the library's class (9.5.6): the fetched list, its index, and the queue.
-    return bool(inner._notifications_index < len(inner._notifications) or not inner._notifications_queue.empty())  # noqa: SLF001  # no public accessor for this
+    return subscription_has_buffered(inner)
