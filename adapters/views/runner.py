@@ -42,7 +42,7 @@ def _log_of(tracker: PerformanceTracker) -> type[Application[UUID]]:
     return TrackerLog
 
 
-class Progress:
+class RunnerProgress:
     """How far a runner has processed the log, and whether (and why) it stopped; waitable."""
 
     def __init__(self) -> None:
@@ -89,7 +89,7 @@ class ViewRunner(BaseProjectionRunner[Application[UUID]]):
     ) -> None:
         self.view = view
         self.projection = ViewProjection(view, batch_size=batch_size, on_batch=on_batch)
-        self.progress = Progress()
+        self.progress = RunnerProgress()
         super().__init__(
             projection=self.projection,
             application_class=_log_of(tracker),
