@@ -8,8 +8,8 @@ from typing import Any
 
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 
-from itertrack.adapters.views.sql import POSTGRES_TYPES, ViewStatements
-from itertrack.adapters.views.tables import APPLICATION_NAME, ViewTables
+from itertrack.adapters.views.sql import APPLICATION_NAME, POSTGRES_TYPES, ViewStatements
+from itertrack.adapters.views.tables import ViewTables
 
 TRACKING_TABLE = "itertrack_read_models_tracking"
 

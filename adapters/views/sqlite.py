@@ -10,8 +10,8 @@ from uuid import UUID
 
 from eventsourcing.sqlite import SQLiteDatastore, SQLiteTrackingRecorder
 
-from itertrack.adapters.views.sql import SQLITE_TYPES, ViewStatements
-from itertrack.adapters.views.tables import APPLICATION_NAME, ViewTables
+from itertrack.adapters.views.sql import APPLICATION_NAME, SQLITE_TYPES, ViewStatements
+from itertrack.adapters.views.tables import ViewTables
 
 
 class SQLiteViewTables(ViewTables, SQLiteTrackingRecorder):
@@ -44,10 +44,6 @@ class SQLiteViewTables(ViewTables, SQLiteTrackingRecorder):
 
     def _max_position(self) -> int | None:
         return self.max_tracking_id(APPLICATION_NAME)
-
-    @property
-    def _placeholder(self) -> str:
-        return "?"
 
     def _db_id(self, value: UUID) -> Any:
         return value.hex
