@@ -126,9 +126,10 @@ class ViewRunner(BaseProjectionRunner[Application[UUID]]):
         error: BaseException | None = None
         try:
             batch: list[tuple[Any, Tracking]] = []
+            more_at_hand = has_buffered(subscription)
             for domain_event, tracking in subscription:
                 batch.append((domain_event, tracking))
-                if len(batch) >= projection.batch_size or not has_buffered(subscription):
+                if len(batch) >= projection.batch_size or not more_at_hand():
                     projection.process_batch(batch)
                     batch = []
                     live = runner()
