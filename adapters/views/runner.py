@@ -110,10 +110,11 @@ class ViewRunner(BaseProjectionRunner[Application[UUID]]):
         if self.progress.wait_for(notification_id, timeout):
             return True
         error = self.progress.error
-        if error is not None and self._thread_error is error:
+        if error is None:
+            return False
+        if self._thread_error is error:
             self._thread_error = None  # raised here: neither `run_forever` nor `__exit__` raises it again
-            raise error
-        return False
+        raise error
 
     @staticmethod
     def _process_events_loop(  # type: ignore[override]
