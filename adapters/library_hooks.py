@@ -202,16 +202,23 @@ HOOKS: tuple[LibraryHook, ...] = (
         BaseProjectionRunner,
         "_process_events_loop",
         ("override",),
-        "views/runner.py ReadModelRunner",
+        "views/runner.py ViewRunner",
         "the runner's thread body (a staticmethod): ours applies what the subscription holds as one batch",
         ("subscription", "projection", "is_stopping", "runner"),
     ),
     LibraryHook(
         BaseProjectionRunner,
         "_thread_error",
-        ("write",),
-        "views/runner.py ReadModelRunner",
+        ("read", "write"),
+        "views/runner.py ViewRunner",
         "an error in our loop is reported to the runner's caller the way the library's loop reports it",
+    ),
+    LibraryHook(
+        BaseProjectionRunner,
+        "_subscription",
+        ("read",),
+        "views/runner.py ViewRunner",
+        "the runner's application subscription: wake its polling subscription, set its poll interval",
     ),
 )
 
@@ -288,3 +295,20 @@ def subscription_has_buffered(subscription: ListenNotifySubscription[Any]) -> bo
         subscription._notifications_index < len(subscription._notifications)
         or not subscription._notifications_queue.empty()
     )
+
+
+def runner_error(runner: BaseProjectionRunner[Any]) -> BaseException | None:
+    """The error the runner's thread stopped with, if any."""
+    return runner._thread_error
+
+
+def set_runner_error(runner: BaseProjectionRunner[Any], error: BaseException | None) -> None:
+    """Report (or, with None, take back) the error the runner's thread stopped with."""
+    runner._thread_error = error
+
+
+def runner_subscription(runner: BaseProjectionRunner[Any]) -> ApplicationSubscription[Any]:
+    """The application subscription the runner iterates (ours are never the library's DCB kind)."""
+    subscription = runner._subscription
+    assert isinstance(subscription, ApplicationSubscription)
+    return subscription

@@ -1,8 +1,8 @@
-"""The read-model projection: eventsourcing's `Projection`, applying events in batches, exactly once."""
+"""The views' projection: eventsourcing's `Projection`, applying events in batches, exactly once."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from eventsourcing.persistence import Tracking
@@ -11,6 +11,8 @@ from eventsourcing.projection import Projection
 from itertrack.domain.model.errors import StoreError
 from itertrack.domain.model.iteration import Iteration
 from itertrack.projections.fold import BatchChanges, LoadedState, fold
+
+DEFAULT_BATCH_SIZE = 500
 
 
 class PositionConflictError(StoreError):
@@ -21,7 +23,7 @@ class ReadModelsResetError(StoreError):
     """Raised when the read models' position went backwards under a running projection (a rebuild elsewhere)."""
 
 
-class ReadModelStore(Protocol):
+class ViewStore(Protocol):
     """What the projection needs of a store's views."""
 
     def position(self) -> int:
@@ -37,24 +39,25 @@ class ReadModelStore(Protocol):
         ...
 
 
-def apply_batch(view: ReadModelStore, events: Sequence[Iteration.Event], expected: int, new: int) -> None:
-    """Fold a batch against the rows it touches and commit it with its position."""
-    view.apply(fold(events, view.load(events)), expected, new)
-
-
-class ReadModelProjection(Projection[Any]):
-    """Current phase, cumulative metrics and phase durations, kept by a `ProjectionRunner`.
+class ViewProjection(Projection[Any]):
+    """Current phase, cumulative metrics and phase durations, kept by the library's projection runner.
 
     Events arrive in log order with their tracking positions. A batch is written in one
-    transaction with one position move, by compare-and-set, so each event counts once.
+    transaction with one position move, by compare-and-set, so each event counts once; events
+    another process applied meanwhile are skipped. `applied` counts the events this projection
+    wrote; `on_batch(n)` is told of each batch it wrote.
     """
 
     name = "ReadModels"
 
-    def __init__(self, view: Any, batch_size: int = 500) -> None:
+    def __init__(
+        self, view: Any, batch_size: int = DEFAULT_BATCH_SIZE, on_batch: Callable[[int], None] | None = None
+    ) -> None:
         super().__init__(view=view)
-        self.store: ReadModelStore = view
+        self.store: ViewStore = view
         self.batch_size = batch_size
+        self.on_batch = on_batch
+        self.applied = 0
         self._position: int | None = None
 
     def process_event(self, domain_event: Any, tracking: Tracking) -> None:
@@ -71,8 +74,9 @@ class ReadModelProjection(Projection[Any]):
                 return
             expected = self._position
             new = pending[-1][1].notification_id
+            events = [e for e, _ in pending]
             try:
-                apply_batch(self.store, [e for e, _ in pending], expected, new)
+                self.store.apply(fold(events, self.store.load(events)), expected, new)
             except PositionConflictError:
                 moved_to = self.store.position()
                 if moved_to < expected:
@@ -81,4 +85,7 @@ class ReadModelProjection(Projection[Any]):
                 self._position = moved_to
                 continue
             self._position = new
+            self.applied += len(events)
+            if self.on_batch is not None:
+                self.on_batch(len(events))
             return

@@ -14,7 +14,8 @@ from psycopg import sql
 
 from itertrack.adapters.bootstrap import store_of
 from itertrack.adapters.store.url import parse_store_url
-from itertrack.adapters.views.keeper import CatchUp, view_for
+from itertrack.adapters.views.keeper import view_for
+from itertrack.adapters.views.runner import catch_up as catch_up_views
 from itertrack.adapters.views.verify import verify_store
 from itertrack.domain import PerformanceTracker
 from scripts.bench_support import Row, file_size, percentile, seed_events, side_by_side
@@ -86,7 +87,7 @@ def catch_up(store: str, label: str, events: int, target: float) -> Row:
     with PerformanceTracker(store=store, migrate=True) as tracker:
         written = seed_events(tracker, events)
         started = time.perf_counter()
-        CatchUp(tracker, view_for(store_of(tracker).factory), 500).run()
+        catch_up_views(tracker, view_for(store_of(tracker).factory), batch_size=500)
         ours = written / (time.perf_counter() - started)
         theirs = written / _floor_catch_up(store, tracker, 500)
     ratio = ours / theirs
@@ -189,7 +190,7 @@ def at_scale(store: str, label: str, events: int, db_path: Path | None) -> list[
         view = view_for(store_of(tracker).factory)
         started = time.perf_counter()
         view.reset()
-        CatchUp(tracker, view, 500).run()
+        catch_up_views(tracker, view, batch_size=500)
         rebuild = time.perf_counter() - started
         started = time.perf_counter()
         report = verify_store(tracker)
@@ -236,7 +237,7 @@ def catch_up_scaling(folder: Path, sizes: tuple[int, ...]) -> Row:
         with PerformanceTracker(store=f"sqlite:///{folder / f'scale-{size}.db'}", migrate=True) as tracker:
             written = seed_events(tracker, size)
             started = time.perf_counter()
-            CatchUp(tracker, view_for(store_of(tracker).factory), 500).run()
+            catch_up_views(tracker, view_for(store_of(tracker).factory), batch_size=500)
             rates.append(written / (time.perf_counter() - started))
     spread = max(rates) / min(rates)
     return Row(

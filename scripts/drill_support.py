@@ -6,7 +6,8 @@ import sys
 from pathlib import Path
 
 from itertrack.adapters.bootstrap import store_of
-from itertrack.adapters.views.keeper import CatchUp, view_for
+from itertrack.adapters.views.keeper import view_for
+from itertrack.adapters.views.runner import catch_up
 from itertrack.adapters.views.verify import verify_store
 from itertrack.domain import PerformanceTracker
 from itertrack.projections.verification import VerifyReport
@@ -29,7 +30,7 @@ def check(condition: bool, drill: str, message: str) -> None:
 
 def verified(drill: str, tracker: PerformanceTracker) -> VerifyReport:
     """Catch the read models up, then verify versions, records and every read-model row."""
-    CatchUp(tracker, view_for(store_of(tracker).factory), 500).run()
+    catch_up(tracker, view_for(store_of(tracker).factory), batch_size=500)
     report = verify_store(tracker)
     for problem in report.problems[:10]:
         say(drill, f"problem: {problem.check} {problem.iteration_id}: {problem.detail}")

@@ -23,12 +23,15 @@ from itertrack.adapters.cli.common import (
     print_json,
 )
 from itertrack.adapters.store.url import DEFAULT_STORE, redact
-from itertrack.adapters.views.keeper import DEFAULT_BATCH_SIZE, CatchUp, ReadModels, view_for
+from itertrack.adapters.views.keeper import ReadModels, view_for, view_position
 from itertrack.adapters.views.lock import ProjectionLock
-from itertrack.adapters.views.runner import ReadModelRunner
+from itertrack.adapters.views.runner import ViewRunner, catch_up
+from itertrack.adapters.views.tables import ViewTables
 from itertrack.adapters.views.verify import verify_iteration, verify_store
 from itertrack.domain.model.phases import Status
 from itertrack.domain.model.text import parse_iteration_id
+from itertrack.domain.service.tracker import PerformanceTracker
+from itertrack.projections.projection import DEFAULT_BATCH_SIZE
 from itertrack.projections.rows import AgentMetric
 
 CatchUpOption = Annotated[
@@ -54,10 +57,9 @@ def project(
         lock.acquire(wait=wait)
         try:
             view = view_for(store_of(tracker).factory)
-            catch_up = CatchUp(tracker, view, batch_size)
             if rebuild:
                 view.reset()
-            todo = catch_up.position()
+            todo = view_position(tracker, view)
             with Progress(
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),
@@ -68,21 +70,21 @@ def project(
                 disable=not err.is_terminal,
             ) as progress:
                 task = progress.add_task("rebuilding" if rebuild else "catching up", total=None)
-                applied = catch_up.run(on_batch=lambda n: progress.advance(task, n))
-            done = catch_up.position()
+                applied = catch_up(tracker, view, batch_size=batch_size, on_batch=lambda n: progress.advance(task, n))
+            done = view_position(tracker, view)
             out.print(
                 f"{'rebuilt' if rebuild else 'caught up'}: applied {applied} events "
                 f"(position {todo.applied} -> {done.applied}, log at {done.latest})"
             )
             if follow:
-                _follow(store, batch_size)
+                _follow(tracker, view, store, batch_size)
         finally:
             lock.release()
 
 
-def _follow(store: str, batch_size: int) -> None:
-    """Run the subscription-driven runner until SIGINT or SIGTERM."""
-    with ReadModelRunner(store, batch_size=batch_size) as runner:
+def _follow(tracker: PerformanceTracker, view: ViewTables, store: str, batch_size: int) -> None:
+    """Keep the views' runner going until SIGINT or SIGTERM."""
+    with ViewRunner(tracker, view, batch_size=batch_size) as runner:
 
         def stop(signum: int, _frame: FrameType | None) -> None:
             err.print(f"received {signal.Signals(signum).name}, stopping")

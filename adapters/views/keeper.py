@@ -1,10 +1,9 @@
-"""Read models of a tracker's store: opening the views, catching up in batches, and the in-process keeper."""
+"""Read models of a tracker's store: finding its views, and the in-process keeper that answers queries."""
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
@@ -15,15 +14,15 @@ from itertrack.adapters.store.memory import MemoryStoreFactory
 from itertrack.adapters.store.postgres import PostgresStoreFactory
 from itertrack.adapters.store.sqlite import SQLiteStoreFactory
 from itertrack.adapters.store.unavailable import store_unavailable_as_typed_error
-from itertrack.adapters.views.postgres import PostgresReadModelView
-from itertrack.adapters.views.sqlite import SQLiteReadModelView
-from itertrack.adapters.views.tables import ReadModelView
+from itertrack.adapters.views.postgres import PostgresViewTables
+from itertrack.adapters.views.runner import ViewRunner, catch_up
+from itertrack.adapters.views.sqlite import SQLiteViewTables
+from itertrack.adapters.views.tables import ViewTables
 from itertrack.domain.model.errors import StoreConfigError, StoreNotMigratedError
-from itertrack.domain.model.iteration import Iteration
 from itertrack.domain.model.phases import Status
 from itertrack.domain.model.text import parse_iteration_id
 from itertrack.domain.service.tracker import PerformanceTracker
-from itertrack.projections.projection import PositionConflictError, apply_batch
+from itertrack.projections.projection import DEFAULT_BATCH_SIZE
 from itertrack.projections.rows import (
     AgentMetric,
     CurrentPhase,
@@ -33,24 +32,20 @@ from itertrack.projections.rows import (
 )
 
 log = logging.getLogger("itertrack")
-DEFAULT_BATCH_SIZE = 500
 
 
-StoreView = SQLiteReadModelView | PostgresReadModelView
-
-
-def view_for(factory: InfrastructureFactory[Any]) -> StoreView:
+def view_for(factory: InfrastructureFactory[Any]) -> ViewTables:
     """The read-model view on the same database (and connection pool) as a store factory.
 
     A SQLite file's view tables are brought up to this version's shape here (single-writer, cheap);
     on PostgreSQL that is `itertrack migrate`'s job, so an older shape is an error naming it.
     """
     if isinstance(factory, SQLiteStoreFactory):
-        sqlite_view = SQLiteReadModelView(factory.datastore)
+        sqlite_view = SQLiteViewTables(factory.datastore)
         sqlite_view.migrate_views()
         return sqlite_view
     if isinstance(factory, PostgresStoreFactory):
-        pg_view = PostgresReadModelView(factory.datastore)
+        pg_view = PostgresViewTables(factory.datastore)
         if pg_view.outdated_columns():
             raise StoreNotMigratedError("the read-model tables are from an older version: run `itertrack migrate`")
         return pg_view
@@ -59,48 +54,19 @@ def view_for(factory: InfrastructureFactory[Any]) -> StoreView:
     raise StoreConfigError("store", type(factory).__name__, "has no read models")
 
 
-class CatchUp:
-    """Applies the event log to the views in batches: one transaction and one position move per batch."""
-
-    def __init__(self, tracker: PerformanceTracker, view: ReadModelView, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
-        self.tracker = tracker
-        self.view = view
-        self.batch_size = batch_size
-
-    def position(self) -> ReadModelPosition:
-        """How far the views are, and how far the log goes."""
-        return ReadModelPosition(
-            applied=self.view.position(), latest=store_of(self.tracker).recorder.max_notification_id() or 0
-        )
-
-    def run(self, until: int | None = None, on_batch: Callable[[int], None] | None = None) -> int:
-        """Apply every event not yet applied (up to `until`); returns how many events this call applied."""
-        applied = 0
-        while True:
-            start = self.view.position()
-            if until is not None and start >= until:
-                return applied
-            notifications = store_of(self.tracker).recorder.select_notifications(
-                start=start, limit=self.batch_size, inclusive_of_start=False
-            )
-            if not notifications:
-                return applied
-            events: list[Iteration.Event] = [store_of(self.tracker).mapper.to_domain_event(n) for n in notifications]  # type: ignore[misc]
-            try:
-                apply_batch(self.view, events, expected=start, new=notifications[-1].id)
-            except PositionConflictError:
-                continue  # another process applied them first: carry on from where it got to
-            applied += len(events)
-            if on_batch is not None:
-                on_batch(len(events))
+def view_position(tracker: PerformanceTracker, view: ViewTables) -> ReadModelPosition:
+    """How far the views are, and how far the log goes."""
+    return ReadModelPosition(applied=view.position(), latest=store_of(tracker).recorder.max_notification_id() or 0)
 
 
 class ReadModels:
     """Keeps a tracker's read models current from inside the host's process, and answers queries.
 
-    A background thread applies new events after each save of the tracker (and every
-    `poll_interval` seconds, for other processes' events); every query first applies whatever is
-    still pending, so a read right after a write sees that write.
+    With `background`, a thread keeps the views' runner (`ViewRunner`) going: it applies new events
+    as the subscription sees them (woken by each save of the tracker, and every `poll_interval`
+    seconds on SQLite for other processes' events), and after an error logs it and starts again.
+    Every query first waits until the views hold every event recorded so far (without
+    `background`, it runs a one-shot catch-up instead), so a read right after a write sees it.
     """
 
     def __init__(
@@ -116,39 +82,96 @@ class ReadModels:
         # The store's migrate step (run on first use of SQLite, by `itertrack migrate` on PostgreSQL)
         # has created the view tables along with the events table.
         self.view = view_for(store_of(tracker).factory)
-        self.catch_up = CatchUp(tracker, self.view, batch_size)
+        self.batch_size = batch_size
         # False for a read-only role: queries then read the views as they are.
         self.catch_up_on_read = catch_up_on_read
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._closed = threading.Event()
         self._poll_interval = poll_interval
+        self._catching_up = threading.Lock()
+        self._applied = 0
+        self._closed = threading.Event()
+        self._runner: ViewRunner | None = None
+        self._keeper_error: Exception | None = None
+        self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
-        tracker.add_save_listener(self._on_saved)
         if background:
+            tracker.add_save_listener(self._on_saved)
             self._thread = threading.Thread(target=self._keep_current, name="itertrack-read-models", daemon=True)
             self._thread.start()
 
-    def _on_saved(self, _notification_id: int) -> None:
-        self._wake.set()
+    # -- the keeper thread ----------------------------------------------------------------------
 
     def _keep_current(self) -> None:
+        """Run the views' runner until closed; after an error, log it and start another a second later."""
         while not self._closed.is_set():
-            self._wake.wait(timeout=self._poll_interval)
-            self._wake.clear()
-            if self._closed.is_set():
-                return
+            runner: ViewRunner | None = None
+            error: Exception | None = None
             try:
-                self.sync()
-            except Exception:
-                log.warning("read models could not catch up; will retry", exc_info=True)
+                runner = ViewRunner(
+                    self.tracker,
+                    self.view,
+                    batch_size=self.batch_size,
+                    on_batch=self._count,
+                    poll_interval=self._poll_interval,
+                )
+                with runner:
+                    self._publish(runner, None)
+                    runner.run_forever()
+            except Exception as e:
+                error = e
+            error = error or (None if runner is None else _as_exception(runner.progress.error))
+            self._publish(None, error)
+            if error is not None and not self._closed.is_set():
+                log.warning("read models could not catch up; will retry", exc_info=error)
                 self._closed.wait(timeout=1.0)
+
+    def _publish(self, runner: ViewRunner | None, error: Exception | None) -> None:
+        with self._changed:
+            self._runner, self._keeper_error = runner, error
+            if runner is not None and self._closed.is_set():
+                runner.stop()
+            self._changed.notify_all()
+
+    def _count(self, applied: int) -> None:
+        with self._changed:
+            self._applied += applied
+
+    def _on_saved(self, _notification_id: int) -> None:
+        runner = self._runner
+        if runner is not None:
+            runner.wake()
+
+    def _live_runner(self) -> ViewRunner | None:
+        """The keeper's running runner (None once closed); the keeper's last error if it has none."""
+        with self._changed:
+            self._changed.wait_for(
+                lambda: (
+                    self._closed.is_set()
+                    or self._keeper_error is not None
+                    or (self._runner is not None and not self._runner.is_interrupted.is_set())
+                )
+            )
+            if self._closed.is_set():
+                return None
+            if self._keeper_error is not None:
+                raise self._keeper_error
+            return self._runner
+
+    # -- catching up ----------------------------------------------------------------------------
 
     @store_unavailable_as_typed_error()
     def sync(self) -> int:
-        """Apply every event recorded so far; returns how many this call applied."""
-        with self._lock:
-            return self.catch_up.run()
+        """Bring the views up to every event recorded so far; returns how many were applied meanwhile."""
+        target = store_of(self.tracker).recorder.max_notification_id() or 0
+        before = self._applied
+        while self.view.position() < target:
+            runner = self._live_runner() if self._thread is not None else None
+            if runner is None:
+                with self._catching_up:
+                    self._count(catch_up(self.tracker, self.view, batch_size=self.batch_size))
+                break
+            if runner.wait_until(target, timeout=1.0) and self.view.position() < target:
+                runner.stop()  # the views were emptied under it: the keeper starts one from their position
+        return self._applied - before
 
     def _fresh(self) -> None:
         if self.catch_up_on_read:
@@ -156,7 +179,7 @@ class ReadModels:
 
     def position(self) -> ReadModelPosition:
         """How far the read models are behind the log."""
-        return self.catch_up.position()
+        return view_position(self.tracker, self.view)
 
     def current_phase(self, iteration_id: UUID | str) -> CurrentPhase:
         """Where one iteration is now."""
@@ -195,9 +218,12 @@ class ReadModels:
 
     def close(self) -> None:
         """Stop keeping the read models current (the tracker stays open)."""
-        self._closed.set()
-        self._wake.set()
         self.tracker.remove_save_listener(self._on_saved)
+        with self._changed:
+            self._closed.set()
+            if self._runner is not None:
+                self._runner.stop()
+            self._changed.notify_all()
         if self._thread is not None:
             self._thread.join(timeout=10)
 
@@ -206,3 +232,8 @@ class ReadModels:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _as_exception(error: BaseException | None) -> Exception | None:
+    """A runner's error as one the keeper may hand to readers (anything else ends the process anyway)."""
+    return error if isinstance(error, Exception) else None

@@ -8,13 +8,13 @@ from typing import Any
 
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 
-from itertrack.adapters.views.sql import POSTGRES_TYPES, ViewStatements
-from itertrack.adapters.views.tables import APPLICATION_NAME, ReadModelView
+from itertrack.adapters.views.sql import APPLICATION_NAME, POSTGRES_TYPES, ViewStatements
+from itertrack.adapters.views.tables import ViewTables
 
 TRACKING_TABLE = "itertrack_read_models_tracking"
 
 
-class PostgresReadModelView(ReadModelView, PostgresTrackingRecorder):
+class PostgresViewTables(ViewTables, PostgresTrackingRecorder):
     """Views as PostgreSQL tables in the store's schema (validated as an identifier by the URL parser)."""
 
     def __init__(self, datastore: PostgresDatastore) -> None:
@@ -58,3 +58,7 @@ class PostgresReadModelView(ReadModelView, PostgresTrackingRecorder):
     def _max_position(self) -> int | None:
         position: int | None = self.max_tracking_id(APPLICATION_NAME)
         return position
+
+
+# The store package still imports the old name; the composition root will import `PostgresViewTables` instead.
+PostgresReadModelView = PostgresViewTables

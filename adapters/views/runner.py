@@ -1,63 +1,178 @@
-"""Follow mode: eventsourcing's projection runner, applying the events it receives in batches."""
+"""The one catch-up mechanism of the views: eventsourcing's projection runner over an open tracker's log.
+
+`catch_up` runs it until the log's max notification id (as of the call) is applied, then stops it;
+`itertrack project --follow` keeps it running; `ReadModels` keeps it running in the host's process.
+"""
 
 from __future__ import annotations
 
+import threading
 import weakref
-from threading import Event
+from collections.abc import Callable
 from typing import Any
+from uuid import UUID
 
+from eventsourcing.application import Application
+from eventsourcing.persistence import Tracking
 from eventsourcing.projection import ApplicationSubscription, BaseProjectionRunner
+from eventsourcing.utils import EnvType
 
-from itertrack.adapters.bootstrap import StoreApplication
-from itertrack.adapters.views.keeper import DEFAULT_BATCH_SIZE, view_for
-from itertrack.adapters.views.subscriptions import has_buffered
-from itertrack.projections.projection import ReadModelProjection
+from itertrack.adapters.bootstrap import store_of
+from itertrack.adapters.library_hooks import runner_error, runner_subscription, set_runner_error
+from itertrack.adapters.views.subscriptions import PollingSubscription, has_buffered
+from itertrack.adapters.views.tables import ViewTables
+from itertrack.domain.service.tracker import PerformanceTracker
+from itertrack.projections.projection import DEFAULT_BATCH_SIZE, ReadModelsResetError, ViewProjection
 
 
-class ReadModelRunner(BaseProjectionRunner[StoreApplication]):
-    """Subscribes to the store's log (LISTEN/NOTIFY on PostgreSQL, polling on SQLite) and keeps the views.
+def _log_of(tracker: PerformanceTracker) -> type[Application[UUID]]:
+    """The class the library's runner 'constructs' its application from: the open tracker's log."""
+
+    class TrackerLog(Application[UUID]):
+        """The tracker's recorder and mapper, borrowed; closing it leaves the tracker to its owner."""
+
+        name = store_of(tracker).app.name
+
+        def __init__(self, env: EnvType | None = None) -> None:  # the runner passes its env
+            # Deliberately not Application.__init__: nothing is built, the open tracker's parts are reused.
+            self.recorder = store_of(tracker).recorder
+            self.mapper = store_of(tracker).mapper
+
+        def close(self) -> None:
+            """The tracker stays open: it belongs to whoever opened it."""
+
+    return TrackerLog
+
+
+class RunnerProgress:
+    """How far a runner has processed the log, and whether (and why) it stopped; waitable."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self.processed = 0
+        self.ended = False
+        self.error: BaseException | None = None
+
+    def advance(self, notification_id: int) -> None:
+        """Every event up to `notification_id` is in the views (applied here or by another process)."""
+        with self._changed:
+            self.processed = notification_id
+            self._changed.notify_all()
+
+    def end(self, error: BaseException | None) -> None:
+        """The runner stopped (with `error`, or because it was asked to)."""
+        with self._changed:
+            self.ended, self.error = True, error
+            self._changed.notify_all()
+
+    def wait_for(self, notification_id: int, timeout: float | None) -> bool:
+        """Whether the log up to `notification_id` was processed before the runner stopped or `timeout` passed."""
+        with self._changed:
+            self._changed.wait_for(lambda: self.processed >= notification_id or self.ended, timeout)
+            return self.processed >= notification_id
+
+
+class ViewRunner(BaseProjectionRunner[Application[UUID]]):
+    """Subscribes to the tracker's log (LISTEN/NOTIFY on PostgreSQL, polling on SQLite) and keeps the views.
 
     The library's runner applies one event per transaction; this one applies what the subscription
-    has already fetched (up to `batch_size` events) in one transaction with one position.
+    has already fetched (up to `batch_size` events) in one transaction with one position. It reads
+    through the open tracker's recorder and mapper, and leaves the tracker open when it stops.
     """
 
-    def __init__(self, store: str, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
-        env = {"ITERTRACK_STORE": store, "ITERTRACK_MIGRATE": "n"}
-        self.view_app = StoreApplication(env)
-        self.view = view_for(self.view_app.factory)
-        self.projection = ReadModelProjection(self.view, batch_size=batch_size)
+    def __init__(
+        self,
+        tracker: PerformanceTracker,
+        view: ViewTables,
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        on_batch: Callable[[int], None] | None = None,
+        poll_interval: float | None = None,
+    ) -> None:
+        self.view = view
+        self.projection = ViewProjection(view, batch_size=batch_size, on_batch=on_batch)
+        self.progress = RunnerProgress()
         super().__init__(
             projection=self.projection,
-            application_class=StoreApplication,
-            tracking_recorder=self.view,
+            application_class=_log_of(tracker),
+            tracking_recorder=view,
             topics=(),
-            env=env,
         )
+        polling = runner_subscription(self).subscription
+        if poll_interval is not None and isinstance(polling, PollingSubscription):
+            polling.poll_interval = poll_interval
+
+    def wake(self) -> None:
+        """New events were written in this process: have the subscription look now."""
+        polling = runner_subscription(self).subscription
+        if isinstance(polling, PollingSubscription):
+            polling.notify()
+
+    def wait_until(self, notification_id: int, timeout: float | None = None) -> bool:
+        """Block until the log up to `notification_id` is processed (True), or the runner stopped or
+        `timeout` passed (False); if the runner stopped on an error, raise that error here, once."""
+        if self.progress.wait_for(notification_id, timeout):
+            return True
+        error = self.progress.error
+        if error is None:
+            return False
+        if runner_error(self) is error:
+            set_runner_error(self, None)  # raised here: neither `run_forever` nor `__exit__` raises it again
+        raise error
 
     @staticmethod
     def _process_events_loop(  # type: ignore[override]
         subscription: ApplicationSubscription[Any],
-        projection: ReadModelProjection,
-        is_stopping: Event,
-        runner: weakref.ReferenceType[ReadModelRunner],
+        projection: ViewProjection,
+        is_stopping: threading.Event,
+        runner: weakref.ReferenceType[ViewRunner],
     ) -> None:
         """Collect events while the subscription has more at hand, then apply them as one batch."""
+        error: BaseException | None = None
         try:
-            batch: list[Any] = []
+            batch: list[tuple[Any, Tracking]] = []
+            more_at_hand = has_buffered(subscription)
             for domain_event, tracking in subscription:
                 batch.append((domain_event, tracking))
-                if len(batch) >= projection.batch_size or not has_buffered(subscription):
+                if len(batch) >= projection.batch_size or not more_at_hand():
                     projection.process_batch(batch)
                     batch = []
+                    live = runner()
+                    if live is not None:
+                        live.progress.advance(tracking.notification_id)
+                    del live
         except BaseException as e:
+            error = e
+        finally:
             live = runner()
             if live is not None:
-                live._thread_error = e  # noqa: SLF001  # as the library's own loop does: no public setter
-        finally:
+                if error is not None:
+                    set_runner_error(live, error)  # the library's runner reports errors this way
+                live.progress.end(error)
             is_stopping.set()
 
-    def __exit__(self, *exc: Any) -> None:
+
+def catch_up(
+    tracker: PerformanceTracker,
+    view: ViewTables,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    on_batch: Callable[[int], None] | None = None,
+) -> int:
+    """Apply every event the log holds now, then stop; returns how many this call applied.
+
+    Events another process applies meanwhile are skipped; if the views are emptied under it (a
+    rebuild elsewhere), it starts again from their new position.
+    """
+    target = store_of(tracker).recorder.max_notification_id() or 0
+    applied = 0
+    while view.position() < target:
+        runner = ViewRunner(tracker, view, batch_size=batch_size, on_batch=on_batch)
         try:
-            super().__exit__(*exc)
+            with runner:
+                runner.wait_until(target)
+        except ReadModelsResetError:
+            pass
         finally:
-            self.view_app.close()
+            applied += runner.projection.applied
+    return applied

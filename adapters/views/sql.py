@@ -6,8 +6,11 @@ as an identifier by the store URL parser); every value is a bound parameter.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+# The tracker's name in the library's tracking table: how far the views have applied its log.
+APPLICATION_NAME = "PerformanceTracker"
 CURRENT_COLUMNS = (
     "id",
     "agent_id",
@@ -23,6 +26,8 @@ CURRENT_COLUMNS = (
     "failed_in",
 )
 VIEW_TABLES = ("iteration_current", "iteration_metrics", "agent_metrics", "iteration_phase_durations")
+# The report's filters (by name) and their conditions on the current-phase table, aliased `c`.
+REPORT_FILTERS = {"agent": "c.agent_id = %s", "since": "c.started_at >= %s", "until": "c.started_at < %s"}
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,7 @@ class ViewStatements:
 
         cur, met, agt, dur = (f"{prefix}{t}" for t in VIEW_TABLES)
         self.tables = (cur, met, agt, dur)
+        self.placeholder = placeholder
         t = types
         self.create = [
             f"CREATE TABLE IF NOT EXISTS {cur} (id {t.id} PRIMARY KEY, agent_id text NOT NULL, "
@@ -101,6 +107,28 @@ class ViewStatements:
         self.select_durations_of = q(
             f"SELECT iteration_id, phase, duration_ms, visits FROM {dur} WHERE iteration_id = %s ORDER BY phase"
         )
+        self.select_all_metrics = f"SELECT iteration_id, metric, total FROM {met}"
+        self.select_all_durations = f"SELECT iteration_id, phase, duration_ms, visits FROM {dur}"
+        self.select_every_row = [(table, f"SELECT * FROM {table}") for table in self.tables]
         self.clear = [f"DELETE FROM {table}" for table in self.tables]
         # Columns added after the first release: (table, column, type); adding one empties the views.
         self.added_columns = [(cur, "failed_in", "text")]
+
+    def select_iterations(self, filters: Sequence[str]) -> str:
+        """Current-phase rows whose `filters` columns (fixed names) each equal a parameter, newest first, limited."""
+        ph = self.placeholder
+        where = " AND ".join(f"{column} = {ph}" for column in filters)
+        return f"{self.select_current}{' WHERE ' if where else ''}{where} ORDER BY started_at DESC, id LIMIT {ph}"
+
+    def select_report(self, filters: Sequence[str]) -> tuple[str, str, str]:
+        """The report's reads of iterations, their phase durations and their token totals, filtered by
+        `filters` (names from `REPORT_FILTERS`); the token read takes one more parameter, its LIKE pattern."""
+        conditions = [REPORT_FILTERS[name].replace("%s", self.placeholder) for name in filters]
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        cur, met, _, dur = self.tables
+        return (
+            f"{self.select_current} c{where} ORDER BY c.started_at, c.id",
+            f"SELECT d.iteration_id, d.phase, d.duration_ms FROM {dur} d JOIN {cur} c ON c.id = d.iteration_id{where}",
+            f"SELECT m.iteration_id, m.metric, m.total FROM {met} m JOIN {cur} c ON c.id = m.iteration_id"
+            f"{where}{' AND ' if where else ' WHERE '}m.metric LIKE {self.placeholder}",
+        )

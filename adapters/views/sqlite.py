@@ -10,11 +10,11 @@ from uuid import UUID
 
 from eventsourcing.sqlite import SQLiteDatastore, SQLiteTrackingRecorder
 
-from itertrack.adapters.views.sql import SQLITE_TYPES, ViewStatements
-from itertrack.adapters.views.tables import APPLICATION_NAME, ReadModelView
+from itertrack.adapters.views.sql import APPLICATION_NAME, SQLITE_TYPES, ViewStatements
+from itertrack.adapters.views.tables import ViewTables
 
 
-class SQLiteReadModelView(ReadModelView, SQLiteTrackingRecorder):
+class SQLiteViewTables(ViewTables, SQLiteTrackingRecorder):
     """Views as SQLite tables; ids in the events table's hex form, times as UTC ISO-8601 text."""
 
     def __init__(self, datastore: SQLiteDatastore) -> None:
@@ -45,12 +45,12 @@ class SQLiteReadModelView(ReadModelView, SQLiteTrackingRecorder):
     def _max_position(self) -> int | None:
         return self.max_tracking_id(APPLICATION_NAME)
 
-    @property
-    def _placeholder(self) -> str:
-        return "?"
-
     def _db_id(self, value: UUID) -> Any:
         return value.hex
 
     def _db_time(self, value: datetime | None) -> Any:
         return None if value is None else value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+# The store package still imports the old name; the composition root will import `SQLiteViewTables` instead.
+SQLiteReadModelView = SQLiteViewTables

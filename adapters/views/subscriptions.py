@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from eventsourcing.persistence import ApplicationRecorder, ListenNotifySubscription
@@ -50,12 +50,12 @@ class PollingSubscription(ListenNotifySubscription[ApplicationRecorder]):
             self.stop()
 
 
-def has_buffered(subscription: Any) -> bool:
-    """Whether a library `ListenNotifySubscription` holds notifications already fetched but not yet yielded.
-
-    Lets a runner cut a batch when the subscription has caught up, instead of after every event.
+def has_buffered(subscription: Any) -> Callable[[], bool]:
+    """A check of whether a library `ListenNotifySubscription` holds notifications already fetched but not
+    yet yielded (always False for another kind): lets a runner cut a batch when the subscription has
+    caught up, instead of after every event. Resolved once, as it is asked after every event.
     """
     inner = getattr(subscription, "subscription", subscription)
     if not isinstance(inner, ListenNotifySubscription):
-        return False
-    return subscription_has_buffered(inner)
+        return lambda: False
+    return lambda: subscription_has_buffered(inner)

@@ -17,7 +17,8 @@ import pytest
 from support import assert_same_models, fold_models, paced_writer_worker, view_models
 
 from itertrack.adapters.bootstrap import store_of
-from itertrack.adapters.views.keeper import StoreView, view_for
+from itertrack.adapters.views.keeper import view_for
+from itertrack.adapters.views.tables import ViewTables
 from itertrack.domain import Iteration, PerformanceTracker
 
 ITERTRACK = str(Path(sys.executable).with_name("itertrack"))
@@ -58,13 +59,13 @@ def seed_history(tracker: PerformanceTracker, iterations: int) -> None:
 
 
 @pytest.fixture
-def store_and_view(durable_store: str, open_tracker: Open) -> tuple[str, PerformanceTracker, StoreView]:
+def store_and_view(durable_store: str, open_tracker: Open) -> tuple[str, PerformanceTracker, ViewTables]:
     tracker = open_tracker(durable_store)
     return durable_store, tracker, view_for(store_of(tracker).factory)
 
 
 def test_sigkill_mid_catch_up_then_restart_equals_a_clean_rebuild(
-    store_and_view: tuple[str, PerformanceTracker, StoreView],
+    store_and_view: tuple[str, PerformanceTracker, ViewTables],
 ) -> None:
     """Killing `project` with SIGKILL part-way and running it again leaves the views equal to a rebuild from zero."""
     store, tracker, view = store_and_view
@@ -89,7 +90,7 @@ def test_sigkill_mid_catch_up_then_restart_equals_a_clean_rebuild(
 
 
 def test_follow_mode_shows_every_iteration_a_writer_process_writes(
-    store_and_view: tuple[str, PerformanceTracker, StoreView], record_property: Callable[[str, object], None]
+    store_and_view: tuple[str, PerformanceTracker, ViewTables], record_property: Callable[[str, object], None]
 ) -> None:
     """A writer process and `project --follow` run together: every iteration appears, completed, in the view."""
     store, tracker, view = store_and_view
@@ -132,7 +133,7 @@ def test_follow_mode_shows_every_iteration_a_writer_process_writes(
     assert "stopped" in out
 
 
-def test_rebuild_while_a_writer_keeps_writing(store_and_view: tuple[str, PerformanceTracker, StoreView]) -> None:
+def test_rebuild_while_a_writer_keeps_writing(store_and_view: tuple[str, PerformanceTracker, ViewTables]) -> None:
     """`project --rebuild` run during writes, then one catch-up, gives views equal to a fold of the full history."""
     store, tracker, view = store_and_view
     seed_history(tracker, 300)
@@ -153,7 +154,7 @@ def test_rebuild_while_a_writer_keeps_writing(store_and_view: tuple[str, Perform
 
 
 def test_a_second_runner_is_refused_with_a_clear_message(
-    store_and_view: tuple[str, PerformanceTracker, StoreView],
+    store_and_view: tuple[str, PerformanceTracker, ViewTables],
 ) -> None:
     """While `project --follow` runs, another `project` exits 1 saying another one is running."""
     store, _, _ = store_and_view

@@ -147,7 +147,7 @@ def test_views_equal_a_fold_of_the_history_and_a_rebuild(
     views.view.reset()
     assert views.view.position() == 0
     assert views.view.iterations() == []
-    views.catch_up.batch_size = 7  # many batch boundaries
+    views.batch_size = 7  # many batch boundaries
     views.sync()
     assert_same_models(view_models(views.view), expected)
     assert views.position().lag == 0
@@ -162,7 +162,7 @@ def test_two_appliers_never_apply_an_event_twice(durable_store: str, open_tracke
             iid = writer.start_iteration(f"agent-{n % 3}", n)
             writer.update_metrics(iid, {"analysis_tokens": 3})
             (first if n % 2 else second).sync()
-        first.catch_up.batch_size = second.catch_up.batch_size = 5
+        first.batch_size = second.batch_size = 5
         first.view.reset()
         threads = [threading.Thread(target=rm.sync) for rm in (first, second, first, second)]
         for t in threads:

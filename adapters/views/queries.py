@@ -1,0 +1,203 @@
+"""Reading the views: queries, the report's rows and a consistent snapshot (the read side of `ViewTables`)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from itertrack.adapters.views.sql import APPLICATION_NAME, CURRENT_COLUMNS, ViewStatements
+from itertrack.domain.model.errors import IterationNotFoundError
+from itertrack.domain.model.metrics import Amount
+from itertrack.domain.model.phases import Status
+from itertrack.domain.model.text import check_filter_text
+from itertrack.projections.report import ReportRows
+from itertrack.projections.rows import AgentMetric, CurrentPhase, IterationMetric, PhaseDuration
+from itertrack.projections.verification import ReadModelState
+
+
+class ViewQueries(ABC):
+    """Store-neutral queries of the view tables; subclasses bring the connection, the types and the id lists."""
+
+    statements: ViewStatements
+    select_position: str
+
+    # -- store specifics -------------------------------------------------------------------
+
+    @abstractmethod
+    def _transaction(self, *, commit: bool) -> AbstractContextManager[Any]:
+        """A cursor in one transaction, committed when `commit`, else rolled back."""
+
+    @abstractmethod
+    def _where_in(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        """A `column IN (...)` condition and its parameters."""
+
+    def _db_id(self, value: UUID) -> Any:
+        return value
+
+    def _uuid(self, value: Any) -> UUID:
+        return value if isinstance(value, UUID) else UUID(str(value))
+
+    def _db_time(self, value: datetime | None) -> Any:
+        return value
+
+    def _time(self, value: Any) -> datetime | None:
+        if value is None:
+            return None
+        moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+        return moment.astimezone(UTC)
+
+    @staticmethod
+    def _total(value: Any) -> Amount:
+        if isinstance(value, Decimal):
+            return int(value) if value == value.to_integral_value() else float(value)
+        return value  # type: ignore[no-any-return]
+
+    # -- snapshots ------------------------------------------------------------------------------
+
+    def _snapshot_transaction(self) -> AbstractContextManager[Any]:
+        """A read transaction whose statements all see one snapshot."""
+        return self._transaction(commit=False)
+
+    def snapshot(self) -> tuple[int, ReadModelState]:
+        """The position and every view row, read consistently (for verifying against the events)."""
+        s = self.statements
+        state = ReadModelState()
+        with self._snapshot_transaction() as c:
+            c.execute(self.select_position, (APPLICATION_NAME,))
+            row = c.fetchone()
+            position = 0 if row is None else int(row["notification_id"])
+            c.execute(s.select_current)
+            for r in c.fetchall():
+                current = self._current_row(r)
+                state.current[current.id] = current
+            c.execute(s.select_all_metrics)
+            for r in c.fetchall():
+                state.metrics[(self._uuid(r["iteration_id"]), r["metric"])] = self._total(r["total"])
+            c.execute(s.select_all_agent_metrics)
+            for r in c.fetchall():
+                state.agents[(r["agent_id"], r["metric"])] = (float(self._total(r["total"])), int(r["iterations"]))
+            c.execute(s.select_all_durations)
+            for r in c.fetchall():
+                state.durations[(self._uuid(r["iteration_id"]), r["phase"])] = (
+                    float(r["duration_ms"]),
+                    int(r["visits"]),
+                )
+        return position, state
+
+    # -- report -------------------------------------------------------------------------------
+
+    def report_rows(
+        self, agent: str | None = None, since: datetime | None = None, until: datetime | None = None
+    ) -> ReportRows:
+        """Iterations started in [since, until) (of one agent), their phase durations and token totals."""
+        check_filter_text("agent", agent)
+        given = {"agent": agent, "since": self._db_time(since), "until": self._db_time(until)}
+        filters = [name for name, value in given.items() if value is not None]
+        params = [given[name] for name in filters]
+        select_iterations, select_durations, select_tokens = self.statements.select_report(filters)
+        rows = ReportRows()
+        with self._snapshot_transaction() as c:
+            c.execute(select_iterations, params)
+            rows.iterations = [self._current_row(r) for r in c.fetchall()]
+            c.execute(select_durations, params)
+            for r in c.fetchall():
+                rows.durations.setdefault(self._uuid(r["iteration_id"]), {})[r["phase"]] = float(r["duration_ms"])
+            c.execute(select_tokens, [*params, "%_tokens"])
+            for r in c.fetchall():
+                rows.tokens.setdefault(self._uuid(r["iteration_id"]), {})[r["metric"]] = float(self._total(r["total"]))
+        return rows
+
+    # -- queries ------------------------------------------------------------------------------
+
+    def current_phase(self, iteration_id: UUID) -> CurrentPhase:
+        """The current-phase row of one iteration."""
+        with self._transaction(commit=False) as c:
+            c.execute(self.statements.select_current_one, (self._db_id(iteration_id),))
+            row = c.fetchone()
+        if row is None:
+            raise IterationNotFoundError(iteration_id)
+        return self._current_row(row)
+
+    def iterations(
+        self,
+        agent: str | None = None,
+        phase: str | None = None,
+        status: Status | str | None = None,
+        limit: int = 1000,
+    ) -> list[CurrentPhase]:
+        """Current-phase rows, newest first, filtered by agent, phase and status."""
+        check_filter_text("agent", agent)
+        check_filter_text("phase", phase)
+        check_filter_text("status", None if status is None else str(status))
+        given = {"agent_id": agent, "phase": phase, "status": None if status is None else str(status)}
+        filters = [column for column, value in given.items() if value is not None]
+        with self._transaction(commit=False) as c:
+            c.execute(self.statements.select_iterations(filters), [*(given[f] for f in filters), limit])
+            return [self._current_row(row) for row in c.fetchall()]
+
+    def metrics(self, iteration_id: UUID) -> list[IterationMetric]:
+        """Metric totals of one iteration."""
+        with self._transaction(commit=False) as c:
+            c.execute(self.statements.select_metrics_of, (self._db_id(iteration_id),))
+            return [
+                IterationMetric(
+                    iteration_id=self._uuid(r["iteration_id"]), metric=r["metric"], total=self._total(r["total"])
+                )
+                for r in c.fetchall()
+            ]
+
+    def agent_metrics(self, agent: str | None = None) -> list[AgentMetric]:
+        """Per-agent totals and how many iterations reported each metric (all agents when `agent` is None)."""
+        check_filter_text("agent", agent)
+        with self._transaction(commit=False) as c:
+            if agent is None:
+                c.execute(self.statements.select_all_agent_metrics)
+            else:
+                c.execute(self.statements.select_agent_metrics, (agent,))
+            return [self._agent_row(r, r["agent_id"]) for r in c.fetchall()]
+
+    def overall_metrics(self) -> list[AgentMetric]:
+        """Totals across all agents (`agent_id` is None)."""
+        with self._transaction(commit=False) as c:
+            c.execute(self.statements.select_overall_metrics)
+            return [self._agent_row(r, None) for r in c.fetchall()]
+
+    def phase_durations(self, iteration_id: UUID) -> list[PhaseDuration]:
+        """Time one iteration spent in each phase it entered (the current stay not yet closed)."""
+        with self._transaction(commit=False) as c:
+            c.execute(self.statements.select_durations_of, (self._db_id(iteration_id),))
+            return [
+                PhaseDuration(
+                    iteration_id=self._uuid(r["iteration_id"]),
+                    phase=r["phase"],
+                    duration_ms=float(r["duration_ms"]),
+                    visits=int(r["visits"]),
+                )
+                for r in c.fetchall()
+            ]
+
+    # -- rows -----------------------------------------------------------------------------------
+
+    def _agent_row(self, row: Any, agent_id: str | None) -> AgentMetric:
+        return AgentMetric(
+            agent_id=agent_id, metric=row["metric"], total=self._total(row["total"]), iterations=int(row["iterations"])
+        )
+
+    def _current_row(self, row: Any) -> CurrentPhase:
+        data = {column: row[column] for column in CURRENT_COLUMNS}
+        data["id"] = self._uuid(data["id"])
+        for column in ("phase_entered_at", "started_at", "finished_at", "updated_at"):
+            data[column] = self._time(data[column])
+        return CurrentPhase.model_validate(data)
+
+    def rows(self) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+        """Every view table's rows, for comparing a view with a rebuild (tests, verify)."""
+        for table, select in self.statements.select_every_row:
+            with self._transaction(commit=False) as c:
+                c.execute(select)
+                yield table, [dict(row) for row in c.fetchall()]

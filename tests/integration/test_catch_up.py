@@ -1,0 +1,145 @@
+"""The views' one catch-up mechanism (the library's runner): one-shot, in batches, restarts, and the keeper thread."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+from support import assert_same_models, fold_models, view_models
+
+from itertrack.adapters.bootstrap import store_of
+from itertrack.adapters.views.keeper import ReadModels, view_for
+from itertrack.adapters.views.runner import ViewRunner, catch_up
+from itertrack.domain import PerformanceTracker
+from itertrack.projections.fold import BatchChanges
+
+Open = Callable[..., PerformanceTracker]
+
+
+def write(tracker: PerformanceTracker, iterations: int) -> None:
+    """Four events per iteration."""
+    for n in range(iterations):
+        iid = tracker.start_iteration(f"agent-{n % 3}", n)
+        tracker.update_phase(iid, "scan_generation")
+        tracker.update_metrics(iid, {"scan_generation_tokens": n})
+        tracker.update_phase(iid, "completed")
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll `condition` until true; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.005)
+
+
+def test_one_shot_catch_up_applies_the_log_in_batches_and_leaves_the_tracker_open(
+    durable_store: str, open_tracker: Open
+) -> None:
+    """`catch_up` applies every event once, in batches of at most `batch_size`, returns the count, and stops."""
+    tracker = open_tracker(durable_store)
+    write(tracker, 30)
+    view = view_for(store_of(tracker).factory)
+    batches: list[int] = []
+    applied = catch_up(tracker, view, batch_size=16, on_batch=batches.append)
+    assert applied == sum(batches) == 120 == view.position()
+    assert max(batches) <= 16
+    assert len(batches) <= 2 * (120 // 16 + 1), "events are applied many per transaction"
+    assert catch_up(tracker, view) == 0
+    write(tracker, 1)  # the runner stopped without closing the tracker
+    assert catch_up(tracker, view) == 4
+    assert_same_models(view_models(view), fold_models(tracker))
+
+
+def test_one_shot_catch_up_stops_at_the_log_as_of_the_call(durable_store: str, open_tracker: Open) -> None:
+    """Events written while a catch-up runs may be applied or not, but the catch-up returns regardless."""
+    tracker = open_tracker(durable_store)
+    write(tracker, 10)
+    view = view_for(store_of(tracker).factory)
+    target = store_of(tracker).recorder.max_notification_id() or 0
+    stop = threading.Event()
+
+    def keep_writing() -> None:
+        while not stop.is_set():
+            write(tracker, 1)
+
+    writer = threading.Thread(target=keep_writing)
+    writer.start()
+    try:
+        catch_up(tracker, view, batch_size=3)
+    finally:
+        stop.set()
+        writer.join(timeout=60)
+    assert view.position() >= target
+    catch_up(tracker, view)
+    assert_same_models(view_models(view), fold_models(tracker))
+
+
+def test_views_emptied_under_a_catch_up_are_rebuilt_from_zero(durable_store: str, open_tracker: Open) -> None:
+    """A rebuild elsewhere mid catch-up (the position goes back) makes it start again from the new position."""
+    tracker = open_tracker(durable_store)
+    write(tracker, 25)
+    view, elsewhere = view_for(store_of(tracker).factory), view_for(store_of(tracker).factory)
+    resets: list[int] = []
+
+    def reset_once(_applied: int) -> None:
+        if not resets:
+            resets.append(view.position())
+            elsewhere.reset()
+
+    catch_up(tracker, view, batch_size=10, on_batch=reset_once)
+    assert len(resets) == 1
+    assert resets[0] > 0
+    assert view.position() == store_of(tracker).recorder.max_notification_id()
+    assert_same_models(view_models(view), fold_models(tracker))
+
+
+def test_a_runner_waits_for_new_events_until_stopped(durable_store: str, open_tracker: Open) -> None:
+    """A running `ViewRunner` applies events written after it started; `wait_until` returns once they are in."""
+    tracker = open_tracker(durable_store)
+    view = view_for(store_of(tracker).factory)
+    with ViewRunner(tracker, view, batch_size=50) as runner:
+        write(tracker, 5)
+        target = store_of(tracker).recorder.max_notification_id() or 0
+        assert runner.wait_until(target, timeout=30)
+        assert view.position() == target
+    assert runner.is_interrupted.is_set()
+    assert_same_models(view_models(view), fold_models(tracker))
+
+
+def test_the_keeper_thread_keeps_the_views_current_without_queries(durable_store: str, open_tracker: Open) -> None:
+    """With `ReadModels(tracker)` open, the views reach the log's end with no query asking."""
+    tracker = open_tracker(durable_store)
+    with ReadModels(tracker) as views:
+        write(tracker, 5)
+        target = store_of(tracker).recorder.max_notification_id() or 0
+        wait_for(lambda: views.view.position() == target, timeout=30, what="the keeper to apply every event")
+
+
+def test_the_keeper_logs_an_error_and_starts_again(
+    durable_store: str, open_tracker: Open, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch that fails stops the runner; the keeper logs a warning and a new runner applies the events."""
+    tracker = open_tracker(durable_store)
+    with ReadModels(tracker) as views:
+        real_apply = views.view.apply
+        failures: list[int] = []
+
+        def fail_once(changes: BatchChanges, expected: int, new: int) -> None:
+            if not failures:
+                failures.append(1)
+                raise RuntimeError("boom")
+            real_apply(changes, expected, new)
+
+        monkeypatch.setattr(views.view, "apply", fail_once)
+        with caplog.at_level(logging.WARNING, logger="itertrack"):
+            write(tracker, 3)
+            target = store_of(tracker).recorder.max_notification_id() or 0
+            wait_for(lambda: views.view.position() == target, timeout=30, what="a new runner to apply the events")
+        assert failures == [1]
+        assert "read models could not catch up; will retry" in caplog.text
+        assert_same_models(view_models(views.view), fold_models(tracker))
