@@ -23,8 +23,7 @@ from itertrack.adapters.cli.common import (
     print_json,
 )
 from itertrack.adapters.store.url import DEFAULT_STORE, redact
-from itertrack.adapters.views.keeper import ReadModels, view_for, view_position
-from itertrack.adapters.views.lock import ProjectionLock
+from itertrack.adapters.views.keeper import ReadModels, lock_for, view_for, view_position
 from itertrack.adapters.views.runner import ViewRunner, catch_up
 from itertrack.adapters.views.tables import ViewTables
 from itertrack.adapters.views.verify import verify_iteration, verify_store
@@ -53,7 +52,7 @@ def project(
 ) -> None:
     """Bring the read models up to date (once, from zero with --rebuild, or continuously with --follow)."""
     with cli_errors(store), open_tracker(store, migrate=False) as tracker:
-        lock = ProjectionLock(store_of(tracker).factory)
+        lock = lock_for(store_of(tracker).factory)
         lock.acquire(wait=wait)
         try:
             view = view_for(store_of(tracker).factory)

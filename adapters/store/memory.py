@@ -12,6 +12,9 @@ from eventsourcing.popo import POPOApplicationRecorder, POPOFactory
 from itertrack.adapters.library_hooks import popo_lock
 from itertrack.adapters.store.record_rows import record_of
 from itertrack.adapters.store.record_store import IterationRecordStore
+from itertrack.adapters.views.lock import NoProjectionLock, ProjectionLock
+from itertrack.adapters.views.tables import ViewTables
+from itertrack.domain.model.errors import StoreConfigError
 
 
 class MemoryRecorder(POPOApplicationRecorder, IterationRecordStore):
@@ -51,3 +54,11 @@ class MemoryStoreFactory(POPOFactory):
 
     def application_recorder(self) -> ApplicationRecorder:
         return MemoryRecorder()
+
+    def read_model_views(self) -> ViewTables:
+        """None: read models live in SQL tables beside the events."""
+        raise StoreConfigError("store", "memory://", "read models need a SQLite or PostgreSQL store")
+
+    def projection_lock(self) -> ProjectionLock:
+        """Nothing to exclude: no other process sees this store."""
+        return NoProjectionLock()

@@ -27,8 +27,10 @@ from psycopg.types.json import Jsonb
 from itertrack.adapters.library_hooks import postgres_connect_kwargs, postgres_pool, unretried_select_events
 from itertrack.adapters.store.record_rows import COLUMNS, JSON_COLUMNS, RECORDS_TABLE, record_of
 from itertrack.adapters.store.record_store import IterationRecordStore
-from itertrack.adapters.views.postgres import TRACKING_TABLE, PostgresReadModelView
+from itertrack.adapters.views.lock import AdvisoryProjectionLock, ProjectionLock
+from itertrack.adapters.views.postgres import TRACKING_TABLE, PostgresViewTables
 from itertrack.adapters.views.sql import VIEW_TABLES
+from itertrack.domain.model.errors import StoreNotMigratedError
 from itertrack.domain.model.records import IterationRecord
 
 log = logging.getLogger("itertrack")
@@ -191,7 +193,7 @@ class PostgresRecorder(PostgresApplicationRecorder, IterationRecordStore):
             with self.datastore.get_connection() as conn:
                 conn.execute(SQL("CREATE SCHEMA IF NOT EXISTS {}").format(Identifier(self.datastore.schema)))
             self.create_table()
-            PostgresReadModelView(self.datastore).migrate_views()
+            PostgresViewTables(self.datastore).migrate_views()
 
     @contextmanager
     def _migration_lock(self) -> Iterator[None]:
@@ -274,6 +276,17 @@ class PostgresStoreFactory(PostgresFactory):
                 log.warning("store unreachable while registering type adapters; continuing without them")
 
         self.datastore.register_type_adapters = register_when_reachable  # type: ignore[method-assign]
+
+    def read_model_views(self) -> PostgresViewTables:
+        """The read-model tables in this schema; an older shape is an error naming `itertrack migrate`."""
+        views = PostgresViewTables(self.datastore)
+        if views.outdated_columns():
+            raise StoreNotMigratedError("the read-model tables are from an older version: run `itertrack migrate`")
+        return views
+
+    def projection_lock(self) -> ProjectionLock:
+        """A session advisory lock keyed by the schema."""
+        return AdvisoryProjectionLock(self.datastore)
 
     def application_recorder(self) -> ApplicationRecorder:
         prefix = self.env.name.lower() or "stored"

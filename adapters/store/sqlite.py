@@ -23,8 +23,9 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLite
 from itertrack.adapters.library_hooks import sqlite_pool
 from itertrack.adapters.store.record_rows import COLUMNS, JSON_COLUMNS, RECORDS_TABLE, record_of
 from itertrack.adapters.store.record_store import IterationRecordStore
+from itertrack.adapters.views.lock import FileProjectionLock, NoProjectionLock, ProjectionLock
 from itertrack.adapters.views.sql import VIEW_TABLES
-from itertrack.adapters.views.sqlite import SQLiteReadModelView
+from itertrack.adapters.views.sqlite import SQLiteViewTables
 from itertrack.adapters.views.subscriptions import PollingSubscription
 
 _CREATE_RECORDS = (
@@ -143,7 +144,7 @@ class SQLiteRecorder(SQLiteApplicationRecorder, IterationRecordStore):
 
     def migrate(self) -> None:
         self.create_table()
-        SQLiteReadModelView(self.datastore).migrate_views()
+        SQLiteViewTables(self.datastore).migrate_views()
 
     def missing_tables(self) -> list[str]:
         """Tables of this store that do not exist yet."""
@@ -185,6 +186,19 @@ class SQLiteStoreFactory(SQLiteFactory):
         recorder = SQLiteRecorder(datastore=self.datastore)
         self._recorders.append(recorder)
         return recorder
+
+    def read_model_views(self) -> SQLiteViewTables:
+        """The read-model tables in this file, brought up to this version's shape (single writer, cheap)."""
+        views = SQLiteViewTables(self.datastore)
+        views.migrate_views()
+        return views
+
+    def projection_lock(self) -> ProjectionLock:
+        """A file lock beside the database (none for an in-memory database, which no other process sees)."""
+        db_name = sqlite_pool(self.datastore).db_name
+        if "mode=memory" in db_name or ":memory:" in db_name:
+            return NoProjectionLock()
+        return FileProjectionLock(f"{db_name}.projection-lock")
 
     def close(self) -> None:
         for recorder in self._recorders:

@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from typing import Protocol, runtime_checkable
 from uuid import UUID
 
-from eventsourcing.persistence import InfrastructureFactory
-
 from itertrack.adapters.bootstrap import store_of
-from itertrack.adapters.store.memory import MemoryStoreFactory
-from itertrack.adapters.store.postgres import PostgresStoreFactory
-from itertrack.adapters.store.sqlite import SQLiteStoreFactory
 from itertrack.adapters.store.unavailable import store_unavailable_as_typed_error
-from itertrack.adapters.views.postgres import PostgresViewTables
+from itertrack.adapters.views.lock import ProjectionLock
 from itertrack.adapters.views.runner import ViewRunner, catch_up
-from itertrack.adapters.views.sqlite import SQLiteViewTables
 from itertrack.adapters.views.tables import ViewTables
-from itertrack.domain.model.errors import StoreConfigError, StoreNotMigratedError
+from itertrack.domain.model.errors import StoreConfigError
 from itertrack.domain.model.phases import Status
 from itertrack.domain.model.text import parse_iteration_id
 from itertrack.domain.service.tracker import PerformanceTracker
@@ -34,24 +28,31 @@ from itertrack.projections.rows import (
 log = logging.getLogger("itertrack")
 
 
-def view_for(factory: InfrastructureFactory[Any]) -> ViewTables:
-    """The read-model view on the same database (and connection pool) as a store factory.
+@runtime_checkable
+class StoreWithViews(Protocol):
+    """What every itertrack store factory provides: its read-model tables and the lock of their runner."""
 
-    A SQLite file's view tables are brought up to this version's shape here (single-writer, cheap);
-    on PostgreSQL that is `itertrack migrate`'s job, so an older shape is an error naming it.
+    def read_model_views(self) -> ViewTables: ...
+
+    def projection_lock(self) -> ProjectionLock: ...
+
+
+def view_for(factory: object) -> ViewTables:
+    """The read-model tables on the same database (and connection pool) as a store factory.
+
+    Raises `StoreConfigError` for a store without read models (memory) or a factory not of itertrack's,
+    `StoreNotMigratedError` for PostgreSQL tables of an older shape.
     """
-    if isinstance(factory, SQLiteStoreFactory):
-        sqlite_view = SQLiteViewTables(factory.datastore)
-        sqlite_view.migrate_views()
-        return sqlite_view
-    if isinstance(factory, PostgresStoreFactory):
-        pg_view = PostgresViewTables(factory.datastore)
-        if pg_view.outdated_columns():
-            raise StoreNotMigratedError("the read-model tables are from an older version: run `itertrack migrate`")
-        return pg_view
-    if isinstance(factory, MemoryStoreFactory):
-        raise StoreConfigError("store", "memory://", "read models need a SQLite or PostgreSQL store")
-    raise StoreConfigError("store", type(factory).__name__, "has no read models")
+    if not isinstance(factory, StoreWithViews):
+        raise StoreConfigError("store", type(factory).__name__, "has no read models")
+    return factory.read_model_views()
+
+
+def lock_for(factory: object) -> ProjectionLock:
+    """The lock that keeps one projection runner per store."""
+    if not isinstance(factory, StoreWithViews):
+        raise StoreConfigError("store", type(factory).__name__, "has no read models")
+    return factory.projection_lock()
 
 
 def view_position(tracker: PerformanceTracker, view: ViewTables) -> ReadModelPosition:

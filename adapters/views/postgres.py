@@ -61,4 +61,3 @@ class PostgresViewTables(ViewTables, PostgresTrackingRecorder):
 
 
 # The store package still imports the old name; the composition root will import `PostgresViewTables` instead.
-PostgresReadModelView = PostgresViewTables

@@ -53,4 +53,3 @@ class SQLiteViewTables(ViewTables, SQLiteTrackingRecorder):
 
 
 # The store package still imports the old name; the composition root will import `SQLiteViewTables` instead.
-SQLiteReadModelView = SQLiteViewTables

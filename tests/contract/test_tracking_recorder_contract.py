@@ -10,23 +10,23 @@ from eventsourcing.persistence import TrackingRecorder
 from eventsourcing.tests.persistence import TrackingRecorderTestCase
 
 from contract.stores import OnPostgres, open_postgres, open_sqlite
-from itertrack.adapters.views.postgres import PostgresReadModelView
-from itertrack.adapters.views.sqlite import SQLiteReadModelView
+from itertrack.adapters.views.postgres import PostgresViewTables
+from itertrack.adapters.views.sqlite import SQLiteViewTables
 
 
-class TestSQLiteReadModelViewTracking(TrackingRecorderTestCase):
+class TestSQLiteViewTablesTracking(TrackingRecorderTestCase):
     """The library's tracking-recorder contract on the SQLite views, in a real file."""
 
     def create_recorder(self) -> TrackingRecorder:
-        view = SQLiteReadModelView(open_sqlite(self).datastore)
+        view = SQLiteViewTables(open_sqlite(self).datastore)
         view.migrate_views()
         return view
 
 
-class TestPostgresReadModelViewTracking(OnPostgres, TrackingRecorderTestCase):
+class TestPostgresViewTablesTracking(OnPostgres, TrackingRecorderTestCase):
     """The library's tracking-recorder contract on the PostgreSQL views, in a fresh schema."""
 
     def create_recorder(self) -> TrackingRecorder:
-        view = PostgresReadModelView(open_postgres(self, self.postgres_url).datastore)
+        view = PostgresViewTables(open_postgres(self, self.postgres_url).datastore)
         view.migrate_views()
         return view
