@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import ValidationError, field_validator
+from pydantic import ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from itertrack.domain.model.errors import StoreConfigError
@@ -33,6 +33,14 @@ class Settings(BaseSettings):
     # Forward the spool from a background thread (n: only `itertrack spool flush` forwards).
     forward: bool = True
 
+    @model_validator(mode="before")
+    @classmethod
+    def _blank_means_default(cls, values: Any) -> Any:
+        # A blank value (from env=, where it masks the environment, or a variable of spaces) is the default.
+        if isinstance(values, dict):
+            return {k: v for k, v in values.items() if not (isinstance(v, str) and not v.strip())}
+        return values
+
     @field_validator("store")
     @classmethod
     def _store_not_blank(cls, value: str | None) -> str | None:
@@ -52,8 +60,8 @@ def load_settings(overrides: Mapping[str, str] | None = None) -> Settings:
     given: dict[str, Any] = {}
     for key, value in (overrides or {}).items():
         field = key.removeprefix(PREFIX).lower()
-        if key.startswith(PREFIX) and field in Settings.model_fields and str(value).strip():
-            given[field] = value
+        if key.startswith(PREFIX) and field in Settings.model_fields:
+            given[field] = value  # a blank one still wins over the environment, and means the default
     try:
         return Settings(**given)
     except ValidationError as e:

@@ -103,3 +103,14 @@ def test_a_retry_whose_store_lock_fails_keeps_the_change_instead_of_raising_into
     finally:
         host.close()
         other.close()
+
+
+@pytest.mark.parametrize(("environment", "given"), [("n", {"ITERTRACK_MIGRATE": ""}), ("  ", {})])
+def test_a_blank_migrate_setting_means_the_default_wherever_it_is_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, environment: str, given: dict[str, str]
+) -> None:
+    """A blank value means the default (migrate SQLite): in env= it masks the environment; spaces count as blank."""
+    monkeypatch.setenv("ITERTRACK_MIGRATE", environment)
+    with PerformanceTracker(store=f"sqlite:///{tmp_path / 'new.db'}", env=given) as tracker:
+        iid = tracker.start_iteration("agent-1", 1)
+        assert tracker.get_iteration(iid).version == 1
