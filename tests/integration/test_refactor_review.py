@@ -40,7 +40,8 @@ class LockingStore(SwitchableStore):
 
     def __init__(self) -> None:
         super().__init__()
-        self.recorder = LockingRecorder()
+        self.locking = LockingRecorder()
+        self.recorder = self.locking
 
 
 class PauseThen(RetryPause):
@@ -85,7 +86,7 @@ def test_a_retry_whose_store_lock_fails_keeps_the_change_instead_of_raising_into
 ) -> None:
     """The retry lock failing to be taken (store away) or released (connection lost) keeps the change; it lands once."""
     store = LockingStore()
-    host = spooling(store, tmp_path / "host.db", PauseThen(failure, store.recorder), seed=1)
+    host = spooling(store, tmp_path / "host.db", PauseThen(failure, store.locking), seed=1)
     other = spooling(store, tmp_path / "other.db", NoPause(), seed=2)
     try:
         iid = host.start_iteration("agent-1", 1)
@@ -93,7 +94,7 @@ def test_a_retry_whose_store_lock_fails_keeps_the_change_instead_of_raising_into
         host.update_phase(iid, "scan_generation")  # loses the race, then the retry lock fails
         assert host.conflicts_retried == 1
         store.recorder.up = True
-        store.recorder.unlock_fails = False
+        store.locking.unlock_fails = False
         flushed = spool_of(host).flush()
         assert (flushed.stuck, flushed.waiting) == (0, 0)
         events = host.history(iid)
