@@ -86,17 +86,3 @@ def spooling_writer(tracker: PerformanceTracker) -> SpoolingWriter:
     if not isinstance(writer, SpoolingWriter):
         raise StoreConfigError("store", type(writer).__name__, "has no spool (only PostgreSQL stores spool)")
     return writer
-
-
-class StoreApplication(TrackerApplication):
-    """The store's eventsourcing application built from an environment alone (`ITERTRACK_STORE`, ...).
-
-    For the library's projection runner, which constructs its application itself.
-    """
-
-    def __init__(self, env: Mapping[str, str] | None = None) -> None:
-        given = dict(env or {})
-        settings = load_settings(given)
-        merged = {**os.environ, **given}
-        opened = open_factory(store_url(None, settings), settings, Environment(TrackerApplication.name, merged))
-        super().__init__(opened.factory, given)
