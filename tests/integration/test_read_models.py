@@ -8,7 +8,8 @@ from collections.abc import Callable, Iterator
 from uuid import UUID
 
 import pytest
-from support import ManualClock, assert_same_models, fold_models, view_models
+from fake_clock import FakeClock
+from support import assert_same_models, fold_models, view_models
 
 from itertrack.adapters.store.url import parse_store_url
 from itertrack.adapters.views.keeper import ReadModels, view_for
@@ -18,20 +19,20 @@ Open = Callable[..., PerformanceTracker]
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
+def clock() -> FakeClock:
+    return FakeClock(step_ms=0)
 
 
 @pytest.fixture
 def tracked(
-    durable_store: str, open_tracker: Open, clock: ManualClock
+    durable_store: str, open_tracker: Open, clock: FakeClock
 ) -> Iterator[tuple[PerformanceTracker, ReadModels]]:
     tracker = open_tracker(durable_store, clock=clock)
     with ReadModels(tracker) as views:
         yield tracker, views
 
 
-def script(tracker: PerformanceTracker, clock: ManualClock) -> tuple[UUID, UUID, UUID]:
+def script(tracker: PerformanceTracker, clock: FakeClock) -> tuple[UUID, UUID, UUID]:
     """Three iterations over two agents: one re-enters a phase and regenerates twice, one fails, one runs on."""
     clock.at(0)
     a = tracker.start_iteration("agent-1", 1)
@@ -67,7 +68,7 @@ def script(tracker: PerformanceTracker, clock: ManualClock) -> tuple[UUID, UUID,
 
 
 def test_every_read_model_equals_hand_computed_values(
-    tracked: tuple[PerformanceTracker, ReadModels], clock: ManualClock
+    tracked: tuple[PerformanceTracker, ReadModels], clock: FakeClock
 ) -> None:
     """Current phase, metric totals per iteration/agent/overall and phase durations match values worked out by hand."""
     tracker, views = tracked
@@ -120,7 +121,7 @@ def test_every_read_model_equals_hand_computed_values(
     }
 
 
-def test_a_read_right_after_a_write_sees_it(tracked: tuple[PerformanceTracker, ReadModels], clock: ManualClock) -> None:
+def test_a_read_right_after_a_write_sees_it(tracked: tuple[PerformanceTracker, ReadModels], clock: FakeClock) -> None:
     """Each write is visible to the next query in the same process, with no waiting."""
     tracker, views = tracked
     iid = tracker.start_iteration("agent-1", 1)
@@ -133,7 +134,7 @@ def test_a_read_right_after_a_write_sees_it(tracked: tuple[PerformanceTracker, R
 
 
 def test_views_equal_a_fold_of_the_history_and_a_rebuild(
-    tracked: tuple[PerformanceTracker, ReadModels], clock: ManualClock
+    tracked: tuple[PerformanceTracker, ReadModels], clock: FakeClock
 ) -> None:
     """After incremental updates, the views equal a fold of all events; emptying and rebuilding gives the same."""
     tracker, views = tracked

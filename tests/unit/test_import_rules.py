@@ -13,7 +13,11 @@ DRIVERS = {"psycopg", "psycopg_pool", "sqlite3"}
 
 
 def imported_modules(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text(), filename=str(path))
+    return modules_imported_by(path.read_text(), str(path))
+
+
+def modules_imported_by(source: str, filename: str = "<source>") -> set[str]:
+    tree = ast.parse(source, filename=filename)
     found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -45,8 +49,7 @@ def test_layers_import_only_inward(layer: str) -> None:
     assert offenders == []
 
 
-def test_the_rule_catches_a_violation(tmp_path: Path) -> None:
+def test_the_rule_catches_a_violation() -> None:
     """The checker sees driver, cross-layer and relative imports (so the rule test can fail)."""
-    bad = tmp_path / "bad.py"
-    bad.write_text("import sqlite3\nfrom itertrack.adapters.cli.app import app\nfrom ..adapters import x\n")
-    assert imported_modules(bad) == {"sqlite3", "itertrack.adapters.cli.app", "..adapters"}
+    bad = "import sqlite3\nfrom itertrack.adapters.cli.app import app\nfrom ..adapters import x\n"
+    assert modules_imported_by(bad) == {"sqlite3", "itertrack.adapters.cli.app", "..adapters"}
