@@ -19,7 +19,8 @@ def contender(store: str, ids: list[str], changes: int, ready: Any, gate: Any, r
     """Add 1 to `hammered` on each of a handful of iterations in turn, `changes` times; report conflicts."""
     with PerformanceTracker(store=store, migrate=False) as tracker:
         ready.put(True)
-        gate.wait(60)
+        if not gate.wait(300):
+            raise TimeoutError("the start gate never opened")
         targets = itertools.cycle(ids)
         for _ in range(changes):
             tracker.update_metrics(next(targets), {"hammered": 1})

@@ -164,11 +164,24 @@ def test_two_appliers_never_apply_an_event_twice(durable_store: str, open_tracke
             (first if n % 2 else second).sync()
         first.catch_up.batch_size = second.catch_up.batch_size = 5
         first.view.reset()
-        threads = [threading.Thread(target=rm.sync) for rm in (first, second, first, second)]
+        appliers = (first, second, first, second)
+        start = threading.Barrier(len(appliers), timeout=120)  # all running before any of them applies
+        errors: list[BaseException] = []
+
+        def apply(views: ReadModels) -> None:
+            try:
+                start.wait()
+                views.sync()
+            except BaseException as e:  # reported below, not lost in the thread
+                errors.append(e)
+
+        threads = [threading.Thread(target=apply, args=(rm,)) for rm in appliers]
         for t in threads:
             t.start()
         for t in threads:
-            t.join(timeout=60)
+            t.join(timeout=300)
+        assert not any(t.is_alive() for t in threads), "an applier was still running after 300 s"
+        assert errors == []
         assert_same_models(view_models(first.view), fold_models(writer))
         assert {(a.agent_id, a.total, a.iterations) for a in first.view.agent_metrics()} == {
             ("agent-0", 42, 14),
