@@ -20,7 +20,8 @@ def contender(store: str, ids: list[str], changes: int, ready: Any, gate: Any, r
     """Add 1 to `hammered` on each of a handful of iterations in turn, `changes` times; report conflicts."""
     with PerformanceTracker(store=store, migrate=False) as tracker:
         ready.put(True)
-        gate.wait(60)
+        if not gate.wait(300):
+            raise TimeoutError("the start gate never opened")
         targets = itertools.cycle(ids)
         for _ in range(changes):
             tracker.update_metrics(next(targets), {"hammered": 1})
@@ -32,6 +33,7 @@ def flow_host(store: str, host: int, seed: int, journal: str) -> None:
 
     A journal line `<id> <version>` is written (line-buffered, so a SIGKILL cannot lose it) after the
     iteration's last tracked change was acknowledged: the drill then checks the store holds all of it.
+    The file `<journal>.ready.<host>` appears once the host has its tracker open and is about to write.
     """
     system = SystemClock()
     clock = SimulatedClock(start=system.now(), new_id=system.new_id)
@@ -41,6 +43,7 @@ def flow_host(store: str, host: int, seed: int, journal: str) -> None:
         PerformanceTracker(store=store, migrate=False, clock=clock) as tracker,
     ):
         service = LearningIterationService(tracker, FakeLLM(scenario), FakeScanner(scenario), FakeBacktester(scenario))
+        Path(f"{journal}.ready.{host}").touch()
         for n in itertools.count():
             iid = uuid.uuid4()
             with contextlib.suppress(RuntimeError):  # a planned failure; the flow marked the iteration failed

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import random
 import re
 import signal
@@ -74,6 +75,12 @@ def kill(store: str, seconds: float) -> None:
     projector = subprocess.Popen(
         [ITERTRACK, "project", "--follow", "--wait", "--store", store], stdout=subprocess.DEVNULL
     )
+    # The killing starts once every writer is writing: on a busy machine starting one takes seconds.
+    ready = [Path(f"{journal}.ready.{n}") for n in range(len(writers))]
+    waited_until = time.monotonic() + 300
+    while not all(r.exists() for r in ready):
+        check(time.monotonic() < waited_until, "kill", "the writers were not writing after 300 s")
+        time.sleep(0.05)  # the polling interval of a wait on a condition
     kills = 0
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -114,6 +121,9 @@ LOAD_RATE = 1000.0  # tracked changes per second; set by --rate (make bench foun
 
 def load(store: str, seconds: float) -> None:
     """A sustained run at a set rate, watching memory, connections and read-model lag; all must stay bounded."""
+    # libpq names every connection this drill and its follower open, so that only those are counted,
+    # not the connections of whatever else uses the same database meanwhile.
+    os.environ["PGAPPNAME"] = f"itertrack-load-drill-{os.getpid()}"
     with PerformanceTracker(store=store, migrate=True) as tracker:
         projector = subprocess.Popen([ITERTRACK, "project", "--follow", "--store", store], stdout=subprocess.DEVNULL)
         view = view_for(store_of(tracker).factory)
@@ -140,7 +150,8 @@ def load(store: str, seconds: float) -> None:
                     rss.append(_rss_mib())
                     lags.append((store_of(tracker).recorder.max_notification_id() or 0) - view.position())
                     row = watch.execute(
-                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                        "SELECT count(*) FROM pg_stat_activity"
+                        " WHERE datname = current_database() AND application_name = current_setting('application_name')"
                     ).fetchone()
                     watch.commit()
                     conns.append(int(row[0]) if row else 0)

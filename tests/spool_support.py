@@ -11,8 +11,7 @@ from urllib.parse import urlsplit
 from uuid import UUID
 
 import psycopg
-import pytest
-from support import TcpProxy
+from support import TcpProxy, wait_for
 
 from itertrack.adapters.bootstrap import spooling_writer, store_of
 from itertrack.adapters.spool.state import SpoolFlush
@@ -24,14 +23,6 @@ from itertrack.domain import (
 
 Open = Callable[..., PerformanceTracker]
 ITERTRACK = str(Path(sys.executable).with_name("itertrack"))
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)
 
 
 def through(store: str, proxy: TcpProxy) -> str:

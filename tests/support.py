@@ -4,68 +4,24 @@ from __future__ import annotations
 
 import contextlib
 import math
-import random
 import socket
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
 from typing import Any
-from uuid import UUID
 
 from itertrack.adapters.bootstrap import store_of
 from itertrack.domain import PerformanceTracker
 from itertrack.projections.fold import LoadedState, fold
 
 
-class StepClock:
-    """A clock that moves 1 ms per reading (or as told), with seeded ids: reproducible timestamps."""
-
-    def __init__(self, start: datetime | None = None, seed: int = 1) -> None:
-        self.current = start or datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-        self.mono = 0.0
-        self._ids = random.Random(seed)
-
-    def now(self) -> datetime:
-        self.current += timedelta(milliseconds=1)
-        return self.current
-
-    def advance(self, ms: float) -> None:
-        self.current += timedelta(milliseconds=ms)
-        self.mono += ms / 1000.0
-
-    def monotonic(self) -> float:
-        return self.mono
-
-    def new_id(self) -> UUID:
-        return UUID(int=self._ids.getrandbits(128), version=4)
-
-
-def add_to_metric_worker(store: str, iteration_id: str, times: int, gate: Any, results: Any) -> None:
-    """Child process: wait for the start gate, then add 1 to one metric `times` times."""
-    with PerformanceTracker(store=store, migrate=False) as tracker:
-        if not gate.wait(60):
-            raise TimeoutError("start gate never opened")
-        for _ in range(times):
-            tracker.update_metrics(iteration_id, {"contended_total": 1})
-        results.put(tracker.conflicts_retried)
-
-
-def migrate_worker(store: str, gate: Any, results: Any) -> None:
-    """Child process: wait for the start gate, then migrate the store."""
-    if not gate.wait(60):
-        raise TimeoutError("start gate never opened")
-    with PerformanceTracker(store=store, migrate=True):
-        results.put("migrated")
-
-
-class ManualClock(StepClock):
-    """A clock that reads exactly what the test set (`at(ms)` after the start), for hand-computed durations."""
-
-    def now(self) -> datetime:
-        return self.current
-
-    def at(self, ms: float) -> None:
-        self.current = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC) + timedelta(milliseconds=ms)
+def wait_for(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.002) -> None:
+    """Poll `condition` until true; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)  # the polling interval of a wait on a condition
 
 
 def all_events(tracker: PerformanceTracker) -> list[Any]:
@@ -115,20 +71,6 @@ def assert_same_models(actual: dict[str, Any], expected: dict[str, Any]) -> None
             if not _close(actual[part][k], expected[part][k])
         }
         assert different == {}, part
-
-
-def paced_writer_worker(store: str, iterations: int, pause_s: float, results: Any) -> None:
-    """Child process: run `iterations` short iterations, reporting (id, wall time) after each completes."""
-    with PerformanceTracker(store=store, migrate=False) as tracker:
-        for n in range(iterations):
-            iid = tracker.start_iteration(f"agent-{n % 4}", n)
-            tracker.update_phase(iid, "scan_generation")
-            tracker.update_metrics(iid, {"scan_generation_tokens": n})
-            tracker.update_phase(iid, "completed")
-            results.put((str(iid), time.time()))
-            if pause_s:
-                time.sleep(pause_s)  # paces the writer so that other work overlaps it; nothing waits on it
-    results.put(None)
 
 
 class TcpProxy:

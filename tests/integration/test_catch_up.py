@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 
 import pytest
-from support import assert_same_models, fold_models, view_models
+from support import assert_same_models, fold_models, view_models, wait_for
 
 from itertrack.adapters.bootstrap import store_of
 from itertrack.adapters.views.keeper import ReadModels, view_for
@@ -26,15 +25,6 @@ def write(tracker: PerformanceTracker, iterations: int) -> None:
         tracker.update_phase(iid, "scan_generation")
         tracker.update_metrics(iid, {"scan_generation_tokens": n})
         tracker.update_phase(iid, "completed")
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll `condition` until true; fail naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.005)
 
 
 def test_one_shot_catch_up_applies_the_log_in_batches_and_leaves_the_tracker_open(

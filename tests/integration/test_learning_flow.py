@@ -8,8 +8,8 @@ from collections.abc import Callable
 import psycopg
 import pytest
 from eventsourcing.sqlite import SQLiteApplicationRecorder
+from fake_clock import FakeClock
 from pydantic import JsonValue
-from support import StepClock
 
 from itertrack.adapters.store.postgres import PostgresRecorder
 from itertrack.adapters.store.url import parse_store_url
@@ -27,7 +27,7 @@ REFINE_USAGE = LLMUsage(input_tokens=70, output_tokens=30)
 
 
 class CountedLLM(StrategyLLM):
-    def __init__(self, clock: StepClock) -> None:
+    def __init__(self, clock: FakeClock) -> None:
         self.clock = clock
 
     def generate_scan_strategy(self, agent_id: str, iteration_number: int, manual_guidance: str | None) -> LLMResponse:
@@ -48,7 +48,7 @@ class CountedLLM(StrategyLLM):
 
 
 class CountedScanner(Scanner):
-    def __init__(self, clock: StepClock, regenerate: bool) -> None:
+    def __init__(self, clock: FakeClock, regenerate: bool) -> None:
         self.clock = clock
         self.regenerate = regenerate
 
@@ -58,7 +58,7 @@ class CountedScanner(Scanner):
 
 
 class CountedBacktester(Backtester):
-    def __init__(self, clock: StepClock, error: Exception | None = None) -> None:
+    def __init__(self, clock: FakeClock, error: Exception | None = None) -> None:
         self.clock = clock
         self.error = error
 
@@ -69,7 +69,7 @@ class CountedBacktester(Backtester):
         return {"sharpe": 1.1}
 
 
-def service(tracker: PerformanceTracker, clock: StepClock, *, regenerate: bool = True, error: Exception | None = None):  # type: ignore[no-untyped-def]
+def service(tracker: PerformanceTracker, clock: FakeClock, *, regenerate: bool = True, error: Exception | None = None):  # type: ignore[no-untyped-def]
     return LearningIterationService(
         tracker, CountedLLM(clock), CountedScanner(clock, regenerate), CountedBacktester(clock, error)
     )
@@ -77,7 +77,7 @@ def service(tracker: PerformanceTracker, clock: StepClock, *, regenerate: bool =
 
 def test_successful_iteration_tracks_the_seed_metrics(durable_store: str, open_tracker: Open) -> None:
     """Every seed metric is present with the hand-computed sum; the record is saved; the iteration completed."""
-    clock = StepClock()
+    clock = FakeClock()
     tracker = open_tracker(durable_store, clock=clock)
     outcome = service(tracker, clock).run_iteration("agent-1", 7, manual_guidance="prefer large caps")
     state = tracker.get_iteration(outcome.iteration_id)
@@ -112,7 +112,7 @@ def test_successful_iteration_tracks_the_seed_metrics(durable_store: str, open_t
 
 def test_without_regeneration_there_is_no_execution_generation(durable_store: str, open_tracker: Open) -> None:
     """Step 2.5 is skipped when the scan does not ask for it, and leaves no metric."""
-    clock = StepClock()
+    clock = FakeClock()
     tracker = open_tracker(durable_store, clock=clock)
     outcome = service(tracker, clock, regenerate=False).run_iteration("agent-1", 1)
     state = tracker.get_iteration(outcome.iteration_id)
@@ -122,7 +122,7 @@ def test_without_regeneration_there_is_no_execution_generation(durable_store: st
 
 def test_failing_backtest_marks_the_iteration_failed(durable_store: str, open_tracker: Open) -> None:
     """An exception in the backtester marks the iteration failed with its message and is re-raised; no record."""
-    clock = StepClock()
+    clock = FakeClock()
     tracker = open_tracker(durable_store, clock=clock)
     flow = service(tracker, clock, error=TimeoutError("backtester timeout after 120 s"))
     chosen = clock.new_id()
@@ -179,7 +179,7 @@ def test_failure_inside_the_saving_transaction_leaves_neither_row_nor_event(
 
     monkeypatch.setattr(PostgresRecorder, "_transaction", fail_after_record)
     is_pg = durable_store.startswith("postgresql")
-    clock = StepClock()
+    clock = FakeClock()
     tracker = open_tracker(durable_store, clock=clock)
     chosen = clock.new_id()
     with pytest.raises(Exception, match="division by zero" if is_pg else "disk full"):
@@ -195,7 +195,7 @@ def test_failure_inside_the_saving_transaction_leaves_neither_row_nor_event(
 
 def test_record_and_tracked_history_join_on_one_id(durable_store: str, open_tracker: Open) -> None:
     """In SQL, the agent_iterations row joins its iteration's events on the id column."""
-    clock = StepClock()
+    clock = FakeClock()
     tracker = open_tracker(durable_store, clock=clock)
     flow = service(tracker, clock)
     ids = [flow.run_iteration("agent-1", n).iteration_id for n in (1, 2)]

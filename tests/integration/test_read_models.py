@@ -8,7 +8,8 @@ from collections.abc import Callable, Iterator
 from uuid import UUID
 
 import pytest
-from support import ManualClock, assert_same_models, fold_models, view_models
+from fake_clock import FakeClock
+from support import assert_same_models, fold_models, view_models
 
 from itertrack.adapters.bootstrap import store_of
 from itertrack.adapters.store.url import parse_store_url
@@ -19,20 +20,20 @@ Open = Callable[..., PerformanceTracker]
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
+def clock() -> FakeClock:
+    return FakeClock(step_ms=0)
 
 
 @pytest.fixture
 def tracked(
-    durable_store: str, open_tracker: Open, clock: ManualClock
+    durable_store: str, open_tracker: Open, clock: FakeClock
 ) -> Iterator[tuple[PerformanceTracker, ReadModels]]:
     tracker = open_tracker(durable_store, clock=clock)
     with ReadModels(tracker) as views:
         yield tracker, views
 
 
-def script(tracker: PerformanceTracker, clock: ManualClock) -> tuple[UUID, UUID, UUID]:
+def script(tracker: PerformanceTracker, clock: FakeClock) -> tuple[UUID, UUID, UUID]:
     """Three iterations over two agents: one re-enters a phase and regenerates twice, one fails, one runs on."""
     clock.at(0)
     a = tracker.start_iteration("agent-1", 1)
@@ -68,7 +69,7 @@ def script(tracker: PerformanceTracker, clock: ManualClock) -> tuple[UUID, UUID,
 
 
 def test_every_read_model_equals_hand_computed_values(
-    tracked: tuple[PerformanceTracker, ReadModels], clock: ManualClock
+    tracked: tuple[PerformanceTracker, ReadModels], clock: FakeClock
 ) -> None:
     """Current phase, metric totals per iteration/agent/overall and phase durations match values worked out by hand."""
     tracker, views = tracked
@@ -121,7 +122,7 @@ def test_every_read_model_equals_hand_computed_values(
     }
 
 
-def test_a_read_right_after_a_write_sees_it(tracked: tuple[PerformanceTracker, ReadModels], clock: ManualClock) -> None:
+def test_a_read_right_after_a_write_sees_it(tracked: tuple[PerformanceTracker, ReadModels], clock: FakeClock) -> None:
     """Each write is visible to the next query in the same process, with no waiting."""
     tracker, views = tracked
     iid = tracker.start_iteration("agent-1", 1)
@@ -134,7 +135,7 @@ def test_a_read_right_after_a_write_sees_it(tracked: tuple[PerformanceTracker, R
 
 
 def test_views_equal_a_fold_of_the_history_and_a_rebuild(
-    tracked: tuple[PerformanceTracker, ReadModels], clock: ManualClock
+    tracked: tuple[PerformanceTracker, ReadModels], clock: FakeClock
 ) -> None:
     """After incremental updates, the views equal a fold of all events; emptying and rebuilding gives the same."""
     tracker, views = tracked
@@ -164,11 +165,24 @@ def test_two_appliers_never_apply_an_event_twice(durable_store: str, open_tracke
             (first if n % 2 else second).sync()
         first.batch_size = second.batch_size = 5
         first.view.reset()
-        threads = [threading.Thread(target=rm.sync) for rm in (first, second, first, second)]
+        appliers = (first, second, first, second)
+        start = threading.Barrier(len(appliers), timeout=120)  # all running before any of them applies
+        errors: list[BaseException] = []
+
+        def apply(views: ReadModels) -> None:
+            try:
+                start.wait()
+                views.sync()
+            except BaseException as e:  # reported below, not lost in the thread
+                errors.append(e)
+
+        threads = [threading.Thread(target=apply, args=(rm,)) for rm in appliers]
         for t in threads:
             t.start()
         for t in threads:
-            t.join(timeout=60)
+            t.join(timeout=300)
+        assert not any(t.is_alive() for t in threads), "an applier was still running after 300 s"
+        assert errors == []
         assert_same_models(view_models(first.view), fold_models(writer))
         assert {(a.agent_id, a.total, a.iterations) for a in first.view.agent_metrics()} == {
             ("agent-0", 42, 14),

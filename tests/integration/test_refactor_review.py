@@ -9,7 +9,7 @@ from uuid import UUID
 
 import pytest
 from eventsourcing.persistence import OperationalError
-from support import StepClock
+from fake_clock import FakeClock
 from switchable_store import NoPause, SwitchableRecorder, SwitchableStore
 
 from itertrack.adapters.spool.sqlite_file import SQLiteSpool
@@ -60,7 +60,7 @@ class PauseThen(RetryPause):
 
 def spooling(store: LockingStore, spool: Path, retry: RetryPause, seed: int) -> PerformanceTracker:
     """A tracker on `store` writing through a spool file, forwarding by hand."""
-    clock = StepClock(seed=seed)
+    clock = FakeClock(seed=seed)
     event_store = EventSourcedStore(store, {})
     writer = SpoolingWriter(
         event_store,

@@ -12,7 +12,7 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import pytest
-from support import ManualClock
+from fake_clock import FakeClock
 
 from itertrack.domain import InvalidInputError, PerformanceTracker, Status
 
@@ -24,7 +24,7 @@ def ms(n: float) -> datetime:
     return START + timedelta(milliseconds=n)
 
 
-def scripted(tracker: PerformanceTracker, clock: ManualClock) -> UUID:
+def scripted(tracker: PerformanceTracker, clock: FakeClock) -> UUID:
     """v1 start @0 ms, v2 scan_generation @100, v3 +500 tokens @300, v4 backtest @400, v5+v6 metrics, failed @2400."""
     clock.at(0)
     iid = tracker.start_iteration("agent-1", 3)
@@ -42,7 +42,7 @@ def scripted(tracker: PerformanceTracker, clock: ManualClock) -> UUID:
 
 @pytest.fixture
 def replayed(any_store: str, open_tracker: Open) -> tuple[PerformanceTracker, UUID]:
-    clock = ManualClock()
+    clock = FakeClock(step_ms=0)
     tracker = open_tracker(any_store, clock=clock)
     return tracker, scripted(tracker, clock)
 
@@ -110,7 +110,7 @@ def test_bad_replay_requests_are_refused(replayed: tuple[PerformanceTracker, UUI
 def test_replay_command_answers_what_was_it_doing_and_what_had_it_cost(tmp_path: Path) -> None:
     """`itertrack replay ID --at T --json` gives the phase then and the tokens and time so far."""
     store = f"sqlite:///{tmp_path / 'r.db'}"
-    clock = ManualClock()
+    clock = FakeClock(step_ms=0)
     with PerformanceTracker(store=store, clock=clock) as tracker:
         iid = scripted(tracker, clock)
     command = [str(Path(sys.executable).with_name("itertrack")), "replay", str(iid), "--store", store, "--json"]

@@ -13,10 +13,9 @@ from spool_support import (
     kill_pooled_connections,
     through,
     versions,
-    wait_for,
     without_spool,
 )
-from support import TcpProxy
+from support import TcpProxy, wait_for
 
 from itertrack.adapters.bootstrap import spooling_writer, store_of
 from itertrack.adapters.store.postgres import PostgresRecorder

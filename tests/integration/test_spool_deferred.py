@@ -9,6 +9,7 @@ import time
 from uuid import UUID
 
 import pytest
+from fake_clock import FakeClock
 from spool_support import (
     ITERTRACK,
     Open,
@@ -16,9 +17,8 @@ from spool_support import (
     started_elsewhere,
     through,
     versions,
-    wait_for,
 )
-from support import ManualClock, TcpProxy
+from support import TcpProxy, wait_for
 
 from itertrack.adapters.bootstrap import spooling_writer
 from itertrack.domain import (
@@ -134,7 +134,7 @@ def test_a_deferred_change_waits_for_its_iteration_to_reach_the_store_then_is_re
     pg_store: str, proxy: TcpProxy, open_tracker: Open
 ) -> None:
     """Another process's spool may still hold the start: wait (not stuck) for a grace period, then report it."""
-    clock = ManualClock()
+    clock = FakeClock(step_ms=0)
     host = open_tracker(through(pg_store, proxy), migrate=True, clock=clock, env={"ITERTRACK_FORWARD": "n"})
     proxy.cut()
     unknown = UUID("0d9e8a4c-1b2f-4c3d-9e8f-7a6b5c4d3e2f")

@@ -17,10 +17,9 @@ from spool_support import (
     started_elsewhere,
     through,
     versions,
-    wait_for,
     without_spool,
 )
-from support import TcpProxy
+from support import TcpProxy, wait_for
 
 from itertrack.adapters.bootstrap import spooling_writer, store_of
 from itertrack.adapters.spool.sqlite_file import SQLiteSpool

@@ -5,12 +5,12 @@ The PostgreSQL versions of these (through a TCP proxy that cuts connections) are
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from support import StepClock
+from fake_clock import FakeClock
+from support import wait_for
 from switchable_store import SwitchableStore, spooling_tracker
 
 from itertrack.adapters.spool.writer import SpoolingWriter
@@ -30,7 +30,7 @@ def opened(store: SwitchableStore, tmp_path: Path) -> Iterator[Callable[..., Per
     trackers: list[PerformanceTracker] = []
 
     def open_one(name: str, **kwargs: bool) -> PerformanceTracker:
-        tracker = spooling_tracker(store, tmp_path / f"{name}.db", StepClock(seed=len(trackers) + 1), **kwargs)
+        tracker = spooling_tracker(store, tmp_path / f"{name}.db", FakeClock(seed=len(trackers) + 1), **kwargs)
         trackers.append(tracker)
         return tracker
 
@@ -138,8 +138,5 @@ def test_a_tracker_started_while_the_store_is_off_spools_from_its_first_change(
     host.update_phase(iid, "scan_generation")
     assert writer(host).spool.count() == 2
     store.recorder.up = True
-    deadline = time.monotonic() + 30
-    while writer(host).spool.count():
-        assert time.monotonic() < deadline, "the forwarder did not drain the spool within 30 s"
-        time.sleep(0.01)
+    wait_for(lambda: writer(host).spool.count() == 0, 30, "the forwarder to drain the spool")
     assert versions(opened("fresh"), iid) == [1, 2]

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
 from uuid import UUID
 
 import pytest
-from support import StepClock
+from fake_clock import FakeClock
 
 from itertrack.adapters.bootstrap import store_of
 from itertrack.domain import (
@@ -44,7 +43,7 @@ def test_start_returns_an_id_in_phase_initializing(any_store: str, open_tracker:
 
 def test_phases_and_history_are_kept_in_order(any_store: str, open_tracker: Open) -> None:
     """Each call appends one event; history returns them oldest first with versions 1..n."""
-    tracker = open_tracker(any_store, clock=StepClock())
+    tracker = open_tracker(any_store, clock=FakeClock())
     iid = tracker.start_iteration("agent-1", 1)
     tracker.update_phase(iid, "scan_generation")
     tracker.update_metrics(iid, {"scan_generation_tokens": 10})
@@ -190,7 +189,7 @@ def test_a_read_brings_the_cached_copy_up_to_date(durable_store: str, open_track
 
 def test_track_phase_times_the_block(any_store: str, open_tracker: Open) -> None:
     """track_phase enters the phase and adds the block's monotonic duration to `<phase>_time_ms`."""
-    clock = StepClock()
+    clock = FakeClock()
     tracker = open_tracker(any_store, clock=clock)
     iid = tracker.start_iteration("agent-1", 1)
     with tracker.track_phase(iid, "analysis"):
@@ -204,7 +203,7 @@ def test_track_phase_times_the_block(any_store: str, open_tracker: Open) -> None
 
 def test_track_phase_marks_failed_and_reraises(any_store: str, open_tracker: Open) -> None:
     """An exception in the block records the time, marks the iteration failed with its message, and propagates."""
-    clock = StepClock()
+    clock = FakeClock()
     tracker = open_tracker(any_store, clock=clock)
     iid = tracker.start_iteration("agent-1", 1)
 
@@ -320,17 +319,10 @@ def test_a_commit_whose_acknowledgement_was_lost_is_not_applied_twice(
     assert len(tracker.history(new_id)) == 1
 
 
-class FrozenClock(StepClock):
-    """Every reading is the same instant: writers with lagging or stopped clocks produce equal timestamps."""
-
-    def now(self) -> datetime:
-        return self.current
-
-
 def test_equal_events_from_two_writers_are_both_applied(durable_store: str, open_tracker: Open) -> None:
     """Two trackers making the same change at the same instant from the same version: both land (total 2)."""
-    a = open_tracker(durable_store, clock=FrozenClock())
-    b = open_tracker(durable_store, migrate=False, clock=FrozenClock())
+    a = open_tracker(durable_store, clock=FakeClock(step_ms=0))
+    b = open_tracker(durable_store, migrate=False, clock=FakeClock(step_ms=0))
     iid = a.start_iteration("agent-1", 1)
     b.get_iteration(iid)  # both now cache version 1
     a.update_metrics(iid, {"analysis_tokens": 1})
@@ -343,7 +335,7 @@ def test_equal_events_from_two_writers_are_both_applied(durable_store: str, open
 
 def test_a_duplicate_start_at_the_same_instant_is_refused(durable_store: str, open_tracker: Open) -> None:
     """Starting an existing id again is a DuplicateIterationError even when every field and the time are equal."""
-    clock = FrozenClock()
+    clock = FakeClock(step_ms=0)
     tracker = open_tracker(durable_store, clock=clock)
     chosen = UUID("3e0d5c4b-2a19-4876-9543-21fedcba9876")
     tracker.start_iteration("agent-1", 1, iteration_id=chosen)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -17,7 +17,6 @@ from itertrack.adapters.cli.common import app
 from itertrack.adapters.store.url import parse_store_url
 from itertrack.domain import InvalidInputError, IterationRecord, PerformanceTracker, StoreConfigError
 
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 hostile = st.one_of(
     st.text(max_size=200),
     st.sampled_from(["'; DROP TABLE stored_events; --", "\x00", "\ud800", "x" * 5000, "", "%s%s%s", "{0}"]),
@@ -42,7 +41,6 @@ RECORD_FIELDS = [
 ]
 
 
-@FUZZ
 @given(
     url=st.one_of(
         hostile,
@@ -74,7 +72,6 @@ def memory_tracker() -> Iterator[PerformanceTracker]:
         yield tracker
 
 
-@FUZZ
 @given(data=st.dictionaries(st.one_of(st.sampled_from(RECORD_FIELDS), hostile), json_values, max_size=8))
 def test_saved_records_succeed_or_are_refused_writing_nothing(memory_tracker: PerformanceTracker, data: Any) -> None:
     """A record given as any mapping is saved or refused with `record.<field>`; a refusal appends nothing."""
@@ -86,7 +83,6 @@ def test_saved_records_succeed_or_are_refused_writing_nothing(memory_tracker: Pe
         assert (store_of(memory_tracker).recorder.max_notification_id() or 0) == before
 
 
-@FUZZ
 @given(data=st.dictionaries(st.sampled_from(RECORD_FIELDS), json_values, max_size=8))
 def test_records_built_directly_are_valid_or_refused_naming_the_field(data: Any) -> None:
     """`IterationRecord(...)` raises the same typed error as the saving step, never pydantic's own."""
@@ -128,7 +124,6 @@ commands = st.sampled_from(
 )
 
 
-@FUZZ
 @given(command=commands, args=st.lists(hostile.filter(lambda s: "\x00" not in s), max_size=3))
 def test_cli_arguments_never_end_in_a_traceback(cli_store: str, command: list[str], args: list[str]) -> None:
     """Any arguments give exit 0, 1 (one clear line) or 2 (usage), never an untyped exception."""

@@ -7,14 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from itertrack.adapters.bootstrap import store_of
 from itertrack.domain import InvalidInputError, IterationError, PerformanceTracker, Phase
 from itertrack.domain.model.metrics import METRIC_NAME
-
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 hostile_text = st.one_of(
     st.text(max_size=300),
@@ -61,7 +59,6 @@ def appended(tracker: PerformanceTracker) -> int:
     return store_of(tracker).recorder.max_notification_id() or 0
 
 
-@FUZZ
 @given(update=metric_updates)
 def test_update_metrics_succeeds_or_refuses_cleanly(tracker: PerformanceTracker, update: Any) -> None:
     """A metrics update either adds every amount to its total or raises InvalidInputError and appends nothing."""
@@ -78,7 +75,6 @@ def test_update_metrics_succeeds_or_refuses_cleanly(tracker: PerformanceTracker,
         assert tracker.get_iteration(iid).metrics == update
 
 
-@FUZZ
 @given(phase=phases, error=errors)
 def test_update_phase_succeeds_or_refuses_cleanly(tracker: PerformanceTracker, phase: Any, error: Any) -> None:
     """A phase change either lands as one event or raises a typed error and appends nothing."""
@@ -97,7 +93,6 @@ def test_update_phase_succeeds_or_refuses_cleanly(tracker: PerformanceTracker, p
         assert (state.phase, state.error) == (phase, error)
 
 
-@FUZZ
 @given(
     agent_id=st.one_of(hostile_text, st.integers()), number=st.one_of(st.integers(), st.booleans(), st.text(max_size=3))
 )
