@@ -6,12 +6,12 @@ import importlib
 import inspect
 import pkgutil
 import re
-import time
 from typing import Any
 from uuid import uuid4
 
 import pytest
 from eventsourcing.persistence import ListenNotifySubscription, StoredEvent
+from support import wait_for
 
 import itertrack.adapters
 from itertrack.adapters.library_hooks import (
@@ -84,10 +84,7 @@ def test_subscription_accessors_follow_a_live_subscription() -> None:
     recorder.insert_events([StoredEvent(uuid4(), 1, "topic", b"{}")])
     with recorder.subscribe(gt=None) as subscription:
         assert isinstance(subscription, ListenNotifySubscription)
-        deadline = time.monotonic() + 5
-        while not subscription_has_buffered(subscription):
-            assert time.monotonic() < deadline, "the subscription never fetched the recorded event"
-            time.sleep(0.005)
+        wait_for(lambda: subscription_has_buffered(subscription), 5, "the subscription to fetch the recorded event")
         assert next(subscription).originator_version == 1
         assert not subscription_has_buffered(subscription)
         assert not subscription_stopped(subscription)
