@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import ValidationError, field_validator, model_validator
+from pydantic import ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from itertrack.domain.model.errors import StoreConfigError
@@ -40,11 +40,6 @@ class Settings(BaseSettings):
         if isinstance(values, dict):
             return {k: v for k, v in values.items() if not (isinstance(v, str) and not v.strip())}
         return values
-
-    @field_validator("store")
-    @classmethod
-    def _store_not_blank(cls, value: str | None) -> str | None:
-        return value if value is None or value.strip() else None
 
 
 def env_name(field: str) -> str:
