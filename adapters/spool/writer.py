@@ -77,11 +77,15 @@ class SpoolingWriter(IterationWriter):
             notification_id = self.store.append(events, record)
         except StoreUnavailableError as e:
             log.warning("store unavailable, spooling changes of %s: %s", iteration_id, e)
-            with state.lock:
-                state.spooling = True
-                state.store_up = False
-                self._spool(iteration_id, events, record)
-            self.forwarder.start()
+            try:
+                with state.lock:
+                    state.spooling = True
+                    state.store_up = False
+                    self._spool(iteration_id, events, record)
+            finally:
+                # Whatever the spool did (a full or read-only file system raises here), the forwarder
+                # probes the store until it answers: a host never stays cut off after the store is back.
+                self.forwarder.start()
             return None
         state.store_up = True
         return notification_id
@@ -103,13 +107,15 @@ class SpoolingWriter(IterationWriter):
         self, iteration_id: UUID, change: Change, at: datetime, record: IterationRecord | None, *, outage: bool
     ) -> bool:
         deferred = DeferredChange(at=at, change=change)
-        with self.state.lock:
-            self.spool.add_deferred(iteration_id, deferred, record)
-            self.state.spooling = self.state.unforwarded = True
-            self.changes_deferred += 1
         if outage:
             self.state.store_up = False
-        self.forwarder.start()
+        try:
+            with self.state.lock:
+                self.spool.add_deferred(iteration_id, deferred, record)
+                self.state.spooling = self.state.unforwarded = True
+                self.changes_deferred += 1
+        finally:
+            self.forwarder.start()  # probes the store again even if the spool could not keep the change
         return True
 
     def waiting(self, iteration_id: UUID) -> int:

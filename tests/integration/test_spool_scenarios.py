@@ -140,3 +140,24 @@ def test_a_tracker_started_while_the_store_is_off_spools_from_its_first_change(
     store.recorder.up = True
     wait_for(lambda: writer(host).spool.count() == 0, 30, "the forwarder to drain the spool")
     assert versions(opened("fresh"), iid) == [1, 2]
+
+
+def test_a_host_whose_spool_cannot_be_written_recovers_when_the_store_is_back(
+    store: SwitchableStore, tmp_path: Path
+) -> None:
+    """Spool on an unusable file system and a store blip: that change fails typed, the store is probed again
+    whatever the spool did, and once it answers the host's changes are stored (no restart needed)."""
+    unusable = tmp_path / "no-such-folder" / "spool.db"  # sqlite cannot create it: as a full or read-only mount
+    host = spooling_tracker(store, unusable, FakeClock(), forward=True)
+    try:
+        iid = host.start_iteration("agent-1", 1)
+        store.recorder.up = False
+        with pytest.raises(StoreUnavailableError, match="spool"):
+            host.update_metrics(iid, {"analysis_tokens": 1})  # neither stored nor kept: not acknowledged
+        store.recorder.up = True
+        wait_for(writer(host).store_answers, 30, "the forwarder to find the store answering again")
+        host.update_metrics(iid, {"analysis_tokens": 2})
+        assert versions(host, iid) == [1, 2]
+        assert host.get_iteration(iid).metrics["analysis_tokens"] == 2
+    finally:
+        host.close()
