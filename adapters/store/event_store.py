@@ -6,9 +6,10 @@ operations, and nothing it returns is the live cached aggregate.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, suppress
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar, TypeVar, cast
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -16,7 +17,9 @@ from eventsourcing.persistence import (
     ApplicationRecorder,
     InfrastructureFactory,
     IntegrityError,
+    InterfaceError,
     Mapper,
+    OperationalError,
     StoredEvent,
 )
 from eventsourcing.utils import Environment
@@ -27,6 +30,9 @@ from itertrack.domain.model.errors import IterationNotFoundError, StoreConfigErr
 from itertrack.domain.model.iteration import Iteration
 from itertrack.domain.model.records import IterationRecord
 from itertrack.domain.service.store_ports import IterationStore, VersionTakenError
+
+log = logging.getLogger("itertrack")
+_T = TypeVar("_T")
 
 
 class TrackerApplication(Application[UUID]):
@@ -80,10 +86,26 @@ class EventSourcedStore(IterationStore):
         """Stored events to domain events and back."""
         return self.app.mapper
 
+    def _once_more_if_closed(self, call: Callable[[], _T]) -> _T:
+        """Run a store call; if the server had closed the pooled connection it used (a restart, a failover),
+        drop the pool's broken connections and run it once more on a fresh one.
+
+        Safe for writes too: an append whose commit landed before its connection died meets its own rows
+        on the retry (`VersionTakenError`), and the tracker recognises them by their event ids.
+        """
+        try:
+            return call()
+        except (OperationalError, InterfaceError) as e:
+            if not self.records.closed_by_server(e):
+                raise
+            log.info("a pooled connection was closed by the server; retrying once on a fresh one: %s", e)
+            self.records.drop_broken_connections()
+            return call()
+
     @store_unavailable_as_typed_error()
     def load(self, iteration_id: UUID) -> Iteration:
         try:
-            iteration: Iteration = self.app.repository.get(iteration_id)
+            iteration: Iteration = self._once_more_if_closed(lambda: self.app.repository.get(iteration_id))
         except AggregateNotFoundError:
             raise IterationNotFoundError(iteration_id) from None
         return iteration
@@ -105,7 +127,9 @@ class EventSourcedStore(IterationStore):
 
     @store_unavailable_as_typed_error()
     def events(self, iteration_id: UUID, *, gt: int | None = None, lte: int | None = None) -> list[Iteration.Event]:
-        return cast(list[Iteration.Event], list(self.app.events.get(iteration_id, gt=gt, lte=lte)))
+        return self._once_more_if_closed(
+            lambda: cast(list[Iteration.Event], list(self.app.events.get(iteration_id, gt=gt, lte=lte)))
+        )
 
     def stored(self, events: Sequence[Iteration.Event]) -> list[StoredEvent]:
         """The events as the recorder stores them."""
@@ -118,7 +142,9 @@ class EventSourcedStore(IterationStore):
         Raises `VersionTakenError` when a version (or the record's id) is taken.
         """
         try:
-            ids = self.app.recorder.insert_events(list(stored), iteration_record=record)
+            ids = self._once_more_if_closed(
+                lambda: self.app.recorder.insert_events(list(stored), iteration_record=record)
+            )
         except IntegrityError as e:
             raise VersionTakenError(str(e)) from e
         return max(ids) if ids else None
@@ -144,7 +170,7 @@ class EventSourcedStore(IterationStore):
 
     @store_unavailable_as_typed_error()
     def record(self, iteration_id: UUID) -> IterationRecord | None:
-        row = self.records.select_iteration_record(iteration_id)
+        row = self._once_more_if_closed(lambda: self.records.select_iteration_record(iteration_id))
         return None if row is None else IterationRecord.model_validate(row)
 
     @store_unavailable_as_typed_error()

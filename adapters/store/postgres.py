@@ -11,6 +11,7 @@ from typing import Any, cast
 from uuid import UUID
 
 import psycopg
+import psycopg_pool
 from eventsourcing.persistence import (
     ApplicationRecorder,
     InterfaceError,
@@ -34,6 +35,17 @@ from itertrack.domain.model.errors import StoreNotMigratedError
 from itertrack.domain.model.records import IterationRecord
 
 log = logging.getLogger("itertrack")
+
+
+# What libpq and psycopg say when the server closed a connection the pool still held.
+_CLOSED_BY_SERVER = (
+    "terminating connection",
+    "server closed the connection",
+    "connection is closed",
+    "the connection is lost",
+    "consuming input failed",
+    "connection has been closed",
+)
 
 
 @dataclass(frozen=True)
@@ -160,6 +172,17 @@ class PostgresRecorder(PostgresApplicationRecorder, IterationRecordStore):
                 insert=insert.format(schema, table).as_bytes(conn),
             )
         return self._rendered_statements
+
+    def closed_by_server(self, error: BaseException) -> bool:
+        cause: BaseException | None = error
+        while cause is not None:
+            if isinstance(cause, psycopg_pool.PoolTimeout):
+                return False  # no connection could be had: the store is away, not one connection
+            if isinstance(cause, psycopg.OperationalError | psycopg.InterfaceError):
+                text = str(cause).lower()
+                return any(sign in text for sign in _CLOSED_BY_SERVER)
+            cause = cause.__cause__ or cause.__context__
+        return False
 
     def drop_broken_connections(self) -> None:
         try:

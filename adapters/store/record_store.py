@@ -28,6 +28,15 @@ class IterationRecordStore(ABC):
     def select_record_ids(self) -> list[UUID]:
         """The ids of every stored record (for integrity checks)."""
 
+    def closed_by_server(self, error: BaseException) -> bool:
+        """Whether `error` says a pooled connection was closed by the server (a restart, a failover,
+        `pg_terminate_backend`), so the same call may be tried once more on a fresh connection.
+
+        Not for a store that cannot be reached (no retry: the caller's fallback applies at once).
+        Stores without a pool never say so.
+        """
+        return False
+
     def drop_broken_connections(self) -> None:
         """After a failed call: discard pooled connections the store has closed (a restart), so the next call
         opens a fresh one instead of failing on each dead connection in turn. Stores without a pool do nothing.
