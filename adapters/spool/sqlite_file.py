@@ -13,6 +13,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 
+from itertrack.adapters.private_files import create_private
 from itertrack.adapters.spool.port import Spool, SpooledChange, SpoolEntry, SpoolStatus
 from itertrack.domain.model.changes import DeferredChange
 from itertrack.domain.model.errors import StoreUnavailableError
@@ -34,6 +35,7 @@ class SQLiteSpool(Spool):
         self._db: sqlite3.Connection | None = None
 
     def _open(self) -> sqlite3.Connection:
+        create_private(self.path)
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")  # every spooled change is on disk when add() returns

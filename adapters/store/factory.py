@@ -18,6 +18,7 @@ import psycopg
 from eventsourcing.persistence import InfrastructureFactory, PersistenceError
 from eventsourcing.utils import Environment, get_topic
 
+from itertrack.adapters.private_files import create_private
 from itertrack.adapters.settings import Settings
 from itertrack.adapters.store.mapper import PydanticMapper
 from itertrack.adapters.store.memory import MemoryStoreFactory
@@ -96,6 +97,8 @@ def _sqlite_factory(url: StoreURL, settings: Settings, env: Environment) -> SQLi
     if not migrate and path == url.path and not Path(path).exists():
         # Connecting would create an empty file; a reader should not leave one behind.
         raise StoreNotMigratedError(f"store {url.redacted} does not exist (no file {path})")
+    if path == url.path:
+        create_private(path)  # a new store file is its owner's only (SQLite would make it 0644)
     with store_errors(url):
         factory = SQLiteStoreFactory(
             _clean_env(env, {"SQLITE_DBNAME": path, "SQLITE_LOCK_TIMEOUT": str(url.lock_timeout)})

@@ -15,6 +15,7 @@ from typing import Any
 from eventsourcing.postgres import PostgresDatastore
 from filelock import FileLock, Timeout
 
+from itertrack.adapters.private_files import PRIVATE_MODE
 from itertrack.domain.model.errors import StoreError
 
 
@@ -59,7 +60,7 @@ class FileProjectionLock(ProjectionLock):
     """An exclusive lock on a file beside the SQLite database; the kernel drops it when the process dies."""
 
     def __init__(self, path: str) -> None:
-        self._lock = FileLock(path)
+        self._lock = FileLock(path, mode=PRIVATE_MODE)
 
     def try_acquire(self) -> bool:
         try:
