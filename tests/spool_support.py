@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
@@ -33,15 +32,18 @@ def through(store: str, proxy: TcpProxy) -> str:
 
 
 def flush(tracker: PerformanceTracker) -> SpoolFlush:
-    """Forward the spool, retrying while the pool replaces connections the outage broke."""
-    deadline = time.monotonic() + 30
-    while True:
+    """Forward the spool, trying again (for up to 30 s) while the pool replaces connections the outage broke."""
+    flushed: list[SpoolFlush] = []
+
+    def forwarded() -> bool:
         try:
-            return spooling_writer(tracker).flush()
+            flushed.append(spooling_writer(tracker).flush())
         except StoreUnavailableError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+            return False
+        return True
+
+    wait_for(forwarded, 30, "the spool to be forwarded")
+    return flushed[-1]
 
 
 def versions(tracker: PerformanceTracker, iid: object) -> list[int]:

@@ -65,9 +65,16 @@ class NoPause(RetryPause):
 
 
 def spooling_tracker(
-    store: SwitchableStore, spool: Path, clock: Clock, *, forward: bool = False, started_offline: bool = False
+    store: SwitchableStore,
+    spool: Path,
+    clock: Clock,
+    *,
+    forward: bool = False,
+    started_offline: bool = False,
+    retry: RetryPause | None = None,
 ) -> PerformanceTracker:
-    """A tracker on the switchable store writing through a spool file (forwarding by hand unless `forward`)."""
+    """A tracker on the switchable store writing through a spool file (forwarding by hand unless `forward`);
+    `retry` is the tracker's pause between conflict retries (none by default)."""
     event_store = EventSourcedStore(store, {})
     writer = SpoolingWriter(
         event_store,
@@ -78,4 +85,6 @@ def spooling_tracker(
         retry=NoPause(),
         max_attempts=12,
     )
-    return PerformanceTracker(clock=clock, ports=TrackerPorts(store=event_store, writer=writer, retry=NoPause()))
+    return PerformanceTracker(
+        clock=clock, ports=TrackerPorts(store=event_store, writer=writer, retry=retry or NoPause())
+    )

@@ -10,14 +10,11 @@ from uuid import UUID
 import pytest
 from eventsourcing.persistence import OperationalError
 from fake_clock import FakeClock
-from switchable_store import NoPause, SwitchableRecorder, SwitchableStore
+from switchable_store import NoPause, SwitchableRecorder, SwitchableStore, spooling_tracker
 
-from itertrack.adapters.spool.sqlite_file import SQLiteSpool
 from itertrack.adapters.spool.writer import SpoolingWriter
-from itertrack.adapters.store.event_store import EventSourcedStore
 from itertrack.domain import PerformanceTracker
 from itertrack.domain.service.store_ports import RetryPause
-from itertrack.domain.service.wiring import TrackerPorts
 
 
 class LockingRecorder(SwitchableRecorder):
@@ -60,18 +57,7 @@ class PauseThen(RetryPause):
 
 def spooling(store: LockingStore, spool: Path, retry: RetryPause, seed: int) -> PerformanceTracker:
     """A tracker on `store` writing through a spool file, forwarding by hand."""
-    clock = FakeClock(seed=seed)
-    event_store = EventSourcedStore(store, {})
-    writer = SpoolingWriter(
-        event_store,
-        SQLiteSpool(spool),
-        started_offline=False,
-        forward=False,
-        clock=clock,
-        retry=NoPause(),
-        max_attempts=12,
-    )
-    return PerformanceTracker(clock=clock, ports=TrackerPorts(store=event_store, writer=writer, retry=retry))
+    return spooling_tracker(store, spool, FakeClock(seed=seed), retry=retry)
 
 
 def spool_of(tracker: PerformanceTracker) -> SpoolingWriter:

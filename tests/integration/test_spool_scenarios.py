@@ -29,8 +29,14 @@ def opened(store: SwitchableStore, tmp_path: Path) -> Iterator[Callable[..., Per
     """Opens spooling trackers on the shared switchable store (a spool file each), closing them at the end."""
     trackers: list[PerformanceTracker] = []
 
-    def open_one(name: str, **kwargs: bool) -> PerformanceTracker:
-        tracker = spooling_tracker(store, tmp_path / f"{name}.db", FakeClock(seed=len(trackers) + 1), **kwargs)
+    def open_one(name: str, *, forward: bool = False, started_offline: bool = False) -> PerformanceTracker:
+        tracker = spooling_tracker(
+            store,
+            tmp_path / f"{name}.db",
+            FakeClock(seed=len(trackers) + 1),
+            forward=forward,
+            started_offline=started_offline,
+        )
         trackers.append(tracker)
         return tracker
 
