@@ -138,41 +138,13 @@ def spool_retry(ids: ChangeIds, store: StoreOption = DEFAULT_STORE, as_json: Jso
         out.print(f"{len(retried)} change(s) will be tried again at the next flush: {', '.join(map(str, retried))}")
 
 
-def _discardable(spool: SQLiteSpool, ids: list[int]) -> list[SpooledChange]:
-    """Stuck changes with every later change of their iteration: dropping only the head would let the
-    changes behind it reach the store unchecked, after whatever made the head impossible."""
-    waiting = spool.waiting(10**9)
-    named = set(ids)
-    by_id = {change.id: change for change in waiting}
-    for change_id in ids:
-        if change_id not in by_id:
-            raise InvalidInputError("id", change_id, "is not in the spool")
-    heads = [by_id[i] for i in sorted(named) if by_id[i].stuck is not None]
-    behind: set[int] = set()
-    for head in heads:
-        tail = [c.id for c in waiting if c.iteration_id == head.iteration_id and c.id > head.id]
-        missing = [i for i in tail if i not in named]
-        if missing:
-            raise InvalidInputError(
-                "id",
-                head.id,
-                f"has later changes of its iteration behind it ({', '.join(map(str, missing))}): "
-                "discard them with it, or retry it",
-            )
-        behind.update(tail)
-    for change_id in ids:
-        if by_id[change_id].stuck is None and change_id not in behind:
-            raise InvalidInputError("id", change_id, "is not stuck: it waits to be forwarded (spool flush)")
-    return [by_id[i] for i in sorted(named)]
-
-
 @spool_app.command("discard")
 def spool_discard(ids: ChangeIds, store: StoreOption = DEFAULT_STORE, as_json: JsonOption = False) -> None:
-    """Drop stuck changes (with the later changes of their iteration) for good, printing all they held first."""
+    """Drop stuck changes for good, printing all they held first (the changes after them went on without them)."""
     with cli_errors(store):
         spool = _open_spool(store)
         try:
-            dropped = _discardable(spool, ids)
+            dropped = _stuck(spool, ids)
             # The operator's record of what is dropped goes out (and is flushed) before anything is removed.
             if as_json:
                 print_json({"discarded": [_dump(change) for change in dropped]})

@@ -6,15 +6,17 @@ import logging
 import threading
 from collections.abc import Callable
 from contextlib import nullcontext
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple, cast
 from uuid import UUID
 
 from itertrack.adapters.spool.port import Spool, SpooledChange
 from itertrack.adapters.spool.state import FlushTally, SpoolFlush, SpoolState
 from itertrack.adapters.store.event_store import EventSourcedStore
-from itertrack.domain.model.changes import DeferredChange
 from itertrack.domain.model.errors import IterationError, StoreUnavailableError
 from itertrack.domain.model.iteration import Iteration
+from itertrack.domain.model.records import IterationRecord
 from itertrack.domain.service.clock import Clock
 from itertrack.domain.service.spool_rules import already_applied
 from itertrack.domain.service.store_ports import RetryPause, VersionTakenError
@@ -26,6 +28,8 @@ log = logging.getLogger("itertrack")
 _MISSING_ITERATION_GRACE_S = 600.0
 # Spooled changes read per page; plain event changes of a page go to the store in one transaction.
 _FORWARD_BATCH = 200
+# Stored iterations the forwarder keeps a copy of between passes (each changes applied onto it again).
+_COPIES_KEPT = 32
 # How long stop() waits for the forwarder to finish the change in hand (a connect may take connect_timeout).
 _STOP_WAIT_S = 10.0
 
@@ -57,7 +61,8 @@ class SpoolForwarder:
         self.forgotten: Callable[[UUID], None] = store.evict
         self.saved: Callable[[int], None] = lambda notification_id: None
         self._thread: threading.Thread | None = None
-        self._missing_since: dict[int, datetime] = {}  # deferred changes whose iteration the store lacked, since
+        self._missing_since: dict[UUID, datetime] = {}  # iterations the store lacked, since
+        self._copies: dict[UUID, _StoredCopy] = {}  # stored iterations, least recently used first
 
     def start(self) -> None:
         """Start the background thread unless it runs (or forwarding is manual)."""
@@ -117,165 +122,312 @@ class SpoolForwarder:
     def flush(self) -> SpoolFlush:
         """Forward every waiting change the store will take, oldest first; returns what happened.
 
-        Idempotent: a change the store already holds (a forward that committed before a crash) is
-        recognised by its (id, version) rows, or for a deferred change by its event id, and simply
-        removed. A change that meets someone else's events at its versions, or that the stored iteration
-        refuses, is kept as stuck, with later changes of that iteration behind it.
+        Each iteration's changes go in the order they were made. Events whose versions follow the stored
+        iteration go as they are (many iterations' in one transaction); when another writer took those
+        versions meanwhile, the changes behind the events are applied again on the stored iteration, all
+        of an iteration's waiting changes on one load. Idempotent: a change the store already holds (a
+        forward that committed before a crash) is recognised by its event id and only removed. A change
+        the stored iteration refuses (it finished meanwhile, the id was taken by another start, ...) is set
+        aside as stuck with the reason, and the iteration's other changes go on without it.
         Raises `StoreUnavailableError` when the store (or the spool file) cannot be used.
         """
         tally = FlushTally()
         last = 0
         while not self.closing.is_set():
-            batch = self.spool.waiting(_FORWARD_BATCH, after=last)
+            batch = self.spool.waiting(_FORWARD_BATCH, after=last, movable=True)
             if not batch:
                 break
-            last = self._forward_page(batch, tally)
+            last = batch[-1].id
+            self._forward_page(batch, tally)
             if tally.answered:
                 self.state.store_up = True  # it answered: the host's new work may go straight to it
         with self.state.lock:
-            # Changes added meanwhile, and those not behind a stuck one, keep the spool in use.
-            movable = self.movable_waiting(tally.blocked)
-            self.state.unforwarded = movable > 0
-            self.state.spooling = self.spool.count() > 0
+            # Changes added meanwhile keep the spool in use; stuck ones hold nothing up.
+            movable = self.spool.count()
+            self.state.unforwarded = self.state.spooling = movable > 0
         if tally.last_notification:
             # Read models refreshed on save learn of the forwarded changes too, not only at the host's next save.
             self.saved(tally.last_notification)
         return SpoolFlush(
             forwarded=tally.forwarded,
             already_stored=tally.already,
-            stuck=self.spool.count() - movable,
+            set_aside=tally.set_aside,
+            stuck=self.spool.stuck_count(),
             waiting=movable,
         )
 
-    def _forward_page(self, batch: list[SpooledChange], tally: FlushTally) -> int:
-        """Forward one page of waiting changes; the id of the last one looked at."""
-        last = 0
-        run: list[SpooledChange] = []  # plain event changes, sent together
+    def movable_waiting(self) -> int:
+        """Waiting changes the forwarder can still send (every change but the stuck ones)."""
+        return self.spool.count()
+
+    def _forward_page(self, batch: list[SpooledChange], tally: FlushTally) -> None:
+        """Forward one page of waiting changes, each iteration's in order."""
+        groups: dict[UUID, list[SpooledChange]] = {}
         for change in batch:
+            if change.iteration_id not in tally.later:  # lost every race this pass: the next pass tries again
+                groups.setdefault(change.iteration_id, []).append(change)
+        tips = self._send_runs(groups, tally)
+        for iid, changes in groups.items():
             if self.closing.is_set():
-                break  # closing: what is left waits in the spool for the next tracker
-            last = change.id
-            if change.stuck is not None or change.iteration_id in tally.blocked:
-                tally.blocked.add(change.iteration_id)
-            elif change.iteration_id in tally.later:
-                continue
-            elif change.deferred is None and change.record is None:
-                run.append(change)
-            else:
-                # Earlier changes (maybe of this iteration) land first; then this one alone,
-                # unless one of them just got stuck or must wait.
-                self._forward_run(run, tally)
-                run = []
-                if change.iteration_id not in tally.blocked and change.iteration_id not in tally.later:
-                    forward = self._forward_deferred if change.deferred is not None else self._forward_events
-                    tally.count(change, forward(change, tally))
-        self._forward_run(run, tally)
-        return last
+                return  # closing: what is left waits in the spool for the next tracker
+            if changes:
+                self._forward_iteration(iid, changes, tips.get(iid), tally)
 
-    def movable_waiting(self, blocked: set[UUID]) -> int:
-        """Waiting changes the forwarder can still send: neither stuck nor behind a stuck change of their iteration."""
-        movable = 0
-        for iid, stuck in self.spool.heads():
-            if stuck or iid in blocked:
-                blocked.add(iid)
-            else:
-                movable += 1
-        return movable
+    def _send_runs(self, groups: dict[UUID, list[SpooledChange]], tally: FlushTally) -> dict[UUID, _Tip]:
+        """Send, in one transaction, each iteration's leading events that were made on the stored iteration.
 
-    def _forward_run(self, run: list[SpooledChange], tally: FlushTally) -> None:
-        """Send plain event changes in one transaction; if any meets stored rows, send them one by one."""
-        if len(run) > 1:
-            try:
-                last = self.store.insert([e for change in run for e in change.events])
-            except VersionTakenError:
-                pass  # some change is already stored, or stuck: find which, in order
-            else:
-                self.spool.remove(*(change.id for change in run))
-                tally.forwarded += len(run)
-                tally.answered = True
-                tally.appended(last)
-                return
-        for change in run:
-            if change.iteration_id not in tally.blocked:
-                tally.count(change, self._forward_events(change, tally))
-
-    def _forward_events(self, change: SpooledChange, tally: FlushTally) -> str:
-        """Append a spooled change's events: "forwarded", "already" (the store holds exactly them) or "stuck"."""
-        try:
-            last = self.store.insert(change.events, change.record)
-        except VersionTakenError:
-            if self.store.holds_stored(change.iteration_id, change.events):
-                self.spool.remove(change.id)
-                return "already"
-            self.spool.mark_stuck(change.id, "another writer holds these versions: resolve by hand")
-            self.forgotten(change.iteration_id)
-            return "stuck"
-        self.spool.remove(change.id)
-        tally.appended(last)
-        return "forwarded"
-
-    def _forward_deferred(self, change: SpooledChange, tally: FlushTally) -> str:
-        """Apply a deferred change to the stored iteration: "forwarded", "already" (its event is stored) or "stuck".
-
-        Its event id makes this idempotent: if a forward committed before a crash, the stored history
-        holds an event with that id and the change is only removed. A change the iteration refuses (it
-        finished meanwhile, the record belongs to another iteration, ...) is kept as stuck, with the reason.
+        Removes what was sent from `groups`; returns the stored tip of each iteration looked at.
         """
-        assert change.deferred is not None
-        # Not under the host's iteration lock: while this change waits, the host holds no copy of the
-        # iteration and keeps its changes as changes too (the writer decides), and the lock's stripe is
-        # shared with other iterations, whose host calls must not wait on this forward's network calls.
+        tips: dict[UUID, _Tip] = {}
+        runs: dict[UUID, list[SpooledChange]] = {}
+        for iid, changes in groups.items():
+            # After a duplicate start, events that follow it were made on it: they never go as they are.
+            if changes[0].events and iid not in tally.duplicates:
+                tips[iid] = _Tip(*self.store.tip(iid))
+                run = self._run_on(tips[iid], changes)
+                if run:
+                    runs[iid] = run
+        sent = [change for run in runs.values() for change in run]
+        if not sent:
+            return tips
+        try:
+            last = self.store.insert([e for change in sent for e in change.events])
+        except VersionTakenError:
+            return tips  # another writer appended to one of them meanwhile: each goes on its own below
+        self.spool.remove(*(change.id for change in sent))
+        tally.forwarded += len(sent)
+        tally.answered = True
+        tally.appended(last)
+        for iid, run in runs.items():
+            del groups[iid][: len(run)]
+            tips[iid] = self._tip_after(run[-1])
+        return tips
+
+    def _forward_iteration(self, iid: UUID, changes: list[SpooledChange], tip: _Tip | None, tally: FlushTally) -> None:
+        """Forward one iteration's waiting changes of this page, in order: as events while they were made on
+        the stored iteration, then by applying the changes on it."""
+        while changes and tip is not None and _follows(tip, changes[0]):
+            change = changes[0]
+            try:
+                last = self.store.insert(change.events, change.record)
+            except VersionTakenError:
+                break  # another writer took the version meanwhile: apply the changes again, below
+            self.spool.remove(change.id)
+            tally.forwarded += 1
+            tally.answered = True
+            tally.appended(last)
+            tip = self._tip_after(change)
+            changes = changes[1:]
+        if changes:
+            self._reapply(iid, changes, tally)
+
+    def _run_on(self, tip: _Tip, changes: list[SpooledChange]) -> list[SpooledChange]:
+        """The leading changes made one on another from `tip` (none with a record: that goes alone)."""
+        run: list[SpooledChange] = []
+        for change in changes:
+            if change.record is not None or not _follows(tip, change):
+                break
+            run.append(change)
+            tip = self._tip_after(change)
+        return run
+
+    def _tip_after(self, change: SpooledChange) -> _Tip:
+        """The iteration's tip once the change's events are stored."""
+        intent = change.intent
+        last = (
+            intent.change.event_id
+            if intent is not None
+            else cast(Iteration.Event, self.store.mapper.to_domain_event(change.events[-1])).event_id
+        )
+        return _Tip(change.events[-1].originator_version, last)
+
+    def _reapply(self, iid: UUID, changes: list[SpooledChange], tally: FlushTally) -> None:
+        """Apply the changes on the stored iteration, on one load, retrying lost races as the tracker does."""
         for attempt in range(1, self.max_attempts + 1):
-            # As in the tracker: after a lost race, queue on the store's per-iteration lock.
-            with self.store.serialised(change.iteration_id) if attempt > 1 else nullcontext():
-                outcome = self._apply_deferred(change, change.deferred, tally)
-            if outcome is not None:
-                return outcome
+            # Not under the host's iteration lock: while these changes wait, the host holds no copy it would
+            # write from (the writer routes its changes to the spool), and the lock's stripe is shared with
+            # other iterations, whose host calls must not wait on this forward's network calls.
+            # After a lost race, queue on the store's per-iteration lock, as the tracker does.
+            with self.store.serialised(iid) if attempt > 1 else nullcontext():
+                if self._reapply_once(iid, changes, tally):
+                    return
             if attempt < self.max_attempts:
                 self.retry.pause(attempt)
-        return "waiting"
+        tally.later.add(iid)
 
-    def _apply_deferred(self, change: SpooledChange, deferred: DeferredChange, tally: FlushTally) -> str | None:
-        """One attempt of `_forward_deferred`; None when another writer appended first."""
-        iid = change.iteration_id
-        events = self.store.events(iid)
-        if not events:
-            return self._missing(change)
-        self._missing_since.pop(change.id, None)
-        if already_applied((e.event_id for e in events), deferred.change.event_id):
-            self.spool.remove(change.id)
-            self.forgotten(iid)
-            return "already"
-        iteration: Iteration | None = None
-        for event in events:
-            iteration = event.mutate(iteration)
-        assert iteration is not None
+    def _reapply_once(self, iid: UUID, changes: list[SpooledChange], tally: FlushTally) -> bool:
+        """One attempt of `_reapply`; False when another writer appended first (the caller looks again)."""
+        copy = self._stored_copy(iid)
+        if copy is None:
+            self._missing(iid, changes, tally)
+            return True
         try:
-            deferred.change.apply(iteration, max(deferred.at, iteration.modified_on))
-        except IterationError as e:
-            self.spool.mark_stuck(change.id, f"refused by the stored iteration: {e}")
-            return "stuck"
-        try:
-            last = self.store.append(iteration.take_events(), change.record)
+            outcome = _Outcome(duplicate=tally.duplicates.get(iid))
+            for change in changes:
+                self._apply_one(copy, change, outcome)
+            for events, record in outcome.segments():
+                # One transaction per saving step's record (a record is written with its event); an earlier
+                # segment that committed before a lost race is recognised by its event ids next time.
+                tally.appended(self.store.append(events, record))
+                copy.event_ids.update(e.event_id for e in events)
         except VersionTakenError:
-            return None  # another writer appended meanwhile (or a forward of ours committed): look again
-        self.spool.remove(change.id)
+            self._copies.pop(iid, None)
+            return False
+        except BaseException:
+            self._copies.pop(iid, None)
+            raise
+        for change, reason in outcome.refused:
+            log.warning("spooled change #%d of iteration %s set aside: %s", change.id, iid, reason)
+            self.spool.mark_stuck(change.id, reason)
+        self.spool.remove(*(change.id for change in outcome.applied + outcome.already))
+        self._missing_since.pop(iid, None)
+        if outcome.duplicate is not None:
+            tally.duplicates[iid] = outcome.duplicate
         self.forgotten(iid)
-        tally.appended(last)
-        return "forwarded"
+        tally.forwarded += len(outcome.applied)
+        tally.already += len(outcome.already)
+        tally.set_aside += len(outcome.refused)
+        tally.answered = True
+        return True
 
-    def _missing(self, change: SpooledChange) -> str:
-        """The deferred change's iteration is not in the store: wait for it, then report the change as stuck.
+    def _apply_one(self, copy: _StoredCopy, change: SpooledChange, outcome: _Outcome) -> None:
+        """Apply one waiting change to the forwarder's copy of the stored iteration, noting what became of it."""
+        intent = change.intent
+        event_ids = (
+            [intent.change.event_id]
+            if intent is not None
+            else [cast(Iteration.Event, self.store.mapper.to_domain_event(e)).event_id for e in change.events]
+        )
+        if event_ids and all(already_applied(copy.event_ids, event_id) for event_id in event_ids):
+            outcome.already.append(change)
+            return
+        iteration = copy.iteration
+        if outcome.made_on_duplicate(change):
+            return
+        if intent is None:
+            outcome.refused.append((change, _why_taken(iteration, change)))
+            if _is_start(change):
+                outcome.duplicate = (change.id, change.events[-1].originator_version)
+            return
+        try:
+            intent.change.apply(iteration, max(intent.at, iteration.modified_on))
+        except IterationError as e:
+            outcome.refused.append((change, f"refused by the stored iteration: {e}"))
+            return
+        outcome.applied.append(change)
+        outcome.pending.extend(iteration.take_events())
+        if change.record is not None:
+            outcome.close_segment(change.record)
+
+    def _stored_copy(self, iid: UUID) -> _StoredCopy | None:
+        """The forwarder's own copy of the stored iteration, brought up to date (None when the store lacks it).
+
+        Kept between passes, so a long iteration's history is replayed once, not once per waiting change.
+        """
+        copy = self._copies.pop(iid, None)
+        if copy is None:
+            iteration: Iteration | None = None
+            events = self.store.events(iid)
+            for event in events:
+                iteration = event.mutate(iteration)
+            if iteration is None:
+                return None
+            copy = _StoredCopy(iteration, {event.event_id for event in events})
+        else:
+            for event in self.store.events(iid, gt=copy.iteration.version):
+                event.mutate(copy.iteration)
+                copy.event_ids.add(event.event_id)
+        self._copies[iid] = copy
+        while len(self._copies) > _COPIES_KEPT:
+            self._copies.pop(next(iter(self._copies)))
+        return copy
+
+    def _missing(self, iid: UUID, changes: list[SpooledChange], tally: FlushTally) -> None:
+        """The iteration is not in the store: its changes wait for it, then are reported as stuck.
 
         Perhaps another process started it and its own spool has not reached the store yet; the wait
         counts from when this forwarder first found the store answering without it.
         """
+        tally.answered = True
         now = self.clock.now()
-        waited = (now - self._missing_since.setdefault(change.id, now)).total_seconds()
+        waited = (now - self._missing_since.setdefault(iid, now)).total_seconds()
         if waited < _MISSING_ITERATION_GRACE_S:
-            return "waiting"
-        self._missing_since.pop(change.id, None)
-        self.spool.mark_stuck(
-            change.id, f"iteration {change.iteration_id} is not in the store (looked for {waited:.0f} s)"
+            tally.later.add(iid)
+            return
+        self._missing_since.pop(iid, None)
+        reason = f"iteration {iid} is not in the store (looked for {waited:.0f} s)"
+        for change in changes:
+            log.warning("spooled change #%d set aside: %s", change.id, reason)
+            self.spool.mark_stuck(change.id, reason)
+        tally.set_aside += len(changes)
+
+
+@dataclass
+class _StoredCopy:
+    """The forwarder's copy of a stored iteration and the ids of its stored events."""
+
+    iteration: Iteration
+    event_ids: set[UUID]
+
+
+@dataclass
+class _Outcome:
+    """What applying an iteration's waiting changes made of each, and the events to append."""
+
+    applied: list[SpooledChange] = field(default_factory=list)
+    already: list[SpooledChange] = field(default_factory=list)
+    refused: list[tuple[SpooledChange, str]] = field(default_factory=list)
+    pending: list[Iteration.Event] = field(default_factory=list)
+    closed: list[tuple[list[Iteration.Event], IterationRecord | None]] = field(default_factory=list)
+    # A start refused as a duplicate: its spool id and the last version of the changes made on top of it.
+    duplicate: tuple[int, int] | None = None
+
+    def made_on_duplicate(self, change: SpooledChange) -> bool:
+        """Whether the change's events continue a refused duplicate start (made on the host's copy of it, not
+        on the stored iteration): refused with it. `spool retry` applies such a change to the stored one."""
+        if self.duplicate is None or not change.events or change.events[0].originator_version != self.duplicate[1] + 1:
+            return False
+        start, _ = self.duplicate
+        self.refused.append((change, f"made on duplicate start #{start} of this iteration, not on the stored one"))
+        self.duplicate = (start, change.events[-1].originator_version)
+        return True
+
+    def close_segment(self, record: IterationRecord | None) -> None:
+        self.closed.append((self.pending, record))
+        self.pending = []
+
+    def segments(self) -> list[tuple[list[Iteration.Event], IterationRecord | None]]:
+        """The events to append, cut after each saving step's record (appended with it)."""
+        return [*self.closed, (self.pending, None)] if self.pending else list(self.closed)
+
+
+class _Tip(NamedTuple):
+    """An iteration's last event: its version and id (0 and None when there is none)."""
+
+    version: int
+    event_id: UUID | None
+
+
+def _follows(tip: _Tip, change: SpooledChange) -> bool:
+    """Whether the change's events were made on the history that ends at `tip` (its next version, and the
+    event it was made on, when the spool knows it: changes spooled before the spool kept it, and starts)."""
+    return (
+        bool(change.events)
+        and change.events[0].originator_version == tip.version + 1
+        and (change.base is None or change.base == tip.event_id)
+    )
+
+
+def _is_start(change: SpooledChange) -> bool:
+    return bool(change.events) and change.events[0].originator_version == 1
+
+
+def _why_taken(iteration: Iteration, change: SpooledChange) -> str:
+    """Why a change spooled as bare events (no change kept beside them) cannot land at its versions."""
+    if _is_start(change):
+        return (
+            f"duplicate start: iteration {iteration.id} already exists (agent {iteration.agent_id!r}, "
+            f"iteration {iteration.iteration_number})"
         )
-        return "stuck"
+    versions = ", ".join(str(e.originator_version) for e in change.events)
+    return f"another writer holds versions {versions}, and this change was spooled without the change itself"

@@ -18,7 +18,10 @@ from itertrack.domain.model.records import IterationRecord
 class SpooledChange:
     """One tracker save that is waiting: its stored events (and the record of a saving step).
 
-    A change to an iteration whose version was unknown waits as `deferred` (the change itself, no events yet).
+    `command` is the change that made the events, kept beside them so the forwarder can apply it again
+    on the stored iteration when another writer took their versions meanwhile (None for the start of
+    an iteration, and for changes spooled by releases that did not keep it). A change to an iteration
+    whose version was unknown waits as `deferred`: the change itself, no events yet.
     """
 
     id: int
@@ -27,6 +30,14 @@ class SpooledChange:
     record: IterationRecord | None
     stuck: str | None
     deferred: DeferredChange | None = None
+    command: DeferredChange | None = None
+    # The id of the event the change was made on (the host's copy's last); None if unknown or a start.
+    base: UUID | None = None
+
+    @property
+    def intent(self) -> DeferredChange | None:
+        """The change to apply on the stored iteration when the events cannot go as they are."""
+        return self.deferred if self.deferred is not None else self.command
 
 
 class SpoolEntry(BaseModel):
@@ -58,8 +69,16 @@ class Spool(ABC):
     """A durable, ordered queue of changes the store did not take."""
 
     @abstractmethod
-    def add(self, iteration_id: UUID, events: Sequence[StoredEvent], record: IterationRecord | None) -> None:
-        """Keep one save's events (durably, before returning)."""
+    def add(
+        self,
+        iteration_id: UUID,
+        events: Sequence[StoredEvent],
+        record: IterationRecord | None,
+        command: DeferredChange | None = None,
+        base: UUID | None = None,
+    ) -> None:
+        """Keep one save's events, the change that made them and the id of the event it was made on
+        (durably, before returning)."""
 
     @abstractmethod
     def add_deferred(self, iteration_id: UUID, deferred: DeferredChange, record: IterationRecord | None) -> None:
@@ -67,15 +86,13 @@ class Spool(ABC):
 
     @abstractmethod
     def counts(self, iteration_id: UUID) -> tuple[int, int]:
-        """How many changes of this iteration wait, and how many of them are deferred changes."""
+        """How many changes of this iteration wait to be forwarded (stuck ones aside), and how many of them
+        are deferred changes."""
 
     @abstractmethod
-    def heads(self) -> list[tuple[UUID, bool]]:
-        """The iteration id of every waiting change, oldest first, and whether the change is stuck."""
-
-    @abstractmethod
-    def waiting(self, limit: int, after: int = 0) -> list[SpooledChange]:
-        """The oldest waiting changes with an id above `after`, in the order they were added (stuck ones included)."""
+    def waiting(self, limit: int, after: int = 0, *, movable: bool = False) -> list[SpooledChange]:
+        """The oldest changes with an id above `after`, in the order they were added: stuck ones included,
+        unless `movable` (only those the forwarder may send)."""
 
     @abstractmethod
     def remove(self, *change_ids: int) -> None:
@@ -83,7 +100,8 @@ class Spool(ABC):
 
     @abstractmethod
     def mark_stuck(self, change_id: int, reason: str) -> None:
-        """Keep a change that cannot be forwarded, with the reason, for a person to resolve."""
+        """Set aside a change the stored iteration refuses, with the reason, for a person to resolve; the
+        iteration's other changes go on without it."""
 
     @abstractmethod
     def unstick(self, change_id: int) -> bool:
@@ -91,7 +109,11 @@ class Spool(ABC):
 
     @abstractmethod
     def count(self, iteration_id: UUID | None = None) -> int:
-        """How many changes wait (for one iteration, or in all)."""
+        """How many changes wait to be forwarded (for one iteration, or in all); stuck ones are not counted."""
+
+    @abstractmethod
+    def stuck_count(self) -> int:
+        """How many changes are set aside as stuck, waiting for a person (`spool retry` or `spool discard`)."""
 
     @abstractmethod
     def status(self) -> SpoolStatus:

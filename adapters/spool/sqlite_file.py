@@ -44,12 +44,14 @@ class SQLiteSpool(Spool):
             "iteration_id TEXT NOT NULL, events TEXT NOT NULL, record TEXT, stuck TEXT, deferred TEXT)"
         )
         columns = {row[1] for row in conn.execute("PRAGMA table_info(spooled_changes)")}
-        if "deferred" not in columns:  # a spool file written before deferred changes existed
-            try:
-                conn.execute("ALTER TABLE spooled_changes ADD COLUMN deferred TEXT")
-            except sqlite3.OperationalError as e:
-                if "duplicate column" not in str(e):  # another process upgraded it a moment ago
-                    raise
+        # Columns added since the first release: a file written before them gains them here.
+        for column in ("deferred", "command", "base"):
+            if column not in columns:
+                try:
+                    conn.execute(f"ALTER TABLE spooled_changes ADD COLUMN {column} TEXT")
+                except sqlite3.OperationalError as e:
+                    if "duplicate column" not in str(e):  # another process upgraded it a moment ago
+                        raise
         conn.execute("CREATE INDEX IF NOT EXISTS spooled_changes_iteration ON spooled_changes (iteration_id)")
         return conn
 
@@ -67,14 +69,27 @@ class SQLiteSpool(Spool):
     def _exists(self) -> bool:
         return self._db is not None or Path(self.path).exists()
 
-    def add(self, iteration_id: UUID, events: Sequence[StoredEvent], record: IterationRecord | None) -> None:
+    def add(
+        self,
+        iteration_id: UUID,
+        events: Sequence[StoredEvent],
+        record: IterationRecord | None,
+        command: DeferredChange | None = None,
+        base: UUID | None = None,
+    ) -> None:
         encoded = json.dumps(
             [[e.originator_version, e.topic, base64.b64encode(e.state).decode()] for e in events], separators=(",", ":")
         )
         with self._using() as db:
             db.execute(
-                "INSERT INTO spooled_changes (iteration_id, events, record) VALUES (?, ?, ?)",
-                (str(iteration_id), encoded, None if record is None else record.model_dump_json()),
+                "INSERT INTO spooled_changes (iteration_id, events, record, command, base) VALUES (?, ?, ?, ?, ?)",
+                (
+                    str(iteration_id),
+                    encoded,
+                    None if record is None else record.model_dump_json(),
+                    None if command is None else command.model_dump_json(),
+                    None if base is None else str(base),
+                ),
             )
 
     def add_deferred(self, iteration_id: UUID, deferred: DeferredChange, record: IterationRecord | None) -> None:
@@ -94,25 +109,19 @@ class SQLiteSpool(Spool):
             return 0, 0
         with self._using() as db:
             row = db.execute(
-                "SELECT count(*), count(deferred) FROM spooled_changes WHERE iteration_id = ?", (str(iteration_id),)
+                "SELECT count(*), count(deferred) FROM spooled_changes WHERE iteration_id = ? AND stuck IS NULL",
+                (str(iteration_id),),
             ).fetchone()
         return int(row[0]), int(row[1])
 
-    def heads(self) -> list[tuple[UUID, bool]]:
-        if not self._exists():
-            return []
-        with self._using() as db:
-            rows = db.execute("SELECT iteration_id, stuck IS NOT NULL FROM spooled_changes ORDER BY id").fetchall()
-        return [(UUID(iid), bool(stuck)) for iid, stuck in rows]
-
-    def waiting(self, limit: int, after: int = 0) -> list[SpooledChange]:
+    def waiting(self, limit: int, after: int = 0, *, movable: bool = False) -> list[SpooledChange]:
         if not self._exists():
             return []
         with self._using() as db:
             rows = db.execute(
-                "SELECT id, iteration_id, events, record, stuck, deferred FROM spooled_changes WHERE id > ? "
-                "ORDER BY id LIMIT ?",
-                (after, limit),
+                "SELECT id, iteration_id, events, record, stuck, deferred, command, base FROM spooled_changes "
+                "WHERE id > ? AND (stuck IS NULL OR NOT ?) ORDER BY id LIMIT ?",
+                (after, movable, limit),
             ).fetchall()
         changes = [_decoded(row) for row in rows]
         unreadable = [(c.stuck, c.id) for c, row in zip(changes, rows, strict=True) if c.stuck and not row[4]]
@@ -142,10 +151,16 @@ class SQLiteSpool(Spool):
     def count(self, iteration_id: UUID | None = None) -> int:
         if iteration_id is not None:
             return self.counts(iteration_id)[0]
+        return self._count(stuck=False)
+
+    def stuck_count(self) -> int:
+        return self._count(stuck=True)
+
+    def _count(self, *, stuck: bool) -> int:
         if not self._exists():
             return 0
         with self._using() as db:
-            row = db.execute("SELECT count(*) FROM spooled_changes").fetchone()
+            row = db.execute("SELECT count(*) FROM spooled_changes WHERE (stuck IS NOT NULL) = ?", (stuck,)).fetchone()
         return int(row[0])
 
     def status(self) -> SpoolStatus:
@@ -160,9 +175,8 @@ class SQLiteSpool(Spool):
             )
             for c in self.waiting(10**9)
         )
-        return SpoolStatus(
-            path=self.path, waiting=len(entries), stuck=sum(e.stuck is not None for e in entries), entries=entries
-        )
+        stuck = sum(e.stuck is not None for e in entries)
+        return SpoolStatus(path=self.path, waiting=len(entries) - stuck, stuck=stuck, entries=entries)
 
     def close(self) -> None:
         """Close the file (if it was opened)."""
@@ -172,10 +186,10 @@ class SQLiteSpool(Spool):
                 self._db = None
 
 
-def _decoded(row: tuple[int, str, str, str | None, str | None, str | None]) -> SpooledChange:
+def _decoded(row: tuple[int, str, str, str | None, str | None, str | None, str | None, str | None]) -> SpooledChange:
     """One row as a change; a row that cannot be read (edited by hand, written by another release) comes back
-    stuck, with the reason and no content, so it blocks only its own iteration and a person can discard it."""
-    change_id, iteration_id, events, record, stuck, deferred = row
+    stuck, with the reason and no content, so a person can see it and discard it."""
+    change_id, iteration_id, events, record, stuck, deferred, command, base = row
     try:
         iid = UUID(iteration_id)
         stored = tuple(
@@ -189,6 +203,8 @@ def _decoded(row: tuple[int, str, str, str | None, str | None, str | None]) -> S
             record=None if record is None else IterationRecord.model_validate_json(record),
             stuck=stuck,
             deferred=None if deferred is None else DeferredChange.model_validate_json(deferred),
+            command=None if command is None else DeferredChange.model_validate_json(command),
+            base=None if base is None else UUID(base),
         )
     except Exception as e:  # whatever the damage, the spool must stay usable
         try:

@@ -8,18 +8,17 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
 
-from itertrack.adapters.spool.port import SpooledChange
-
 
 class SpoolFlush(BaseModel):
     """What one pass of forwarding the spool did."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    forwarded: int
-    already_stored: int
-    stuck: int
-    waiting: int
+    forwarded: int  # changes this pass sent to the store
+    already_stored: int  # changes the store held already (a forward that committed before a crash)
+    set_aside: int  # changes this pass set aside as stuck (the stored iteration refused them)
+    stuck: int  # stuck changes in the spool now, waiting for a person
+    waiting: int  # changes still waiting to be forwarded
 
 
 @dataclass
@@ -41,22 +40,13 @@ class FlushTally:
 
     forwarded: int = 0
     already: int = 0
-    blocked: set[UUID] = field(default_factory=set)  # behind a stuck change: waits for a person
-    later: set[UUID] = field(default_factory=set)  # lost every race this pass: the next pass tries again
+    set_aside: int = 0
+    later: set[UUID] = field(default_factory=set)  # lost every race (or is not stored yet): the next pass tries again
+    # Iterations whose spooled start was a duplicate: (its spool id, the last version made on top of it).
+    duplicates: dict[UUID, tuple[int, int]] = field(default_factory=dict)
     last_notification: int = 0  # the highest notification id this pass appended
     answered: bool = False  # the store answered a forward (took it, or refused it for a reason of its own)
 
     def appended(self, notification_id: int | None) -> None:
         if notification_id:
             self.last_notification = max(self.last_notification, notification_id)
-
-    def count(self, change: SpooledChange, outcome: str) -> None:
-        self.answered = True
-        if outcome == "forwarded":
-            self.forwarded += 1
-        elif outcome == "already":
-            self.already += 1
-        elif outcome == "stuck":
-            self.blocked.add(change.iteration_id)
-        else:
-            self.later.add(change.iteration_id)

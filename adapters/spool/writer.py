@@ -19,7 +19,7 @@ from itertrack.adapters.spool.port import Spool
 from itertrack.adapters.spool.state import SpoolFlush, SpoolState
 from itertrack.adapters.store.event_store import EventSourcedStore
 from itertrack.domain.model.changes import Change, DeferredChange
-from itertrack.domain.model.errors import StoreUnavailableError
+from itertrack.domain.model.errors import DuplicateIterationError, StoreUnavailableError
 from itertrack.domain.model.iteration import Iteration
 from itertrack.domain.model.records import IterationRecord
 from itertrack.domain.service.clock import Clock
@@ -53,7 +53,7 @@ class SpoolingWriter(IterationWriter):
         # How many changes went to the spool as events, and as changes (their version unknown).
         self.changes_spooled = 0
         self.changes_deferred = 0
-        self.state.unforwarded = self.forwarder.movable_waiting(set()) > 0
+        self.state.unforwarded = self.forwarder.movable_waiting() > 0
         if self.state.unforwarded or started_offline:
             self.forwarder.start()
 
@@ -62,14 +62,23 @@ class SpoolingWriter(IterationWriter):
         self.forwarder.saved = saved
 
     def append(
-        self, events: Sequence[Iteration.Event], change: Change | None, record: IterationRecord | None
+        self,
+        events: Sequence[Iteration.Event],
+        change: Change | None,
+        record: IterationRecord | None,
+        base: UUID | None = None,
     ) -> int | None:
         iteration_id = events[0].originator_id
         state = self.state
         with state.lock:
-            spool_it = state.spooling and (not state.store_up or self.spool.counts(iteration_id)[0] > 0)
+            waiting = self.spool.count(iteration_id) if state.spooling else 0
+            if change is None and waiting:
+                # A start of an iteration whose changes wait here: the id is taken (as online, where the
+                # store refuses it), whatever the store says when it answers.
+                raise DuplicateIterationError(iteration_id)
+            spool_it = state.spooling and (not state.store_up or waiting > 0)
             if spool_it:
-                self._spool(iteration_id, events, record)
+                self._spool(iteration_id, events, change, record, base)
         if spool_it:
             self.forwarder.start()
             return None
@@ -81,7 +90,7 @@ class SpoolingWriter(IterationWriter):
                 with state.lock:
                     state.spooling = True
                     state.store_up = False
-                    self._spool(iteration_id, events, record)
+                    self._spool(iteration_id, events, change, record, base)
             finally:
                 # Whatever the spool did (a full or read-only file system raises here), the forwarder
                 # probes the store until it answers: a host never stays cut off after the store is back.
@@ -90,8 +99,19 @@ class SpoolingWriter(IterationWriter):
         state.store_up = True
         return notification_id
 
-    def _spool(self, iteration_id: UUID, events: Sequence[Iteration.Event], record: IterationRecord | None) -> None:
-        self.spool.add(iteration_id, self.store.stored(events), record)
+    def _spool(
+        self,
+        iteration_id: UUID,
+        events: Sequence[Iteration.Event],
+        change: Change | None,
+        record: IterationRecord | None,
+        base: UUID | None,
+    ) -> None:
+        # The change itself waits beside its events: if another writer takes their versions meanwhile (or
+        # the state they were made on is not the stored one), the forwarder applies it again on the stored
+        # iteration instead of giving up on it.
+        command = None if change is None else DeferredChange(at=events[0].timestamp, change=change)
+        self.spool.add(iteration_id, self.store.stored(events), record, command, base)
         self.state.spooling = self.state.unforwarded = True
         self.changes_spooled += 1
 
@@ -119,7 +139,7 @@ class SpoolingWriter(IterationWriter):
         return True
 
     def waiting(self, iteration_id: UUID) -> int:
-        return self.spool.count(iteration_id) if self.state.spooling else 0
+        return self.spool.count(iteration_id) if self.state.spooling else 0  # stuck changes set aside: not waiting
 
     def store_answers(self) -> bool:
         return self.state.store_up

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from uuid import UUID
 
 from itertrack.adapters.store.event_store import EventSourcedStore
 from itertrack.domain.model.changes import Change
@@ -18,6 +19,10 @@ class DirectWriter(IterationWriter):
         self.store = store
 
     def append(
-        self, events: Sequence[Iteration.Event], change: Change | None, record: IterationRecord | None
+        self,
+        events: Sequence[Iteration.Event],
+        change: Change | None,
+        record: IterationRecord | None,
+        base: UUID | None = None,
     ) -> int | None:
         return self.store.append(events, record)

@@ -157,6 +157,15 @@ class EventSourcedStore(IterationStore):
         return self.holds_stored(events[0].originator_id, self.stored(events))
 
     @store_unavailable_as_typed_error()
+    def tip(self, iteration_id: UUID) -> tuple[int, UUID | None]:
+        """The iteration's last stored version and event id ((0, None) when it has no events): one indexed read."""
+        rows = self._once_more_if_closed(lambda: self.app.recorder.select_events(iteration_id, desc=True, limit=1))
+        if not rows:
+            return 0, None
+        last = cast(Iteration.Event, self.app.mapper.to_domain_event(rows[0]))
+        return last.originator_version, last.event_id
+
+    @store_unavailable_as_typed_error()
     def holds_stored(self, iteration_id: UUID, events: Sequence[StoredEvent]) -> bool:
         """Whether the store holds exactly these rows at their versions."""
         first, last = events[0].originator_version, events[-1].originator_version

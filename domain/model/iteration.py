@@ -51,6 +51,13 @@ class Iteration(BaseAggregate[UUID]):
     class Event(DomainEvent, CanMutateAggregate[UUID]):
         """Base of the Iteration's events."""
 
+        def mutate(self, aggregate: Any) -> Any:
+            mutated: Any = super().mutate(aggregate)
+            # The id of the event the iteration's state was last changed by: a change made on this state is
+            # made on exactly this history (the spool's forwarder checks it before sending events as they are).
+            mutated.last_event_id = self.event_id
+            return mutated
+
     class Started(Event, CanInitAggregate[UUID]):
         """The iteration began, in phase `initializing`."""
 
@@ -102,6 +109,7 @@ class Iteration(BaseAggregate[UUID]):
     metrics: dict[str, Amount]
     phase_history: list[PhaseVisit]
     saved: bool
+    last_event_id: UUID
 
     def __init__(self) -> None:
         """State is set by `Started.apply`, so replay and creation share one code path."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection
 from uuid import UUID
 
 
@@ -16,10 +16,10 @@ def must_wait_as_change(*, waiting: int, waiting_as_changes: int, cached: bool, 
     return waiting_as_changes > 0 or (not cached and (waiting > 0 or not store_answers))
 
 
-def already_applied(stored_event_ids: Iterable[UUID], event_id: UUID) -> bool:
+def already_applied(stored_event_ids: Collection[UUID], event_id: UUID) -> bool:
     """Whether a change whose event carries `event_id` is already in the iteration's stored history.
 
     Every change carries the id its event will have, the same on every attempt: a forward that committed
     before a crash (or whose acknowledgement was lost) is recognised by it and never applied twice.
     """
-    return any(stored == event_id for stored in stored_event_ids)
+    return event_id in stored_event_ids

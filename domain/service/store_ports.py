@@ -91,14 +91,20 @@ class IterationWriter(ABC):
 
     @abstractmethod
     def append(
-        self, events: Sequence[Iteration.Event], change: Change | None, record: IterationRecord | None
+        self,
+        events: Sequence[Iteration.Event],
+        change: Change | None,
+        record: IterationRecord | None,
+        base: UUID | None = None,
     ) -> int | None:
         """Write one change's events (with the saving step's record) durably, atomically.
 
         `change` is the change that made them (None for a new iteration), so a writer may keep the
-        change itself. Returns the last notification id written, or None when the events wait in a
-        spool. Raises `VersionTakenError` when another writer holds one of their versions, and
-        `StoreUnavailableError` when the store does not answer and nothing could keep them.
+        change itself; `base` is the id of the last event of the state it was applied to (None for a new
+        iteration), so a writer that sends them later can tell whether the store still holds that state.
+        Returns the last notification id written, or None when the events wait in a spool. Raises
+        `VersionTakenError` when another writer holds one of their versions, and `StoreUnavailableError`
+        when the store does not answer and nothing could keep them.
         """
 
     def must_keep_change(self, iteration_id: UUID, cached: bool) -> bool:

@@ -269,6 +269,9 @@ class PerformanceTracker:
 
     def _save_new(self, iteration: Iteration, record: IterationRecord | None = None) -> None:
         self._ensure_open()
+        if self._store.is_cached(iteration.id):
+            # Known here, so taken: refused at once, also while the store is away (the copy stays the host's).
+            raise DuplicateIterationError(iteration.id)
         events = iteration.take_events()
         try:
             notification_id = self._writer.append(events, None, record)
@@ -317,9 +320,10 @@ class PerformanceTracker:
         # The cached copy itself (no copy per change): any failure below evicts it.
         iteration = self._store.load(iteration_id)
         try:
+            base = iteration.last_event_id
             change.apply(iteration, self._now_after(iteration))
             events = iteration.take_events()
-            notification_id = self._writer.append(events, change, record)
+            notification_id = self._writer.append(events, change, record, base)
         except VersionTakenError:
             self._store.evict(iteration_id)
             if self._store.holds(events):

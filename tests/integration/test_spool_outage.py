@@ -91,33 +91,65 @@ def test_forwarding_is_idempotent_after_a_crash_mid_forward(pg_store: str, proxy
     assert direct.get_iteration(iid).metrics == {"analysis_tokens": 6}
 
 
-def test_a_genuine_conflict_is_kept_and_reported(pg_store: str, proxy: TcpProxy, open_tracker: Open) -> None:
-    """If another writer took the spooled versions meanwhile, the change stays in the spool as stuck, with a reason."""
+def test_spooled_changes_whose_versions_another_writer_took_are_applied_again(
+    pg_store: str, proxy: TcpProxy, open_tracker: Open
+) -> None:
+    """If another writer took the spooled versions meanwhile, the changes land after its events (issue 11, item 1)."""
     host = open_tracker(through(pg_store, proxy), migrate=True, env={"ITERTRACK_FORWARD": "n"})
     iid = host.start_iteration("agent-1", 1)
     proxy.cut()
     host.update_metrics(iid, {"analysis_tokens": 1})  # spooled as version 2
     host.update_metrics(iid, {"analysis_tokens": 2})  # version 3, behind it
-    other = open_tracker(
-        pg_store.split("&spool=", maxsplit=1)[0] + "&spool=off", migrate=False
-    )  # another process, its own spool
+    other = open_tracker(without_spool(pg_store), migrate=False)  # another process, its own spool
     other.update_phase(iid, "analysis")  # takes version 2 in the store
     proxy.start()
     flushed = flush(host)
-    assert (flushed.forwarded, flushed.stuck, flushed.waiting) == (0, 2, 0)
-    assert spooling_writer(host).spool is not None
-    status = spooling_writer(host).spool.status()
-    assert status.stuck == 1
-    assert status.waiting == 2
-    assert "another writer holds these versions" in (status.entries[0].stuck or "")
-    assert versions(other, iid) == [1, 2]  # nothing overwritten, nothing lost: the spool still holds it
+    assert (flushed.forwarded, flushed.set_aside, flushed.stuck, flushed.waiting) == (2, 0, 0, 0)
+    assert versions(other, iid) == [1, 2, 3, 4]
+    state = other.get_iteration(iid)
+    assert (state.phase, state.metrics) == ("analysis", {"analysis_tokens": 3})
+    assert host.get_iteration(iid).metrics == {"analysis_tokens": 3}  # the host's copy was refreshed
 
     shown = subprocess.run(
         [ITERTRACK, "spool", "status", "--store", pg_store, "--json"], capture_output=True, text=True, check=False
     )
-    assert shown.returncode == 1, shown.stderr
+    assert shown.returncode == 0, shown.stderr
     data = json.loads(shown.stdout)
-    assert (data["waiting"], data["stuck"]) == (2, 1)
+    assert (data["waiting"], data["stuck"]) == (0, 0)
+
+
+def test_a_change_the_stored_iteration_refuses_is_set_aside_and_holds_nothing_up(
+    pg_store: str, proxy: TcpProxy, open_tracker: Open
+) -> None:
+    """Two hosts save one iteration: the second save is reported with its reason; the changes after it land."""
+    host = open_tracker(through(pg_store, proxy), migrate=True, env={"ITERTRACK_FORWARD": "n"})
+    iid = host.start_iteration("agent-1", 1)
+    proxy.cut()
+    host.save_iteration(IterationRecord(id=iid, agent_id="agent-1", iteration_number=1))  # version 2, with record
+    host.update_metrics(iid, {"analysis_tokens": 4})  # version 3, behind it
+    other = open_tracker(without_spool(pg_store), migrate=False)
+    other.save_iteration(IterationRecord(id=iid, agent_id="agent-1", iteration_number=1, iteration_status="failed"))
+    proxy.start()
+    flushed = flush(host)
+    assert (flushed.forwarded, flushed.set_aside, flushed.stuck, flushed.waiting) == (1, 1, 1, 0)
+    assert versions(other, iid) == [1, 2, 3]
+    assert other.get_iteration(iid).metrics == {"analysis_tokens": 4}
+    record = other.get_record(iid)
+    assert record is not None
+    assert record.iteration_status == "failed"  # the first save's record stands
+    assert spooling_writer(host).spool is not None
+    status = spooling_writer(host).spool.status()
+    assert (status.waiting, status.stuck) == (0, 1)
+    assert "refused by the stored iteration" in (status.entries[0].stuck or "")
+    assert "already" in (status.entries[0].stuck or "")
+
+    host.update_phase(iid, "completed")  # nothing waits for this iteration: straight to the store
+    assert versions(other, iid) == [1, 2, 3, 4]
+    host.close()
+    restarted = open_tracker(through(pg_store, proxy), migrate=False, env={"ITERTRACK_FORWARD": "n"})
+    assert restarted.get_iteration(iid).phase == "completed"
+    assert spooling_writer(restarted).spool is not None
+    assert (spooling_writer(restarted).spool.count(), spooling_writer(restarted).spool.stuck_count()) == (0, 1)
 
 
 def test_a_tracker_started_during_an_outage_spools_from_its_first_change(
@@ -156,7 +188,7 @@ def test_once_the_store_answers_new_work_goes_straight_to_it_while_the_backlog_d
     assert spooling_writer(host).spool is not None
     spool = spooling_writer(host).spool
     page = spool.waiting
-    monkeypatch.setattr(spool, "waiting", lambda limit, after=0: page(1, after) if after == 0 else [])
+    monkeypatch.setattr(spool, "waiting", lambda limit, after=0, **kw: page(1, after, **kw) if after == 0 else [])
     assert flush(host).forwarded == 1  # the store answered; one change of the backlog is still waiting
     monkeypatch.setattr(spool, "waiting", page)
 
@@ -255,26 +287,24 @@ def test_save_listeners_hear_of_forwarded_changes(pg_store: str, proxy: TcpProxy
     assert heard[-1] > heard[0]
 
 
-def test_changes_after_a_stuck_one_queue_behind_it_and_never_reach_the_store_first(
-    pg_store: str, proxy: TcpProxy, open_tracker: Open
+def test_events_made_on_a_state_the_store_does_not_hold_are_checked_again_not_sent_as_they_are(
+    pg_store: str, proxy: TcpProxy, open_tracker: Open, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Nothing of that iteration jumps ahead of its stuck change, in this process or a restarted one."""
+    """The spooled `completed` follows the stored version, but was made on the host's refused save, not on the
+    stored `failed`: it is applied again (and refused) instead of landing after the end (one change per page)."""
     host = open_tracker(through(pg_store, proxy), migrate=True, env={"ITERTRACK_FORWARD": "n"})
     iid = host.start_iteration("agent-1", 1)
     proxy.cut()
-    host.update_metrics(iid, {"analysis_tokens": 1})  # spooled as version 2
+    host.save_iteration(IterationRecord(id=iid, agent_id="agent-1", iteration_number=1))  # version 2
+    host.update_phase(iid, "completed")  # version 3, made on the host's version 2
     other = open_tracker(without_spool(pg_store), migrate=False)
-    other.update_phase(iid, "analysis")  # takes version 2 in the store
+    other.update_phase(iid, "failed", error="scanner crashed")  # the stored version 2
     proxy.start()
-    assert flush(host).stuck == 1
-    host.update_phase(iid, "completed")  # must wait behind the stuck change, not be stored as version 3
+    assert spooling_writer(host).spool is not None
+    spool = spooling_writer(host).spool
+    page = spool.waiting
+    monkeypatch.setattr(spool, "waiting", lambda limit, after=0, **kw: page(1, after, **kw))
+    flushed = flush(host)
+    assert (flushed.forwarded, flushed.set_aside, flushed.stuck, flushed.waiting) == (0, 2, 2, 0)
     assert versions(other, iid) == [1, 2]
-    assert host.get_iteration(iid).spooled_changes == 2
-    host.close()
-    restarted = open_tracker(through(pg_store, proxy), migrate=False, env={"ITERTRACK_FORWARD": "n"})
-    restarted.update_metrics(iid, {"analysis_tokens": 5})
-    assert versions(other, iid) == [1, 2]
-    assert spooling_writer(restarted).spool is not None
-    assert spooling_writer(restarted).spool.count(iid) == 3
-    assert flush(restarted).forwarded == 0
-    assert versions(other, iid) == [1, 2]  # still nothing: a person decides (spool retry or discard)
+    assert other.get_iteration(iid).phase == "failed"
