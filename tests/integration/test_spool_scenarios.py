@@ -167,3 +167,39 @@ def test_a_host_whose_spool_cannot_be_written_recovers_when_the_store_is_back(
         assert host.get_iteration(iid).metrics["analysis_tokens"] == 2
     finally:
         host.close()
+
+
+def test_an_iterations_waiting_changes_are_forwarded_on_one_read_of_its_history(
+    store: SwitchableStore, opened: Callable[..., PerformanceTracker], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Forwarding cost does not grow with the iteration (issue 11, item 8): the forwarder reads a long
+    iteration's whole history once, then only what came after its copy, however many changes wait."""
+    other = opened("other")
+    iid = other.start_iteration("agent-1", 1)
+    for _ in range(300):
+        other.update_metrics(iid, {"analysis_tokens": 1})
+    host = opened("host")  # never loaded it: while the store is off, its changes wait as changes
+    store.recorder.up = False
+    for _ in range(40):
+        host.update_metrics(iid, {"analysis_tokens": 2})
+    store.recorder.up = True
+    whole_reads: list[int] = []
+    select = store.recorder.select_events
+
+    def counted(originator_id: object, *args: object, **kwargs: object) -> object:
+        rows = select(originator_id, *args, **kwargs)  # type: ignore[arg-type]
+        if kwargs.get("gt") is None and not kwargs.get("desc"):
+            whole_reads.append(len(rows))
+        return rows
+
+    monkeypatch.setattr(store.recorder, "select_events", counted)
+    flushed = writer(host).flush()
+    assert (flushed.forwarded, flushed.waiting) == (40, 0)
+    assert whole_reads == [301]  # one replay of the stored history for all 40 changes
+    store.recorder.up = False
+    for _ in range(10):
+        host.update_metrics(iid, {"analysis_tokens": 2})
+    store.recorder.up = True
+    assert writer(host).flush().forwarded == 10
+    assert whole_reads == [301]  # the next pass reads only the events after its copy
+    assert other.get_iteration(iid).metrics == {"analysis_tokens": 300 + 50 * 2}
