@@ -71,9 +71,11 @@ def spool_flush(store: StoreOption = DEFAULT_STORE, as_json: JsonOption = False)
     if as_json:
         print_json(result.model_dump(mode="json"))
     else:
+        if result.forwarded_elsewhere:
+            out.print("another process is forwarding this spool now; nothing sent from here")
         out.print(
             f"forwarded {result.forwarded}, already in the store {result.already_stored}, "
-            f"stuck {result.stuck}, still waiting {result.waiting}"
+            f"set aside {result.set_aside}, stuck {result.stuck}, still waiting {result.waiting}"
         )
     if result.stuck or result.waiting:
         raise typer.Exit(1)

@@ -129,18 +129,22 @@ class SpoolForwarder:
         forward that committed before a crash) is recognised by its event id and only removed. A change
         the stored iteration refuses (it finished meanwhile, the id was taken by another start, ...) is set
         aside as stuck with the reason, and the iteration's other changes go on without it.
+        One forwarder at a time per spool file: processes sharing one take turns (two forwarding the
+        same change at once, one as events and one applied again, could both land it), and a pass that
+        finds another forwarding returns with `forwarded_elsewhere`.
         Raises `StoreUnavailableError` when the store (or the spool file) cannot be used.
         """
         tally = FlushTally()
-        last = 0
-        while not self.closing.is_set():
-            batch = self.spool.waiting(_FORWARD_BATCH, after=last, movable=True)
-            if not batch:
-                break
-            last = batch[-1].id
-            self._forward_page(batch, tally)
-            if tally.answered:
-                self.state.store_up = True  # it answered: the host's new work may go straight to it
+        with self.spool.forwarding() as ours:
+            last = 0
+            while ours and not self.closing.is_set():
+                batch = self.spool.waiting(_FORWARD_BATCH, after=last, movable=True)
+                if not batch:
+                    break
+                last = batch[-1].id
+                self._forward_page(batch, tally)
+                if tally.answered:
+                    self.state.store_up = True  # it answered: the host's new work may go straight to it
         with self.state.lock:
             # Changes added meanwhile keep the spool in use; stuck ones hold nothing up.
             movable = self.spool.count()
@@ -149,6 +153,7 @@ class SpoolForwarder:
             # Read models refreshed on save learn of the forwarded changes too, not only at the host's next save.
             self.saved(tally.last_notification)
         return SpoolFlush(
+            forwarded_elsewhere=not ours,
             forwarded=tally.forwarded,
             already_stored=tally.already,
             set_aside=tally.set_aside,
@@ -298,8 +303,11 @@ class SpoolForwarder:
             if intent is not None
             else [cast(Iteration.Event, self.store.mapper.to_domain_event(e)).event_id for e in change.events]
         )
-        if event_ids and all(already_applied(copy.event_ids, event_id) for event_id in event_ids):
-            outcome.already.append(change)
+        if event_ids and all(
+            already_applied(copy.event_ids, event_id) or already_applied(outcome.event_ids, event_id)
+            for event_id in event_ids
+        ):
+            outcome.already.append(change)  # stored, or kept twice in the spool and applied just above
             return
         iteration = copy.iteration
         if outcome.made_on_duplicate(change):
@@ -315,7 +323,9 @@ class SpoolForwarder:
             outcome.refused.append((change, f"refused by the stored iteration: {e}"))
             return
         outcome.applied.append(change)
-        outcome.pending.extend(iteration.take_events())
+        events = iteration.take_events()
+        outcome.pending.extend(events)
+        outcome.event_ids.update(e.event_id for e in events)
         if change.record is not None:
             outcome.close_segment(change.record)
 
@@ -378,6 +388,7 @@ class _Outcome:
     already: list[SpooledChange] = field(default_factory=list)
     refused: list[tuple[SpooledChange, str]] = field(default_factory=list)
     pending: list[Iteration.Event] = field(default_factory=list)
+    event_ids: set[UUID] = field(default_factory=set)  # of the events applied in this attempt
     closed: list[tuple[list[Iteration.Event], IterationRecord | None]] = field(default_factory=list)
     # A start refused as a duplicate: its spool id and the last version of the changes made on top of it.
     duplicate: tuple[int, int] | None = None

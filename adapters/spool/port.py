@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -118,6 +119,11 @@ class Spool(ABC):
     @abstractmethod
     def status(self) -> SpoolStatus:
         """What is waiting, for `itertrack spool status`."""
+
+    @abstractmethod
+    def forwarding(self) -> AbstractContextManager[bool]:
+        """Hold the right to forward this spool (without waiting): True while held, False when another
+        forwarder (of this process or another sharing the file) holds it."""
 
     @abstractmethod
     def close(self) -> None:

@@ -4,22 +4,27 @@ from __future__ import annotations
 
 import base64
 import json
+import random
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
+from filelock import FileLock, Timeout
 
-from itertrack.adapters.private_files import create_private
+from itertrack.adapters.private_files import PRIVATE_MODE, create_private
 from itertrack.adapters.spool.port import Spool, SpooledChange, SpoolEntry, SpoolStatus
 from itertrack.domain.model.changes import DeferredChange
 from itertrack.domain.model.errors import StoreUnavailableError
 from itertrack.domain.model.records import IterationRecord
 
 DEFAULT_SPOOL = "itertrack-spool.db"
+# How long opening the spool waits for another process that is setting the same file up.
+_SETUP_WAIT_S = 10.0
 # The events column of a deferred change: not a list, so a release from before deferred changes
 # existed fails on the row (and retries) instead of forwarding it as "no events" and forgetting it.
 _NO_EVENTS_YET = "null"
@@ -35,13 +40,36 @@ class SQLiteSpool(Spool):
         self._db: sqlite3.Connection | None = None
 
     def _open(self) -> sqlite3.Connection:
+        # Processes sharing one spool file may open it at the same moment (the first change of an outage):
+        # switching to WAL and creating or upgrading the table take locks SQLite does not wait for
+        # ("database is locked" at once), so a set-up that meets another's lock is tried again, with a
+        # jittered pause, for up to 10 s.
+        deadline = time.monotonic() + _SETUP_WAIT_S
+        while True:
+            try:
+                return self._set_up()
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(random.uniform(0.005, 0.05))
+
+    def _set_up(self) -> sqlite3.Connection:
         create_private(self.path)
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=_SETUP_WAIT_S)
+        try:
+            return self._schema(conn)
+        except BaseException:
+            conn.close()
+            raise
+
+    @staticmethod
+    def _schema(conn: sqlite3.Connection) -> sqlite3.Connection:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")  # every spooled change is on disk when add() returns
         conn.execute(
             "CREATE TABLE IF NOT EXISTS spooled_changes (id INTEGER PRIMARY KEY AUTOINCREMENT, "
-            "iteration_id TEXT NOT NULL, events TEXT NOT NULL, record TEXT, stuck TEXT, deferred TEXT)"
+            "iteration_id TEXT NOT NULL, events TEXT NOT NULL, record TEXT, stuck TEXT, deferred TEXT, command TEXT, "
+            "base TEXT)"
         )
         columns = {row[1] for row in conn.execute("PRAGMA table_info(spooled_changes)")}
         # Columns added since the first release: a file written before them gains them here.
@@ -177,6 +205,25 @@ class SQLiteSpool(Spool):
         )
         stuck = sum(e.stuck is not None for e in entries)
         return SpoolStatus(path=self.path, waiting=len(entries) - stuck, stuck=stuck, entries=entries)
+
+    @contextmanager
+    def forwarding(self) -> Iterator[bool]:
+        """An exclusive lock on `<spool>.forwarding` (filelock: released by the OS if the process dies)."""
+        if not self._exists():
+            yield True  # nothing to forward, and no directory to put a lock file in
+            return
+        lock = FileLock(f"{self.path}.forwarding", mode=PRIVATE_MODE, timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            yield False
+            return
+        except OSError as e:
+            raise StoreUnavailableError(f"the spool {self.path} cannot be used: {e}") from e
+        try:
+            yield True
+        finally:
+            lock.release()
 
     def close(self) -> None:
         """Close the file (if it was opened)."""

@@ -14,6 +14,7 @@ class SpoolFlush(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    forwarded_elsewhere: bool = False  # another process was forwarding this spool file: this pass sent nothing
     forwarded: int  # changes this pass sent to the store
     already_stored: int  # changes the store held already (a forward that committed before a crash)
     set_aside: int  # changes this pass set aside as stuck (the stored iteration refused them)

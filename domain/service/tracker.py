@@ -298,11 +298,14 @@ class PerformanceTracker:
                 self._keep_change(iteration_id, change, record, outage=False)
                 return
             for attempt in range(1, self.max_attempts + 1):
+                done = False
                 try:
                     # After a lost race, retries queue on the store's per-iteration lock instead of colliding.
                     with self._store.serialised(iteration_id) if attempt > 1 else nullcontext():
                         done = self._attempt(iteration_id, change, record)
                 except StoreUnavailableError:
+                    if done:
+                        return  # written (or spooled); only releasing the retry lock failed: never keep it twice
                     # Loading, checking a conflict, or taking or releasing the retry lock needed the store,
                     # which is away: keep the change itself (its event id makes a committed one land once).
                     if not self._keep_change(iteration_id, change, record, outage=True):

@@ -6,7 +6,10 @@ The PostgreSQL versions of these (through a TCP proxy that cuts connections) are
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
+from uuid import uuid4
 
 import pytest
 from fake_clock import FakeClock
@@ -15,6 +18,7 @@ from switchable_store import SwitchableStore, spooling_tracker
 
 from itertrack.adapters.spool.writer import SpoolingWriter
 from itertrack.domain import PerformanceTracker, Status, StoreUnavailableError
+from itertrack.domain.model.changes import DeferredChange, MetricsChange
 
 Open = Callable[..., PerformanceTracker]
 
@@ -187,7 +191,7 @@ def test_an_iterations_waiting_changes_are_forwarded_on_one_read_of_its_history(
     select = store.recorder.select_events
 
     def counted(originator_id: object, *args: object, **kwargs: object) -> object:
-        rows = select(originator_id, *args, **kwargs)  # type: ignore[arg-type]
+        rows = select(originator_id, *args, **kwargs)
         if kwargs.get("gt") is None and not kwargs.get("desc"):
             whole_reads.append(len(rows))
         return rows
@@ -203,3 +207,84 @@ def test_an_iterations_waiting_changes_are_forwarded_on_one_read_of_its_history(
     assert writer(host).flush().forwarded == 10
     assert whole_reads == [301]  # the next pass reads only the events after its copy
     assert other.get_iteration(iid).metrics == {"analysis_tokens": 300 + 50 * 2}
+
+
+def test_processes_sharing_a_spool_file_forward_it_one_at_a_time(
+    store: SwitchableStore, opened: Callable[..., PerformanceTracker], tmp_path: Path
+) -> None:
+    """Two forwarders on one change could land it twice (one sends its events, one applies it again): while
+    one forwards the file, another's pass sends nothing and says so; afterwards it goes on."""
+    first = spooling_tracker(store, tmp_path / "shared.db", FakeClock(seed=1))
+    second = spooling_tracker(store, tmp_path / "shared.db", FakeClock(seed=2))
+    try:
+        iid = first.start_iteration("agent-1", 1)
+        store.recorder.up = False
+        first.update_metrics(iid, {"analysis_tokens": 1})
+        store.recorder.up = True
+        with writer(first).spool.forwarding() as held:
+            assert held
+            flushed = writer(second).flush()
+            assert (flushed.forwarded_elsewhere, flushed.forwarded, flushed.waiting) == (True, 0, 1)
+        flushed = writer(second).flush()
+        assert (flushed.forwarded_elsewhere, flushed.forwarded, flushed.waiting) == (False, 1, 0)
+        assert first.get_iteration(iid).metrics == {"analysis_tokens": 1}
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_change_written_before_the_retry_lock_failed_to_release_is_not_kept_again(
+    store: SwitchableStore, opened: Callable[..., PerformanceTracker], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Releasing the per-iteration retry lock needs the store: if that fails after the change was written
+    (here: spooled), the change is done; keeping it again as well would store it twice."""
+    host, other = opened("host"), opened("other")
+    iid = host.start_iteration("agent-1", 1)
+    host.update_metrics(iid, {"hammered": 1})
+    other.update_metrics(iid, {"hammered": 1})  # the host's copy is now behind: its next change loses a race
+    event_store = host.ports.store
+    append = event_store.append  # type: ignore[attr-defined]
+    calls: list[int] = []
+
+    def append_then_cut(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        if len(calls) == 1:
+            return append(*args, **kwargs)  # the lost race
+        raise StoreUnavailableError("cut between the retry's load and its append")
+
+    @contextmanager
+    def lock_lost_on_release(iteration_id: object) -> Iterator[None]:
+        yield
+        raise StoreUnavailableError("the retry lock's connection is gone")
+
+    monkeypatch.setattr(event_store, "append", append_then_cut)
+    monkeypatch.setattr(event_store, "serialised", lock_lost_on_release)
+    host.update_metrics(iid, {"hammered": 1})
+    assert len(calls) == 2
+    assert writer(host).spool.count() == 1  # spooled once, as events; not also kept as a change
+    monkeypatch.undo()
+    assert writer(host).flush().forwarded == 1
+    assert other.get_iteration(iid).metrics == {"hammered": 3}
+
+
+def test_one_change_kept_twice_in_the_spool_is_applied_once(
+    store: SwitchableStore, opened: Callable[..., PerformanceTracker]
+) -> None:
+    """A change whose events and whose deferred copy both wait (same event id) lands once, in one pass."""
+    host = opened("host")
+    iid = host.start_iteration("agent-1", 1)
+    host.update_metrics(iid, {"hammered": 1})
+    other = opened("other")
+    other.update_metrics(iid, {"hammered": 1})  # takes version 3: the spooled events must be applied again
+    change = MetricsChange(event_id=uuid4(), metrics={"hammered": 1})
+    copy = host.ports.store.load(iid)  # version 2, the host's copy
+    base = copy.last_event_id
+    change.apply(copy, datetime.now(UTC))
+    spool = writer(host).spool
+    stored = host.ports.store.stored(copy.take_events())  # type: ignore[attr-defined]
+    spool.add(iid, stored, None, DeferredChange(at=datetime.now(UTC), change=change), base)
+    spool.add_deferred(iid, DeferredChange(at=datetime.now(UTC), change=change), None)
+    host.ports.store.evict(iid)
+    flushed = writer(host).flush()
+    assert (flushed.forwarded, flushed.already_stored, flushed.waiting) == (1, 1, 0)
+    assert other.get_iteration(iid).metrics == {"hammered": 3}
