@@ -98,5 +98,9 @@ class Spool(ABC):
         """What is waiting, for `itertrack spool status`."""
 
     @abstractmethod
+    def reclaim(self) -> None:
+        """Give back the disk space an emptied spool no longer needs (never raises; nothing while changes wait)."""
+
+    @abstractmethod
     def close(self) -> None:
         """Release the spool's file."""
