@@ -31,7 +31,7 @@ from itertrack.domain.model.errors import StoreUnavailableError
 log = logging.getLogger("itertrack")
 
 STATE_DIR_MODE = 0o700
-_READABLE = re.compile(r"[^A-Za-z0-9.-]+")
+_READABLE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def store_key(url: StoreURL) -> str:
