@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from uuid import uuid4
 
 import pytest
 from eventsourcing.persistence import StoredEvent
 
+from itertrack.adapters.bootstrap import spooling_writer
 from itertrack.adapters.spool.quarantine import describe, file_identity, is_damage, quarantine, quarantined_files
 from itertrack.adapters.spool.sqlite_file import SQLiteSpool
-from itertrack.domain import StoreUnavailableError
+from itertrack.domain import PerformanceTracker, StoreUnavailableError
 
 PAGE = 4096
 
@@ -183,3 +185,16 @@ def test_two_spools_finding_the_same_file_damaged_move_it_aside_once(tmp_path: P
         a.close()
         b.close()
     assert len(quarantined(path)) == 1
+
+
+@pytest.mark.postgres
+def test_a_tracker_on_postgresql_starts_with_a_damaged_spool_and_spools_into_a_new_one(
+    pg_store: str, open_tracker: Callable[..., PerformanceTracker], tmp_path: Path
+) -> None:
+    """The constructor no longer raises: the damaged file is moved aside and the tracker works as usual."""
+    (tmp_path / "spool.db").write_bytes(b"not a database " * 400)
+    tracker = open_tracker(pg_store, migrate=True)
+    iid = tracker.start_iteration("agent-1", 1)
+    assert tracker.get_iteration(iid).spooled_changes == 0
+    assert len(quarantined(tmp_path / "spool.db")) == 1
+    assert spooling_writer(tracker).spool.count() == 0
