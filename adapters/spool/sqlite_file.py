@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -44,6 +45,7 @@ class SQLiteSpool(Spool):
         # Opened on first need: a tracker that never spools leaves no file behind.
         self._db: sqlite3.Connection | None = None
         self._opened: tuple[int, int] | None = None  # which file the connection has open (device, inode)
+        self._absolute = os.path.abspath(self.path)  # what the name meant when opened, whatever chdir follows
         self._damage_told = False
 
     def _connect(self) -> sqlite3.Connection:
@@ -61,7 +63,8 @@ class SQLiteSpool(Spool):
                 raise
             self._quarantine(found, e)
         conn = self._open()
-        self._opened = file_identity(self.path)
+        self._absolute = os.path.abspath(self.path)
+        self._opened = file_identity(self._absolute)
         return conn
 
     def _quarantine(self, found: tuple[int, int] | None, damage: Exception) -> None:
@@ -112,7 +115,7 @@ class SQLiteSpool(Spool):
             try:
                 if self._db is None:
                     self._db = self._connect()
-                elif file_identity(self.path) != self._opened:
+                elif file_identity(self._absolute) != self._opened:
                     raise StoreUnavailableError(
                         f"the spool {self.path} was moved aside or replaced while in use (damaged?): "
                         "restart the process; `itertrack spool status` lists quarantined files"
