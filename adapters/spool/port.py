@@ -99,7 +99,7 @@ class Spool(ABC):
 
     @abstractmethod
     def reclaim(self) -> None:
-        """Give back the disk space an emptied spool no longer needs (never raises; nothing while changes wait)."""
+        """Give back the disk space forwarded changes left free (never raises; call when nothing movable waits)."""
 
     @abstractmethod
     def close(self) -> None:

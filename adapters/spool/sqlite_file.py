@@ -230,7 +230,9 @@ class SQLiteSpool(Spool):
         )
 
     def reclaim(self) -> None:
-        """Give an emptied spool's disk space back: VACUUM, then truncate the WAL (nothing while changes wait).
+        """Give back the disk space forwarded changes left free: VACUUM when at least half the file is free
+        pages, then truncate the WAL. Changes still in the file (stuck ones, or some another process just
+        added) are kept; the cost is O(what remains).
 
         Never raises (housekeeping must not stop forwarding): a file that cannot be vacuumed now (another
         process reading it, a full disk) stays as large as it was until the next drain, which tries again.
@@ -239,10 +241,10 @@ class SQLiteSpool(Spool):
             return
         try:
             with self._using() as db:
-                if db.execute("SELECT count(*) FROM spooled_changes").fetchone()[0]:
-                    return
-                if db.execute("PRAGMA freelist_count").fetchone()[0]:
-                    db.execute("VACUUM")  # keeps whatever another process added meanwhile
+                pages = db.execute("PRAGMA page_count").fetchone()[0]
+                free = db.execute("PRAGMA freelist_count").fetchone()[0]
+                if free and free * 2 >= pages:
+                    db.execute("VACUUM")
                 db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except StoreUnavailableError as e:
             log.info("the spool %s was not vacuumed this time: %s", self.path, e)

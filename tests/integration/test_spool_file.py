@@ -111,6 +111,27 @@ def test_the_spool_file_shrinks_back_after_a_large_backlog_is_forwarded(tmp_path
         host.close()
 
 
+def test_reclaiming_keeps_the_changes_still_in_the_file(tmp_path: Path) -> None:
+    """A stuck change left after the others were forwarded stays; the space of the others is given back."""
+    path = tmp_path / "spool.db"
+    spool = SQLiteSpool(path)
+    try:
+        for n in range(2000):
+            spool.add_deferred(
+                uuid4(), DeferredChange(at=datetime.now(UTC), change=PhaseChange(event_id=uuid4(), phase=f"p{n}")), None
+            )
+        kept, *forwarded = spool.waiting(10**6)
+        spool.mark_stuck(kept.id, "by hand")
+        full = on_disk(path)
+        spool.remove(*(c.id for c in forwarded))
+        spool.reclaim()
+        assert on_disk(path) * 10 < full, (on_disk(path), full)
+        [left] = spool.waiting(10)
+        assert (left.id, left.stuck, left.deferred) == (kept.id, "by hand", kept.deferred)
+    finally:
+        spool.close()
+
+
 def test_recovering_a_file_twice_stores_each_change_once(tmp_path: Path) -> None:
     """`spool recover` adds what a (damaged) file holds; forwarding recognises what the store already has."""
     store = SwitchableStore()
