@@ -13,12 +13,12 @@ from eventsourcing.utils import Environment
 
 from itertrack.adapters.retry import JitteredPause
 from itertrack.adapters.settings import Settings, load_settings
-from itertrack.adapters.spool.sqlite_file import SQLiteSpool
+from itertrack.adapters.spool.location import open_spool
 from itertrack.adapters.spool.writer import SpoolingWriter
 from itertrack.adapters.store.direct_writer import DirectWriter
 from itertrack.adapters.store.event_store import EventSourcedStore, TrackerApplication
 from itertrack.adapters.store.factory import open_factory
-from itertrack.adapters.store.url import DEFAULT_STORE, StoreURL, parse_store_url, spool_path
+from itertrack.adapters.store.url import DEFAULT_STORE, StoreURL, parse_store_url
 from itertrack.domain.model.errors import StoreConfigError
 from itertrack.domain.service.clock import Clock
 from itertrack.domain.service.store_ports import IterationWriter
@@ -60,7 +60,7 @@ def wire_tracker(
     if url.scheme == "postgresql" and url.spool != "off":
         writer = SpoolingWriter(
             event_store,
-            SQLiteSpool(spool_path(url)),
+            open_spool(url, settings),
             started_offline=opened.started_offline,
             forward=settings.forward,
             clock=clock,

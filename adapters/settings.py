@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     start_offline: bool = True
     # Forward the spool from a background thread (n: only `itertrack spool flush` forwards).
     forward: bool = True
+    # The folder of per-user state (a PostgreSQL store's default spool file); None means platformdirs'
+    # user_state_dir("itertrack"), which is $XDG_STATE_HOME/itertrack or ~/.local/state/itertrack on Linux.
+    state_dir: str | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -85,3 +87,18 @@ def open_tracker() -> Iterator[Callable[..., PerformanceTracker]]:
     yield factory
     for tracker in opened:
         tracker.close()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _state_dir_of_the_suite() -> Iterator[None]:
+    """Default spool files (and any other per-user state) go to a folder of the run, never the user's own;
+    CLI subprocesses inherit it. Tests of the default location set their own."""
+    previous = os.environ.get("ITERTRACK_STATE_DIR")
+    folder = tempfile.mkdtemp(prefix="itertrack-state-")
+    os.environ["ITERTRACK_STATE_DIR"] = folder
+    yield
+    if previous is None:
+        os.environ.pop("ITERTRACK_STATE_DIR", None)
+    else:
+        os.environ["ITERTRACK_STATE_DIR"] = previous
+    shutil.rmtree(folder, ignore_errors=True)

@@ -13,10 +13,19 @@ from rich.table import Table
 
 from itertrack.adapters.bootstrap import spooling_writer
 from itertrack.adapters.cli.common import JsonOption, StoreOption, app, cli_errors, open_tracker, out, print_json
-from itertrack.adapters.spool.port import SpooledChange, SpoolStatus
+from itertrack.adapters.settings import load_settings
+from itertrack.adapters.spool.location import open_spool, spool_location
+from itertrack.adapters.spool.port import SpooledChange
+from itertrack.adapters.spool.quarantine import describe, quarantined_files
 from itertrack.adapters.spool.sqlite_file import SQLiteSpool
-from itertrack.adapters.store.url import DEFAULT_STORE, parse_store_url, spool_path
+from itertrack.adapters.store.url import DEFAULT_STORE, StoreURL, parse_store_url
 from itertrack.domain.model.errors import InvalidInputError, StoreConfigError
+
+# `spool status` exit codes for monitors; distinct from 1 (a typed error, such as a store without a
+# spool), 2 (a usage error) and 70 (an unexpected error) that every command uses.
+EXIT_EMPTY = 0
+EXIT_WAITING = 3  # changes wait; the forwarder sends them when the store answers
+EXIT_NEEDS_PERSON = 4  # a change is stuck, or a damaged spool file was moved aside: see `spool status`
 
 spool_app = typer.Typer(
     help="Changes waiting in the local spool while PostgreSQL was unreachable.", no_args_is_help=True
@@ -24,28 +33,35 @@ spool_app = typer.Typer(
 app.add_typer(spool_app, name="spool")
 
 
-def _spool_file(store: str) -> Path:
+def _spool_url(store: str) -> StoreURL:
     url = parse_store_url(store)
     if url.scheme != "postgresql" or url.spool == "off":
         raise StoreConfigError("store", url.redacted, "has no spool (only PostgreSQL stores spool, unless spool=off)")
-    return Path(spool_path(url))
+    return url
 
 
-@spool_app.command("status")
+def _spool_file(store: str) -> Path:
+    return spool_location(_spool_url(store), load_settings())
+
+
+@spool_app.command(
+    "status",
+    epilog=f"Exit codes: {EXIT_EMPTY} nothing waits; {EXIT_WAITING} changes wait to be forwarded; "
+    f"{EXIT_NEEDS_PERSON} a change is stuck or a damaged spool file was quarantined (a person is needed); "
+    "1 a typed error (e.g. a store without a spool); 70 an unexpected error.",
+)
 def spool_status(store: StoreOption = DEFAULT_STORE, as_json: JsonOption = False) -> None:
-    """What is waiting (exits 1 when something is stuck and needs a person)."""
+    """What is waiting, stuck or quarantined (exit 0 empty, 3 waiting, 4 stuck or quarantined)."""
     with cli_errors(store):
-        path = _spool_file(store)
-        if path.exists():
-            spool = SQLiteSpool(path)
-            try:
-                status = spool.status()
-            finally:
-                spool.close()
-        else:
-            status = SpoolStatus(path=str(path), waiting=0, stuck=0, entries=())
+        # Opening moves a damaged file aside, and what an older release left in the working directory in.
+        spool = open_spool(_spool_url(store), load_settings())
+        try:
+            status = spool.status()
+        finally:
+            spool.close()
+        quarantined = [describe(path) for path in quarantined_files(status.path)]
     if as_json:
-        print_json(status.model_dump(mode="json"))
+        print_json({**status.model_dump(mode="json"), "quarantined": [q.model_dump(mode="json") for q in quarantined]})
     else:
         out.print(f"spool {status.path}: {status.waiting} change(s) waiting, {status.stuck} stuck")
         if status.entries:
@@ -57,8 +73,44 @@ def spool_status(store: StoreOption = DEFAULT_STORE, as_json: JsonOption = False
                 what = f"deferred: {e.deferred}" if e.deferred else "versions " + ", ".join(map(str, e.versions))
                 table.add_row(str(e.id), str(e.iteration_id), what, "yes" if e.with_record else "", e.stuck or "")
             out.print(table)
-    if status.stuck:
-        raise typer.Exit(1)
+        for q in quarantined:
+            when = q.quarantined_at.isoformat() if q.quarantined_at else "?"
+            out.print(
+                f"quarantined (damaged) spool {q.path}, moved aside {when}: {q.readable_rows} change(s) readable; "
+                f"`itertrack spool recover {q.path}` forwards them"
+            )
+    if status.stuck or quarantined:
+        raise typer.Exit(EXIT_NEEDS_PERSON)
+    if status.waiting:
+        raise typer.Exit(EXIT_WAITING)
+
+
+@spool_app.command("recover")
+def spool_recover(
+    damaged: Annotated[Path, typer.Argument(help="a quarantined spool file, as `spool status` lists it")],
+    store: StoreOption = DEFAULT_STORE,
+    as_json: JsonOption = False,
+) -> None:
+    """Add what a damaged spool file still holds to this store's spool; the forwarder sends it (idempotent).
+
+    A change the store already holds is recognised when forwarded and only removed, so running this twice,
+    or on a file some of whose changes were forwarded before the damage, stores nothing twice. The damaged
+    file is only read: delete it (with its -wal and -shm) once `spool status` shows nothing stuck.
+    """
+    with cli_errors(store):
+        if not damaged.is_file():
+            raise InvalidInputError("damaged", str(damaged), "is not a file")
+        spool = open_spool(_spool_url(store), load_settings())
+        try:
+            read, added = spool.recover(damaged)
+        finally:
+            spool.close()
+    if as_json:
+        print_json({"read": read, "added": added})
+    else:
+        out.print(
+            f"{added} of {read} readable change(s) added to the spool; the forwarder (or `spool flush`) sends them"
+        )
 
 
 @spool_app.command("flush")
@@ -119,10 +171,10 @@ def _dump(change: SpooledChange) -> dict[str, Any]:
 
 
 def _open_spool(store: str) -> SQLiteSpool:
-    path = _spool_file(store)
-    if not path.exists():
-        raise InvalidInputError("store", str(path), "has no spool file: nothing is waiting")
-    return SQLiteSpool(path)
+    spool = open_spool(_spool_url(store), load_settings())
+    if not Path(spool.path).exists():
+        raise InvalidInputError("store", spool.path, "has no spool file: nothing is waiting")
+    return spool
 
 
 @spool_app.command("retry")

@@ -152,6 +152,8 @@ class SpoolForwarder:
         if tally.last_notification:
             # Read models refreshed on save learn of the forwarded changes too, not only at the host's next save.
             self.saved(tally.last_notification)
+        if (tally.forwarded or tally.already) and not self.state.spooling:
+            self.spool.reclaim()  # this pass emptied the spool: its file shrinks back
         return SpoolFlush(
             forwarded_elsewhere=not ours,
             forwarded=tally.forwarded,

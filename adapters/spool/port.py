@@ -126,5 +126,9 @@ class Spool(ABC):
         forwarder (of this process or another sharing the file) holds it."""
 
     @abstractmethod
+    def reclaim(self) -> None:
+        """Give back the disk space forwarded changes left free (never raises; call when nothing movable waits)."""
+
+    @abstractmethod
     def close(self) -> None:
         """Release the spool's file."""

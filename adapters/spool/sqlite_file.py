@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
+import os
 import random
 import sqlite3
 import threading
@@ -18,11 +20,20 @@ from filelock import FileLock, Timeout
 
 from itertrack.adapters.private_files import PRIVATE_MODE, create_private
 from itertrack.adapters.spool.port import Spool, SpooledChange, SpoolEntry, SpoolStatus
+from itertrack.adapters.spool.quarantine import (
+    SpoolDamagedError,
+    file_identity,
+    is_damage,
+    probe,
+    quarantine,
+    quoted,
+    read_rows,
+)
 from itertrack.domain.model.changes import DeferredChange
 from itertrack.domain.model.errors import StoreUnavailableError
 from itertrack.domain.model.records import IterationRecord
 
-DEFAULT_SPOOL = "itertrack-spool.db"
+log = logging.getLogger("itertrack")
 # How long opening the spool waits for another process that is setting the same file up.
 _SETUP_WAIT_S = 10.0
 # The events column of a deferred change: not a list, so a release from before deferred changes
@@ -38,6 +49,45 @@ class SQLiteSpool(Spool):
         self._lock = threading.Lock()
         # Opened on first need: a tracker that never spools leaves no file behind.
         self._db: sqlite3.Connection | None = None
+        self._opened: tuple[int, int] | None = None  # which file the connection has open (device, inode)
+        self._absolute = os.path.abspath(self.path)  # what the name meant when opened, whatever chdir follows
+        self._damage_told = False
+
+    def _connect(self) -> sqlite3.Connection:
+        """The file's connection, ready; a damaged file is moved aside first and a new one started.
+
+        Raises `sqlite3.Error` for what is not damage (disk full, read-only, locked), `StoreUnavailableError`
+        when a damaged file cannot be moved aside.
+        """
+        create_private(self.path)
+        found = file_identity(self.path)
+        try:
+            probe(self.path)
+        except (sqlite3.DatabaseError, SpoolDamagedError) as e:
+            if isinstance(e, sqlite3.DatabaseError) and not is_damage(e):
+                raise
+            self._quarantine(found, e)
+        conn = self._open()
+        self._absolute = os.path.abspath(self.path)
+        self._opened = file_identity(self._absolute)
+        return conn
+
+    def _quarantine(self, found: tuple[int, int] | None, damage: Exception) -> None:
+        try:
+            moved = quarantine(self.path, found)
+        except OSError as e:
+            raise StoreUnavailableError(
+                f"the spool {self.path} is damaged ({damage}) and cannot be moved aside: {e}"
+            ) from damage
+        if moved is not None:
+            log.warning(
+                "the spool %s is damaged (%s): moved aside to %s, starting a new one; "
+                "`itertrack spool recover %s` forwards what can still be read from it",
+                self.path,
+                damage,
+                moved,
+                moved,
+            )
 
     def _open(self) -> sqlite3.Connection:
         # Processes sharing one spool file may open it at the same moment (the first change of an outage):
@@ -85,13 +135,28 @@ class SQLiteSpool(Spool):
 
     @contextmanager
     def _using(self) -> Iterator[sqlite3.Connection]:
-        """The file's connection under the lock; an unusable spool (disk full, corrupt) is a typed error."""
+        """The file's connection under the lock; an unusable spool (disk full, damaged) is a typed error.
+
+        A file damaged or moved aside while this process has it open is not replaced here: the host's
+        cached iterations may count on changes in it. Each call raises until the process restarts,
+        and the next open moves the damaged file aside.
+        """
         with self._lock:
             try:
                 if self._db is None:
-                    self._db = self._open()
+                    self._db = self._connect()
+                elif file_identity(self._absolute) != self._opened:
+                    raise StoreUnavailableError(
+                        f"the spool {self.path} was moved aside or replaced while in use (damaged?): "
+                        "restart the process; `itertrack spool status` lists quarantined files"
+                    )
                 yield self._db
             except sqlite3.Error as e:
+                if is_damage(e) and not self._damage_told:
+                    self._damage_told = True  # once: the forwarder meets it at every retry
+                    log.warning(
+                        "the spool %s is damaged while in use (%s); the next start moves it aside", self.path, e
+                    )
                 raise StoreUnavailableError(f"the spool {self.path} cannot be used: {e}") from e
 
     def _exists(self) -> bool:
@@ -224,6 +289,102 @@ class SQLiteSpool(Spool):
             yield True
         finally:
             lock.release()
+
+    def reclaim(self) -> None:
+        """Give back the disk space forwarded changes left free: VACUUM when at least half the file is free
+        pages, then truncate the WAL. Changes still in the file (stuck ones, or some another process just
+        added) are kept; the cost is O(what remains).
+
+        Never raises (housekeeping must not stop forwarding): a file that cannot be vacuumed now (another
+        process reading it, a full disk) stays as large as it was until the next drain, which tries again.
+        """
+        if not self._exists():
+            return
+        try:
+            with self._using() as db:
+                pages = db.execute("PRAGMA page_count").fetchone()[0]
+                free = db.execute("PRAGMA freelist_count").fetchone()[0]
+                if free and free * 2 >= pages:
+                    db.execute("VACUUM")
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except StoreUnavailableError as e:
+            log.info("the spool %s was not vacuumed this time: %s", self.path, e)
+
+    def _columns(self) -> list[str]:
+        with self._using() as db:
+            return [row[1] for row in db.execute("PRAGMA table_info(spooled_changes)") if row[1] != "id"]
+
+    def _append_rows(self, columns: list[str], rows: Sequence[Sequence[object]]) -> int:
+        """Add rows (values for `columns`) after those waiting, in one durable transaction; how many were added.
+
+        A row missing a required value (read from a damaged file) is left out.
+        """
+        names = ", ".join(quoted(c) for c in columns)
+        marks = ", ".join("?" for _ in columns)
+        added = 0
+        with self._using() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for row in rows:
+                    # Column names from this file's own table_info; the values are bound.
+                    cursor = db.execute(f"INSERT OR IGNORE INTO spooled_changes ({names}) VALUES ({marks})", row)  # noqa: S608
+                    added += cursor.rowcount
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return added
+
+    def take_over(self, other: str | Path) -> int:
+        """Move every change waiting in the spool file `other` after those waiting here, in order; how many moved.
+
+        `other` is emptied, not removed (a process of an older release may have it open). Its rows are
+        read and deleted under its write lock, after this file committed them: a crash in between leaves
+        them in both files, and forwarding, which is idempotent (stored versions, event ids), stores them
+        once. A damaged `other` is quarantined like any spool. Raises `StoreUnavailableError` when either
+        file cannot be used now, or `other` was written by a newer release (then nothing moved).
+        """
+        columns = self._columns()
+        source = SQLiteSpool(other)
+        try:
+            with source._using() as src:
+                theirs = [row[1] for row in src.execute("PRAGMA table_info(spooled_changes)") if row[1] != "id"]
+                unknown = sorted(set(theirs) - set(columns))
+                if unknown:
+                    raise StoreUnavailableError(
+                        f"the spool {other} has columns {unknown} this release does not know: left as it is"
+                    )
+                src.execute("BEGIN IMMEDIATE")
+                try:
+                    names = ", ".join(quoted(c) for c in theirs)
+                    # Column names from the file's own table_info.
+                    rows = src.execute(f"SELECT {names} FROM spooled_changes ORDER BY id").fetchall()  # noqa: S608
+                    if rows:
+                        self._append_rows(theirs, rows)
+                        src.execute("DELETE FROM spooled_changes")
+                    src.execute("COMMIT")
+                except BaseException:
+                    src.execute("ROLLBACK")
+                    raise
+        finally:
+            source.close()
+        return len(rows)
+
+    def recover(self, damaged: str | Path) -> tuple[int, int]:
+        """Add what can still be read from a damaged (quarantined) spool file after the changes waiting here.
+
+        Returns (rows read, rows added). The damaged file is only read. Running it twice adds the rows
+        twice, which is harmless: forwarding recognises a change the store already holds (its versions,
+        or its event id) and only removes it. Rows are read in id order up to the first fault; for
+        more, run `sqlite3 DAMAGED .recover | sqlite3 REPAIRED.db` and recover from REPAIRED.db.
+        Raises `StoreUnavailableError` when the file has no readable spool table, or this spool cannot be used.
+        """
+        columns = self._columns()
+        try:
+            rows = list(read_rows(damaged, columns))
+        except sqlite3.Error as e:
+            raise StoreUnavailableError(f"nothing can be read from {damaged}: {e}") from e
+        return len(rows), self._append_rows(columns, rows)
 
     def close(self) -> None:
         """Close the file (if it was opened)."""

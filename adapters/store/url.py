@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from typing import Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -35,7 +34,7 @@ class StoreURL(BaseModel):
     pool_size: int = 2
     max_overflow: int = 8
     connect_timeout: int = 2
-    # "" means the default: itertrack-spool-<hash of the store>.db in the working directory.
+    # "" means the default: one file per store in the user's state directory (adapters/spool/location.py).
     spool: str = ""
     lock_timeout: int = 5
 
@@ -78,14 +77,6 @@ def _spool_option(value: str, shown: str) -> str:
     if "\x00" in value:
         raise StoreConfigError("store (spool)", value, f"must be a file path or 'off', in {shown}")
     return value.strip()
-
-
-def spool_path(url: StoreURL) -> str:
-    """The spool file of a PostgreSQL store: as configured, or one per store in the working directory."""
-    if url.spool:
-        return url.spool
-    identity = f"{url.user}@{url.host}:{url.port}/{url.dbname}/{url.schema_name}"
-    return f"itertrack-spool-{hashlib.sha256(identity.encode()).hexdigest()[:10]}.db"
 
 
 def parse_store_url(url: object) -> StoreURL:  # noqa: C901  # the URL grammar in one place: a validating branch per scheme

@@ -102,3 +102,59 @@ def test_only_stuck_changes_can_be_retried_or_discarded(
     assert result.returncode == 1
     assert result.stderr.strip() == f"itertrack: error: id={change_id}: {reason}"
     assert status(store) == before
+
+
+def test_status_exit_codes_tell_a_monitor_empty_waiting_or_needing_a_person(
+    stuck_spool: tuple[str, Path], tmp_path: Path
+) -> None:
+    """0 nothing waits, 3 changes wait (they go by themselves), 4 a change is stuck; 1 stays a typed error."""
+    empty = f"postgresql://root@127.0.0.1:1/test?spool={tmp_path / 'empty.db'}"
+    assert itertrack("spool", "status", "--store", empty).returncode == 0
+    store, path = stuck_spool
+    assert itertrack("spool", "status", "--store", store).returncode == 4
+    spool = SQLiteSpool(path)
+    try:
+        assert spool.unstick(spool.waiting(1)[0].id)
+    finally:
+        spool.close()
+    assert itertrack("spool", "status", "--store", store).returncode == 3
+    no_spool = itertrack("spool", "status", "--store", "sqlite:///x.db")
+    assert no_spool.returncode == 1
+    assert "has no spool" in no_spool.stderr
+    shown = itertrack("spool", "status", "--help").stdout
+    assert "Exit codes: 0 nothing waits; 3 changes wait" in " ".join(shown.split())
+
+
+def test_a_damaged_spool_is_quarantined_listed_by_status_and_recovered(tmp_path: Path) -> None:
+    """`spool status` moves a damaged file aside and lists it (exit 4); `spool recover` adds what it holds."""
+    path = tmp_path / "spool.db"
+    store = f"postgresql://root@127.0.0.1:1/test?spool={path}"
+    path.write_bytes(b"not a database " * 400)
+    result = itertrack("spool", "status", "--store", store, "--json")
+    assert result.returncode == 4, result.stderr
+    shown = json.loads(result.stdout)
+    assert (shown["waiting"], shown["stuck"]) == (0, 0)
+    [damaged] = shown["quarantined"]
+    assert damaged["readable_rows"] == 0
+    assert Path(damaged["path"]).read_bytes() == b"not a database " * 400
+    assert damaged["quarantined_at"] is not None
+    recovered = itertrack("spool", "recover", damaged["path"], "--store", store)
+    assert recovered.returncode == 1
+    assert "nothing can be read from" in recovered.stderr
+
+    # A file with rows: what a damaged one still holds (written by a spool of this release).
+    readable = tmp_path / "readable.db"
+    spool = SQLiteSpool(readable)
+    try:
+        at = datetime(2026, 11, 26, 9, 30, tzinfo=UTC)
+        spool.add_deferred(
+            ITERATION, DeferredChange(at=at, change=MetricsChange(event_id=uuid4(), metrics={"x": 1})), None
+        )
+    finally:
+        spool.close()
+    result = itertrack("spool", "recover", str(readable), "--store", store, "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"read": 1, "added": 1}
+    after = status(store)
+    assert (after["waiting"], after["stuck"]) == (1, 0)
+    assert [e["deferred"] for e in after["entries"]] == ["metrics x"]  # type: ignore[attr-defined]

@@ -8,8 +8,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 # Modules allowed to build SQL text with f-strings, because every interpolated part is a module constant,
-# a fixed table name, or a schema name validated as an identifier by adapters/store/url.py.
+# a fixed table name, or a schema name validated as an identifier by adapters/store/url.py; the spool's
+# row copies name the columns of its own table (from PRAGMA table_info, quoted as identifiers).
 BUILDS_FROM_FIXED_NAMES = {
+    "adapters/spool/sqlite_file.py",
+    "adapters/spool/quarantine.py",
     "adapters/views/sql.py",
     "adapters/views/tables.py",
     "adapters/views/sqlite.py",
