@@ -78,7 +78,8 @@ class SQLiteRecorder(SQLiteApplicationRecorder, IterationRecordStore):
         on this path; the SQL, the journal and the synchronous setting are the same.
         """
         with self._writer_lock:
-            self._check_file("the change was not saved")  # before connecting: a new connection would create a file
+            if self._writer_conn is None:
+                self._check_file("the change was not saved")  # before connecting: connecting would create a file
             conn = self._writer()
             try:
                 conn.execute("BEGIN")

@@ -88,6 +88,16 @@ def test_deleted_file_refuses_writes_and_reads(
         PerformanceTracker(store=f"sqlite:///{path}", migrate=False)
 
 
+def test_first_write_after_the_deletion_creates_no_file(path: Path, open_tracker: Open) -> None:
+    """A tracker that has not written yet, its file deleted: its first write refuses without connecting,
+    so no empty file appears at the path for the next process to take for the store."""
+    tracker = open_tracker(f"sqlite:///{path}")
+    path.unlink()
+    with pytest.raises(StoreReplacedError, match="was deleted or renamed away"):
+        tracker.start_iteration("agent-1", 1)
+    assert not path.exists()
+
+
 def test_file_replaced_by_another_database_refuses(
     running: tuple[PerformanceTracker, UUID], path: Path, tmp_path: Path
 ) -> None:
