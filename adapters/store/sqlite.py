@@ -184,7 +184,11 @@ class SQLiteRecorder(SQLiteApplicationRecorder, IterationRecordStore):
 
 
 class SQLiteStoreFactory(SQLiteFactory):
-    """`sqlite:///path.db`: one file, WAL journal, shared safely by processes on one machine."""
+    """`sqlite:///path.db`: one file, WAL journal, shared safely by processes on one machine.
+
+    Every read and write raises `StoreReplacedError` once the path no longer names the file first opened
+    (deleted, renamed away, replaced; see `sqlite_file`).
+    """
 
     application_recorder_class = SQLiteRecorder
 
