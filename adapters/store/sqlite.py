@@ -23,6 +23,7 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLite
 from itertrack.adapters.library_hooks import sqlite_pool
 from itertrack.adapters.store.record_rows import COLUMNS, JSON_COLUMNS, RECORDS_TABLE, record_of
 from itertrack.adapters.store.record_store import IterationRecordStore
+from itertrack.adapters.store.sqlite_file import GuardedSQLiteDatastore
 from itertrack.adapters.views.lock import FileProjectionLock, NoProjectionLock, ProjectionLock
 from itertrack.adapters.views.sql import VIEW_TABLES
 from itertrack.adapters.views.sqlite import SQLiteViewTables
@@ -77,10 +78,13 @@ class SQLiteRecorder(SQLiteApplicationRecorder, IterationRecordStore):
         on this path; the SQL, the journal and the synchronous setting are the same.
         """
         with self._writer_lock:
+            if self._writer_conn is None:
+                self._check_file("the change was not saved")  # before connecting: connecting would create a file
             conn = self._writer()
             try:
                 conn.execute("BEGIN")
                 notification_ids = self._insert_events(SQLiteCursor(conn.cursor()), stored_events, **kwargs)
+                self._check_file("the change was not saved")  # raised before the commit: rolled back
                 conn.execute("COMMIT")
             except BaseException as e:
                 if conn.in_transaction:
@@ -92,7 +96,13 @@ class SQLiteRecorder(SQLiteApplicationRecorder, IterationRecordStore):
                 if isinstance(e, sqlite3.Error):
                     raise PersistenceError(e) from e
                 raise
+            self._check_file("the change was written to the file no longer at that path")
             return notification_ids
+
+    def _check_file(self, refused: str) -> None:
+        """`StoreReplacedError` if the store's file is gone or replaced (see `sqlite_file`)."""
+        if isinstance(self.datastore, GuardedSQLiteDatastore):
+            self.datastore.check_file(refused)
 
     def _writer(self) -> sqlite3.Connection:
         if self._writer_conn is None:
@@ -174,12 +184,26 @@ class SQLiteRecorder(SQLiteApplicationRecorder, IterationRecordStore):
 
 
 class SQLiteStoreFactory(SQLiteFactory):
-    """`sqlite:///path.db`: one file, WAL journal, shared safely by processes on one machine."""
+    """`sqlite:///path.db`: one file, WAL journal, shared safely by processes on one machine.
+
+    Every read and write raises `StoreReplacedError` once the path no longer names the file first opened
+    (deleted, renamed away, replaced; see `sqlite_file`).
+    """
 
     application_recorder_class = SQLiteRecorder
 
     def __init__(self, env: Any) -> None:
         super().__init__(env)
+        # The library's datastore, swapped (before any connection) for one that refuses a replaced file.
+        plain = self.datastore
+        pool = sqlite_pool(plain)
+        self.datastore = GuardedSQLiteDatastore(
+            pool.db_name,
+            lock_timeout=pool.lock_timeout,
+            single_row_tracking=plain.single_row_tracking,
+            originator_id_type=plain.originator_id_type,
+        )
+        plain.close()
         self._recorders: list[SQLiteRecorder] = []
 
     def application_recorder(self) -> ApplicationRecorder:

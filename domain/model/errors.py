@@ -108,3 +108,21 @@ class StoreUnavailableError(StoreError):
 
 class StoreNotMigratedError(StoreError):
     """Raised when the store's tables do not exist yet and the tracker was not asked to create them."""
+
+
+class StoreReplacedError(StoreError):
+    """Raised when the SQLite store's file was deleted, renamed away or replaced by another file while the
+    tracker had it open: nothing is read from or acknowledged into a file the path no longer names.
+
+    Not a `StoreUnavailableError`: waiting does not bring the file back, so nothing is spooled or retried.
+    `path` is the file's absolute path, `happened` what was found there, `refused` what the call did not do.
+    """
+
+    def __init__(self, path: str, happened: str, refused: str) -> None:
+        self.path = path
+        self.happened = happened
+        self.refused = refused
+        super().__init__(
+            f"store file {path} {happened} while this tracker had it open; {refused}. "
+            "Put the file back at that path, or open a new tracker on whatever file is there now"
+        )
