@@ -13,6 +13,7 @@ from itertrack.domain.model.errors import (
     StoreConfigError,
     StoreError,
     StoreNotMigratedError,
+    StorePermissionError,
     StoreUnavailableError,
     UnknownPhaseError,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "StoreConfigError",
     "StoreError",
     "StoreNotMigratedError",
+    "StorePermissionError",
     "StoreUnavailableError",
     "SystemClock",
     "TrackerPorts",

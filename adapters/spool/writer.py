@@ -67,7 +67,9 @@ class SpoolingWriter(IterationWriter):
         iteration_id = events[0].originator_id
         state = self.state
         with state.lock:
-            spool_it = state.spooling and (not state.store_up or self.spool.counts(iteration_id)[0] > 0)
+            # While the store is known to be down nothing waits on the network (the forwarder probes it),
+            # even when the spool is empty (an offline start, or a flush that drained it meanwhile).
+            spool_it = not state.store_up or (state.spooling and self.spool.counts(iteration_id)[0] > 0)
             if spool_it:
                 self._spool(iteration_id, events, record)
         if spool_it:
@@ -96,7 +98,7 @@ class SpoolingWriter(IterationWriter):
         self.changes_spooled += 1
 
     def must_keep_change(self, iteration_id: UUID, cached: bool) -> bool:
-        if not self.state.spooling:
+        if not self.state.spooling and self.state.store_up:
             return False
         waiting, as_changes = self.spool.counts(iteration_id)
         return must_wait_as_change(
