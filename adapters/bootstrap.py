@@ -51,7 +51,7 @@ def wire_tracker(
     merged = {**os.environ, **env}
     opened = open_factory(url, settings, Environment(TrackerApplication.name, merged))
     try:
-        event_store = EventSourcedStore(opened.factory, env)
+        event_store = EventSourcedStore(opened.factory, env, shown=url.redacted)
     except BaseException:
         opened.factory.close()
         raise

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from itertrack.domain.model.errors import StoreConfigError
@@ -35,6 +35,14 @@ class Settings(BaseSettings):
     # The folder of per-user state (a PostgreSQL store's default spool file); None means platformdirs'
     # user_state_dir("itertrack"), which is $XDG_STATE_HOME/itertrack or ~/.local/state/itertrack on Linux.
     state_dir: str | None = None
+    # Bounds on every store call, in whole seconds; a store URL's option of the same name wins.
+    # How long to wait for a PostgreSQL connection (libpq connect_timeout, and the pool's wait).
+    connect_timeout: int = Field(default=2, ge=1, le=600)
+    # How long a statement may wait for a lock another session holds (PostgreSQL lock_timeout, SQLite's
+    # busy timeout); 0 means no limit.
+    lock_timeout: int = Field(default=5, ge=0, le=3600)
+    # How long a PostgreSQL statement may run (statement_timeout); 0 means no limit.
+    statement_timeout: int = Field(default=10, ge=0, le=86400)
 
     @model_validator(mode="before")
     @classmethod
@@ -65,4 +73,14 @@ def load_settings(overrides: Mapping[str, str] | None = None) -> Settings:
     except ValidationError as e:
         first = e.errors()[0]
         field = str(first["loc"][0]) if first["loc"] else "?"
-        raise StoreConfigError(env_name(field), first.get("input"), "must be y or n") from None
+        raise StoreConfigError(env_name(field), first.get("input"), _expected(field)) from None
+
+
+def _expected(field: str) -> str:
+    """What a setting's value must be, as its error says."""
+    info = Settings.model_fields.get(field)
+    if info is None or info.annotation in (bool, bool | None):
+        return "must be y or n"
+    low = next((m.ge for m in info.metadata if hasattr(m, "ge")), None)
+    high = next((m.le for m in info.metadata if hasattr(m, "le")), None)
+    return f"must be a whole number of seconds from {low} to {high}"

@@ -76,7 +76,9 @@ class SpoolingWriter(IterationWriter):
                 # A start of an iteration whose changes wait here: the id is taken (as online, where the
                 # store refuses it), whatever the store says when it answers.
                 raise DuplicateIterationError(iteration_id)
-            spool_it = state.spooling and (not state.store_up or waiting > 0)
+            # While the store is known to be down nothing waits on the network (the forwarder probes it),
+            # even when the spool is empty (an offline start, or a flush that drained it meanwhile).
+            spool_it = not state.store_up or (state.spooling and waiting > 0)
             if spool_it:
                 self._spool(iteration_id, events, change, record, base)
         if spool_it:
@@ -116,7 +118,7 @@ class SpoolingWriter(IterationWriter):
         self.changes_spooled += 1
 
     def must_keep_change(self, iteration_id: UUID, cached: bool) -> bool:
-        if not self.state.spooling:
+        if not self.state.spooling and self.state.store_up:
             return False
         waiting, as_changes = self.spool.counts(iteration_id)
         return must_wait_as_change(

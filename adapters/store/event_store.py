@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, suppress
-from typing import Any, ClassVar, TypeVar, cast
+from functools import wraps
+from typing import Any, ClassVar, Concatenate, ParamSpec, TypeVar, cast
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -33,6 +34,20 @@ from itertrack.domain.service.store_ports import IterationStore, VersionTakenErr
 
 log = logging.getLogger("itertrack")
 _T = TypeVar("_T")
+_P = ParamSpec("_P")
+
+
+def _typed_errors(
+    method: Callable[Concatenate[EventSourcedStore, _P], _T],
+) -> Callable[Concatenate[EventSourcedStore, _P], _T]:
+    """The store method's failures as typed errors (unavailable.py), naming the store as its URL shows it."""
+
+    @wraps(method)
+    def typed(self: EventSourcedStore, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        with store_unavailable_as_typed_error(self.shown):
+            return method(self, *args, **kwargs)
+
+    return typed
 
 
 class TrackerApplication(Application[UUID]):
@@ -63,7 +78,10 @@ class TrackerApplication(Application[UUID]):
 class EventSourcedStore(IterationStore):
     """Iterations in an eventsourcing event store, with the library's aggregate cache in front."""
 
-    def __init__(self, factory: InfrastructureFactory[Any], env: Mapping[str, str]) -> None:
+    def __init__(
+        self, factory: InfrastructureFactory[Any], env: Mapping[str, str], *, shown: str = "the store"
+    ) -> None:
+        self.shown = shown  # the store as errors name it (its redacted URL)
         self.app = TrackerApplication(factory, env)
         recorder = self.app.recorder
         if not isinstance(recorder, IterationRecordStore):
@@ -102,7 +120,7 @@ class EventSourcedStore(IterationStore):
             self.records.drop_broken_connections()
             return call()
 
-    @store_unavailable_as_typed_error()
+    @_typed_errors
     def load(self, iteration_id: UUID) -> Iteration:
         try:
             iteration: Iteration = self._once_more_if_closed(lambda: self.app.repository.get(iteration_id))
@@ -125,7 +143,7 @@ class EventSourcedStore(IterationStore):
             with suppress(KeyError):
                 cache.get(iteration_id, evict=True)
 
-    @store_unavailable_as_typed_error()
+    @_typed_errors
     def events(self, iteration_id: UUID, *, gt: int | None = None, lte: int | None = None) -> list[Iteration.Event]:
         return self._once_more_if_closed(
             lambda: cast(list[Iteration.Event], list(self.app.events.get(iteration_id, gt=gt, lte=lte)))
@@ -135,7 +153,7 @@ class EventSourcedStore(IterationStore):
         """The events as the recorder stores them."""
         return [self.app.mapper.to_stored_event(e) for e in events]
 
-    @store_unavailable_as_typed_error()
+    @_typed_errors
     def insert(self, stored: Sequence[StoredEvent], record: IterationRecord | None = None) -> int | None:
         """Append stored events (and the record) in one transaction; the last notification id.
 
@@ -156,7 +174,7 @@ class EventSourcedStore(IterationStore):
     def holds(self, events: Sequence[Iteration.Event]) -> bool:
         return self.holds_stored(events[0].originator_id, self.stored(events))
 
-    @store_unavailable_as_typed_error()
+    @_typed_errors
     def tip(self, iteration_id: UUID) -> tuple[int, UUID | None]:
         """The iteration's last stored version and event id ((0, None) when it has no events): one indexed read."""
         rows = self._once_more_if_closed(lambda: self.app.recorder.select_events(iteration_id, desc=True, limit=1))
@@ -165,7 +183,7 @@ class EventSourcedStore(IterationStore):
         last = cast(Iteration.Event, self.app.mapper.to_domain_event(rows[0]))
         return last.originator_version, last.event_id
 
-    @store_unavailable_as_typed_error()
+    @_typed_errors
     def holds_stored(self, iteration_id: UUID, events: Sequence[StoredEvent]) -> bool:
         """Whether the store holds exactly these rows at their versions."""
         first, last = events[0].originator_version, events[-1].originator_version
@@ -175,14 +193,14 @@ class EventSourcedStore(IterationStore):
         ]
 
     def serialised(self, iteration_id: UUID) -> AbstractContextManager[None]:
-        return _translated(self.records.serialised(iteration_id))
+        return _translated(self.records.serialised(iteration_id), self.shown)
 
-    @store_unavailable_as_typed_error()
+    @_typed_errors
     def record(self, iteration_id: UUID) -> IterationRecord | None:
         row = self._once_more_if_closed(lambda: self.records.select_iteration_record(iteration_id))
         return None if row is None else IterationRecord.model_validate(row)
 
-    @store_unavailable_as_typed_error()
+    @_typed_errors
     def migrate(self) -> None:
         self.records.migrate()
 
@@ -197,13 +215,14 @@ class EventSourcedStore(IterationStore):
 class _translated(AbstractContextManager[None]):  # noqa: N801  # used as a function
     """A context manager whose connection errors (on enter and exit) become `StoreUnavailableError`."""
 
-    def __init__(self, inner: AbstractContextManager[None]) -> None:
+    def __init__(self, inner: AbstractContextManager[None], shown: str) -> None:
         self._inner = inner
+        self._shown = shown
 
     def __enter__(self) -> None:
-        with store_unavailable_as_typed_error():
+        with store_unavailable_as_typed_error(self._shown):
             self._inner.__enter__()
 
     def __exit__(self, *exc: Any) -> bool | None:
-        with store_unavailable_as_typed_error():
+        with store_unavailable_as_typed_error(self._shown):
             return self._inner.__exit__(*exc)

@@ -22,10 +22,18 @@ from itertrack.adapters.private_files import create_private
 from itertrack.adapters.settings import Settings
 from itertrack.adapters.store.mapper import PydanticMapper
 from itertrack.adapters.store.memory import MemoryStoreFactory
-from itertrack.adapters.store.postgres import PostgresRecorder, PostgresStoreFactory
+from itertrack.adapters.store.postgres import POSTGRES_STATEMENT_TIMEOUT, PostgresRecorder, PostgresStoreFactory
+from itertrack.adapters.store.postgres_failures import Failure, failure_of, server_reason
 from itertrack.adapters.store.sqlite import SQLiteRecorder, SQLiteStoreFactory
+from itertrack.adapters.store.unavailable import CANNOT_WAIT
 from itertrack.adapters.store.url import StoreURL
-from itertrack.domain.model.errors import StoreError, StoreNotMigratedError, StoreUnavailableError
+from itertrack.domain.model.errors import (
+    StoreConfigError,
+    StoreError,
+    StoreNotMigratedError,
+    StorePermissionError,
+    StoreUnavailableError,
+)
 
 log = logging.getLogger("itertrack")
 _STORE_KEY_PREFIXES = ("POSTGRES_", "SQLITE_", "PERSISTENCE_MODULE", "CREATE_TABLE", "MAPPER_TOPIC")
@@ -41,14 +49,25 @@ def _clean_env(env: Environment, settings: dict[str, str]) -> Environment:
 
 @contextmanager
 def store_errors(url: StoreURL) -> Iterator[None]:
-    """Translate driver and pool failures into `StoreUnavailableError`, raised from the original."""
+    """Translate driver and pool failures into typed errors, raised from the original, password redacted.
+
+    A failure waiting cannot fix (postgres_failures.py) is `StoreConfigError` (`StorePermissionError` for
+    a missing privilege) with the server's reason; any other is `StoreUnavailableError`.
+    """
     try:
         yield
     except StoreError:
         raise
     except (PersistenceError, OSError, sqlite3.Error, psycopg.Error) as e:
-        detail = str(e).replace(url.password.get_secret_value() or "\x00", "***") if url.password else str(e)
-        raise StoreUnavailableError(f"store {url.redacted} is unavailable: {detail.strip() or type(e).__name__}") from e
+        detail = server_reason(e)
+        if url.password.get_secret_value():
+            detail = detail.replace(url.password.get_secret_value(), "***")
+        failure = failure_of(e)
+        if failure is Failure.PERMISSION:
+            raise StorePermissionError("store", url.redacted, f"the server refused: {detail}; {CANNOT_WAIT}") from e
+        if failure is Failure.CONFIG:
+            raise StoreConfigError("store", url.redacted, f"the server refused: {detail}; {CANNOT_WAIT}") from e
+        raise StoreUnavailableError(f"store {url.redacted} is unavailable: {detail}") from e
 
 
 @dataclass(frozen=True)
@@ -71,16 +90,21 @@ def open_factory(url: StoreURL, settings: Settings, env: Environment) -> OpenedF
     if url.scheme == "sqlite":
         return OpenedFactory(_sqlite_factory(url, settings, env), url)
     with store_errors(url):
-        pg_factory = PostgresStoreFactory(_clean_env(env, _postgres_settings(url)))
+        pg_factory = PostgresStoreFactory(_clean_env(env, _postgres_settings(url, settings)))
     migrate = settings.migrate if settings.migrate is not None else False
-    if url.spool == "off" or not settings.start_offline:
-        _prepare(pg_factory, url, migrate=migrate)
-        return OpenedFactory(pg_factory, url)
     try:
+        # One connection first: a refusal waiting cannot fix (no such database or role, authentication)
+        # is raised now with the server's reason, and an unreachable store costs one connect_timeout.
+        with store_errors(url):
+            pg_factory.probe()
         _prepare(pg_factory, url, migrate=migrate, close_on_failure=False)
     except StoreUnavailableError as e:
+        if url.spool == "off" or not settings.start_offline:
+            pg_factory.close()
+            raise
         # A host may start while the store is down: it starts offline, spooling from its first change.
         log.warning("store %s unavailable at start; spooling until it answers: %s", url.redacted, e)
+        pg_factory.opened_offline()
         return OpenedFactory(pg_factory, url, started_offline=True)
     except BaseException:
         pg_factory.close()
@@ -101,13 +125,24 @@ def _sqlite_factory(url: StoreURL, settings: Settings, env: Environment) -> SQLi
         create_private(path)  # a new store file is its owner's only (SQLite would make it 0644)
     with store_errors(url):
         factory = SQLiteStoreFactory(
-            _clean_env(env, {"SQLITE_DBNAME": path, "SQLITE_LOCK_TIMEOUT": str(url.lock_timeout)})
+            _clean_env(
+                env,
+                {
+                    "SQLITE_DBNAME": path,
+                    "SQLITE_LOCK_TIMEOUT": str(_or_setting(url.lock_timeout, settings.lock_timeout)),
+                },
+            )
         )
     _prepare(factory, url, migrate=migrate)
     return factory
 
 
-def _postgres_settings(url: StoreURL) -> dict[str, str]:
+def _or_setting(from_url: int | None, setting: int) -> int:
+    """A bound the URL gives wins over its ITERTRACK_* setting."""
+    return setting if from_url is None else from_url
+
+
+def _postgres_settings(url: StoreURL, settings: Settings) -> dict[str, str]:
     return {
         "POSTGRES_DBNAME": url.dbname,
         "POSTGRES_HOST": url.host,
@@ -117,8 +152,9 @@ def _postgres_settings(url: StoreURL) -> dict[str, str]:
         "POSTGRES_SCHEMA": url.schema_name,
         "POSTGRES_POOL_SIZE": str(url.pool_size),
         "POSTGRES_MAX_OVERFLOW": str(url.max_overflow),
-        "POSTGRES_CONNECT_TIMEOUT": str(url.connect_timeout),
-        "POSTGRES_LOCK_TIMEOUT": str(url.lock_timeout),
+        "POSTGRES_CONNECT_TIMEOUT": str(_or_setting(url.connect_timeout, settings.connect_timeout)),
+        "POSTGRES_LOCK_TIMEOUT": str(_or_setting(url.lock_timeout, settings.lock_timeout)),
+        POSTGRES_STATEMENT_TIMEOUT: str(_or_setting(url.statement_timeout, settings.statement_timeout)),
         # Its database functions bypass the recorder hook that writes iteration records.
         "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
     }

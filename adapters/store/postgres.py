@@ -280,6 +280,18 @@ def silent_network_limits(datastore: PostgresDatastore) -> dict[str, int]:
     }
 
 
+# Our environment key (the library has none): PostgreSQL's statement_timeout for every connection, in seconds.
+POSTGRES_STATEMENT_TIMEOUT = "POSTGRES_STATEMENT_TIMEOUT"
+DEFAULT_STATEMENT_TIMEOUT_S = 10
+
+
+def statement_bounds(statement_timeout_s: int, lock_timeout_s: int) -> dict[str, str]:
+    """libpq `options` that give every session a statement and a lock timeout (0: none), so no read or
+    write waits unbounded on a slow statement or on a lock another session holds (VACUUM FULL, ALTER
+    TABLE, LOCK TABLE); the server cancels the statement with SQLSTATE 57014 or 55P03 (an outage)."""
+    return {"options": f"-c statement_timeout={statement_timeout_s * 1000} -c lock_timeout={lock_timeout_s * 1000}"}
+
+
 class PostgresStoreFactory(PostgresFactory):
     """`postgresql://...`: the production store, shared by many processes."""
 
@@ -287,18 +299,37 @@ class PostgresStoreFactory(PostgresFactory):
 
     def __init__(self, env: Any) -> None:
         super().__init__(env)
-        postgres_connect_kwargs(self.datastore).update(silent_network_limits(self.datastore))
+        statement_timeout = int(self.env.get(POSTGRES_STATEMENT_TIMEOUT) or DEFAULT_STATEMENT_TIMEOUT_S)
+        kwargs = postgres_connect_kwargs(self.datastore)
+        kwargs.update(silent_network_limits(self.datastore))
+        kwargs.update(statement_bounds(statement_timeout, self.datastore.lock_timeout))
+        self.offline_at_start = False
         register = self.datastore.register_type_adapters
 
         def register_when_reachable() -> None:
             # The library registers its composite type on every recorder construction; our inserts do not
-            # use it, so an unreachable store must not stop a tracker from being built.
+            # use it, so an unreachable store must not stop a tracker from being built, nor wait for it.
+            if self.offline_at_start:
+                return
             try:
                 register()
             except (OperationalError, InterfaceError):
                 log.warning("store unreachable while registering type adapters; continuing without them")
 
         self.datastore.register_type_adapters = register_when_reachable  # type: ignore[method-assign]
+
+    def probe(self) -> None:
+        """Open one connection (as the pool would) and close it, within `connect_timeout`.
+
+        Raises the driver's `psycopg.Error`, with the server's reason, when the store does not answer or
+        refuses this role or database; the pool would only say that no connection came in time.
+        """
+        kwargs = {k: v for k, v in postgres_connect_kwargs(self.datastore).items() if k != "row_factory"}
+        psycopg.connect(autocommit=True, **kwargs).close()
+
+    def opened_offline(self) -> None:
+        """The store did not answer at start: build the tracker without asking it again (its forwarder probes)."""
+        self.offline_at_start = True
 
     def read_model_views(self) -> PostgresViewTables:
         """The read-model tables in this schema; an older shape is an error naming `itertrack migrate`."""

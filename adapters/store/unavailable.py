@@ -1,19 +1,48 @@
-"""The store stopped answering: the library's connection errors as the tracker's `StoreUnavailableError`."""
+"""The store failed mid-run: the library's and the driver's errors as the tracker's typed errors.
+
+An outage (the store away, a lock or statement timeout) is `StoreUnavailableError`, which a spooling
+writer answers by spooling; a failure waiting cannot fix is `StoreConfigError` (`StorePermissionError`
+for a missing privilege), which is never spooled. postgres_failures.py decides which is which.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from eventsourcing.persistence import InterfaceError, OperationalError
+import psycopg
+from eventsourcing.persistence import InterfaceError, OperationalError, PersistenceError
 
-from itertrack.domain.model.errors import StoreUnavailableError
+from itertrack.adapters.store.postgres_failures import Failure, failure_of, server_reason
+from itertrack.domain.model.errors import (
+    StoreConfigError,
+    StoreError,
+    StorePermissionError,
+    StoreUnavailableError,
+)
+
+CANNOT_WAIT = "waiting cannot fix this; nothing was written or spooled"
 
 
 @contextmanager
-def store_unavailable_as_typed_error() -> Iterator[None]:
-    """The store stopped answering mid-run: raise `StoreUnavailableError` from the library's error."""
+def store_unavailable_as_typed_error(shown: str = "the store") -> Iterator[None]:
+    """Raise the typed error for a store failure, from the original (`shown` names the store, redacted).
+
+    `StoreUnavailableError` for an outage, `StorePermissionError` when the role lacks a privilege,
+    `StoreConfigError` for another failure waiting cannot fix; other errors pass unchanged.
+    """
     try:
         yield
-    except (OperationalError, InterfaceError) as e:
-        raise StoreUnavailableError(f"store is unavailable: {str(e).strip() or type(e).__name__}") from e
+    except StoreError:
+        raise
+    except (PersistenceError, psycopg.Error) as e:
+        failure = failure_of(e)
+        if failure is None and isinstance(e, OperationalError | InterfaceError | psycopg.OperationalError):
+            failure = Failure.OUTAGE  # a connection failure the driver gave no code for (SQLite's too)
+        if failure is Failure.OUTAGE:
+            raise StoreUnavailableError(f"store is unavailable: {server_reason(e)}") from e
+        if failure is Failure.PERMISSION:
+            raise StorePermissionError("store", shown, f"the server refused: {server_reason(e)}; {CANNOT_WAIT}") from e
+        if failure is Failure.CONFIG:
+            raise StoreConfigError("store", shown, f"the server refused: {server_reason(e)}; {CANNOT_WAIT}") from e
+        raise

@@ -13,7 +13,7 @@ from itertrack.domain.model.errors import StoreConfigError
 DEFAULT_STORE = "sqlite:///itertrack.db"
 IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
-_PG_OPTIONS = {"schema", "pool_size", "max_overflow", "connect_timeout", "lock_timeout", "spool"}
+_PG_OPTIONS = {"schema", "pool_size", "max_overflow", "connect_timeout", "lock_timeout", "statement_timeout", "spool"}
 _SQLITE_OPTIONS = {"lock_timeout"}
 
 
@@ -33,10 +33,12 @@ class StoreURL(BaseModel):
     schema_name: str = "public"
     pool_size: int = 2
     max_overflow: int = 8
-    connect_timeout: int = 2
+    # The bounds on store calls, in seconds; None: not in the URL (the ITERTRACK_* setting applies).
+    connect_timeout: int | None = None
     # "" means the default: one file per store in the user's state directory (adapters/spool/location.py).
     spool: str = ""
-    lock_timeout: int = 5
+    lock_timeout: int | None = None
+    statement_timeout: int | None = None
 
 
 def redact(url: str) -> str:
@@ -73,6 +75,11 @@ def _int_option(name: str, raw: str, shown: str, low: int, high: int) -> int:
     return value
 
 
+def _seconds_option(options: dict[str, str], name: str, shown: str, low: int, high: int) -> int | None:
+    """A timeout option in whole seconds, or None when the URL does not give it."""
+    return _int_option(name, options[name], shown, low, high) if name in options else None
+
+
 def _spool_option(value: str, shown: str) -> str:
     if "\x00" in value:
         raise StoreConfigError("store (spool)", value, f"must be a file path or 'off', in {shown}")
@@ -102,7 +109,7 @@ def parse_store_url(url: object) -> StoreURL:  # noqa: C901  # the URL grammar i
         path = unquote(parts.path[1:] if parts.path.startswith("/") else parts.path)
         if parts.netloc or not path:
             raise StoreConfigError("store", shown, "expected sqlite:///relative/path.db or sqlite:////absolute/path.db")
-        lock_timeout = _int_option("lock_timeout", options.get("lock_timeout", "5"), shown, 0, 3600)
+        lock_timeout = _seconds_option(options, "lock_timeout", shown, 0, 3600)
         return StoreURL(scheme="sqlite", redacted=shown, path=path, lock_timeout=lock_timeout)
     if scheme in ("postgresql", "postgres"):
         unknown = set(options) - _PG_OPTIONS
@@ -127,8 +134,9 @@ def parse_store_url(url: object) -> StoreURL:  # noqa: C901  # the URL grammar i
             schema_name=schema_name,
             pool_size=_int_option("pool_size", options.get("pool_size", "2"), shown, 1, 100),
             max_overflow=_int_option("max_overflow", options.get("max_overflow", "8"), shown, 0, 100),
-            connect_timeout=_int_option("connect_timeout", options.get("connect_timeout", "2"), shown, 1, 600),
+            connect_timeout=_seconds_option(options, "connect_timeout", shown, 1, 600),
             spool=_spool_option(options.get("spool", ""), shown),
-            lock_timeout=_int_option("lock_timeout", options.get("lock_timeout", "5"), shown, 0, 3600),
+            lock_timeout=_seconds_option(options, "lock_timeout", shown, 0, 3600),
+            statement_timeout=_seconds_option(options, "statement_timeout", shown, 0, 86400),
         )
     raise StoreConfigError("store", shown, "unknown scheme; use memory://, sqlite:///path.db or postgresql://...")

@@ -99,7 +99,14 @@ class StoreError(IterationError):
 
 
 class StoreConfigError(StoreError, InvalidInputError):
-    """Raised when a store URL or store setting is malformed; the message names the setting."""
+    """Raised when a store URL or store setting is wrong: malformed (the message names the setting), or refused by
+    the store's server for a reason waiting cannot fix (no such database or role, authentication failed, a
+    missing privilege; the message has the server's reason, never a password). Nothing is spooled for it."""
+
+
+class StorePermissionError(StoreConfigError):
+    """Raised when the store's server refuses the configured role an operation (SQLSTATE 42501), such as a
+    read-only role that writes; the message has the server's reason. Nothing was written or spooled."""
 
 
 class StoreUnavailableError(StoreError):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
+import psycopg
 import pytest
 from support import TcpProxy
 
@@ -17,3 +19,18 @@ def proxy(postgres_url: str) -> Iterator[TcpProxy]:
     p.start()
     yield p
     p.cut()
+
+
+@pytest.fixture
+def connect_attempts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every PostgreSQL connection attempt of this process from now on (the pools' and direct ones), by database."""
+    attempts: list[str] = []
+    original: Any = psycopg.Connection.connect
+
+    def counted(cls: type[psycopg.Connection[Any]], *args: Any, **kwargs: Any) -> Any:
+        attempts.append(str(kwargs.get("dbname", "")))
+        return original.__func__(cls, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Connection, "connect", classmethod(counted))
+    monkeypatch.setattr(psycopg, "connect", psycopg.Connection.connect)  # the module's alias of it
+    return attempts

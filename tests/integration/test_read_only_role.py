@@ -14,8 +14,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from itertrack.adapters.bootstrap import spooling_writer
 from itertrack.adapters.views.keeper import ReadModels
-from itertrack.domain import PerformanceTracker
+from itertrack.domain import PerformanceTracker, StorePermissionError
 
 ITERTRACK = str(Path(sys.executable).with_name("itertrack"))
 VIEW_TABLES = (
@@ -81,7 +82,38 @@ def test_a_read_only_role_reads_the_views_and_cannot_write(
     assert json.loads(metrics.stdout)[0]["total"] == 42
 
     with PerformanceTracker(store=reader) as read_only:
-        with pytest.raises(Exception, match="permission denied"):  # the server's refusal
+        with pytest.raises(StorePermissionError, match="permission denied"):  # the server's refusal, typed
             read_only.start_iteration("agent-2", 1)
-        with pytest.raises(Exception, match="permission denied"):
+        with pytest.raises(StorePermissionError, match="permission denied"):
             ReadModels(read_only, background=False).sync()
+
+
+def test_a_role_that_may_only_read_gets_a_typed_refusal_and_nothing_is_spooled(
+    pg_store: str, postgres_url: str, reader: str, open_tracker: Callable[..., PerformanceTracker]
+) -> None:
+    """With the spool on (the default), a role with SELECT on every table of the store but no INSERT: each write
+    raises StorePermissionError with the server's reason (waiting cannot fix it), and nothing waits in the spool."""
+    writer = open_tracker(pg_store)
+    iid = writer.start_iteration("agent-1", 1)
+    parts = urlsplit(reader)
+    role, schema = str(parts.username), parts.query.split("schema=")[1].split("&")[0]
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(schema), sql.Identifier(role)))
+        conn.execute(
+            sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}").format(
+                sql.Identifier(schema), sql.Identifier(role)
+            )
+        )
+    spooled = reader.split("&spool=", maxsplit=1)[0] + "&spool=" + pg_store.split("&spool=", maxsplit=1)[1]
+    with PerformanceTracker(store=spooled) as read_only:
+        assert read_only.get_iteration(iid).agent_id == "agent-1"  # it may read
+        with pytest.raises(StorePermissionError, match="permission denied for table") as started:
+            read_only.start_iteration("agent-2", 1)
+        with pytest.raises(StorePermissionError, match="permission denied for table") as changed:
+            read_only.update_phase(iid, "scan_generation")  # loaded (it may read), refused when appended
+        assert "42501" in str(started.value)
+        assert "42501" in str(changed.value)
+        spool = spooling_writer(read_only)
+        assert spool.spool.count() == 0
+        assert spool.store_answers()  # a refusal is no outage
+    assert [e.originator_version for e in writer.history(iid)] == [1]  # nothing landed either

@@ -36,3 +36,26 @@ def test_the_env_mapping_wins_over_the_environment(monkeypatch: pytest.MonkeyPat
     """A tracker's env= overrides what the process environment says."""
     monkeypatch.setenv("ITERTRACK_STORE", "memory://")
     assert load_settings({"ITERTRACK_STORE": "sqlite:///x.db"}).store == "sqlite:///x.db"
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "fragment"),
+    [
+        ("ITERTRACK_STATEMENT_TIMEOUT", "soon", "from 0 to 86400"),
+        ("ITERTRACK_LOCK_TIMEOUT", "-1", "from 0 to 3600"),
+        ("ITERTRACK_CONNECT_TIMEOUT", "0", "from 1 to 600"),
+    ],
+)
+def test_a_malformed_timeout_names_the_setting_the_value_and_the_range(name: str, raw: str, fragment: str) -> None:
+    """Timeouts are whole seconds in a range; anything else is a StoreConfigError naming the variable."""
+    with pytest.raises(StoreConfigError, match=f"{name}='{raw}': must be a whole number of seconds {fragment}"):
+        load_settings({name: raw})
+
+
+def test_timeouts_default_to_the_documented_bounds() -> None:
+    """statement 10 s, lock 5 s, connect 2 s (README, Settings); the environment's values are whole seconds."""
+    settings = load_settings(
+        {"ITERTRACK_STATEMENT_TIMEOUT": "", "ITERTRACK_LOCK_TIMEOUT": "", "ITERTRACK_CONNECT_TIMEOUT": ""}
+    )
+    assert (settings.statement_timeout, settings.lock_timeout, settings.connect_timeout) == (10, 5, 2)
+    assert load_settings({"ITERTRACK_STATEMENT_TIMEOUT": "60"}).statement_timeout == 60

@@ -29,6 +29,15 @@ def test_postgresql_url_with_options() -> None:
     assert "s3cret" not in repr(url)
 
 
+def test_timeouts_are_taken_from_the_url_only_when_it_gives_them() -> None:
+    """A URL's timeout wins over its ITERTRACK_* setting; one it does not give is left to the setting (None)."""
+    given = parse_store_url("postgresql://bob@h/db?statement_timeout=30&lock_timeout=0&connect_timeout=4")
+    assert (given.statement_timeout, given.lock_timeout, given.connect_timeout) == (30, 0, 4)
+    left = parse_store_url("postgresql://bob@h/db")
+    assert (left.statement_timeout, left.lock_timeout, left.connect_timeout) == (None, None, None)
+    assert parse_store_url("sqlite:///x.db?lock_timeout=9").lock_timeout == 9
+
+
 @pytest.mark.parametrize(
     ("url", "fragment"),
     [
@@ -41,6 +50,9 @@ def test_postgresql_url_with_options() -> None:
         ("postgresql://root@h/db?schema=Bad-Name", "store (schema)='Bad-Name'"),
         ("postgresql://root@h/db?pool_size=lots", "store (pool_size)='lots'"),
         ("postgresql://root@h:99999/db", "malformed URL"),
+        ("postgresql://root@h/db?statement_timeout=soon", "store (statement_timeout)='soon'"),
+        ("postgresql://root@h/db?lock_timeout=-1", "store (lock_timeout)=-1: must be between 0 and 3600"),
+        ("postgresql://root@h/db?connect_timeout=0", "store (connect_timeout)=0: must be between 1 and 600"),
     ],
 )
 def test_malformed_urls_are_refused_naming_the_setting(url: str, fragment: str) -> None:
