@@ -32,15 +32,17 @@ def through(store: str, proxy: TcpProxy) -> str:
 
 
 def flush(tracker: PerformanceTracker) -> SpoolFlush:
-    """Forward the spool, trying again (for up to 30 s) while the pool replaces connections the outage broke."""
+    """Forward the spool, trying again (for up to 30 s) while the pool replaces connections the outage broke,
+    or while the tracker's background forwarder holds the spool (one forwarder at a time)."""
     flushed: list[SpoolFlush] = []
 
     def forwarded() -> bool:
         try:
-            flushed.append(spooling_writer(tracker).flush())
+            result = spooling_writer(tracker).flush()
         except StoreUnavailableError:
             return False
-        return True
+        flushed.append(result)
+        return not result.forwarded_elsewhere  # the tracker's own forwarder was at it: a pass of ours next
 
     wait_for(forwarded, 30, "the spool to be forwarded")
     return flushed[-1]
