@@ -98,7 +98,7 @@ class SpoolForwarder:
                 if not self.state.store_up:
                     # Nothing was sent, so nothing proved the store back: ask it (a failure is handled below).
                     self.store.record(UUID(int=0))
-                    self.state.store_up = True
+                    self.state.came_back()
                 with self.state.lock:
                     # Stop only if nothing joined the spool since: a change spooled after this check
                     # finds no forwarder and starts one.
@@ -110,7 +110,7 @@ class SpoolForwarder:
                     continue
             except StoreUnavailableError:
                 self.failures += 1
-                self.state.store_up = False  # the host's calls stop waiting on the network until it answers
+                self.state.went_down("the spool's forwarder could not reach it")  # host calls stop waiting on it
                 # After a restart every pooled connection is dead: drop them now rather than fail once per each.
                 self.store.drop_broken_connections()
             except Exception:
@@ -144,7 +144,7 @@ class SpoolForwarder:
                 last = batch[-1].id
                 self._forward_page(batch, tally)
                 if tally.answered:
-                    self.state.store_up = True  # it answered: the host's new work may go straight to it
+                    self.state.came_back()  # it answered: the host's new work may go straight to it
         with self.state.lock:
             # Changes added meanwhile keep the spool in use; stuck ones hold nothing up.
             movable = self.spool.count()

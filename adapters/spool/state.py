@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass, field
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
+
+log = logging.getLogger("itertrack")
 
 
 class SpoolFlush(BaseModel):
@@ -33,6 +36,18 @@ class SpoolState:
     unforwarded: bool = False
     # Whether the store answered last time it was asked: while it does not, nothing waits on the network.
     store_up: bool = True
+
+    def went_down(self, reason: object) -> None:
+        """The store did not answer: say so once per outage (each change kept meanwhile is logged at debug)."""
+        if self.store_up:
+            log.warning("store unavailable; keeping changes in the spool until it answers: %s", reason)
+        self.store_up = False
+
+    def came_back(self) -> None:
+        """The store answered: say so once, if it was away."""
+        if not self.store_up:
+            log.warning("store answers again; forwarding the changes kept meanwhile")
+        self.store_up = True
 
 
 @dataclass

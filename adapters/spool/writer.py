@@ -87,18 +87,18 @@ class SpoolingWriter(IterationWriter):
         try:
             notification_id = self.store.append(events, record)
         except StoreUnavailableError as e:
-            log.warning("store unavailable, spooling changes of %s: %s", iteration_id, e)
+            log.debug("store unavailable, spooling a change of %s: %s", iteration_id, e)
             try:
                 with state.lock:
                     state.spooling = True
-                    state.store_up = False
+                    state.went_down(e)
                     self._spool(iteration_id, events, change, record, base)
             finally:
                 # Whatever the spool did (a full or read-only file system raises here), the forwarder
                 # probes the store until it answers: a host never stays cut off after the store is back.
                 self.forwarder.start()
             return None
-        state.store_up = True
+        state.came_back()
         return notification_id
 
     def _spool(
@@ -130,7 +130,7 @@ class SpoolingWriter(IterationWriter):
     ) -> bool:
         deferred = DeferredChange(at=at, change=change)
         if outage:
-            self.state.store_up = False
+            self.state.went_down(f"a change of {iteration_id} is kept until it answers")
         try:
             with self.state.lock:
                 self.spool.add_deferred(iteration_id, deferred, record)

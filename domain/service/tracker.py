@@ -346,5 +346,5 @@ class PerformanceTracker:
         self._store.evict(iteration_id)
         kept = self._writer.keep_change(iteration_id, change, self.clock.now(), record, outage=outage)
         if kept and outage:
-            log.warning("store unavailable, keeping a change of %s until it answers", iteration_id)
+            log.debug("store unavailable, keeping a change of %s until it answers", iteration_id)
         return kept

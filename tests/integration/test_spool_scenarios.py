@@ -5,6 +5,7 @@ The PostgreSQL versions of these (through a TCP proxy that cuts connections) are
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -288,3 +289,22 @@ def test_one_change_kept_twice_in_the_spool_is_applied_once(
     flushed = writer(host).flush()
     assert (flushed.forwarded, flushed.already_stored, flushed.waiting) == (1, 1, 0)
     assert other.get_iteration(iid).metrics == {"hammered": 3}
+
+
+def test_an_outage_is_logged_once_when_it_starts_and_once_when_it_ends(
+    store: SwitchableStore, opened: Callable[..., PerformanceTracker], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A host making hundreds of changes in an outage gets two warnings, not one per change."""
+    host = opened("host")
+    loaded, unloaded = host.start_iteration("agent-1", 1), opened("other").start_iteration("agent-1", 2)
+    caplog.set_level(logging.DEBUG, logger="itertrack")
+    store.recorder.up = False
+    for _ in range(20):
+        host.update_metrics(loaded, {"hammered": 1})  # spooled as events
+        host.update_metrics(unloaded, {"hammered": 1})  # kept as changes
+    store.recorder.up = True
+    assert writer(host).flush().forwarded == 40
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2, warnings
+    assert warnings[0].startswith("store unavailable; keeping changes in the spool until it answers")
+    assert warnings[1] == "store answers again; forwarding the changes kept meanwhile"
