@@ -283,6 +283,11 @@ class SpoolForwarder:
         except BaseException:
             self._copies.pop(iid, None)
             raise
+        # The host's copy may hold these changes as it made them: it is dropped before they leave the spool,
+        # so a host change made meanwhile is spooled behind them or made on the stored iteration, never
+        # written on that copy (which a refused change and another writer's event can leave at the stored
+        # version).
+        self.forgotten(iid)
         for change, reason in outcome.refused:
             log.warning("spooled change #%d of iteration %s set aside: %s", change.id, iid, reason)
             self.spool.mark_stuck(change.id, reason)
@@ -290,7 +295,6 @@ class SpoolForwarder:
         self._missing_since.pop(iid, None)
         if outcome.duplicate is not None:
             tally.duplicates[iid] = outcome.duplicate
-        self.forgotten(iid)
         tally.forwarded += len(outcome.applied)
         tally.already += len(outcome.already)
         tally.set_aside += len(outcome.refused)

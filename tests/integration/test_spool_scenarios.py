@@ -17,7 +17,7 @@ from support import wait_for
 from switchable_store import SwitchableStore, spooling_tracker
 
 from itertrack.adapters.spool.writer import SpoolingWriter
-from itertrack.domain import PerformanceTracker, Status, StoreUnavailableError
+from itertrack.domain import IterationFinishedError, PerformanceTracker, Status, StoreUnavailableError
 from itertrack.domain.model.changes import DeferredChange, MetricsChange
 
 Open = Callable[..., PerformanceTracker]
@@ -288,3 +288,36 @@ def test_one_change_kept_twice_in_the_spool_is_applied_once(
     flushed = writer(host).flush()
     assert (flushed.forwarded, flushed.already_stored, flushed.waiting) == (1, 1, 0)
     assert other.get_iteration(iid).metrics == {"hammered": 3}
+
+
+def test_a_host_change_racing_a_set_aside_is_never_written_on_the_refused_copy(
+    store: SwitchableStore, opened: Callable[..., PerformanceTracker], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The host's copy holds a spooled change the stored iteration refuses: a host change made while the
+    forwarder sets it aside must not be written on that copy (here: onto an iteration another writer finished)."""
+    host, other = opened("host"), opened("other")
+    iid = host.start_iteration("agent-1", 1)
+    store.recorder.up = False
+    host.update_metrics(iid, {"analysis_tokens": 1})  # version 2 on the host's copy, spooled
+    store.recorder.up = True
+    other.update_phase(iid, "completed")  # version 2 in the store: the spooled change is refused
+    writer(host).state.store_up = True  # as after the forwarder's probe: the host's new work goes straight on
+    spool = writer(host).spool
+    mark_stuck = spool.mark_stuck
+    raced: list[Exception | None] = []
+
+    def set_aside_then_host_changes(change_id: int, reason: str) -> None:
+        mark_stuck(change_id, reason)
+        try:  # the host's next call, between the set-aside and anything after it
+            host.update_phase(iid, "analysis")
+            raced.append(None)
+        except Exception as e:
+            raced.append(e)
+
+    monkeypatch.setattr(spool, "mark_stuck", set_aside_then_host_changes)
+    flushed = writer(host).flush()
+    assert flushed.set_aside == 1
+    assert len(raced) == 1
+    assert isinstance(raced[0], IterationFinishedError)  # told, as online: the stored iteration is finished
+    stored = other.get_iteration(iid)
+    assert (stored.phase, stored.metrics) == ("completed", {}), versions(other, iid)
