@@ -63,6 +63,10 @@ class SpoolForwarder:
         self._thread: threading.Thread | None = None
         self._missing_since: dict[UUID, datetime] = {}  # iterations the store lacked, since
         self._copies: dict[UUID, _StoredCopy] = {}  # stored iterations, least recently used first
+        # Iterations whose spooled start was a duplicate: its spool id and the id of the last event made on it
+        # (the host's copy of the duplicate ended there). Kept across passes: a change the host made on its
+        # duplicate may be forwarded by a later pass than the one that set the duplicate aside.
+        self._duplicates: dict[UUID, tuple[int, UUID]] = {}
 
     def start(self) -> None:
         """Start the background thread unless it runs (or forwarding is manual)."""
@@ -189,7 +193,7 @@ class SpoolForwarder:
         runs: dict[UUID, list[SpooledChange]] = {}
         for iid, changes in groups.items():
             # After a duplicate start, events that follow it were made on it: they never go as they are.
-            if changes[0].events and iid not in tally.duplicates:
+            if changes[0].events and iid not in self._duplicates:
                 tips[iid] = _Tip(*self.store.tip(iid))
                 run = self._run_on(tips[iid], changes)
                 if run:
@@ -269,7 +273,7 @@ class SpoolForwarder:
             self._missing(iid, changes, tally)
             return True
         try:
-            outcome = _Outcome(duplicate=tally.duplicates.get(iid))
+            outcome = _Outcome(duplicate=self._duplicates.get(iid))
             for change in changes:
                 self._apply_one(copy, change, outcome)
             for events, record in outcome.segments():
@@ -294,7 +298,7 @@ class SpoolForwarder:
         self.spool.remove(*(change.id for change in outcome.applied + outcome.already))
         self._missing_since.pop(iid, None)
         if outcome.duplicate is not None:
-            tally.duplicates[iid] = outcome.duplicate
+            self._duplicates[iid] = outcome.duplicate
         tally.forwarded += len(outcome.applied)
         tally.already += len(outcome.already)
         tally.set_aside += len(outcome.refused)
@@ -316,12 +320,12 @@ class SpoolForwarder:
             outcome.already.append(change)  # stored, or kept twice in the spool and applied just above
             return
         iteration = copy.iteration
-        if outcome.made_on_duplicate(change):
+        if outcome.made_on_duplicate(change, event_ids[-1] if event_ids else None):
             return
         if intent is None:
             outcome.refused.append((change, _why_taken(iteration, change)))
             if _is_start(change):
-                outcome.duplicate = (change.id, change.events[-1].originator_version)
+                outcome.duplicate = (change.id, event_ids[-1])
             return
         try:
             intent.change.apply(iteration, max(intent.at, iteration.modified_on))
@@ -396,17 +400,19 @@ class _Outcome:
     pending: list[Iteration.Event] = field(default_factory=list)
     event_ids: set[UUID] = field(default_factory=set)  # of the events applied in this attempt
     closed: list[tuple[list[Iteration.Event], IterationRecord | None]] = field(default_factory=list)
-    # A start refused as a duplicate: its spool id and the last version of the changes made on top of it.
-    duplicate: tuple[int, int] | None = None
+    # A start refused as a duplicate: its spool id and the id of the last event made on top of it.
+    duplicate: tuple[int, UUID] | None = None
 
-    def made_on_duplicate(self, change: SpooledChange) -> bool:
+    def made_on_duplicate(self, change: SpooledChange, last_event_id: UUID | None) -> bool:
         """Whether the change's events continue a refused duplicate start (made on the host's copy of it, not
-        on the stored iteration): refused with it. `spool retry` applies such a change to the stored one."""
-        if self.duplicate is None or not change.events or change.events[0].originator_version != self.duplicate[1] + 1:
+        on the stored iteration): refused with it. Told by the event it was made on, not by its version,
+        which a change made on the stored iteration may share. `spool retry` applies such a change to the
+        stored one."""
+        if self.duplicate is None or not change.events or change.base is None or change.base != self.duplicate[1]:
             return False
         start, _ = self.duplicate
         self.refused.append((change, f"made on duplicate start #{start} of this iteration, not on the stored one"))
-        self.duplicate = (start, change.events[-1].originator_version)
+        self.duplicate = (start, last_event_id or change.base)
         return True
 
     def close_segment(self, record: IterationRecord | None) -> None:
