@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import NamedTuple, cast
 from uuid import UUID
 
-from itertrack.adapters.spool.port import Spool, SpooledChange
+from itertrack.adapters.spool.port import Spool, SpooledChange, SpoolUnusableError
 from itertrack.adapters.spool.state import FlushTally, SpoolFlush, SpoolState
 from itertrack.adapters.store.event_store import EventSourcedStore
 from itertrack.domain.model.errors import IterationError, StoreUnavailableError
@@ -101,8 +101,7 @@ class SpoolForwarder:
                 flushed = self.flush()
                 if not self.state.store_up:
                     # Nothing was sent, so nothing proved the store back: ask it (a failure is handled below).
-                    self.store.record(UUID(int=0))
-                    self.state.store_up = True
+                    self._probe()
                 with self.state.lock:
                     # Stop only if nothing joined the spool since: a change spooled after this check
                     # finds no forwarder and starts one.
@@ -112,6 +111,16 @@ class SpoolForwarder:
                 if flushed.forwarded or flushed.already_stored:
                     delay = 0.05  # the store answers: go on at once with what arrived meanwhile
                     continue
+            except SpoolUnusableError as e:
+                # The spool failed, not the store: the host's other iterations go on to a store that answers
+                # (only an iteration with changes waiting here waits for the spool).
+                self.failures += 1
+                log.info("the spool cannot be forwarded now; will retry: %s", e)
+                try:
+                    self._probe()
+                except StoreUnavailableError:
+                    self.state.store_up = False
+                    self.store.drop_broken_connections()
             except StoreUnavailableError:
                 self.failures += 1
                 self.state.store_up = False  # the host's calls stop waiting on the network until it answers
@@ -122,6 +131,11 @@ class SpoolForwarder:
                 log.warning("spool forwarding failed; will retry", exc_info=True)
             self.closing.wait(delay)
             delay = min(delay * 2, 2.0)
+
+    def _probe(self) -> None:
+        """Ask the store whether it answers (one indexed read); `StoreUnavailableError` when it does not."""
+        self.store.record(UUID(int=0))
+        self.state.store_up = True
 
     def flush(self) -> SpoolFlush:
         """Forward every waiting change the store will take, oldest first; returns what happened.
@@ -136,7 +150,8 @@ class SpoolForwarder:
         One forwarder at a time per spool file: processes sharing one take turns (two forwarding the
         same change at once, one as events and one applied again, could both land it), and a pass that
         finds another forwarding returns with `forwarded_elsewhere`.
-        Raises `StoreUnavailableError` when the store (or the spool file) cannot be used.
+        Raises `StoreUnavailableError` when the store cannot be used, `SpoolUnusableError` (a subclass) when the
+        spool file cannot.
         """
         tally = FlushTally()
         with self.spool.forwarding() as ours:

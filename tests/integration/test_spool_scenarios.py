@@ -381,3 +381,32 @@ def test_a_change_made_on_a_duplicate_start_and_forwarded_in_a_later_pass_is_set
     flushed = writer(host).flush()
     assert (flushed.forwarded, flushed.set_aside, flushed.stuck, flushed.waiting) == (0, 1, 3, 0)
     assert other.get_iteration(iid).metrics == {}
+
+
+def test_a_spool_that_cannot_be_forwarded_does_not_cut_the_host_off_a_store_that_answers(
+    store: SwitchableStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The forwarder cannot take its lock on the spool (its folder read-only, the file system full): that is
+    the spool's failure, not the store's. The host's other iterations keep going straight to the store, and
+    are stored, instead of all joining a spool that cannot drain."""
+
+    class UnwritableLock:
+        def __init__(self, path: str, **kwargs: object) -> None:
+            self.path = path
+
+        def acquire(self) -> None:
+            raise PermissionError(13, "Permission denied", self.path)
+
+    host = spooling_tracker(store, tmp_path / "spool.db", FakeClock(), forward=True)
+    try:
+        waits, goes_on = host.start_iteration("agent-1", 1), host.start_iteration("agent-1", 2)
+        monkeypatch.setattr("itertrack.adapters.spool.sqlite_file.FileLock", UnwritableLock)
+        store.recorder.up = False
+        host.update_metrics(waits, {"analysis_tokens": 1})  # spooled; the forwarder starts and cannot forward
+        store.recorder.up = True
+        wait_for(lambda: writer(host).forwarder.failures >= 3, 30, "the forwarder to fail a few passes")
+        host.update_metrics(goes_on, {"analysis_tokens": 2})
+        assert versions(host, goes_on) == [1, 2]
+        assert writer(host).spool.count() == 1  # the waiting change stays, in order, for when the spool can drain
+    finally:
+        host.close()
