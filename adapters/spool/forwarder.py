@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import NamedTuple, cast
 from uuid import UUID
 
-from itertrack.adapters.spool.port import Spool, SpooledChange
+from itertrack.adapters.spool.port import Spool, SpooledChange, SpoolUnusableError
 from itertrack.adapters.spool.state import FlushTally, SpoolFlush, SpoolState
 from itertrack.adapters.store.event_store import EventSourcedStore
 from itertrack.domain.model.errors import IterationError, StoreUnavailableError
@@ -63,6 +63,10 @@ class SpoolForwarder:
         self._thread: threading.Thread | None = None
         self._missing_since: dict[UUID, datetime] = {}  # iterations the store lacked, since
         self._copies: dict[UUID, _StoredCopy] = {}  # stored iterations, least recently used first
+        # Iterations whose spooled start was a duplicate: its spool id and the id of the last event made on it
+        # (the host's copy of the duplicate ended there). Kept across passes: a change the host made on its
+        # duplicate may be forwarded by a later pass than the one that set the duplicate aside.
+        self._duplicates: dict[UUID, tuple[int, UUID]] = {}
 
     def start(self) -> None:
         """Start the background thread unless it runs (or forwarding is manual)."""
@@ -97,8 +101,7 @@ class SpoolForwarder:
                 flushed = self.flush()
                 if not self.state.store_up:
                     # Nothing was sent, so nothing proved the store back: ask it (a failure is handled below).
-                    self.store.record(UUID(int=0))
-                    self.state.came_back()
+                    self._probe()
                 with self.state.lock:
                     # Stop only if nothing joined the spool since: a change spooled after this check
                     # finds no forwarder and starts one.
@@ -108,6 +111,16 @@ class SpoolForwarder:
                 if flushed.forwarded or flushed.already_stored:
                     delay = 0.05  # the store answers: go on at once with what arrived meanwhile
                     continue
+            except SpoolUnusableError as e:
+                # The spool failed, not the store: the host's other iterations go on to a store that answers
+                # (only an iteration with changes waiting here waits for the spool).
+                self.failures += 1
+                log.info("the spool cannot be forwarded now; will retry: %s", e)
+                try:
+                    self._probe()
+                except StoreUnavailableError as down:
+                    self.state.went_down(down)
+                    self.store.drop_broken_connections()
             except StoreUnavailableError:
                 self.failures += 1
                 self.state.went_down("the spool's forwarder could not reach it")  # host calls stop waiting on it
@@ -118,6 +131,11 @@ class SpoolForwarder:
                 log.warning("spool forwarding failed; will retry", exc_info=True)
             self.closing.wait(delay)
             delay = min(delay * 2, 2.0)
+
+    def _probe(self) -> None:
+        """Ask the store whether it answers (one indexed read); `StoreUnavailableError` when it does not."""
+        self.store.record(UUID(int=0))
+        self.state.came_back()
 
     def flush(self) -> SpoolFlush:
         """Forward every waiting change the store will take, oldest first; returns what happened.
@@ -132,7 +150,8 @@ class SpoolForwarder:
         One forwarder at a time per spool file: processes sharing one take turns (two forwarding the
         same change at once, one as events and one applied again, could both land it), and a pass that
         finds another forwarding returns with `forwarded_elsewhere`.
-        Raises `StoreUnavailableError` when the store (or the spool file) cannot be used.
+        Raises `StoreUnavailableError` when the store cannot be used, `SpoolUnusableError` (a subclass) when the
+        spool file cannot.
         """
         tally = FlushTally()
         with self.spool.forwarding() as ours:
@@ -189,7 +208,7 @@ class SpoolForwarder:
         runs: dict[UUID, list[SpooledChange]] = {}
         for iid, changes in groups.items():
             # After a duplicate start, events that follow it were made on it: they never go as they are.
-            if changes[0].events and iid not in tally.duplicates:
+            if changes[0].events and iid not in self._duplicates:
                 tips[iid] = _Tip(*self.store.tip(iid))
                 run = self._run_on(tips[iid], changes)
                 if run:
@@ -269,7 +288,7 @@ class SpoolForwarder:
             self._missing(iid, changes, tally)
             return True
         try:
-            outcome = _Outcome(duplicate=tally.duplicates.get(iid))
+            outcome = _Outcome(duplicate=self._duplicates.get(iid))
             for change in changes:
                 self._apply_one(copy, change, outcome)
             for events, record in outcome.segments():
@@ -283,14 +302,18 @@ class SpoolForwarder:
         except BaseException:
             self._copies.pop(iid, None)
             raise
+        # The host's copy may hold these changes as it made them: it is dropped before they leave the spool,
+        # so a host change made meanwhile is spooled behind them or made on the stored iteration, never
+        # written on that copy (which a refused change and another writer's event can leave at the stored
+        # version).
+        self.forgotten(iid)
         for change, reason in outcome.refused:
             log.warning("spooled change #%d of iteration %s set aside: %s", change.id, iid, reason)
             self.spool.mark_stuck(change.id, reason)
         self.spool.remove(*(change.id for change in outcome.applied + outcome.already))
         self._missing_since.pop(iid, None)
         if outcome.duplicate is not None:
-            tally.duplicates[iid] = outcome.duplicate
-        self.forgotten(iid)
+            self._duplicates[iid] = outcome.duplicate
         tally.forwarded += len(outcome.applied)
         tally.already += len(outcome.already)
         tally.set_aside += len(outcome.refused)
@@ -312,12 +335,12 @@ class SpoolForwarder:
             outcome.already.append(change)  # stored, or kept twice in the spool and applied just above
             return
         iteration = copy.iteration
-        if outcome.made_on_duplicate(change):
+        if outcome.made_on_duplicate(change, event_ids[-1] if event_ids else None):
             return
         if intent is None:
             outcome.refused.append((change, _why_taken(iteration, change)))
             if _is_start(change):
-                outcome.duplicate = (change.id, change.events[-1].originator_version)
+                outcome.duplicate = (change.id, event_ids[-1])
             return
         try:
             intent.change.apply(iteration, max(intent.at, iteration.modified_on))
@@ -392,17 +415,19 @@ class _Outcome:
     pending: list[Iteration.Event] = field(default_factory=list)
     event_ids: set[UUID] = field(default_factory=set)  # of the events applied in this attempt
     closed: list[tuple[list[Iteration.Event], IterationRecord | None]] = field(default_factory=list)
-    # A start refused as a duplicate: its spool id and the last version of the changes made on top of it.
-    duplicate: tuple[int, int] | None = None
+    # A start refused as a duplicate: its spool id and the id of the last event made on top of it.
+    duplicate: tuple[int, UUID] | None = None
 
-    def made_on_duplicate(self, change: SpooledChange) -> bool:
+    def made_on_duplicate(self, change: SpooledChange, last_event_id: UUID | None) -> bool:
         """Whether the change's events continue a refused duplicate start (made on the host's copy of it, not
-        on the stored iteration): refused with it. `spool retry` applies such a change to the stored one."""
-        if self.duplicate is None or not change.events or change.events[0].originator_version != self.duplicate[1] + 1:
+        on the stored iteration): refused with it. Told by the event it was made on, not by its version,
+        which a change made on the stored iteration may share. `spool retry` applies such a change to the
+        stored one."""
+        if self.duplicate is None or not change.events or change.base is None or change.base != self.duplicate[1]:
             return False
         start, _ = self.duplicate
         self.refused.append((change, f"made on duplicate start #{start} of this iteration, not on the stored one"))
-        self.duplicate = (start, change.events[-1].originator_version)
+        self.duplicate = (start, last_event_id or change.base)
         return True
 
     def close_segment(self, record: IterationRecord | None) -> None:

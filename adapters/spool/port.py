@@ -12,7 +12,13 @@ from eventsourcing.persistence import StoredEvent
 from pydantic import BaseModel, ConfigDict
 
 from itertrack.domain.model.changes import DeferredChange
+from itertrack.domain.model.errors import StoreUnavailableError
 from itertrack.domain.model.records import IterationRecord
+
+
+class SpoolUnusableError(StoreUnavailableError):
+    """The spool file cannot be used now (full or read-only file system, damaged, moved aside): a failure of
+    the spool, which says nothing about whether the store answers."""
 
 
 @dataclass(frozen=True)

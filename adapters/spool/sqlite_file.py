@@ -19,7 +19,7 @@ from eventsourcing.persistence import StoredEvent
 from filelock import FileLock, Timeout
 
 from itertrack.adapters.private_files import PRIVATE_MODE, create_private
-from itertrack.adapters.spool.port import Spool, SpooledChange, SpoolEntry, SpoolStatus
+from itertrack.adapters.spool.port import Spool, SpooledChange, SpoolEntry, SpoolStatus, SpoolUnusableError
 from itertrack.adapters.spool.quarantine import (
     SpoolDamagedError,
     file_identity,
@@ -76,7 +76,7 @@ class SQLiteSpool(Spool):
         try:
             moved = quarantine(self.path, found)
         except OSError as e:
-            raise StoreUnavailableError(
+            raise SpoolUnusableError(
                 f"the spool {self.path} is damaged ({damage}) and cannot be moved aside: {e}"
             ) from damage
         if moved is not None:
@@ -146,7 +146,7 @@ class SQLiteSpool(Spool):
                 if self._db is None:
                     self._db = self._connect()
                 elif file_identity(self._absolute) != self._opened:
-                    raise StoreUnavailableError(
+                    raise SpoolUnusableError(
                         f"the spool {self.path} was moved aside or replaced while in use (damaged?): "
                         "restart the process; `itertrack spool status` lists quarantined files"
                     )
@@ -157,7 +157,7 @@ class SQLiteSpool(Spool):
                     log.warning(
                         "the spool %s is damaged while in use (%s); the next start moves it aside", self.path, e
                     )
-                raise StoreUnavailableError(f"the spool {self.path} cannot be used: {e}") from e
+                raise SpoolUnusableError(f"the spool {self.path} cannot be used: {e}") from e
 
     def _exists(self) -> bool:
         return self._db is not None or Path(self.path).exists()
@@ -284,7 +284,7 @@ class SQLiteSpool(Spool):
             yield False
             return
         except OSError as e:
-            raise StoreUnavailableError(f"the spool {self.path} cannot be used: {e}") from e
+            raise SpoolUnusableError(f"the spool {self.path} cannot be used: {e}") from e
         try:
             yield True
         finally:

@@ -58,8 +58,6 @@ class FlushTally:
     already: int = 0
     set_aside: int = 0
     later: set[UUID] = field(default_factory=set)  # lost every race (or is not stored yet): the next pass tries again
-    # Iterations whose spooled start was a duplicate: (its spool id, the last version made on top of it).
-    duplicates: dict[UUID, tuple[int, int]] = field(default_factory=dict)
     last_notification: int = 0  # the highest notification id this pass appended
     answered: bool = False  # the store answered a forward (took it, or refused it for a reason of its own)
 

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 from fake_clock import FakeClock
@@ -18,7 +18,7 @@ from support import wait_for
 from switchable_store import SwitchableStore, spooling_tracker
 
 from itertrack.adapters.spool.writer import SpoolingWriter
-from itertrack.domain import PerformanceTracker, Status, StoreUnavailableError
+from itertrack.domain import IterationFinishedError, PerformanceTracker, Status, StoreUnavailableError
 from itertrack.domain.model.changes import DeferredChange, MetricsChange
 
 Open = Callable[..., PerformanceTracker]
@@ -308,3 +308,125 @@ def test_an_outage_is_logged_once_when_it_starts_and_once_when_it_ends(
     assert len(warnings) == 2, warnings
     assert warnings[0].startswith("store unavailable; keeping changes in the spool until it answers")
     assert warnings[1] == "store answers again; forwarding the changes kept meanwhile"
+
+
+def test_a_host_change_racing_a_set_aside_is_never_written_on_the_refused_copy(
+    store: SwitchableStore, opened: Callable[..., PerformanceTracker], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The host's copy holds a spooled change the stored iteration refuses: a host change made while the
+    forwarder sets it aside must not be written on that copy (here: onto an iteration another writer finished)."""
+    host, other = opened("host"), opened("other")
+    iid = host.start_iteration("agent-1", 1)
+    store.recorder.up = False
+    host.update_metrics(iid, {"analysis_tokens": 1})  # version 2 on the host's copy, spooled
+    store.recorder.up = True
+    other.update_phase(iid, "completed")  # version 2 in the store: the spooled change is refused
+    writer(host).state.store_up = True  # as after the forwarder's probe: the host's new work goes straight on
+    spool = writer(host).spool
+    mark_stuck = spool.mark_stuck
+    raced: list[Exception | None] = []
+
+    def set_aside_then_host_changes(change_id: int, reason: str) -> None:
+        mark_stuck(change_id, reason)
+        try:  # the host's next call, between the set-aside and anything after it
+            host.update_phase(iid, "analysis")
+            raced.append(None)
+        except Exception as e:
+            raced.append(e)
+
+    monkeypatch.setattr(spool, "mark_stuck", set_aside_then_host_changes)
+    flushed = writer(host).flush()
+    assert flushed.set_aside == 1
+    assert len(raced) == 1
+    assert isinstance(raced[0], IterationFinishedError)  # told, as online: the stored iteration is finished
+    stored = other.get_iteration(iid)
+    assert (stored.phase, stored.metrics) == ("completed", {}), versions(other, iid)
+
+
+def test_a_change_made_on_the_stored_iteration_after_a_duplicate_start_was_set_aside_lands(
+    store: SwitchableStore, opened: Callable[..., PerformanceTracker], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once a duplicate start is set aside the host works on the stored iteration: a change it then makes
+    (spooled, its version next to the duplicate's last) is not taken for one made on the duplicate."""
+    other, host = opened("other"), opened("host")
+    iid = other.start_iteration("agent-1", 7)
+    other.update_phase(iid, "scan_generation")  # stored: versions 1, 2
+    store.recorder.up = False
+    assert host.start_iteration("agent-2", 3, iteration_id=iid) == iid  # cannot be known here yet
+    host.update_metrics(iid, {"analysis_tokens": 5})  # made on the duplicate: version 2
+    spool = writer(host).spool
+    mark_stuck = spool.mark_stuck
+    set_aside: list[int] = []
+
+    def set_aside_then_host_changes(change_id: int, reason: str) -> None:
+        mark_stuck(change_id, reason)
+        set_aside.append(change_id)
+        if len(set_aside) == 2:  # the host no longer holds the duplicate: it reads the stored one (version 2)
+            writer(host).state.store_up = True
+            assert host.get_iteration(iid).agent_id == "agent-1"
+            writer(host).state.store_up = False  # cut again: its next change is spooled as version 3
+            host.update_phase(iid, "analysis")
+
+    store.recorder.up = True
+    monkeypatch.setattr(spool, "mark_stuck", set_aside_then_host_changes)
+    flushed = writer(host).flush()
+    assert (flushed.forwarded, flushed.set_aside, flushed.stuck, flushed.waiting) == (1, 2, 2, 0)
+    stored = other.get_iteration(iid)
+    assert (stored.agent_id, stored.phase, stored.metrics) == ("agent-1", "analysis", {})
+
+
+def test_a_change_made_on_a_duplicate_start_and_forwarded_in_a_later_pass_is_set_aside_with_it(
+    store: SwitchableStore, opened: Callable[..., PerformanceTracker], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A change the host made on its duplicate while the forwarder was setting the duplicate aside, and
+    that a later pass forwards (this one was cut short), is set aside too, not applied on the stored one."""
+    other, host = opened("other"), opened("host")
+    iid = other.start_iteration("agent-1", 7)
+    store.recorder.up = False
+    host.start_iteration("agent-2", 3, iteration_id=iid)
+    host.update_metrics(iid, {"analysis_tokens": 5})  # made on the duplicate
+    forwarder = writer(host).forwarder
+    forget = forwarder.forgotten
+
+    def host_changes_then_store_blips(iteration_id: UUID) -> None:
+        host.update_metrics(iid, {"analysis_tokens": 2})  # on the duplicate still: spooled behind the others
+        forget(iteration_id)
+        forwarder.closing.set()  # this pass ends here (as at close, or an outage before the next page)
+
+    store.recorder.up = True
+    monkeypatch.setattr(forwarder, "forgotten", host_changes_then_store_blips)
+    assert writer(host).flush().set_aside == 2
+    monkeypatch.undo()
+    forwarder.closing.clear()
+    flushed = writer(host).flush()
+    assert (flushed.forwarded, flushed.set_aside, flushed.stuck, flushed.waiting) == (0, 1, 3, 0)
+    assert other.get_iteration(iid).metrics == {}
+
+
+def test_a_spool_that_cannot_be_forwarded_does_not_cut_the_host_off_a_store_that_answers(
+    store: SwitchableStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The forwarder cannot take its lock on the spool (its folder read-only, the file system full): that is
+    the spool's failure, not the store's. The host's other iterations keep going straight to the store, and
+    are stored, instead of all joining a spool that cannot drain."""
+
+    class UnwritableLock:
+        def __init__(self, path: str, **kwargs: object) -> None:
+            self.path = path
+
+        def acquire(self) -> None:
+            raise PermissionError(13, "Permission denied", self.path)
+
+    host = spooling_tracker(store, tmp_path / "spool.db", FakeClock(), forward=True)
+    try:
+        waits, goes_on = host.start_iteration("agent-1", 1), host.start_iteration("agent-1", 2)
+        monkeypatch.setattr("itertrack.adapters.spool.sqlite_file.FileLock", UnwritableLock)
+        store.recorder.up = False
+        host.update_metrics(waits, {"analysis_tokens": 1})  # spooled; the forwarder starts and cannot forward
+        store.recorder.up = True
+        wait_for(lambda: writer(host).forwarder.failures >= 3, 30, "the forwarder to fail a few passes")
+        host.update_metrics(goes_on, {"analysis_tokens": 2})
+        assert versions(host, goes_on) == [1, 2]
+        assert writer(host).spool.count() == 1  # the waiting change stays, in order, for when the spool can drain
+    finally:
+        host.close()
