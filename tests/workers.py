@@ -118,3 +118,27 @@ def paced_writer_worker(store: str, iterations: int, pause_s: float, stop: Any, 
             if stop.wait(pause_s):
                 break
     results.put(None)
+
+
+def contend_and_count_give_ups(  # noqa: PLR0917  # a Process target: multiprocessing passes args by position
+    store: str, iteration_id: str, times: int, max_attempts: int, gate: StartGate, results: Any
+) -> None:
+    """Child process: like `add_to_metric_worker`, but a change that gives up is counted, not fatal.
+
+    Reports (increments acknowledged, `ConcurrencyError`s raised, races lost), so the test can assert
+    the total equals the acknowledged increments and that no change gave up.
+    """
+    from itertrack.domain.model.errors import ConcurrencyError  # noqa: PLC0415  # the child's own import
+
+    acknowledged = give_ups = 0
+    with PerformanceTracker(store=store, migrate=False, max_attempts=max_attempts) as tracker:
+        tracker.get_iteration(iteration_id)
+        gate.report_ready_and_wait()
+        for _ in range(times):
+            try:
+                tracker.update_metrics(iteration_id, {"contended_total": 1})
+            except ConcurrencyError:
+                give_ups += 1
+            else:
+                acknowledged += 1
+        results.put((acknowledged, give_ups, tracker.conflicts_retried))

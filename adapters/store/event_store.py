@@ -128,6 +128,24 @@ class EventSourcedStore(IterationStore):
             raise IterationNotFoundError(iteration_id) from None
         return iteration
 
+    @store_unavailable_as_typed_error()
+    def catch_up(self, iteration_id: UUID) -> int:
+        cache = self.app.repository.cache
+        if cache is None:
+            return 0
+        try:
+            cached = cast(Iteration, cache.get(iteration_id))
+        except KeyError:
+            return 0
+        newer = self.events(iteration_id, gt=cached.version)
+        try:
+            for event in newer:
+                event.mutate(cached)
+        except BaseException:
+            self.evict(iteration_id)
+            raise
+        return len(newer)
+
     def is_cached(self, iteration_id: UUID) -> bool:
         cache = self.app.repository.cache
         return cache is not None and iteration_id in cache.cache

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -56,6 +57,14 @@ class RenderedStatements:
     lock: list[bytes]
     notify: bytes
     insert: bytes
+    bound_waits: bytes
+    queue: bytes
+
+
+def iteration_lock_key(iteration_id: UUID | str) -> int:
+    """The advisory lock key of one iteration (a positive bigint folded from its id)."""
+    number = iteration_id.int if isinstance(iteration_id, UUID) else UUID(iteration_id).int
+    return (number >> 64 ^ number) & 0x7FFF_FFFF_FFFF_FFFF
 
 
 class PostgresRecorder(PostgresApplicationRecorder, IterationRecordStore):
@@ -86,6 +95,9 @@ class PostgresRecorder(PostgresApplicationRecorder, IterationRecordStore):
         )
         self.select_record_ids_statement = SQL("SELECT id FROM {schema}.{table}").format(schema=schema, table=table)
         self._rendered_statements: RenderedStatements | None = None
+        # The iteration lock keys this thread holds exclusively (inside `serialised`): its own insert
+        # must not wait on them.
+        self._held = threading.local()
         # One lock key per schema, so migrations of different schemas do not wait on each other.
         self.migrate_lock_key = zlib.crc32(f"itertrack-migrate:{self.datastore.schema}".encode())
 
@@ -134,7 +146,16 @@ class PostgresRecorder(PostgresApplicationRecorder, IterationRecordStore):
     ) -> tuple[list[bytes], list[Any]]:
         """The statements and parameters of one insert transaction."""
         rendered = self._rendered(conn)
-        statements, params = [b"BEGIN"], []
+        statements: list[bytes] = [b"BEGIN"]
+        params: list[Any] = []
+        held: set[int] = getattr(self._held, "keys", set())
+        queued = sorted({iteration_lock_key(s.originator_id) for s in stored_events} - held)
+        if queued:
+            # Wait (bounded) while a writer that lost a race holds the iteration: it then cannot lose again.
+            statements.append(rendered.bound_waits)
+            for key in queued:
+                statements.append(rendered.queue)
+                params.append(key)
         if record is not None:
             statements.append(rendered.record)
             params += self._record_params(record)
@@ -152,9 +173,9 @@ class PostgresRecorder(PostgresApplicationRecorder, IterationRecordStore):
 
     @staticmethod
     def _returned_ids(cursor: Any) -> list[int]:
-        """The notification ids of the events insert, the one statement of the query that returns rows."""
+        """The notification ids of the events insert (the other statements that return rows are lock waits)."""
         while True:
-            if cursor.description is not None:
+            if cursor.description is not None and cursor.description[0].name == "notification_id":
                 return [row["notification_id"] for row in cursor.fetchall()]
             if not cursor.nextset():
                 msg = "the events insert returned no notification ids"
@@ -165,11 +186,14 @@ class PostgresRecorder(PostgresApplicationRecorder, IterationRecordStore):
         if self._rendered_statements is None:
             schema, table = Identifier(self.datastore.schema), Identifier(self.events_table_name)
             insert = SQL("INSERT INTO {0}.{1} (originator_id, originator_version, topic, state) VALUES ")
+            timeout = f"{self.datastore.lock_timeout}s"
             self._rendered_statements = RenderedStatements(
                 record=self.insert_record_statement.as_bytes(conn),
                 lock=[cast(Composed, s).as_bytes(conn) for s in self.lock_table_statements],
                 notify=SQL("NOTIFY {0}").format(Identifier(self.channel_name)).as_bytes(conn),
                 insert=insert.format(schema, table).as_bytes(conn),
+                bound_waits=SQL("SET LOCAL lock_timeout = {0}").format(timeout).as_bytes(conn),
+                queue=b"SELECT pg_advisory_xact_lock_shared(%s)",
             )
         return self._rendered_statements
 
@@ -194,7 +218,12 @@ class PostgresRecorder(PostgresApplicationRecorder, IterationRecordStore):
 
     @contextmanager
     def serialised(self, iteration_id: UUID) -> Iterator[None]:
-        """A session advisory lock per iteration, so retries of one iteration queue instead of colliding.
+        """Hold the iteration's advisory lock exclusively, so a change that lost a race cannot lose again.
+
+        Every insert waits (bounded by `lock_timeout`) for this lock in shared mode before it locks the
+        events table, except the holder's own: while it is held, no other writer can take the next
+        version, so the holder's re-load, re-apply and insert win. Without it, a holder kept losing to
+        writers that had not lost yet (1.5-2.2% of 8 contending processes' changes gave up).
 
         The lock holds a pooled connection while the retry needs another: with a pool of one
         (`pool_size=1&max_overflow=0`) retries go without it (and just back off).
@@ -202,12 +231,15 @@ class PostgresRecorder(PostgresApplicationRecorder, IterationRecordStore):
         if postgres_pool(self.datastore).max_size < 2:
             yield
             return
-        key = (iteration_id.int >> 64 ^ iteration_id.int) & 0x7FFF_FFFF_FFFF_FFFF
+        key = iteration_lock_key(iteration_id)
+        held: set[int] = self._held.__dict__.setdefault("keys", set())
         with self.datastore.get_connection() as conn:
             conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+            held.add(key)
             try:
                 yield
             finally:
+                held.discard(key)
                 conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
 
     def migrate(self) -> None:

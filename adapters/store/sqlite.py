@@ -6,7 +6,8 @@ import json
 import sqlite3
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -51,7 +52,8 @@ class SQLiteRecorder(SQLiteApplicationRecorder, IterationRecordStore):
     def __init__(self, datastore: SQLiteDatastore, events_table_name: str = "stored_events") -> None:
         super().__init__(datastore, events_table_name)
         self._subscriptions: weakref.WeakSet[PollingSubscription] = weakref.WeakSet()
-        self._writer_lock = threading.Lock()
+        # Re-entrant: an insert inside `serialised` runs in the write transaction that block opened.
+        self._writer_lock = threading.RLock()
         self._writer_conn: sqlite3.Connection | None = None
 
     def subscribe(self, gt: int | None = None, topics: Sequence[str] = ()) -> PollingSubscription:
@@ -82,7 +84,8 @@ class SQLiteRecorder(SQLiteApplicationRecorder, IterationRecordStore):
                 self._check_file("the change was not saved")  # before connecting: connecting would create a file
             conn = self._writer()
             try:
-                conn.execute("BEGIN")
+                if not conn.in_transaction:  # else inside `serialised`: its write transaction, this thread's
+                    conn.execute("BEGIN")
                 notification_ids = self._insert_events(SQLiteCursor(conn.cursor()), stored_events, **kwargs)
                 self._check_file("the change was not saved")  # raised before the commit: rolled back
                 conn.execute("COMMIT")
@@ -103,6 +106,31 @@ class SQLiteRecorder(SQLiteApplicationRecorder, IterationRecordStore):
         """`StoreReplacedError` if the store's file is gone or replaced (see `sqlite_file`)."""
         if isinstance(self.datastore, GuardedSQLiteDatastore):
             self.datastore.check_file(refused)
+
+    @contextmanager
+    def serialised(self, iteration_id: UUID) -> Iterator[None]:
+        """Hold the database's write lock (`BEGIN IMMEDIATE`) while a change that lost a race re-loads,
+        re-applies and inserts: no other writer can commit meanwhile, so it cannot lose again.
+
+        The insert commits the transaction; a block that ends without inserting rolls it back. Waiting for
+        the lock is bounded by the store's `lock_timeout` (then `StoreUnavailableError`).
+        """
+        if sqlite_pool(self.datastore).is_sqlite_memory_mode:
+            yield  # one process, whose writers the tracker's own locks serialise
+            return
+        with self._writer_lock:
+            if self._writer_conn is None:
+                self._check_file("the change was not saved")  # before connecting: connecting would create a file
+            conn = self._writer()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as e:
+                raise OperationalError(e) from e
+            try:
+                yield
+            finally:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
 
     def _writer(self) -> sqlite3.Connection:
         if self._writer_conn is None:

@@ -42,6 +42,14 @@ class IterationStore(ABC):
         """
 
     @abstractmethod
+    def catch_up(self, iteration_id: UUID) -> int:
+        """Bring this process's copy of the iteration up to the stored version; how many events it lacked.
+
+        0 when the copy was current or there is none (`load` then reads the whole history). Used under
+        `serialised`, where the copy is then the latest and the change's save cannot lose the race.
+        """
+
+    @abstractmethod
     def is_cached(self, iteration_id: UUID) -> bool:
         """Whether this process holds a copy of the iteration."""
 
@@ -67,7 +75,9 @@ class IterationStore(ABC):
 
     @abstractmethod
     def serialised(self, iteration_id: UUID) -> AbstractContextManager[None]:
-        """Hold off other processes' retries on this iteration (entered after a lost version race)."""
+        """Make every other writer of this iteration wait while the block runs (entered after a lost version
+        race): a change loaded, applied and saved inside it cannot lose the race. A store that cannot (a
+        pool of one connection) makes it a no-op, and the change may lose again."""
 
     @abstractmethod
     def record(self, iteration_id: UUID) -> IterationRecord | None:

@@ -35,6 +35,7 @@ from itertrack.domain.model.state import IterationState
 from itertrack.domain.model.text import check_agent_id, check_iteration_number, error_message_of, parse_iteration_id
 from itertrack.domain.model.usage import LLMUsage
 from itertrack.domain.service.clock import Clock, SystemClock
+from itertrack.domain.service.contention import RecentContention
 from itertrack.domain.service.reads import IterationReads
 from itertrack.domain.service.replay import version_at
 from itertrack.domain.service.store_ports import VersionTakenError
@@ -86,6 +87,7 @@ class PerformanceTracker:
         self.conflicts_retried = 0
         self._save_listeners: list[Callable[[int], None]] = []
         self._locks = [threading.Lock() for _ in range(_LOCK_STRIPES)]
+        self._contention = RecentContention(self.clock.monotonic)
         self._closed = False
         self._reads = IterationReads(self._store, self._writer, self._lock)
         self._writer.watch(forgotten=self._forget_between_changes, saved=self._tell_save_listeners)
@@ -297,12 +299,15 @@ class PerformanceTracker:
             if self._writer.must_keep_change(iteration_id, cached=self._store.is_cached(iteration_id)):
                 self._keep_change(iteration_id, change, record, outage=False)
                 return
+            queue_at_once = self._contention.active(iteration_id)
             for attempt in range(1, self.max_attempts + 1):
                 done = False
+                queued = queue_at_once or attempt > 1
                 try:
-                    # After a lost race, retries queue on the store's per-iteration lock instead of colliding.
-                    with self._store.serialised(iteration_id) if attempt > 1 else nullcontext():
-                        done = self._attempt(iteration_id, change, record)
+                    # After a lost race (or while others write this iteration), the change queues on the store's
+                    # per-iteration lock, under which no other writer can take the next version.
+                    with self._store.serialised(iteration_id) if queued else nullcontext():
+                        done = self._attempt(iteration_id, change, record, catch_up=queued)
                 except StoreUnavailableError:
                     if done:
                         return  # written (or spooled); only releasing the retry lock failed: never keep it twice
@@ -313,13 +318,19 @@ class PerformanceTracker:
                     return
                 if done:
                     return
+                self._contention.seen(iteration_id)
                 self.conflicts_retried += 1
                 if attempt < self.max_attempts:
                     self._retry.pause(attempt)
         raise ConcurrencyError(iteration_id, self.max_attempts)
 
-    def _attempt(self, iteration_id: UUID, change: Change, record: IterationRecord | None) -> bool:
-        """One load-apply-save; False when another writer took the version (the caller re-loads and retries)."""
+    def _attempt(self, iteration_id: UUID, change: Change, record: IterationRecord | None, *, catch_up: bool) -> bool:
+        """One load-apply-save; False when another writer took the version (the caller re-loads and retries).
+
+        With `catch_up` (under the store's lock) this process's copy is first brought up to the stored version.
+        """
+        if catch_up and self._store.catch_up(iteration_id):
+            self._contention.seen(iteration_id)  # another writer changed it since this process's last change
         # The cached copy itself (no copy per change): any failure below evicts it.
         iteration = self._store.load(iteration_id)
         try:
