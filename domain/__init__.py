@@ -1,6 +1,7 @@
 """itertrack's domain: the Iteration aggregate, its rules and errors, and the tracker service."""
 
 from itertrack.domain.model.errors import (
+    ChangeIdReusedError,
     ConcurrencyError,
     DuplicateIterationError,
     InvalidInputError,
@@ -9,6 +10,7 @@ from itertrack.domain.model.errors import (
     IterationError,
     IterationFinishedError,
     IterationNotFoundError,
+    OutcomeUnknownError,
     RecordAlreadySavedError,
     StoreConfigError,
     StoreError,
@@ -28,6 +30,7 @@ from itertrack.domain.service.tracker import PerformanceTracker
 from itertrack.domain.service.wiring import TrackerPorts
 
 __all__ = [
+    "ChangeIdReusedError",
     "Clock",
     "ConcurrencyError",
     "DuplicateIterationError",
@@ -41,6 +44,7 @@ __all__ = [
     "IterationRecord",
     "IterationState",
     "LLMUsage",
+    "OutcomeUnknownError",
     "PerformanceTracker",
     "Phase",
     "PhaseCatalog",

@@ -8,7 +8,10 @@ import threading
 
 
 class TcpProxy:
-    """A loopback TCP forwarder the tests can cut and restore, to make a real store unreachable."""
+    """A loopback TCP forwarder the tests can cut and restore, to make a real store unreachable.
+
+    `lose_reply_then_cut(pattern)` arms a lost acknowledgement instead: see there.
+    """
 
     def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
         self.target = (target_host, target_port)
@@ -19,6 +22,9 @@ class TcpProxy:
         self._server: socket.socket | None = None
         self._links: list[socket.socket] = []
         self._lock = threading.Lock()
+        self._armed: bytes | None = None
+        # Set when an armed pattern went through: the request was sent and its reply is being discarded.
+        self.tripped = threading.Event()
 
     def start(self) -> None:
         """Accept and forward connections (again)."""
@@ -31,6 +37,20 @@ class TcpProxy:
 
     def cut(self) -> None:
         """Refuse new connections and sever the open ones: the store is gone."""
+        self._cut(keep=None)
+
+    def lose_reply_then_cut(self, pattern: bytes) -> None:
+        """One lost acknowledgement: the first client message containing `pattern` reaches the server, but
+        its reply never reaches the client; at that moment the proxy cuts (new connections refused, every
+        other link severed, this client's side closed): the network died right after the request was sent.
+
+        The link toward the server stays open (its replies discarded) until `cut()`, so the server runs
+        the request to its end: what it commits is committed, and the client cannot know.
+        """
+        self.tripped.clear()
+        self._armed = pattern
+
+    def _cut(self, keep: socket.socket | None) -> None:
         with self._lock:
             if self._server is not None:
                 with contextlib.suppress(OSError):
@@ -38,10 +58,12 @@ class TcpProxy:
                 self._server.close()
                 self._server = None
             for link in self._links:
+                if link is keep:
+                    continue
                 with contextlib.suppress(OSError):
                     link.shutdown(socket.SHUT_RDWR)
                     link.close()
-            self._links.clear()
+            self._links = [] if keep is None else [keep]
 
     def _accept(self, server: socket.socket) -> None:
         while True:
@@ -56,16 +78,37 @@ class TcpProxy:
                 continue
             with self._lock:
                 self._links += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+            lost = threading.Event()  # this link's replies are discarded
+            threading.Thread(target=self._request_pipe, args=(client, upstream, lost), daemon=True).start()
+            threading.Thread(target=self._reply_pipe, args=(upstream, client, lost), daemon=True).start()
 
-    @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    def _request_pipe(self, client: socket.socket, upstream: socket.socket, lost: threading.Event) -> None:
         try:
-            while data := source.recv(65536):
-                sink.sendall(data)
+            while data := client.recv(65536):
+                armed = self._armed
+                trip = armed is not None and armed in data
+                if trip:
+                    self._armed = None
+                    lost.set()  # before the request goes: no byte of its reply may reach the client
+                upstream.sendall(data)
+                if trip:
+                    self._cut(keep=upstream)
+                    self.tripped.set()
+                    return
         except OSError:
             pass
         finally:
             with contextlib.suppress(OSError):
-                sink.shutdown(socket.SHUT_WR)
+                upstream.shutdown(socket.SHUT_WR)
+
+    @staticmethod
+    def _reply_pipe(upstream: socket.socket, client: socket.socket, lost: threading.Event) -> None:
+        try:
+            while data := upstream.recv(65536):
+                if not lost.is_set():
+                    client.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                client.shutdown(socket.SHUT_WR)

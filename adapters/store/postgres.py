@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import select
 import threading
 import zlib
 from collections.abc import Iterator, Sequence
@@ -29,6 +30,7 @@ from psycopg.types.json import Jsonb
 from itertrack.adapters.library_hooks import postgres_connect_kwargs, postgres_pool, unretried_select_events
 from itertrack.adapters.store.record_rows import COLUMNS, JSON_COLUMNS, RECORDS_TABLE, record_of
 from itertrack.adapters.store.record_store import IterationRecordStore
+from itertrack.adapters.store.unavailable import CommitOutcomeUnknown
 from itertrack.adapters.views.lock import AdvisoryProjectionLock, ProjectionLock
 from itertrack.adapters.views.postgres import TRACKING_TABLE, PostgresViewTables
 from itertrack.adapters.views.sql import VIEW_TABLES
@@ -47,6 +49,36 @@ _CLOSED_BY_SERVER = (
     "consuming input failed",
     "connection has been closed",
 )
+
+
+_PEER_GONE = getattr(select, "POLLRDHUP", 0) | select.POLLHUP | select.POLLERR
+
+
+def _closed_by_peer(conn: Any) -> bool:
+    """Whether the server (or the network path) already closed this idle pooled connection: a query sent on it
+    would fail after sending, leaving the outcome unknown, while it is certain now that nothing was sent.
+
+    One poll(2) of the socket without waiting (under a microsecond). Where POLLRDHUP is missing only a hang-up
+    or a socket error is seen.
+    """
+    try:
+        poller = select.poll()
+        poller.register(conn.pgconn.socket, select.POLLIN | _PEER_GONE)
+        return any(events & _PEER_GONE for _, events in poller.poll(0))
+    except (OSError, psycopg.Error):
+        return False  # the query will fail on its own, before anything is sent
+
+
+def _may_have_committed(error: psycopg.Error) -> bool:
+    """Whether the one-query insert transaction may have committed although `error` was raised.
+
+    An error the server reports about a statement (any SQLSTATE but a connection failure or a shutdown)
+    aborted the transaction before its COMMIT ran. A failure with no SQLSTATE (the connection broke: the
+    query was sent, or may have been, and no answer came), a connection exception (08) or a server shutdown
+    (57P) may have come after the COMMIT ran.
+    """
+    sqlstate = error.sqlstate
+    return sqlstate is None or sqlstate.startswith(("08", "57P"))
 
 
 @dataclass(frozen=True)
@@ -130,10 +162,20 @@ class PostgresRecorder(PostgresApplicationRecorder, IterationRecordStore):
         """
         with self.datastore.get_connection() as conn:
             statements, params = self._transaction(conn, stored_events, record_of(kwargs))
+            if _closed_by_peer(conn):
+                # Nothing sent yet: certainly not stored (the caller may retry once on a fresh connection).
+                conn.close()
+                raise psycopg.OperationalError("server closed the connection before the change was sent")
             cursor = ClientCursor(conn)
             try:
                 cursor.execute(b"; ".join(statements), params)
                 return self._returned_ids(cursor) if stored_events else None
+            except psycopg.Error as e:
+                if _may_have_committed(e):
+                    raise CommitOutcomeUnknown(str(e)) from e
+                if conn.info.transaction_status != TransactionStatus.IDLE:
+                    conn.execute("ROLLBACK")
+                raise
             except BaseException:
                 if conn.info.transaction_status != TransactionStatus.IDLE:
                     conn.execute("ROLLBACK")

@@ -37,6 +37,10 @@ class _Change:
         """A short line for `itertrack spool status`."""
         raise NotImplementedError
 
+    def fingerprint(self) -> int:
+        """The fingerprint of the event this change makes (`Iteration.Event.fingerprint`)."""
+        raise NotImplementedError
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PhaseChange(_Change):
@@ -52,6 +56,9 @@ class PhaseChange(_Change):
     def describe(self) -> str:
         return f"phase {self.phase}"
 
+    def fingerprint(self) -> int:
+        return Iteration.PhaseChanged.fingerprint_of(phase=self.phase, error=self.error)
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MetricsChange(_Change):
@@ -65,6 +72,9 @@ class MetricsChange(_Change):
 
     def describe(self) -> str:
         return "metrics " + ", ".join(sorted(self.metrics))
+
+    def fingerprint(self) -> int:
+        return Iteration.MetricsRecorded.fingerprint_of(metrics=self.metrics)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -91,6 +101,9 @@ class RecordSave(_Change):
 
     def describe(self) -> str:
         return f"save record ({self.status})"
+
+    def fingerprint(self) -> int:
+        return Iteration.RecordSaved.fingerprint_of(status=self.status)
 
 
 Change = Annotated[PhaseChange | MetricsChange | RecordSave, Field(discriminator="kind")]

@@ -110,7 +110,29 @@ class StorePermissionError(StoreConfigError):
 
 
 class StoreUnavailableError(StoreError):
-    """Raised when the store cannot be reached; the message never shows a password."""
+    """Raised when the store cannot be reached; the message never shows a password.
+
+    Raised as such, the change was certainly not stored (it failed before its commit was sent).
+    """
+
+
+class OutcomeUnknownError(StoreUnavailableError):
+    """Raised when the connection failed after a change's commit was sent: it may or may not be stored.
+
+    A retry with the same `change_id=` applies it exactly once (a no-op if it landed); a retry without
+    one may apply it twice.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            f"outcome unknown: the store stopped answering after the change was sent, so it may or may not be "
+            f"stored; retry with the same change_id= to apply it exactly once ({reason})"
+        )
+
+
+class ChangeIdReusedError(InvalidInputError):
+    """Raised when a `change_id` already applied to the iteration is given with a different change; nothing is
+    written. A retry must repeat the change it keys exactly."""
 
 
 class StoreNotMigratedError(StoreError):

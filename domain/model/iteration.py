@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, NamedTuple, cast
+from typing import Any, ClassVar, NamedTuple, cast
 from uuid import UUID
 
 from eventsourcing.domain import BaseAggregate, CanInitAggregate, CanMutateAggregate
 
+from itertrack.domain.model.change_keys import is_keyed
 from itertrack.domain.model.errors import (
     InvalidInputError,
     InvalidMetricError,
@@ -37,6 +38,10 @@ def checked_error(phase: str, error: str | None) -> str | None:
     return None
 
 
+def _frozen(value: Any) -> Any:
+    return tuple(sorted(value.items())) if isinstance(value, dict) else value
+
+
 class PhaseVisit(NamedTuple):
     """One entry into a phase: which, when, and at which version of the iteration."""
 
@@ -51,16 +56,32 @@ class Iteration(BaseAggregate[UUID]):
     class Event(DomainEvent, CanMutateAggregate[UUID]):
         """Base of the Iteration's events."""
 
+        # The fields that make up what the event says (not when, nor which version): its fingerprint.
+        content_fields: ClassVar[tuple[str, ...]] = ()
+
+        @classmethod
+        def fingerprint_of(cls, **content: Any) -> int:
+            """A hash of what an event of this class with this content says (same within one process)."""
+            return hash((cls.__name__, *(_frozen(content[name]) for name in cls.content_fields)))
+
+        def fingerprint(self) -> int:
+            """`fingerprint_of` this event's content."""
+            return self.fingerprint_of(**{name: getattr(self, name) for name in self.content_fields})
+
         def mutate(self, aggregate: Any) -> Any:
+            """Apply the event; an event of a keyed change is remembered by id (and fingerprint) as well."""
             mutated: Any = super().mutate(aggregate)
             # The id of the event the iteration's state was last changed by: a change made on this state is
             # made on exactly this history (the spool's forwarder checks it before sending events as they are).
             mutated.last_event_id = self.event_id
+            if is_keyed(self.event_id):
+                mutated.keyed_changes[self.event_id] = self.fingerprint()
             return mutated
 
     class Started(Event, CanInitAggregate[UUID]):
         """The iteration began, in phase `initializing`."""
 
+        content_fields = ("agent_id", "iteration_number")
         originator_topic: str
         agent_id: str
         iteration_number: int
@@ -73,9 +94,12 @@ class Iteration(BaseAggregate[UUID]):
             aggregate.metrics = {}
             aggregate.phase_history = [PhaseVisit(Phase.INITIALIZING.value, self.timestamp, self.originator_version)]
             aggregate.saved = False
+            aggregate.keyed_changes = {}
 
     class PhaseChanged(Event):
         """The iteration entered `phase`; `error` is set exactly when the phase is `failed`."""
+
+        content_fields = ("phase", "error")
 
         phase: str
         error: str | None = None
@@ -88,6 +112,8 @@ class Iteration(BaseAggregate[UUID]):
     class MetricsRecorded(Event):
         """These amounts were added to the iteration's running metric totals."""
 
+        content_fields = ("metrics",)
+
         metrics: dict[str, int | float]
 
         def apply(self, aggregate: Any) -> None:
@@ -95,6 +121,8 @@ class Iteration(BaseAggregate[UUID]):
 
     class RecordSaved(Event):
         """The host's saving step stored the iteration record under this iteration's id."""
+
+        content_fields = ("status",)
 
         status: str
 
@@ -110,12 +138,16 @@ class Iteration(BaseAggregate[UUID]):
     phase_history: list[PhaseVisit]
     saved: bool
     last_event_id: UUID
+    # The keyed changes applied (event id -> fingerprint): a retry of one is recognised, not applied again.
+    keyed_changes: dict[UUID, int]
 
     def __init__(self) -> None:
         """State is set by `Started.apply`, so replay and creation share one code path."""
 
     @classmethod
-    def start(cls, iteration_id: UUID, agent_id: str, iteration_number: int, at: datetime) -> Iteration:
+    def start(
+        cls, iteration_id: UUID, agent_id: str, iteration_number: int, at: datetime, event_id: UUID | None = None
+    ) -> Iteration:
         """Begin a new iteration under `iteration_id` (arguments already validated)."""
         return cls._create(
             cls.Started,
@@ -123,6 +155,7 @@ class Iteration(BaseAggregate[UUID]):
             agent_id=agent_id,
             iteration_number=iteration_number,
             timestamp=at,
+            **_with_id(event_id),
         )
 
     @property

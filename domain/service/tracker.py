@@ -17,8 +17,15 @@ from types import TracebackType
 from typing import Any, Self
 from uuid import UUID
 
+from itertrack.domain.model.change_keys import (
+    check_change_id,
+    keyed_event_id,
+    keyed_iteration_id,
+    second_event_id,
+)
 from itertrack.domain.model.changes import Change, MetricsChange, PhaseChange, RecordSave
 from itertrack.domain.model.errors import (
+    ChangeIdReusedError,
     ConcurrencyError,
     DuplicateIterationError,
     InvalidInputError,
@@ -26,7 +33,6 @@ from itertrack.domain.model.errors import (
     StoreError,
     StoreUnavailableError,
 )
-from itertrack.domain.model.events import new_event_id
 from itertrack.domain.model.iteration import Iteration, checked_error
 from itertrack.domain.model.metrics import Amount, check_metrics, time_metric
 from itertrack.domain.model.phases import TERMINAL_PHASES, Phase, PhaseCatalog
@@ -102,37 +108,74 @@ class PerformanceTracker:
 
     # -- commands -----------------------------------------------------------------
 
-    def start_iteration(self, agent_id: str, iteration_number: int, iteration_id: UUID | str | None = None) -> UUID:
+    def start_iteration(
+        self,
+        agent_id: str,
+        iteration_number: int,
+        iteration_id: UUID | str | None = None,
+        *,
+        change_id: str | None = None,
+    ) -> UUID:
         """Begin tracking an iteration (phase `initializing`) and return its id.
 
-        Raises `InvalidInputError` (bad agent id, number or id), `DuplicateIterationError`, `StoreError`.
+        `change_id` (optional idempotency key, see `update_metrics`): a retry of a start that landed returns
+        the same id; without `iteration_id` the id is derived from the key, so a retry names the same one.
+        Raises `InvalidInputError` (bad agent id, number, id or change_id), `DuplicateIterationError`,
+        `ChangeIdReusedError` (the key started this id for another agent or number), `StoreError`
+        (`OutcomeUnknownError` when it may have landed).
         """
         agent_id = check_agent_id(agent_id)
         iteration_number = check_iteration_number(iteration_number)
-        new_id = self.clock.new_id() if iteration_id is None else parse_iteration_id(iteration_id)
-        iteration = Iteration.start(new_id, agent_id, iteration_number, self.clock.now())
-        self._save_new(iteration)
+        key = check_change_id(change_id)
+        if iteration_id is not None:
+            new_id = parse_iteration_id(iteration_id)
+        else:
+            new_id = self.clock.new_id() if key is None else keyed_iteration_id(key)
+        started_id = None if key is None else keyed_event_id(new_id, key)
+        iteration = Iteration.start(new_id, agent_id, iteration_number, self.clock.now(), event_id=started_id)
+        self._save_new_once(iteration, started_id, key)
         return new_id
 
-    def update_phase(self, iteration_id: UUID | str, phase: str, error: str | None = None) -> None:
-        """Record that the iteration entered `phase`; `failed` takes the error message."""
+    def update_phase(
+        self, iteration_id: UUID | str, phase: str, error: str | None = None, *, change_id: str | None = None
+    ) -> None:
+        """Record that the iteration entered `phase`; `failed` takes the error message.
+
+        `change_id`: optional idempotency key, as for `update_metrics`.
+        """
         iid = parse_iteration_id(iteration_id)
         phase = self.catalog.check(phase)
         # Checked here as well as in the aggregate: a change that waits in a spool is never refused later for it.
         error = checked_error(phase, error)
-        self._change(iid, PhaseChange(event_id=new_event_id(), phase=phase, error=error))
+        key = check_change_id(change_id)
+        self._change(iid, PhaseChange(event_id=keyed_event_id(iid, key), phase=phase, error=error), key=key)
 
-    def update_metrics(self, iteration_id: UUID | str, metrics: Mapping[str, Amount]) -> None:
-        """Add each amount to its metric's running total (`<phase>_time_ms` in ms, `<phase>_tokens` in tokens)."""
+    def update_metrics(
+        self, iteration_id: UUID | str, metrics: Mapping[str, Amount], *, change_id: str | None = None
+    ) -> None:
+        """Add each amount to its metric's running total (`<phase>_time_ms` in ms, `<phase>_tokens` in tokens).
+
+        `change_id` (optional idempotency key: a non-empty printable str of at most 200 characters, unique
+        per change of the iteration): a retry with the same key after `OutcomeUnknownError`, a crash or a
+        timeout is a no-op if the first call landed, so the amounts are added once. The same key with other
+        amounts raises `ChangeIdReusedError` (nothing written). Raises `InvalidInputError`, the domain's
+        errors (`IterationFinishedError`, ...), `StoreError`.
+        """
         iid = parse_iteration_id(iteration_id)
         checked = check_metrics(metrics)
-        self._change(iid, MetricsChange(event_id=new_event_id(), metrics=checked))
+        key = check_change_id(change_id)
+        self._change(iid, MetricsChange(event_id=keyed_event_id(iid, key), metrics=checked), key=key)
 
-    def record_usage(self, iteration_id: UUID | str, phase: str, usage: object) -> LLMUsage:
-        """Add one LLM response's usage to `<phase>_tokens` and to the four per-kind token metrics."""
+    def record_usage(
+        self, iteration_id: UUID | str, phase: str, usage: object, *, change_id: str | None = None
+    ) -> LLMUsage:
+        """Add one LLM response's usage to `<phase>_tokens` and to the four per-kind token metrics.
+
+        `change_id`: optional idempotency key, as for `update_metrics` (a retry returns the same usage).
+        """
         phase = self.catalog.check(phase)
         counted = LLMUsage.of(usage)
-        self.update_metrics(iteration_id, counted.as_metrics(phase))
+        self.update_metrics(iteration_id, counted.as_metrics(phase), change_id=change_id)
         return counted
 
     @contextmanager
@@ -155,31 +198,37 @@ class PerformanceTracker:
             raise
         self.update_metrics(iid, {time_metric(phase): self._elapsed_ms(started)})
 
-    def save_iteration(self, record: IterationRecord | Mapping[str, Any]) -> UUID:
+    def save_iteration(self, record: IterationRecord | Mapping[str, Any], *, change_id: str | None = None) -> UUID:
         """The saving step: store the record under the iteration's id, in the transaction of its event.
 
         With `record.id` the tracked iteration must exist and match the record's agent and number;
-        without it, a new iteration id is made and the iteration is started and saved at once.
+        without it, a new iteration id is made (derived from `change_id` when given) and the iteration is
+        started and saved at once. `change_id`: optional idempotency key, as for `update_metrics`; a
+        retry returns the same id, and a different record (`created_at` aside) raises `ChangeIdReusedError`.
         """
         parsed = IterationRecord.parse(record)
+        key = check_change_id(change_id)
         now = self.clock.now()
         created_at = parsed.created_at or now
         if parsed.id is None:
-            new_id = self.clock.new_id()
+            new_id = self.clock.new_id() if key is None else keyed_iteration_id(key)
             to_store = parsed.model_copy(update={"id": new_id, "created_at": created_at})
-            iteration = Iteration.start(new_id, parsed.agent_id, parsed.iteration_number, now)
-            iteration.mark_saved(parsed.iteration_status, now)
-            self._save_new(iteration, record=to_store)
+            started_id = None if key is None else keyed_event_id(new_id, key)
+            iteration = Iteration.start(new_id, parsed.agent_id, parsed.iteration_number, now, event_id=started_id)
+            iteration.mark_saved(
+                parsed.iteration_status, now, event_id=None if started_id is None else second_event_id(started_id)
+            )
+            self._save_new_once(iteration, started_id, key, record=to_store)
             return new_id
 
         to_store = parsed.model_copy(update={"created_at": created_at})
         save = RecordSave(
-            event_id=new_event_id(),
+            event_id=keyed_event_id(parsed.id, key),
             agent_id=parsed.agent_id,
             iteration_number=parsed.iteration_number,
             status=parsed.iteration_status,
         )
-        self._change(parsed.id, save, record=to_store)
+        self._change(parsed.id, save, record=to_store, key=key)
         return parsed.id
 
     def add_save_listener(self, listener: Callable[[int], None]) -> None:
@@ -284,11 +333,49 @@ class PerformanceTracker:
         self._store.keep(iteration)
         self._saved(notification_id)
 
+    def _save_new_once(
+        self, iteration: Iteration, started_id: UUID | None, key: str | None, record: IterationRecord | None = None
+    ) -> None:
+        """`_save_new`; for a keyed start (`started_id`), a duplicate that is this very start is a retry."""
+        fingerprint = Iteration.Started.fingerprint_of(
+            agent_id=iteration.agent_id, iteration_number=iteration.iteration_number
+        )
+        try:
+            self._save_new(iteration, record)
+        except DuplicateIterationError:
+            if started_id is None:
+                raise
+            with self._lock(iteration.id):
+                stored = self._store.load(iteration.id)
+                if started_id not in stored.keyed_changes:
+                    raise  # another start took this id
+                self._confirm_retry(stored, started_id, fingerprint, record, key)
+
+    def _confirm_retry(
+        self, iteration: Iteration, event_id: UUID, fingerprint: int, record: IterationRecord | None, key: str | None
+    ) -> None:
+        """The keyed change whose event `iteration` holds was applied already: this call is its retry, unless
+        it says something else (`ChangeIdReusedError`; the record is compared as stored, `created_at` aside)."""
+        same = iteration.keyed_changes[event_id] == fingerprint
+        if same and record is not None:
+            stored = self._store.record(iteration.id)  # None while it waits in a spool: not comparable yet
+            same = stored is None or stored.model_dump(exclude={"created_at"}) == record.model_dump(
+                exclude={"created_at"}
+            )
+        if not same:
+            raise ChangeIdReusedError(
+                "change_id",
+                key,
+                f"this key already applied a different change to iteration {iteration.id}; nothing was written",
+            )
+
     def _saved(self, notification_id: int | None) -> None:
         if notification_id is not None:
             self._tell_save_listeners(notification_id)
 
-    def _change(self, iteration_id: UUID, change: Change, record: IterationRecord | None = None) -> None:
+    def _change(
+        self, iteration_id: UUID, change: Change, record: IterationRecord | None = None, *, key: str | None = None
+    ) -> None:
         """Apply `change` to the iteration and save; on a version conflict re-load and re-apply it.
 
         A writer with a spool may keep the change itself when the iteration cannot be loaded here (the
@@ -307,7 +394,7 @@ class PerformanceTracker:
                     # After a lost race (or while others write this iteration), the change queues on the store's
                     # per-iteration lock, under which no other writer can take the next version.
                     with self._store.serialised(iteration_id) if queued else nullcontext():
-                        done = self._attempt(iteration_id, change, record, catch_up=queued)
+                        done = self._attempt(iteration_id, change, record, catch_up=queued, key=key)
                 except StoreUnavailableError:
                     if done:
                         return  # written (or spooled); only releasing the retry lock failed: never keep it twice
@@ -324,7 +411,9 @@ class PerformanceTracker:
                     self._retry.pause(attempt)
         raise ConcurrencyError(iteration_id, self.max_attempts)
 
-    def _attempt(self, iteration_id: UUID, change: Change, record: IterationRecord | None, *, catch_up: bool) -> bool:
+    def _attempt(
+        self, iteration_id: UUID, change: Change, record: IterationRecord | None, *, catch_up: bool, key: str | None
+    ) -> bool:
         """One load-apply-save; False when another writer took the version (the caller re-loads and retries).
 
         With `catch_up` (under the store's lock) this process's copy is first brought up to the stored version.
@@ -333,6 +422,10 @@ class PerformanceTracker:
             self._contention.seen(iteration_id)  # another writer changed it since this process's last change
         # The cached copy itself (no copy per change): any failure below evicts it.
         iteration = self._store.load(iteration_id)
+        if change.event_id in iteration.keyed_changes:
+            # A retry of a keyed change that landed (its first call may have raised OutcomeUnknownError).
+            self._confirm_retry(iteration, change.event_id, change.fingerprint(), record, key)
+            return True
         try:
             base = iteration.last_event_id
             change.apply(iteration, self._now_after(iteration))

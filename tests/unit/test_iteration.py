@@ -14,6 +14,7 @@ from itertrack.domain import (
     RecordAlreadySavedError,
     Status,
 )
+from itertrack.domain.model.change_keys import is_keyed, keyed_event_id
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 ID = UUID("12345678-1234-4678-9234-567812345678")
@@ -173,3 +174,25 @@ def test_events_refuse_naive_timestamps() -> None:
     """Event timestamps must be timezone-aware."""
     with pytest.raises(ValueError, match="timezone"):
         Iteration.PhaseChanged(originator_id=ID, originator_version=2, timestamp=datetime(2026, 1, 1), phase="analysis")
+
+
+def test_the_iteration_remembers_its_keyed_changes_also_when_replayed() -> None:
+    """Events of keyed changes (event ids derived from a change_id) are remembered by id with a fingerprint of
+    their content, when applied and when replayed from the stored events; unkeyed ones are not."""
+    keyed = keyed_event_id(ID, "tokens-1")
+    assert is_keyed(keyed)
+    assert keyed == keyed_event_id(ID, "tokens-1")
+    assert not is_keyed(keyed_event_id(ID, None))
+    iteration = Iteration.start(ID, "agent-1", 7, T0)
+    iteration.record_metrics({"analysis_tokens": 5}, at(1), event_id=keyed)
+    iteration.record_metrics({"analysis_tokens": 1}, at(2))
+    events = iteration.collect_events()
+    replayed: Iteration | None = None
+    for event in events:
+        replayed = event.mutate(replayed)
+    assert replayed is not None
+    for copy in (iteration, replayed):
+        assert copy.keyed_changes == {keyed: Iteration.MetricsRecorded.fingerprint_of(metrics={"analysis_tokens": 5})}
+    assert Iteration.MetricsRecorded.fingerprint_of(metrics={"analysis_tokens": 5}) != (
+        Iteration.MetricsRecorded.fingerprint_of(metrics={"analysis_tokens": 6})
+    )
