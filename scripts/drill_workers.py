@@ -12,20 +12,25 @@ from typing import Any
 
 from itertrack.adapters.bootstrap import spooling_writer
 from itertrack.adapters.demo.fakes import FakeBacktester, FakeLLM, FakeScanner, Scenario, SimulatedClock
-from itertrack.domain import PerformanceTracker, SystemClock
+from itertrack.domain import ConcurrencyError, PerformanceTracker, SystemClock
 from itertrack.domain.service.learning_flow import LearningIterationService
 
 
 def contender(store: str, ids: list[str], changes: int, ready: Any, gate: Any, results: Any) -> None:  # noqa: PLR0917  # a Process target: multiprocessing passes args by position
-    """Add 1 to `hammered` on each of a handful of iterations in turn, `changes` times; report conflicts."""
+    """Add 1 to `hammered` on each of a handful of iterations in turn, `changes` times; report
+    (conflicts retried, changes that gave up with `ConcurrencyError`)."""
     with PerformanceTracker(store=store, migrate=False) as tracker:
         ready.put(True)
         if not gate.wait(300):
             raise TimeoutError("the start gate never opened")
         targets = itertools.cycle(ids)
+        give_ups = 0
         for _ in range(changes):
-            tracker.update_metrics(next(targets), {"hammered": 1})
-        results.put(tracker.conflicts_retried)
+            try:
+                tracker.update_metrics(next(targets), {"hammered": 1})
+            except ConcurrencyError:
+                give_ups += 1
+        results.put((tracker.conflicts_retried, give_ups))
 
 
 def flow_host(store: str, host: int, seed: int, journal: str) -> None:
