@@ -51,6 +51,8 @@ _CLOSED_BY_SERVER = (
 )
 
 
+# Appended to the insert transaction's first SELECT per iteration key: wait while a `serialised` block holds it.
+_QUEUE = b", pg_advisory_xact_lock_shared(%s)"
 _PEER_GONE = getattr(select, "POLLRDHUP", 0) | select.POLLHUP | select.POLLERR
 
 
@@ -89,8 +91,7 @@ class RenderedStatements:
     lock: list[bytes]
     notify: bytes
     insert: bytes
-    bound_waits: bytes
-    queue: bytes
+    lock_timeout: str
 
 
 def iteration_lock_key(iteration_id: UUID | str) -> int:
@@ -190,14 +191,13 @@ class PostgresRecorder(PostgresApplicationRecorder, IterationRecordStore):
         rendered = self._rendered(conn)
         statements: list[bytes] = [b"BEGIN"]
         params: list[Any] = []
-        held: set[int] = getattr(self._held, "keys", set())
-        queued = sorted({iteration_lock_key(s.originator_id) for s in stored_events} - held)
-        if queued:
-            # Wait (bounded) while a writer that lost a race holds the iteration: it then cannot lose again.
-            statements.append(rendered.bound_waits)
-            for key in queued:
-                statements.append(rendered.queue)
-                params.append(key)
+        if stored_events:
+            # The transaction's lock timeout, and (bounded by it) a wait while a writer that lost a race holds
+            # the iteration (`serialised`), so that writer cannot lose again: one statement, first of all.
+            held: set[int] = getattr(self._held, "keys", set())
+            queued = sorted({iteration_lock_key(s.originator_id) for s in stored_events} - held)
+            statements.append(b"SELECT set_config('lock_timeout', %s, true)" + _QUEUE * len(queued))
+            params += [rendered.lock_timeout, *queued]
         if record is not None:
             statements.append(rendered.record)
             params += self._record_params(record)
@@ -228,14 +228,14 @@ class PostgresRecorder(PostgresApplicationRecorder, IterationRecordStore):
         if self._rendered_statements is None:
             schema, table = Identifier(self.datastore.schema), Identifier(self.events_table_name)
             insert = SQL("INSERT INTO {0}.{1} (originator_id, originator_version, topic, state) VALUES ")
-            timeout = f"{self.datastore.lock_timeout}s"
+            library_locks = [cast(Composed, s).as_bytes(conn) for s in self.lock_table_statements]
             self._rendered_statements = RenderedStatements(
                 record=self.insert_record_statement.as_bytes(conn),
-                lock=[cast(Composed, s).as_bytes(conn) for s in self.lock_table_statements],
+                # The library's table lock; its lock timeout is set by the transaction's first statement.
+                lock=[s for s in library_locks if not s.upper().startswith(b"SET ")],
                 notify=SQL("NOTIFY {0}").format(Identifier(self.channel_name)).as_bytes(conn),
                 insert=insert.format(schema, table).as_bytes(conn),
-                bound_waits=SQL("SET LOCAL lock_timeout = {0}").format(timeout).as_bytes(conn),
-                queue=b"SELECT pg_advisory_xact_lock_shared(%s)",
+                lock_timeout=f"{self.datastore.lock_timeout}s",
             )
         return self._rendered_statements
 

@@ -3,6 +3,7 @@ do this process's next changes of that iteration for a while; uncontended change
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from uuid import UUID
@@ -11,7 +12,7 @@ import pytest
 from fake_clock import FakeClock
 
 from itertrack.adapters.bootstrap import store_of
-from itertrack.domain import PerformanceTracker
+from itertrack.domain import OutcomeUnknownError, PerformanceTracker, StoreUnavailableError
 from itertrack.domain.service.contention import CONTENTION_WINDOW_S
 
 Open = Callable[..., PerformanceTracker]
@@ -73,3 +74,25 @@ def test_after_a_lost_race_changes_queue_on_the_lock_then_go_lock_free_again(
 
     assert host_a.get_iteration(iid).metrics == {"calls": 7}
     assert host_b.get_iteration(iid).metrics == {"calls": 7}
+
+
+@pytest.mark.postgres
+def test_a_write_waits_for_the_iterations_lock_holder_no_longer_than_the_lock_timeout(
+    pg_store: str, open_tracker: Open
+) -> None:
+    """While another process holds the iteration's lock (a change that lost a race), a write waits for it,
+    bounded by the store's `lock_timeout`; then it fails as certainly not stored (not an unknown outcome)."""
+    holder = open_tracker(pg_store)
+    writer = open_tracker(pg_store.split("&spool=", maxsplit=1)[0] + "&spool=off&lock_timeout=1")
+    iid = holder.start_iteration("agent-1", 1)
+    writer.get_iteration(iid)
+    with store_of(holder).serialised(iid):
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailableError) as raised:
+            writer.update_metrics(iid, {"calls": 1})
+        waited = time.monotonic() - started
+    assert not isinstance(raised.value, OutcomeUnknownError)
+    assert "lock timeout" in str(raised.value)
+    assert waited >= 1.0
+    writer.update_metrics(iid, {"calls": 1})  # the lock released: the write goes through
+    assert [e.originator_version for e in writer.history(iid)] == [1, 2]

@@ -10,11 +10,14 @@ A call that failed before anything was sent raises plain `StoreUnavailableError`
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from uuid import UUID
 
 import pytest
+from fake_clock import FakeClock
 from spool_support import Open, flush, through, versions, without_spool
 from support import TcpProxy, wait_for
+from switchable_store import SwitchableStore, spooling_tracker
 
 from itertrack.adapters.bootstrap import spooling_writer
 from itertrack.domain import (
@@ -23,8 +26,6 @@ from itertrack.domain import (
     PerformanceTracker,
     StoreUnavailableError,
 )
-
-pytestmark = pytest.mark.postgres
 
 # In the events insert only: its one query (BEGIN ... INSERT ... RETURNING notification_id; COMMIT).
 INSERT = b"RETURNING notification_id"
@@ -63,6 +64,7 @@ def lose_the_next_acknowledgement(proxy: TcpProxy, call: Callable[[], object]) -
     return error
 
 
+@pytest.mark.postgres
 def test_without_a_spool_a_lost_acknowledgement_is_an_outcome_unknown_error_and_the_change_landed(
     pg_store: str, proxy: TcpProxy, open_tracker: Open
 ) -> None:
@@ -108,6 +110,7 @@ def keyed_start_and_save(host: PerformanceTracker, iid: UUID) -> object:
     return host.save_iteration(record, change_id="save-new-3")
 
 
+@pytest.mark.postgres
 @pytest.mark.parametrize(
     ("keyed_call", "events"),
     [
@@ -145,6 +148,7 @@ def test_without_a_spool_a_keyed_retry_after_a_lost_acknowledgement_is_a_no_op(
     assert len(stored) == events  # the iteration's start (if not this call) and the change, once
 
 
+@pytest.mark.postgres
 def test_with_a_spool_a_lost_acknowledgement_is_forwarded_and_recognised_as_stored(
     pg_store: str, proxy: TcpProxy, open_tracker: Open
 ) -> None:
@@ -162,6 +166,7 @@ def test_with_a_spool_a_lost_acknowledgement_is_forwarded_and_recognised_as_stor
     assert metrics_recorded(reader, iid) == [{"analysis_tokens": 5}]
 
 
+@pytest.mark.postgres
 def test_a_call_that_failed_before_sending_is_a_plain_store_unavailable_error(
     pg_store: str, proxy: TcpProxy, open_tracker: Open
 ) -> None:
@@ -176,3 +181,29 @@ def test_a_call_that_failed_before_sending_is_a_plain_store_unavailable_error(
             host.update_metrics(iid, {"analysis_tokens": 5})
         assert not isinstance(raised.value, OutcomeUnknownError)
     assert versions(reader, iid) == [1]
+
+
+@pytest.mark.parametrize("cached", [True, False], ids=["as-events", "as-changes"])
+def test_a_keyed_change_retried_while_it_waits_in_the_spool_lands_once(tmp_path: Path, cached: bool) -> None:
+    """Store away: a keyed change and its retry. With the iteration cached here the retry meets the change in
+    the cached copy (one change spooled); without, both wait as changes and the forwarder applies the first
+    and recognises the second by its event id. Either way the store holds the change once."""
+    store = SwitchableStore()
+    host = spooling_tracker(store, tmp_path / "spool.db", FakeClock())
+    try:
+        other = spooling_tracker(store, tmp_path / "other.db", FakeClock(seed=2))
+        iid = other.start_iteration("agent-1", 1)
+        other.close()
+        if cached:
+            host.get_iteration(iid)
+        store.recorder.up = False
+        for _ in range(2):
+            host.update_metrics(iid, {"analysis_tokens": 5}, change_id="call-7")
+        assert spooling_writer(host).spool.count() == (1 if cached else 2)
+        store.recorder.up = True
+        flushed = spooling_writer(host).flush()
+        assert (flushed.forwarded, flushed.already_stored, flushed.stuck) == ((1, 0, 0) if cached else (1, 1, 0))
+        assert [e.originator_version for e in host.history(iid)] == [1, 2]
+        assert host.get_iteration(iid).metrics == {"analysis_tokens": 5}
+    finally:
+        host.close()
