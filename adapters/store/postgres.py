@@ -53,7 +53,7 @@ _CLOSED_BY_SERVER = (
 
 # Appended to the insert transaction's first SELECT per iteration key: wait while a `serialised` block holds it.
 _QUEUE = b", pg_advisory_xact_lock_shared(%s)"
-_PEER_GONE = getattr(select, "POLLRDHUP", 0) | select.POLLHUP | select.POLLERR
+_PEER_GONE = getattr(select, "POLLRDHUP", 0) | getattr(select, "POLLHUP", 0) | getattr(select, "POLLERR", 0)
 
 
 def _closed_by_peer(conn: Any) -> bool:
@@ -63,6 +63,8 @@ def _closed_by_peer(conn: Any) -> bool:
     One poll(2) of the socket without waiting (under a microsecond). Where POLLRDHUP is missing only a hang-up
     or a socket error is seen.
     """
+    if not hasattr(select, "poll"):
+        return False  # no poll(2) here: a closed connection is found by the query, as an unknown outcome
     try:
         poller = select.poll()
         poller.register(conn.pgconn.socket, select.POLLIN | _PEER_GONE)
