@@ -51,8 +51,8 @@ _CLOSED_BY_SERVER = (
 )
 
 
-# Appended to the insert transaction's first SELECT per iteration key: wait while a `serialised` block holds it.
-_QUEUE = b", pg_advisory_xact_lock_shared(%s)"
+# In the insert transaction's first SELECT, per iteration key: wait while a `serialised` block holds it.
+_QUEUE = b"pg_advisory_xact_lock_shared(%s)"
 _PEER_GONE = getattr(select, "POLLRDHUP", 0) | getattr(select, "POLLHUP", 0) | getattr(select, "POLLERR", 0)
 
 
@@ -93,7 +93,6 @@ class RenderedStatements:
     lock: list[bytes]
     notify: bytes
     insert: bytes
-    lock_timeout: str
 
 
 def iteration_lock_key(iteration_id: UUID | str) -> int:
@@ -193,13 +192,13 @@ class PostgresRecorder(PostgresApplicationRecorder, IterationRecordStore):
         rendered = self._rendered(conn)
         statements: list[bytes] = [b"BEGIN"]
         params: list[Any] = []
-        if stored_events:
-            # The transaction's lock timeout, and (bounded by it) a wait while a writer that lost a race holds
-            # the iteration (`serialised`), so that writer cannot lose again: one statement, first of all.
-            held: set[int] = getattr(self._held, "keys", set())
-            queued = sorted({iteration_lock_key(s.originator_id) for s in stored_events} - held)
-            statements.append(b"SELECT set_config('lock_timeout', %s, true)" + _QUEUE * len(queued))
-            params += [rendered.lock_timeout, *queued]
+        held: set[int] = getattr(self._held, "keys", set())
+        queued = sorted({iteration_lock_key(s.originator_id) for s in stored_events} - held)
+        if queued:
+            # First of all (before any lock a holder needs): wait, bounded by the session's lock_timeout, while
+            # a writer that lost a race holds the iteration (`serialised`), so that writer cannot lose again.
+            statements.append(b"SELECT " + b", ".join([_QUEUE] * len(queued)))
+            params += queued
         if record is not None:
             statements.append(rendered.record)
             params += self._record_params(record)
@@ -233,11 +232,11 @@ class PostgresRecorder(PostgresApplicationRecorder, IterationRecordStore):
             library_locks = [cast(Composed, s).as_bytes(conn) for s in self.lock_table_statements]
             self._rendered_statements = RenderedStatements(
                 record=self.insert_record_statement.as_bytes(conn),
-                # The library's table lock; its lock timeout is set by the transaction's first statement.
+                # The library's table lock, without its SET LOCAL lock_timeout: every connection has that
+                # timeout already (`statement_bounds`).
                 lock=[s for s in library_locks if not s.upper().startswith(b"SET ")],
                 notify=SQL("NOTIFY {0}").format(Identifier(self.channel_name)).as_bytes(conn),
                 insert=insert.format(schema, table).as_bytes(conn),
-                lock_timeout=f"{self.datastore.lock_timeout}s",
             )
         return self._rendered_statements
 
