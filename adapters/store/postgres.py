@@ -16,8 +16,14 @@ import psycopg
 import psycopg_pool
 from eventsourcing.persistence import (
     ApplicationRecorder,
+    DatabaseError,
+    DataError,
+    IntegrityError,
     InterfaceError,
+    InternalError,
+    NotSupportedError,
     OperationalError,
+    PersistenceError,
     ProgrammingError,
     StoredEvent,
 )
@@ -51,8 +57,6 @@ _CLOSED_BY_SERVER = (
 )
 
 
-# In the insert transaction's first SELECT, per iteration key: wait while a `serialised` block holds it.
-_QUEUE = b"pg_advisory_xact_lock_shared(%s)"
 _PEER_GONE = getattr(select, "POLLRDHUP", 0) | getattr(select, "POLLHUP", 0) | getattr(select, "POLLERR", 0)
 
 
@@ -71,6 +75,32 @@ def _closed_by_peer(conn: Any) -> bool:
         return any(events & _PEER_GONE for _, events in poller.poll(0))
     except (OSError, psycopg.Error):
         return False  # the query will fail on its own, before anything is sent
+
+
+# psycopg's errors as the library's, as its `get_connection` maps them (for the connection `serialised` holds).
+_LIBRARY_ERRORS: tuple[tuple[type[psycopg.Error], type[PersistenceError]], ...] = (
+    (psycopg.InterfaceError, InterfaceError),
+    (psycopg.OperationalError, OperationalError),
+    (psycopg.DataError, DataError),
+    (psycopg.IntegrityError, IntegrityError),
+    (psycopg.InternalError, InternalError),
+    (psycopg.ProgrammingError, ProgrammingError),
+    (psycopg.NotSupportedError, NotSupportedError),
+    (psycopg.DatabaseError, DatabaseError),
+    (psycopg.Error, PersistenceError),
+)
+
+
+@contextmanager
+def _as_library_errors(conn: Any) -> Iterator[Any]:
+    """`conn`, with psycopg's errors raised as the library's (as from `PostgresDatastore.get_connection`)."""
+    try:
+        yield conn
+    except psycopg.Error as e:
+        for driver, library in _LIBRARY_ERRORS:
+            if isinstance(e, driver):
+                raise library(str(e)) from e
+        raise
 
 
 def _may_have_committed(error: psycopg.Error) -> bool:
@@ -93,12 +123,6 @@ class RenderedStatements:
     lock: list[bytes]
     notify: bytes
     insert: bytes
-
-
-def iteration_lock_key(iteration_id: UUID | str) -> int:
-    """The advisory lock key of one iteration (a positive bigint folded from its id)."""
-    number = iteration_id.int if isinstance(iteration_id, UUID) else UUID(iteration_id).int
-    return (number >> 64 ^ number) & 0x7FFF_FFFF_FFFF_FFFF
 
 
 class PostgresRecorder(PostgresApplicationRecorder, IterationRecordStore):
@@ -129,9 +153,9 @@ class PostgresRecorder(PostgresApplicationRecorder, IterationRecordStore):
         )
         self.select_record_ids_statement = SQL("SELECT id FROM {schema}.{table}").format(schema=schema, table=table)
         self._rendered_statements: RenderedStatements | None = None
-        # The iteration lock keys this thread holds exclusively (inside `serialised`): its own insert
-        # must not wait on them.
-        self._held = threading.local()
+        # The connection whose transaction holds the events table's lock for this thread (inside `serialised`):
+        # this thread's insert goes on it (any other would wait for that lock).
+        self._holding = threading.local()
         # One lock key per schema, so migrations of different schemas do not wait on each other.
         self.migrate_lock_key = zlib.crc32(f"itertrack-migrate:{self.datastore.schema}".encode())
 
@@ -162,7 +186,8 @@ class PostgresRecorder(PostgresApplicationRecorder, IterationRecordStore):
         lock and notify, the events, COMMIT) is one multi-statement query with client-side binding:
         one round trip, and a failed statement aborts the transaction, which is then rolled back.
         """
-        with self.datastore.get_connection() as conn:
+        holding = getattr(self._holding, "conn", None)
+        with self.datastore.get_connection() if holding is None else _as_library_errors(holding) as conn:
             statements, params = self._transaction(conn, stored_events, record_of(kwargs))
             if _closed_by_peer(conn):
                 # Nothing sent yet: certainly not stored (the caller may retry once on a fresh connection).
@@ -192,13 +217,6 @@ class PostgresRecorder(PostgresApplicationRecorder, IterationRecordStore):
         rendered = self._rendered(conn)
         statements: list[bytes] = [b"BEGIN"]
         params: list[Any] = []
-        held: set[int] = getattr(self._held, "keys", set())
-        queued = sorted({iteration_lock_key(s.originator_id) for s in stored_events} - held)
-        if queued:
-            # First of all (before any lock a holder needs): wait, bounded by the session's lock_timeout, while
-            # a writer that lost a race holds the iteration (`serialised`), so that writer cannot lose again.
-            statements.append(b"SELECT " + b", ".join([_QUEUE] * len(queued)))
-            params += queued
         if record is not None:
             statements.append(rendered.record)
             params += self._record_params(record)
@@ -216,9 +234,9 @@ class PostgresRecorder(PostgresApplicationRecorder, IterationRecordStore):
 
     @staticmethod
     def _returned_ids(cursor: Any) -> list[int]:
-        """The notification ids of the events insert (the other statements that return rows are lock waits)."""
+        """The notification ids of the events insert, the one statement of the query that returns rows."""
         while True:
-            if cursor.description is not None and cursor.description[0].name == "notification_id":
+            if cursor.description is not None:
                 return [row["notification_id"] for row in cursor.fetchall()]
             if not cursor.nextset():
                 msg = "the events insert returned no notification ids"
@@ -229,12 +247,9 @@ class PostgresRecorder(PostgresApplicationRecorder, IterationRecordStore):
         if self._rendered_statements is None:
             schema, table = Identifier(self.datastore.schema), Identifier(self.events_table_name)
             insert = SQL("INSERT INTO {0}.{1} (originator_id, originator_version, topic, state) VALUES ")
-            library_locks = [cast(Composed, s).as_bytes(conn) for s in self.lock_table_statements]
             self._rendered_statements = RenderedStatements(
                 record=self.insert_record_statement.as_bytes(conn),
-                # The library's table lock, without its SET LOCAL lock_timeout: every connection has that
-                # timeout already (`statement_bounds`).
-                lock=[s for s in library_locks if not s.upper().startswith(b"SET ")],
+                lock=[cast(Composed, s).as_bytes(conn) for s in self.lock_table_statements],
                 notify=SQL("NOTIFY {0}").format(Identifier(self.channel_name)).as_bytes(conn),
                 insert=insert.format(schema, table).as_bytes(conn),
             )
@@ -261,29 +276,34 @@ class PostgresRecorder(PostgresApplicationRecorder, IterationRecordStore):
 
     @contextmanager
     def serialised(self, iteration_id: UUID) -> Iterator[None]:
-        """Hold the iteration's advisory lock exclusively, so a change that lost a race cannot lose again.
+        """Hold the events table's lock (the library's `LOCK TABLE ... IN EXCLUSIVE MODE`, which every insert
+        takes) in a transaction while a change that lost a race catches up, re-applies and inserts: no other
+        writer can commit meanwhile, so it cannot lose again. This thread's insert runs in that transaction
+        and commits it; a block that ends without inserting rolls it back.
 
-        Every insert waits (bounded by `lock_timeout`) for this lock in shared mode before it locks the
-        events table, except the holder's own: while it is held, no other writer can take the next
-        version, so the holder's re-load, re-apply and insert win. Without it, a holder kept losing to
-        writers that had not lost yet (1.5-2.2% of 8 contending processes' changes gave up).
-
-        The lock holds a pooled connection while the retry needs another: with a pool of one
-        (`pool_size=1&max_overflow=0`) retries go without it (and just back off).
+        Reads on other connections go on (the lock lets them); other inserts wait, bounded by `lock_timeout`,
+        for one catch-up and insert: inserts already take this lock one at a time. Without this, a retry kept
+        losing to writers that had not lost yet (1.5-2.2% of 8 contending processes' changes gave up).
+        The holder needs a second connection for its reads: with a pool of one (`pool_size=1&max_overflow=0`)
+        retries go without the lock (and just back off).
         """
         if postgres_pool(self.datastore).max_size < 2:
             yield
             return
-        key = iteration_lock_key(iteration_id)
-        held: set[int] = self._held.__dict__.setdefault("keys", set())
         with self.datastore.get_connection() as conn:
-            conn.execute("SELECT pg_advisory_lock(%s)", (key,))
-            held.add(key)
+            cursor = ClientCursor(conn)
+            try:
+                cursor.execute(b"; ".join([b"BEGIN", *self._rendered(conn).lock]))
+            finally:
+                cursor.close()
+            self._holding.conn = conn
             try:
                 yield
             finally:
-                held.discard(key)
-                conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+                self._holding.conn = None
+                if conn.info.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
+                    with suppress(psycopg.Error):
+                        conn.execute("ROLLBACK")
 
     def migrate(self) -> None:
         """Create schema and tables under an advisory lock, so many processes may migrate at once."""

@@ -391,8 +391,12 @@ class PerformanceTracker:
                 done = False
                 queued = queue_at_once or attempt > 1
                 try:
-                    # After a lost race (or while others write this iteration), the change queues on the store's
-                    # per-iteration lock, under which no other writer can take the next version.
+                    if queued and not self._store.is_cached(iteration_id):
+                        # Read the whole history before taking the lock (a lost try evicted the copy it changed):
+                        # under the lock only what came since is read, so the lock is held briefly.
+                        self._store.load(iteration_id)
+                    # After a lost race (or while others write this iteration), the change is saved holding the
+                    # store's lock, under which no other writer can commit: it cannot lose the race.
                     with self._store.serialised(iteration_id) if queued else nullcontext():
                         done = self._attempt(iteration_id, change, record, catch_up=queued, key=key)
                 except StoreUnavailableError:
