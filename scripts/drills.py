@@ -64,7 +64,7 @@ def contention(store: str, seconds: float) -> None:
             check(versions == list(range(1, expected + 2)), "contention", f"{iid} versions not 1..{expected + 1}")
         say("contention", f"{processes} processes x {changes} changes on {len(ids)} iterations in {took:.1f} s")
         say("contention", f"conflicts retried: {sum(retries):,} (per process {min(retries)}-{max(retries)})")
-        say("contention", "no change gave up (a change that lost a race queued on the iteration's lock)")
+        say("contention", "no change gave up (a change that lost a race retried holding the store's write lock)")
         say("contention", f"every iteration holds exactly {expected} increments in versions 1..{expected + 1}")
         verified("contention", tracker)
     say("contention", f"nothing lost, nothing doubled: {processes * changes:,} changes checked")
