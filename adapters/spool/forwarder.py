@@ -112,15 +112,8 @@ class SpoolForwarder:
                     delay = 0.05  # the store answers: go on at once with what arrived meanwhile
                     continue
             except SpoolUnusableError as e:
-                # The spool failed, not the store: the host's other iterations go on to a store that answers
-                # (only an iteration with changes waiting here waits for the spool).
-                self.failures += 1
-                log.info("the spool cannot be forwarded now; will retry: %s", e)
-                try:
-                    self._probe()
-                except StoreUnavailableError as down:
-                    self.state.went_down(down)
-                    self.store.drop_broken_connections()
+                if self._spool_failed(e):
+                    return
             except StoreUnavailableError:
                 self.failures += 1
                 self.state.went_down("the spool's forwarder could not reach it")  # host calls stop waiting on it
@@ -131,6 +124,24 @@ class SpoolForwarder:
                 log.warning("spool forwarding failed; will retry", exc_info=True)
             self.closing.wait(delay)
             delay = min(delay * 2, 2.0)
+
+    def _spool_failed(self, error: SpoolUnusableError) -> bool:
+        """The spool failed, not the store: ask the store, so the host's other iterations go on to it (only an
+        iteration with changes waiting here waits for the spool). True when the forwarder may stop: the store
+        answers and nothing of this process waits in the spool (it could not keep the change at all)."""
+        self.failures += 1
+        log.info("the spool cannot be forwarded now; will retry: %s", error)
+        try:
+            self._probe()
+        except StoreUnavailableError as down:
+            self.state.went_down(down)
+            self.store.drop_broken_connections()
+            return False
+        with self.state.lock:
+            if self.state.unforwarded:
+                return False
+            self._thread = None
+            return True
 
     def _probe(self) -> None:
         """Ask the store whether it answers (one indexed read); `StoreUnavailableError` when it does not."""

@@ -36,6 +36,8 @@ from itertrack.domain.model.records import IterationRecord
 log = logging.getLogger("itertrack")
 # How long opening the spool waits for another process that is setting the same file up.
 _SETUP_WAIT_S = 10.0
+# Room held back beside the spool so a full file system can still be drained (`_keep_reserve`).
+_RESERVE_BYTES = 128 * 1024
 # The events column of a deferred change: not a list, so a release from before deferred changes
 # existed fails on the row (and retries) instead of forwarding it as "no events" and forgetting it.
 _NO_EVENTS_YET = "null"
@@ -70,7 +72,48 @@ class SQLiteSpool(Spool):
         conn = self._open()
         self._absolute = os.path.abspath(self.path)
         self._opened = file_identity(self._absolute)
+        self._keep_reserve()
         return conn
+
+    def _reserve(self) -> Path:
+        return Path(f"{self._absolute}.reserve")
+
+    def _keep_reserve(self) -> None:
+        """Hold back room on the spool's file system for draining it: a file of zeros beside the spool.
+
+        Deleting forwarded rows needs a few free pages (the WAL grows before space comes back); on a file
+        system that filled up during an outage, `remove` gives this room back and the spool drains instead
+        of keeping its iterations' changes waiting for good. Made when the spool opens and after a drain,
+        when there is room; never raises.
+        """
+        reserve = self._reserve()
+        if reserve.exists():
+            return
+        try:
+            fd = os.open(reserve, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_MODE)
+        except OSError:
+            return
+        try:
+            os.write(fd, bytes(_RESERVE_BYTES))
+            os.fsync(fd)
+        except OSError:
+            reserve.unlink(missing_ok=True)  # no room for it now: the next drain tries again
+        finally:
+            os.close(fd)
+
+    def _freeing(self, statement: str, parameters: tuple[object, ...]) -> sqlite3.Cursor:
+        """Run a statement that removes or marks rows; on a full file system give back the reserve, once."""
+        try:
+            with self._using() as db:
+                return db.execute(statement, parameters)
+        except SpoolUnusableError as e:
+            full = isinstance(e.__cause__, sqlite3.Error) and e.__cause__.sqlite_errorcode == sqlite3.SQLITE_FULL
+            if not full or self._db is None or not self._reserve().exists():
+                raise
+            log.warning("the spool's file system is full: giving back the room held for draining %s", self.path)
+            self._reserve().unlink(missing_ok=True)
+        with self._using() as db:
+            return db.execute(statement, parameters)
 
     def _quarantine(self, found: tuple[int, int] | None, damage: Exception) -> None:
         try:
@@ -225,14 +268,12 @@ class SQLiteSpool(Spool):
         return changes
 
     def remove(self, *change_ids: int) -> None:
-        with self._using() as db:
-            db.execute(
-                "DELETE FROM spooled_changes WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(change_ids),)
-            )
+        self._freeing(
+            "DELETE FROM spooled_changes WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(change_ids),)
+        )
 
     def mark_stuck(self, change_id: int, reason: str) -> None:
-        with self._using() as db:
-            db.execute("UPDATE spooled_changes SET stuck = ? WHERE id = ?", (reason, change_id))
+        self._freeing("UPDATE spooled_changes SET stuck = ? WHERE id = ?", (reason, change_id))
 
     def unstick(self, change_id: int) -> bool:
         with self._using() as db:
@@ -309,6 +350,7 @@ class SQLiteSpool(Spool):
                 db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except StoreUnavailableError as e:
             log.info("the spool %s was not vacuumed this time: %s", self.path, e)
+        self._keep_reserve()
 
     def _columns(self) -> list[str]:
         with self._using() as db:

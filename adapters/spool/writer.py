@@ -90,8 +90,9 @@ class SpoolingWriter(IterationWriter):
             log.debug("store unavailable, spooling a change of %s: %s", iteration_id, e)
             try:
                 with state.lock:
-                    state.spooling = True
                     state.went_down(e)
+                    # Marks the spool in use only once it holds the change: a spool that could not keep it
+                    # (a full or read-only file system) is not consulted by later calls for nothing.
                     self._spool(iteration_id, events, change, record, base)
             finally:
                 # Whatever the spool did (a full or read-only file system raises here), the forwarder
