@@ -170,7 +170,9 @@ class ReadModels:
                 with self._catching_up:
                     self._count(catch_up(self.tracker, self.view, batch_size=self.batch_size))
                 break
-            if runner.wait_until(target, timeout=1.0) and self.view.position() < target:
+            if not runner.wait_until(target, timeout=1.0):
+                runner.wake()  # a second without reaching it: never wait on a notification alone
+            elif self.view.position() < target:
                 runner.stop()  # the views were emptied under it: the keeper starts one from their position
         return self._applied - before
 

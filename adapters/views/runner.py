@@ -13,12 +13,12 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import Application
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import ListenNotifySubscription, Tracking
 from eventsourcing.projection import ApplicationSubscription, BaseProjectionRunner
 from eventsourcing.utils import EnvType
 
 from itertrack.adapters.bootstrap import store_of
-from itertrack.adapters.library_hooks import runner_error, runner_subscription, set_runner_error
+from itertrack.adapters.library_hooks import runner_error, runner_subscription, set_runner_error, subscription_wakeup
 from itertrack.adapters.views.subscriptions import PollingSubscription, has_buffered
 from itertrack.adapters.views.tables import ViewTables
 from itertrack.domain.service.tracker import PerformanceTracker
@@ -103,10 +103,12 @@ class ViewRunner(BaseProjectionRunner[Application[UUID]]):
             polling.poll_interval = poll_interval
 
     def wake(self) -> None:
-        """New events were written in this process: have the subscription look now."""
-        polling = runner_subscription(self).subscription
-        if isinstance(polling, PollingSubscription):
-            polling.notify()
+        """Have the subscription look at the log now: events were written in this process, or a reader waited
+        a second without progress. On PostgreSQL too: the library's subscription pulls once, then only on a
+        NOTIFY, and a commit between that first pull and its LISTEN taking effect sends one nobody hears."""
+        subscription = runner_subscription(self).subscription
+        if isinstance(subscription, ListenNotifySubscription):
+            subscription_wakeup(subscription).set()
 
     def wait_until(self, notification_id: int, timeout: float | None = None) -> bool:
         """Block until the log up to `notification_id` is processed (True), or the runner stopped or

@@ -213,3 +213,36 @@ def test_views_from_an_older_version_gain_new_columns_and_are_rebuilt(sqlite_sto
     assert view.position() == 0  # emptied, to be rebuilt
     with ReadModels(tracker, background=False) as views:
         assert views.current_phase(iid).failed_in == "backtest_execution"
+
+
+@pytest.mark.postgres
+def test_a_notification_sent_before_the_runner_listens_does_not_leave_a_read_waiting(
+    pg_store: str, open_tracker: Open, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The library's subscription pulls once, then only on a NOTIFY; a commit before its LISTEN takes effect
+    sends one nobody hears. A read waiting for that event must still get it (it waited forever before)."""
+    import eventsourcing.postgres  # noqa: PLC0415  # the class whose thread the test holds back
+
+    listen = eventsourcing.postgres.PostgresSubscription._listen  # noqa: SLF001  # held back below
+    go = threading.Event()
+
+    def late_listen(self: eventsourcing.postgres.PostgresSubscription) -> None:
+        go.wait(30)
+        listen(self)
+
+    monkeypatch.setattr(eventsourcing.postgres.PostgresSubscription, "_listen", late_listen)
+    tracker, other = open_tracker(pg_store), open_tracker(pg_store, migrate=False)
+    iid = tracker.start_iteration("agent-1", 1)
+    views = ReadModels(tracker)
+    try:
+        assert views.current_phase(iid).phase == "initializing"  # the runner's first pull is done
+        other.update_phase(iid, "analysis")  # another process: no save listener here wakes the runner
+        go.set()  # the LISTEN starts after that commit's NOTIFY
+        answered: list[str] = []
+        reader = threading.Thread(target=lambda: answered.append(views.current_phase(iid).phase), daemon=True)
+        reader.start()
+        reader.join(30)
+        assert answered == ["analysis"]
+    finally:
+        go.set()
+        views.close()

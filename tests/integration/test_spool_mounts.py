@@ -11,14 +11,15 @@ import contextlib
 import errno
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 from spool_support import Open, through
 from support import TcpProxy, wait_for
 
-from itertrack.domain import StoreUnavailableError
+from itertrack.domain import PerformanceTracker, StoreUnavailableError
 
 pytestmark = pytest.mark.postgres
 
@@ -49,6 +50,19 @@ def fill(mount: Path) -> None:
     assert full.value.errno == errno.ENOSPC
 
 
+def stores(host: PerformanceTracker, iid: UUID, tokens: int) -> Callable[[], bool]:
+    """A condition: the host's next change of the iteration is taken (not refused for the spool's sake)."""
+
+    def taken() -> bool:
+        try:
+            host.update_metrics(iid, {"analysis_tokens": tokens})
+        except StoreUnavailableError:
+            return False
+        return True
+
+    return taken
+
+
 def refused_then_stored(host_open: Open, store: str, proxy: TcpProxy, make_unusable: object) -> None:
     host = host_open(through(store, proxy), migrate=True, env={"ITERTRACK_FORWARD": "y"})
     iid = host.start_iteration("agent-1", 1)
@@ -58,15 +72,7 @@ def refused_then_stored(host_open: Open, store: str, proxy: TcpProxy, make_unusa
     with pytest.raises(StoreUnavailableError, match="spool"):
         host.update_metrics(iid, {"analysis_tokens": 1})  # neither stored nor kept: refused, not acknowledged
     proxy.start()
-
-    def stored_again() -> bool:
-        try:
-            host.update_metrics(iid, {"analysis_tokens": 2})
-        except StoreUnavailableError:
-            return False
-        return True
-
-    wait_for(stored_again, 30, "the host's changes to be stored again once PostgreSQL answers")
+    wait_for(stores(host, iid, 2), 30, "the host's changes to be stored again once PostgreSQL answers")
     assert host.get_iteration(iid).metrics == {"analysis_tokens": 2}  # the refused change was not kept either
 
 
@@ -103,14 +109,6 @@ def test_a_spool_that_fills_during_an_outage_still_drains_once_the_store_answers
     with pytest.raises(StoreUnavailableError, match="spool"):
         host.update_metrics(iid, {"analysis_tokens": 100})
     proxy.start()
-
-    def stored_again() -> bool:
-        try:
-            host.update_metrics(iid, {"analysis_tokens": 10})
-        except StoreUnavailableError:
-            return False
-        return True
-
-    wait_for(stored_again, 60, "the iteration's changes to be stored again")
+    wait_for(stores(host, iid, 10), 60, "the iteration's changes to be stored again")
     wait_for(lambda: host.get_iteration(iid).spooled_changes == 0, 60, "the spool to drain")
     assert host.get_iteration(iid).metrics["analysis_tokens"] % 10 == 5  # the 5 kept, once; not the refused 100
