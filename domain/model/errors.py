@@ -13,6 +13,9 @@ def shown(value: Any) -> str:
         text = repr(value)
     except RecursionError:
         return "<too deeply nested to show>"
+    except ValueError:
+        # An int past Python's int-to-str limit (sys.set_int_max_str_digits), alone or inside a container.
+        return f"<{type(value).__name__} too long to show>"
     if len(text) > _MAX_SHOWN:
         text = text[: _MAX_SHOWN - 1] + "…"
     return text
@@ -37,6 +40,22 @@ class InvalidInputError(IterationError, ValueError):
 
 class UnknownPhaseError(InvalidInputError):
     """Raised when a phase name is neither built in nor registered by the host."""
+
+
+class PhaseNameCollisionError(InvalidInputError):
+    """Raised when a registered phase's metric names overlap another phase's (built-in or registered), so one
+    phase's amounts would be read as the other's; `phase`, `other` and `metric` name both phases and the metric."""
+
+    def __init__(self, phase: str, other: str, metric: str) -> None:
+        self.phase = phase
+        self.other = other
+        self.metric = metric
+        super().__init__(
+            "phases",
+            phase,
+            f"its metric {metric!r} is also a metric of phase {other!r}; choose a name whose metrics no other "
+            "phase writes",
+        )
 
 
 class InvalidMetricError(InvalidInputError):

@@ -6,7 +6,8 @@ import re
 from collections.abc import Iterable
 from enum import StrEnum
 
-from itertrack.domain.model.errors import InvalidInputError, UnknownPhaseError
+from itertrack.domain.model.errors import InvalidInputError, PhaseNameCollisionError, UnknownPhaseError
+from itertrack.domain.model.usage import phase_metric_names
 
 PHASE_NAME = re.compile(r"^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$")
 MAX_PHASE_NAME = 64
@@ -55,7 +56,12 @@ def check_phase_name(name: object, field: str = "phase") -> str:
 
 
 class PhaseCatalog:
-    """The phases one tracker accepts: the built-in ones plus those its host registered."""
+    """The phases one tracker accepts: the built-in ones plus those its host registered.
+
+    Raises `InvalidInputError` for a name that is not snake_case, and `PhaseNameCollisionError` when any metric
+    name one phase writes (`usage.phase_metric_names`: `<phase>_time_ms`, `<phase>_tokens`, `<phase>_<kind>`)
+    is also one another phase writes: `analysis_cache_read_input`'s `_tokens` would be `analysis`'s cache reads.
+    """
 
     def __init__(self, extra: Iterable[str] = ()) -> None:
         names = [p.value for p in Phase]
@@ -65,6 +71,7 @@ class PhaseCatalog:
             check_phase_name(name, field="phases")
             if name not in names:
                 names.append(name)
+        _refuse_overlapping_metrics(names)
         self._names = tuple(names)
         self._known = frozenset(names)
 
@@ -79,3 +86,13 @@ class PhaseCatalog:
             return str(phase)  # a `Phase` member becomes its plain value
         check_phase_name(phase)
         raise UnknownPhaseError("phase", phase, f"unknown phase; known: {', '.join(self._names)}")
+
+
+def _refuse_overlapping_metrics(names: Iterable[str]) -> None:
+    """Raise `PhaseNameCollisionError` for the first phase (in order) writing a metric name an earlier one writes."""
+    owner: dict[str, str] = {}
+    for name in names:
+        for metric in phase_metric_names(name):
+            other = owner.setdefault(metric, name)
+            if other != name:
+                raise PhaseNameCollisionError(name, other, metric)

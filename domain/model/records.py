@@ -7,36 +7,72 @@ from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from itertrack.domain.model.errors import InvalidInputError
 from itertrack.domain.model.text import MAX_AGENT_ID, check_agent_id
 
 MAX_DEPTH = 64
+# Python's default int-to-str limit, and the most digits pydantic's JSON parser reads back (a spooled record).
+MAX_INT_DIGITS = 4300
+_INT_BOUND = 10**MAX_INT_DIGITS
 
 
-def _storable(value: JsonValue, path: str) -> None:
-    """JSON both stores can keep: no NUL, UTF-8 text, finite numbers, at most 64 levels (walked without recursion)."""
-    stack: list[tuple[JsonValue, str, int]] = [(value, path, 0)]
+def _digits(value: int) -> int:
+    """How many decimal digits `value` has, without converting it to text (which may be refused)."""
+    magnitude = abs(value)
+    digits = max(1, math.floor(math.log10(magnitude)) + 1) if magnitude else 1
+    return digits + 1 if magnitude >= 10**digits else digits  # log10 rounding near a power of ten
+
+
+def _refuse_unstorable_scalar(item: JsonValue, field: str, where: str) -> None:
+    """Raise `InvalidInputError` for a string, int or float (at `where` in `field`) a store or reader cannot keep."""
+    if isinstance(item, str):
+        if "\x00" in item:
+            raise InvalidInputError(field, item, f"at {where}: must not contain NUL characters")
+        try:
+            item.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidInputError(field, item, f"at {where}: must be encodable as UTF-8") from None
+    elif isinstance(item, int):
+        if not -_INT_BOUND < item < _INT_BOUND:
+            raise InvalidInputError(
+                field,
+                f"<an int of {_digits(item):,} digits>",
+                f"at {where}: integers must have at most {MAX_INT_DIGITS:,} digits (no JSON reader takes more)",
+            )
+    elif isinstance(item, float) and not math.isfinite(item):
+        raise InvalidInputError(field, item, f"at {where}: must be a finite number, not {item}")
+
+
+def _storable(value: JsonValue, field: str) -> None:
+    """JSON both stores can keep and every reader can read back: no NUL, UTF-8 text, finite numbers, integers of
+    at most 4,300 digits, at most 64 levels (walked without recursion).
+
+    Raises `InvalidInputError` naming `field`, the offending item (shortened) and its path inside the value.
+    """
+    stack: list[tuple[JsonValue, str, int]] = [(value, field, 0)]
     while stack:
         item, where, depth = stack.pop()
         if depth > MAX_DEPTH:
-            raise ValueError(f"{where}: nested deeper than {MAX_DEPTH} levels")
-        if isinstance(item, str):
-            if "\x00" in item:
-                raise ValueError(f"{where}: must not contain NUL characters")
-            try:
-                item.encode("utf-8")
-            except UnicodeEncodeError:
-                raise ValueError(f"{where}: must be encodable as UTF-8") from None
-        elif isinstance(item, float) and not math.isfinite(item):
-            raise ValueError(f"{where}: must be a finite number, not {item}")
-        elif isinstance(item, dict):
+            raise InvalidInputError(field, f"<at {where}>", f"nested deeper than {MAX_DEPTH} levels")
+        if isinstance(item, dict):
             for key, inner in item.items():
                 stack.append((key, where, depth + 1))
                 stack.append((inner, f"{where}.{key}", depth + 1))
         elif isinstance(item, list):
             stack.extend((inner, f"{where}[{i}]", depth + 1) for i, inner in enumerate(item))
+        else:
+            _refuse_unstorable_scalar(item, field, where)
 
 
 class IterationRecord(BaseModel):
@@ -74,8 +110,8 @@ class IterationRecord(BaseModel):
 
     @field_validator("strategy", "scan_results", "backtest_results", "analysis", "refinements", "manual_guidance")
     @classmethod
-    def _json_storable(cls, value: JsonValue) -> JsonValue:
-        _storable(value, "value")
+    def _json_storable(cls, value: JsonValue, info: ValidationInfo) -> JsonValue:
+        _storable(value, f"record.{info.field_name}")
         return value
 
     @classmethod

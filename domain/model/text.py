@@ -8,6 +8,7 @@ from itertrack.domain.model.errors import InvalidInputError, InvalidIterationIdE
 
 MAX_AGENT_ID = 200
 MAX_ERROR_MESSAGE = 4000
+EMPTY_ERROR_MESSAGE = "(empty error message)"
 MAX_ITERATION_NUMBER = 2**31 - 1
 
 
@@ -45,24 +46,33 @@ def check_iteration_number(number: object) -> int:
 
 
 def check_error_message(error: object) -> str:
-    """An error message is 1-4000 characters of storable text."""
+    """The error message of a `failed` phase as it will be stored: a str of 1-4000 characters.
+
+    The failure must always be recorded, so the text itself never refuses it: NUL characters and lone
+    surrogates (which no store can keep) are escaped (`\\x00`, `\\ud800`), a blank message becomes
+    `(empty error message)`, and a message longer than `MAX_ERROR_MESSAGE` is cut, ending in a marker with
+    its original length (`…[cut to 4,000 of 8,660 characters]`). Other control characters (newlines of a
+    traceback, ESC) are kept as given. Text already within these rules is returned unchanged, so applying
+    it twice changes nothing. Raises `InvalidInputError` only when `error` is not a str.
+    """
     if not isinstance(error, str):
         raise InvalidInputError("error", error, "must be a string")
-    if not error.strip():
-        raise InvalidInputError("error", error, "must not be empty or blank")
-    if len(error) > MAX_ERROR_MESSAGE:
-        raise InvalidInputError("error", error, f"must be at most {MAX_ERROR_MESSAGE} characters")
-    _refuse_unstorable("error", error)
-    return error
+    text = error
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    if not text.isascii():
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    if not text.strip():
+        return EMPTY_ERROR_MESSAGE
+    if len(text) > MAX_ERROR_MESSAGE:
+        marker = f"…[cut to {MAX_ERROR_MESSAGE:,} of {len(error):,} characters]"
+        text = text[: MAX_ERROR_MESSAGE - len(marker)] + marker
+    return text
 
 
 def error_message_of(exc: BaseException) -> str:
-    """A storable one-message summary of an exception, cut to the length limit."""
-    text = str(exc).strip() or type(exc).__name__
-    text = text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
-    if len(text) > MAX_ERROR_MESSAGE:
-        text = text[: MAX_ERROR_MESSAGE - 1] + "…"
-    return text
+    """A storable one-message summary of an exception (`check_error_message` of its text, else its type name)."""
+    return check_error_message(str(exc).strip() or type(exc).__name__)
 
 
 def check_filter_text(field: str, value: str | None) -> str | None:

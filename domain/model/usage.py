@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, NonNegativeInt
 
 from itertrack.domain.model.errors import InvalidMetricError
-from itertrack.domain.model.metrics import tokens_metric
+from itertrack.domain.model.metrics import time_metric, tokens_metric
 
 USAGE_FIELDS = (
     "input_tokens",
@@ -16,6 +16,16 @@ USAGE_FIELDS = (
     "cache_creation_input_tokens",
     "cache_read_input_tokens",
 )
+
+
+def usage_metric(phase: str, kind: str) -> str:
+    """Name of the metric that sums one kind of token count (one of `USAGE_FIELDS`) in `phase`."""
+    return f"{phase}_{kind}"
+
+
+def phase_metric_names(phase: str) -> tuple[str, ...]:
+    """Every metric name the tracker writes for `phase`: its time in ms, its token sum, and each kind's tokens."""
+    return (time_metric(phase), tokens_metric(phase), *(usage_metric(phase, kind) for kind in USAGE_FIELDS))
 
 
 class LLMUsage(BaseModel):
@@ -62,5 +72,5 @@ class LLMUsage(BaseModel):
         """`<phase>_tokens` (the sum) plus each count as `<phase>_<count>`, so a cost model can price them."""
         metrics = {tokens_metric(phase): self.total}
         for field in USAGE_FIELDS:
-            metrics[f"{phase}_{field}"] = getattr(self, field)
+            metrics[usage_metric(phase, field)] = getattr(self, field)
         return metrics

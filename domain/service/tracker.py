@@ -132,7 +132,7 @@ class PerformanceTracker:
         else:
             new_id = self.clock.new_id() if key is None else keyed_iteration_id(key)
         started_id = None if key is None else keyed_event_id(new_id, key)
-        iteration = Iteration.start(new_id, agent_id, iteration_number, self.clock.now(), event_id=started_id)
+        iteration = Iteration.start(new_id, agent_id, iteration_number, self._now(), event_id=started_id)
         self._save_new_once(iteration, started_id, key)
         return new_id
 
@@ -208,7 +208,7 @@ class PerformanceTracker:
         """
         parsed = IterationRecord.parse(record)
         key = check_change_id(change_id)
-        now = self.clock.now()
+        now = self._now()
         created_at = parsed.created_at or now
         if parsed.id is None:
             new_id = self.clock.new_id() if key is None else keyed_iteration_id(key)
@@ -303,9 +303,19 @@ class PerformanceTracker:
         with self._lock(iteration_id):
             self._store.evict(iteration_id)
 
+    def _now(self) -> datetime:
+        """The clock's time; a clock that returns anything but a timezone-aware datetime is refused (nothing written).
+
+        Raises `InvalidInputError` naming `clock` and the value. Cheap: a type check and one utcoffset() call.
+        """
+        now = self.clock.now()
+        if not isinstance(now, datetime) or now.utcoffset() is None:
+            raise InvalidInputError("clock", now, "now() must return a timezone-aware datetime")
+        return now
+
     def _now_after(self, iteration: Iteration) -> datetime:
         # Event times never run backwards within an iteration, even across hosts' clocks.
-        return max(self.clock.now(), iteration.modified_on)
+        return max(self._now(), iteration.modified_on)
 
     def _elapsed_ms(self, started: float) -> float:
         return round(max(0.0, self.clock.monotonic() - started) * 1000.0, 3)
@@ -452,7 +462,7 @@ class PerformanceTracker:
     def _keep_change(self, iteration_id: UUID, change: Change, record: IterationRecord | None, *, outage: bool) -> bool:
         """Hand the change itself to the writer (its events are made when the store answers)."""
         self._store.evict(iteration_id)
-        kept = self._writer.keep_change(iteration_id, change, self.clock.now(), record, outage=outage)
+        kept = self._writer.keep_change(iteration_id, change, self._now(), record, outage=outage)
         if kept and outage:
             log.debug("store unavailable, keeping a change of %s until it answers", iteration_id)
         return kept
