@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Generator
 from uuid import UUID
 
@@ -21,6 +22,7 @@ INTERRUPTIONS = [
     pytest.param(KeyboardInterrupt(), "interrupted: KeyboardInterrupt", id="KeyboardInterrupt"),
     pytest.param(SystemExit(3), "interrupted: SystemExit: 3", id="SystemExit"),
     pytest.param(GeneratorExit(), "interrupted: GeneratorExit", id="GeneratorExit"),
+    pytest.param(asyncio.CancelledError(), "interrupted: CancelledError", id="CancelledError"),
 ]
 
 
