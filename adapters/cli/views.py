@@ -22,6 +22,7 @@ from itertrack.adapters.cli.common import (
     out,
     print_json,
 )
+from itertrack.adapters.cli.stale import StaleOption, stale_listing
 from itertrack.adapters.store.url import DEFAULT_STORE, redact
 from itertrack.adapters.views.keeper import ReadModels, lock_for, view_for, view_position
 from itertrack.adapters.views.runner import ViewRunner, catch_up
@@ -109,14 +110,21 @@ def status(
     limit: Annotated[int, typer.Option(min=1, max=1_000_000, help="At most this many rows.")] = 50,
     as_json: JsonOption = False,
     catch_up: CatchUpOption = True,
+    stale: StaleOption = None,
 ) -> None:
-    """Iterations and where each one is now, newest first (from the read models)."""
+    """Iterations and where each one is now, newest first (from the read models).
+
+    With --stale DURATION: only running iterations with no change for that long (see `itertrack abandon`).
+    """
     with (
         cli_errors(store),
         open_tracker(store, migrate=False) as tracker,
         ReadModels(tracker, background=False, catch_up_on_read=catch_up) as views,
     ):
-        rows = views.iterations(agent=agent, phase=phase, status=status_, limit=limit)
+        if stale is None:
+            rows = views.iterations(agent=agent, phase=phase, status=status_, limit=limit)
+        else:
+            rows = stale_listing(views, stale, tracker.clock.now(), agent=agent, phase=phase, status=status_)[:limit]
     if as_json:
         print_json([row.model_dump(mode="json") for row in rows])
         return

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, JsonValue
 
 from itertrack.domain.model.phases import Phase, Status
 from itertrack.domain.model.records import IterationRecord
-from itertrack.domain.model.text import error_message_of
+from itertrack.domain.service.interruptions import failure_message
 from itertrack.domain.service.ports import Backtester, Scanner, StrategyLLM
 from itertrack.domain.service.tracker import PerformanceTracker
 
@@ -41,7 +41,11 @@ class LearningIterationService:
         manual_guidance: str | None = None,
         iteration_id: UUID | None = None,
     ) -> IterationOutcome:
-        """Generate, scan, maybe regenerate, backtest, analyse, save, complete; on error mark failed and re-raise."""
+        """Generate, scan, maybe regenerate, backtest, analyse, save, complete.
+
+        Any exception or interruption (`KeyboardInterrupt`, `SystemExit`, ...) marks the iteration `failed`
+        (see `failure_message`) and is re-raised unchanged.
+        """
         tracker = self.tracker
         iid = tracker.start_iteration(agent_id, iteration_number, iteration_id=iteration_id)
         try:
@@ -89,12 +93,13 @@ class LearningIterationService:
             )
             tracker.save_iteration(record)
             tracker.update_phase(iid, Phase.COMPLETED)
-        except Exception as exc:
-            # track_phase has already marked a failure inside a phase; this covers the rest.
-            # Marking it must never replace the host's own error.
+        except BaseException as exc:
+            # track_phase has already marked a failure inside a phase; this covers the rest, interruptions
+            # (KeyboardInterrupt, SystemExit, ...) included: they would otherwise leave it running for good.
+            # Marking it must never replace the host's own error (an interruption while marking propagates).
             try:
                 if tracker.get_iteration(iid).status is Status.RUNNING:
-                    tracker.update_phase(iid, Phase.FAILED, error=error_message_of(exc))
+                    tracker.update_phase(iid, Phase.FAILED, error=failure_message(exc))
             except Exception:
                 log.warning("could not mark iteration %s failed", iid, exc_info=True)
             raise

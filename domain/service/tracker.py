@@ -38,10 +38,11 @@ from itertrack.domain.model.metrics import Amount, check_metrics, time_metric
 from itertrack.domain.model.phases import TERMINAL_PHASES, Phase, PhaseCatalog
 from itertrack.domain.model.records import IterationRecord
 from itertrack.domain.model.state import IterationState
-from itertrack.domain.model.text import check_agent_id, check_iteration_number, error_message_of, parse_iteration_id
+from itertrack.domain.model.text import check_agent_id, check_iteration_number, parse_iteration_id
 from itertrack.domain.model.usage import LLMUsage
 from itertrack.domain.service.clock import Clock, SystemClock
 from itertrack.domain.service.contention import RecentContention
+from itertrack.domain.service.interruptions import failure_message
 from itertrack.domain.service.reads import IterationReads
 from itertrack.domain.service.replay import version_at
 from itertrack.domain.service.store_ports import VersionTakenError
@@ -180,7 +181,15 @@ class PerformanceTracker:
 
     @contextmanager
     def track_phase(self, iteration_id: UUID | str, phase: str) -> Iterator[None]:
-        """Enter `phase`, time the block, add `<phase>_time_ms`; on an exception mark the iteration failed."""
+        """Enter `phase`, time the block, add `<phase>_time_ms` (ms); a block that does not finish fails the iteration.
+
+        Any exception out of the block, `KeyboardInterrupt`, `SystemExit`, `GeneratorExit` (a generator closed
+        mid-phase) and task cancellation included, records the phase's time, marks the iteration `failed`
+        (error: the exception's message, or `"interrupted: KeyboardInterrupt"` and the like; see
+        `failure_message`) and is re-raised unchanged. A failure to record is logged, never raised over it;
+        an interruption while recording (a second Ctrl-C) propagates. Raises `InvalidInputError` (terminal
+        or unknown phase, bad id) up front, and the errors of `update_phase` on entering the phase.
+        """
         iid = parse_iteration_id(iteration_id)
         if self.catalog.check(phase) in TERMINAL_PHASES:
             raise InvalidInputError("phase", phase, "cannot be timed: it is terminal (use update_phase)")
@@ -188,13 +197,14 @@ class PerformanceTracker:
         started = self.clock.monotonic()
         try:
             yield
-        except Exception as exc:
+        except BaseException as exc:
+            # Not only Exception: an interrupted phase left `running` would stay so for good.
             elapsed = self._elapsed_ms(started)
             try:
                 self.update_metrics(iid, {time_metric(phase): elapsed})
-                self.update_phase(iid, Phase.FAILED, error=error_message_of(exc))
+                self.update_phase(iid, Phase.FAILED, error=failure_message(exc))
             except Exception:
-                log.warning("could not mark iteration %s failed after an error in %s", iid, phase, exc_info=True)
+                log.warning("could not mark iteration %s failed after %r in %s", iid, exc, phase, exc_info=True)
             raise
         self.update_metrics(iid, {time_metric(phase): self._elapsed_ms(started)})
 

@@ -1,0 +1,24 @@
+"""What a failed iteration's error says when its work was ended by an exception or an interruption."""
+
+from __future__ import annotations
+
+from itertrack.domain.model.text import MAX_ERROR_MESSAGE, error_message_of
+
+
+def failure_message(exc: BaseException) -> str:
+    """The error stored when `exc` ended an iteration's work (at most `MAX_ERROR_MESSAGE` characters).
+
+    An `Exception` gives its own message (`error_message_of`). Anything else (`KeyboardInterrupt`, `SystemExit`,
+    `GeneratorExit`, `asyncio.CancelledError`, ...) means the work was interrupted, not that it went wrong:
+    `"interrupted: KeyboardInterrupt"`, followed by the exception's text when it has one
+    (`"interrupted: SystemExit: 3"`).
+    """
+    if isinstance(exc, Exception):
+        return error_message_of(exc)
+    name = type(exc).__name__
+    text = f"interrupted: {name}"
+    if str(exc).strip():
+        text = f"{text}: {error_message_of(exc)}"
+    if len(text) > MAX_ERROR_MESSAGE:
+        text = text[: MAX_ERROR_MESSAGE - 1] + "…"
+    return text
