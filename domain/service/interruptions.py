@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from itertrack.domain.model.text import MAX_ERROR_MESSAGE, error_message_of
+from itertrack.domain.model.text import check_error_message, error_message_of
 
 
 def failure_message(exc: BaseException) -> str:
@@ -19,6 +19,4 @@ def failure_message(exc: BaseException) -> str:
     text = f"interrupted: {name}"
     if str(exc).strip():
         text = f"{text}: {error_message_of(exc)}"
-    if len(text) > MAX_ERROR_MESSAGE:
-        text = text[: MAX_ERROR_MESSAGE - 1] + "…"
-    return text
+    return check_error_message(text)  # cut to the limit with a marker, as every stored error
