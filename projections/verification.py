@@ -30,11 +30,17 @@ class Problem(BaseModel):
 
 
 class VerifyReport(BaseModel):
-    """What `verify` checked and what it found; `ok` when nothing."""
+    """What `verify` checked and what it found; `ok` when nothing.
+
+    `require_records` is the host policy applied: when true, a completed iteration without its
+    `agent_iterations` row is a problem; when false (the default) only records inconsistent with the
+    events are (a `RecordSaved` without its row, a row without its `RecordSaved` or its iteration).
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     ok: bool
+    require_records: bool
     events: int
     iterations: int
     records: int
@@ -136,8 +142,11 @@ class EventChecker:
         """The read models a fresh fold of the events up to the views' position gives."""
         return ReadModelState.of_fold(self._fold.changes)
 
-    def check_records(self, record_ids: Iterable[UUID]) -> None:
-        """Completed iterations have their record; saved ones too; every record has its iteration."""
+    def check_records(self, record_ids: Iterable[UUID], *, require_records: bool = False) -> None:
+        """Saved iterations have their record and every record has its iteration and its `RecordSaved`.
+
+        With `require_records` (host policy) every completed iteration must have its record too.
+        """
         records = set(record_ids)
         for iid, seen in self.seen.items():
             if iid in records and not seen.saved:
@@ -148,7 +157,7 @@ class EventChecker:
                 self.problems.append(
                     Problem(check="records", iteration_id=iid, detail="was saved but its record is missing")
                 )
-            elif iid not in records and seen.phase == Phase.COMPLETED:
+            elif require_records and iid not in records and seen.phase == Phase.COMPLETED:
                 self.problems.append(Problem(check="records", iteration_id=iid, detail="completed without a record"))
         for iid in sorted(records - self.seen.keys()):
             self.problems.append(Problem(check="records", iteration_id=iid, detail="record has no iteration"))

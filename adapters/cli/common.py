@@ -13,6 +13,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 
+from itertrack.adapters.cli.terminal import escape_controls
 from itertrack.adapters.store.url import DEFAULT_STORE, redact
 from itertrack.domain.model.errors import InvalidInputError, IterationError
 from itertrack.domain.service.tracker import PerformanceTracker
@@ -44,8 +45,8 @@ IdArgument = Annotated[str, typer.Argument(help="The iteration's id (a UUID).")]
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    """One clear line on stderr, then exit non-zero."""
-    sys.stderr.write(f"itertrack: error: {message}\n")
+    """One clear line on stderr (control characters escaped), then exit non-zero."""
+    sys.stderr.write(f"itertrack: error: {escape_controls(message)}\n")
     raise typer.Exit(code)
 
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from itertrack.adapters.cli.common import (
     IdArgument,
@@ -21,6 +22,7 @@ from itertrack.adapters.cli.common import (
     parse_instant,
     print_json,
 )
+from itertrack.adapters.cli.terminal import shown
 from itertrack.adapters.demo.fakes import Scenario, SimulatedClock
 from itertrack.adapters.demo.run import run_demo
 from itertrack.adapters.store.url import DEFAULT_STORE, redact
@@ -72,16 +74,27 @@ def demo(
         print_summary(summary, redact(store))
         completed = [s.id for s in states if s.status == "completed"]
         if completed:
-            out.print(f"\nOne completed iteration: [bold]itertrack show {completed[0]} --store {redact(store)}")
+            command = Text.assemble(f"itertrack show {completed[0]} --store ", shown(redact(store)), style="bold")
+            out.print(Text.assemble("\nOne completed iteration: ", command))
         if run.failed_ids:
-            out.print(f"One failed iteration:    [bold]itertrack history {run.failed_ids[0]} --store {redact(store)}")
+            command = Text.assemble(
+                f"itertrack history {run.failed_ids[0]} --store ", shown(redact(store)), style="bold"
+            )
+            out.print(Text.assemble("One failed iteration:    ", command))
 
 
 def print_summary(summary: RunSummary, store: str) -> None:
     """The demo's closing tables."""
     out.print(
-        f"Tracked {summary.iterations} iterations in {store}: "
-        f"[green]{summary.completed} completed[/], [red]{summary.failed} failed[/], {summary.running} running"
+        Text.assemble(
+            f"Tracked {summary.iterations} iterations in ",
+            shown(store),
+            ": ",
+            (f"{summary.completed} completed", "green"),
+            ", ",
+            (f"{summary.failed} failed", "red"),
+            f", {summary.running} running",
+        )
     )
     table = Table(title="Per phase")
     table.add_column("phase")
@@ -90,7 +103,7 @@ def print_summary(summary: RunSummary, store: str) -> None:
     table.add_column("tokens", justify="right")
     for row in summary.phases:
         mean = "-" if row.mean_time_ms is None else f"{row.mean_time_ms:,.1f}"
-        table.add_row(row.phase, str(row.iterations), mean, f"{row.total_tokens:,}")
+        table.add_row(shown(row.phase), str(row.iterations), mean, f"{row.total_tokens:,}")
     out.print(table)
     if summary.failures:
         failures = Table(title="Failures")
@@ -98,7 +111,7 @@ def print_summary(summary: RunSummary, store: str) -> None:
         failures.add_column("error")
         failures.add_column("count", justify="right")
         for f in summary.failures:
-            failures.add_row(f.phase, f.error, str(f.count))
+            failures.add_row(shown(f.phase), shown(f.error), str(f.count))
         out.print(failures)
 
 
@@ -148,20 +161,20 @@ def show(
         ("finished", state.finished_at.isoformat() if state.finished_at else "-"),
         ("record saved", "yes" if record is not None else "no"),
     ):
-        summary.add_row(key, str(value))
+        summary.add_row(key, shown(value))
     out.print(summary)
     metrics = Table(title="Metrics (totals)")
     metrics.add_column("metric")
     metrics.add_column("total", justify="right")
     for name, total in sorted(state.metrics.items()):
-        metrics.add_row(name, f"{total:,}")
+        metrics.add_row(shown(name), f"{total:,}")
     out.print(metrics)
     phases = Table(title="Phase timeline")
     for column in ("phase", "entered at", "version", "stayed (ms)"):
         phases.add_column(column)
     for row in timeline:
         stayed = "-" if row["stayed_ms"] is None else f"{row['stayed_ms']:,.3f}"
-        phases.add_row(row["phase"], row["entered_at"], str(row["version"]), stayed)
+        phases.add_row(shown(row["phase"]), row["entered_at"], str(row["version"]), stayed)
     out.print(phases)
 
 
@@ -208,7 +221,9 @@ def history(
     for column in ("version", "time", "event", "change"):
         table.add_column(column)
     for event in events:
-        table.add_row(str(event.originator_version), event.timestamp.isoformat(), type(event).__name__, describe(event))
+        table.add_row(
+            str(event.originator_version), event.timestamp.isoformat(), type(event).__name__, shown(describe(event))
+        )
     out.print(table)
 
 
@@ -217,7 +232,7 @@ def migrate(store: StoreOption = DEFAULT_STORE) -> None:
     """Create the store's tables (safe to run from many processes at once)."""
     with cli_errors(store), open_tracker(store, migrate=True):
         pass
-    out.print(f"store {redact(store)} is ready")
+    out.print(Text.assemble("store ", shown(redact(store)), " is ready"))
 
 
 def cost_so_far(metrics: dict[str, int | float], phases: tuple[str, ...]) -> dict[str, int | float]:
@@ -260,10 +275,15 @@ def replay(
         return
     for event in events:
         name = type(event).__name__
-        out.print(f"v{event.originator_version:<4} {event.timestamp.isoformat()}  {name:<16} {describe(event)}")
+        out.print(
+            Text.assemble(
+                f"v{event.originator_version:<4} {event.timestamp.isoformat()}  {name:<16} ", shown(describe(event))
+            )
+        )
     asked = f" (asked: {instant.isoformat()})" if instant is not None else ""
     out.print(f"\nState of {state.id} as of version {state.version}, {as_of.isoformat()}{asked}:")
-    out.print(f"  phase {state.phase} ({state.status.value})" + (f", error: {state.error}" if state.error else ""))
+    error = (", error: ", shown(state.error)) if state.error else ()
+    out.print(Text.assemble("  phase ", shown(state.phase), f" ({state.status.value})", *error))
     out.print(f"  cost so far: {cost['tokens']:,} tokens, {cost['time_ms']:,} ms timed")
     for name, total in sorted(state.metrics.items()):
-        out.print(f"  {name} = {total:,}")
+        out.print(Text.assemble("  ", shown(name), f" = {total:,}"))

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from itertrack.adapters.cli.common import (
     JsonOption,
@@ -18,6 +19,7 @@ from itertrack.adapters.cli.common import (
     parse_instant,
     print_json,
 )
+from itertrack.adapters.cli.terminal import shown
 from itertrack.adapters.report.html import GanttRow, render_html
 from itertrack.adapters.store.url import DEFAULT_STORE
 from itertrack.adapters.views.keeper import ReadModels
@@ -69,7 +71,7 @@ def report(
                 page = render_html(result, gantt, agent_series(rows, tracker.catalog.names))
         if html is not None:
             html.write_text(page, encoding="utf-8")
-            out.print(f"wrote {html} ({len(page):,} bytes)")
+            out.print(Text.assemble("wrote ", shown(html), f" ({len(page):,} bytes)"))
             return
     if as_json:
         print_json(result.model_dump(mode="json"))
@@ -90,7 +92,7 @@ def print_report(result: Report) -> None:
     for p in result.phases:
         s = p.time_ms
         phases.add_row(
-            p.phase,
+            shown(p.phase),
             f"{p.iterations:,}",
             f"{s.mean:,.0f}",
             f"{s.p50:,.0f}",
@@ -105,14 +107,15 @@ def print_report(result: Report) -> None:
         for column in ("phase", "failures", "most frequent errors"):
             failures.add_column(column)
         for f in result.failures:
-            failures.add_row(f.phase, str(f.count), "; ".join(f"{e.error} ({e.count})" for e in f.errors))
+            errors = Text("; ").join(Text.assemble(shown(e.error), f" ({e.count})") for e in f.errors)
+            failures.add_row(shown(f.phase), str(f.count), errors)
         out.print(failures)
     agents = Table(title="Per agent (trend: least-squares slope over iteration numbers)")
     for column in ("agent", "iterations", "success", "time s", "tokens", "ms/iteration no.", "tokens/iteration no."):
         agents.add_column(column, justify="left" if column == "agent" else "right")
     for a in result.agents:
         agents.add_row(
-            a.agent_id,
+            shown(a.agent_id),
             f"{a.iterations:,}",
             "-" if a.success_rate is None else f"{a.success_rate:.0%}",
             f"{a.time_ms / 1000:,.1f}",

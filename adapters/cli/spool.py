@@ -10,9 +10,11 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from itertrack.adapters.bootstrap import spooling_writer
 from itertrack.adapters.cli.common import JsonOption, StoreOption, app, cli_errors, open_tracker, out, print_json
+from itertrack.adapters.cli.terminal import shown
 from itertrack.adapters.settings import load_settings
 from itertrack.adapters.spool.location import open_spool, spool_location
 from itertrack.adapters.spool.port import SpooledChange
@@ -63,7 +65,9 @@ def spool_status(store: StoreOption = DEFAULT_STORE, as_json: JsonOption = False
     if as_json:
         print_json({**status.model_dump(mode="json"), "quarantined": [q.model_dump(mode="json") for q in quarantined]})
     else:
-        out.print(f"spool {status.path}: {status.waiting} change(s) waiting, {status.stuck} stuck")
+        out.print(
+            Text.assemble("spool ", shown(status.path), f": {status.waiting} change(s) waiting, {status.stuck} stuck")
+        )
         if status.entries:
             table = Table()
             for column in ("#", "iteration", "change", "record", "stuck because"):
@@ -71,13 +75,20 @@ def spool_status(store: StoreOption = DEFAULT_STORE, as_json: JsonOption = False
             for e in status.entries:
                 # A deferred change has no versions yet: the forwarder gives them when it applies it.
                 what = f"deferred: {e.deferred}" if e.deferred else "versions " + ", ".join(map(str, e.versions))
-                table.add_row(str(e.id), str(e.iteration_id), what, "yes" if e.with_record else "", e.stuck or "")
+                table.add_row(
+                    str(e.id), str(e.iteration_id), shown(what), "yes" if e.with_record else "", shown(e.stuck or "")
+                )
             out.print(table)
         for q in quarantined:
             when = q.quarantined_at.isoformat() if q.quarantined_at else "?"
             out.print(
-                f"quarantined (damaged) spool {q.path}, moved aside {when}: {q.readable_rows} change(s) readable; "
-                f"`itertrack spool recover {q.path}` forwards them"
+                Text.assemble(
+                    "quarantined (damaged) spool ",
+                    shown(q.path),
+                    f", moved aside {when}: {q.readable_rows} change(s) readable; `itertrack spool recover ",
+                    shown(q.path),
+                    "` forwards them",
+                )
             )
     if status.stuck or quarantined:
         raise typer.Exit(EXIT_NEEDS_PERSON)

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from itertrack.adapters.cli.common import JsonOption, StoreOption, app, cli_errors, open_tracker, out, print_json
+from itertrack.adapters.cli.terminal import escape_controls
 from itertrack.adapters.store.url import DEFAULT_STORE
 from itertrack.adapters.views.keeper import ReadModels
 from itertrack.domain.model.errors import InvalidInputError, IterationFinishedError
@@ -128,13 +129,15 @@ def abandon(
         return
     for row in abandoned:
         out.print(
-            f"abandoned {row['id']} (agent {row['agent_id']!r}, iteration {row['iteration_number']}, "
-            f"in {row['phase']}, no change since {row['since']})",
+            escape_controls(
+                f"abandoned {row['id']} (agent {row['agent_id']!r}, iteration {row['iteration_number']}, "
+                f"in {row['phase']}, no change since {row['since']})"
+            ),
             markup=False,
             highlight=False,
         )
-    for row in skipped:
-        out.print(f"skipped {row['id']}: {row['reason']}", markup=False, highlight=False)
+    for row in skipped:  # host text (agent ids, phases, reasons) with its control characters escaped
+        out.print(escape_controls(f"skipped {row['id']}: {row['reason']}"), markup=False, highlight=False)
     if not abandoned and not skipped:
         out.print(f"no running iteration without a change for {stale}", markup=False, highlight=False)
 

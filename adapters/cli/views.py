@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from itertrack.adapters.bootstrap import store_of
 from itertrack.adapters.cli.common import (
@@ -23,6 +24,7 @@ from itertrack.adapters.cli.common import (
     print_json,
 )
 from itertrack.adapters.cli.stale import StaleOption, stale_listing
+from itertrack.adapters.cli.terminal import shown
 from itertrack.adapters.store.url import DEFAULT_STORE, redact
 from itertrack.adapters.views.keeper import ReadModels, lock_for, view_for, view_position
 from itertrack.adapters.views.runner import ViewRunner, catch_up
@@ -92,7 +94,7 @@ def _follow(tracker: PerformanceTracker, view: ViewTables, store: str, batch_siz
 
         previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
-            out.print(f"following {redact(store)} (Ctrl-C to stop)")
+            out.print(Text.assemble("following ", shown(redact(store)), " (Ctrl-C to stop)"))
             sys.stdout.flush()
             runner.run_forever()
         finally:
@@ -134,13 +136,13 @@ def status(
     for row in rows:
         table.add_row(
             str(row.id),
-            row.agent_id,
+            shown(row.agent_id),
             str(row.iteration_number),
-            row.phase,
+            shown(row.phase),
             row.status.value,
             row.phase_entered_at.strftime("%Y-%m-%d %H:%M:%S"),
             row.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
-            row.error or "",
+            shown(row.error or ""),
         )
     out.print(table)
 
@@ -162,16 +164,16 @@ def metrics(
     if as_json:
         print_json([row.model_dump(mode="json") for row in rows])
         return
-    out.print(_metrics_table(rows, "all agents" if agent is None else f"agent {agent}"))
+    out.print(_metrics_table(rows, Text("all agents") if agent is None else Text.assemble("agent ", shown(agent))))
 
 
-def _metrics_table(rows: list[AgentMetric], whose: str) -> Table:
-    table = Table(title=f"Metric totals, {whose}")
+def _metrics_table(rows: list[AgentMetric], whose: Text) -> Table:
+    table = Table(title=Text.assemble("Metric totals, ", whose))
     table.add_column("metric")
     table.add_column("total", justify="right")
     table.add_column("iterations", justify="right")
     for row in rows:
-        table.add_row(row.metric, f"{row.total:,}", f"{row.iterations:,}")
+        table.add_row(shown(row.metric), f"{row.total:,}", f"{row.iterations:,}")
     return table
 
 
@@ -179,14 +181,22 @@ def _metrics_table(rows: list[AgentMetric], whose: str) -> Table:
 def verify(
     iteration_id: Annotated[str | None, typer.Argument(help="Check only this iteration.")] = None,
     store: StoreOption = DEFAULT_STORE,
+    require_records: Annotated[
+        bool,
+        typer.Option(
+            "--require-records",
+            help="Host policy: every completed iteration must have its saved record (off: only records "
+            "inconsistent with the events are problems).",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Check integrity: versions 1..n in time order, records under the same ids, read models equal to the events."""
     with cli_errors(store), open_tracker(store, migrate=False) as tracker:
         report = (
-            verify_store(tracker)
+            verify_store(tracker, require_records=require_records)
             if iteration_id is None
-            else verify_iteration(tracker, parse_iteration_id(iteration_id))
+            else verify_iteration(tracker, parse_iteration_id(iteration_id), require_records=require_records)
         )
     if as_json:
         print_json(report.model_dump(mode="json"))
@@ -195,10 +205,11 @@ def verify(
             f"checked {report.events:,} events of {report.iterations:,} iterations, {report.records:,} records and "
             f"{report.read_model_rows:,} read-model rows (position {report.read_model_position:,}) "
             f"in {report.seconds:.2f} s"
+            + ("; every completed iteration must have its record (--require-records)" if require_records else "")
         )
         for problem in report.problems:
             about = "" if problem.iteration_id is None else f" {problem.iteration_id}"
-            out.print(f"[red]PROBLEM[/] {problem.check}{about}: {problem.detail}", markup=True, highlight=False)
+            out.print(Text.assemble(("PROBLEM", "red"), f" {problem.check}{about}: ", shown(problem.detail)))
         out.print("[green]OK[/]: nothing wrong" if report.ok else f"[red]{len(report.problems)} problem(s)[/]")
     if not report.ok:
         raise typer.Exit(1)

@@ -21,8 +21,11 @@ from itertrack.projections.verification import (
 PAGE = 10_000
 
 
-def verify_store(tracker: PerformanceTracker) -> VerifyReport:
-    """Check every iteration: versions 1..n in time order, records, and every read-model row."""
+def verify_store(tracker: PerformanceTracker, *, require_records: bool = False) -> VerifyReport:
+    """Check every iteration: versions 1..n in time order, records, and every read-model row.
+
+    `require_records` (host policy, off by default): a completed iteration without its record is a problem.
+    """
     started = time.perf_counter()
     view = view_for(store_of(tracker).factory)
     # The views and their position are read in one snapshot; the fold stops at that position.
@@ -38,10 +41,11 @@ def verify_store(tracker: PerformanceTracker) -> VerifyReport:
             break
         start = page[-1].id
     record_ids = store_of(tracker).records.select_record_ids()
-    checker.check_records(record_ids)
+    checker.check_records(record_ids, require_records=require_records)
     problems = checker.problems + diff_read_models(checker.expected_read_models(), actual)
     return VerifyReport(
         ok=not problems,
+        require_records=require_records,
         events=checker.events,
         iterations=len(checker.seen),
         records=len(record_ids),
@@ -52,15 +56,18 @@ def verify_store(tracker: PerformanceTracker) -> VerifyReport:
     )
 
 
-def verify_iteration(tracker: PerformanceTracker, iteration_id: UUID) -> VerifyReport:
-    """The same checks for one iteration; its read-model rows are compared once the views have applied it all."""
+def verify_iteration(tracker: PerformanceTracker, iteration_id: UUID, *, require_records: bool = False) -> VerifyReport:
+    """The same checks for one iteration; its read-model rows are compared once the views have applied it all.
+
+    Raises `IterationNotFoundError` for an unknown id; `require_records` as for `verify_store`.
+    """
     started = time.perf_counter()
     events = tracker.history(iteration_id)
     checker = EventChecker(fold_until=10**18)
     for index, event in enumerate(events, start=1):
         checker.add(event, index)
     record_ids = [i for i in store_of(tracker).records.select_record_ids() if i == iteration_id]
-    checker.check_records(record_ids)
+    checker.check_records(record_ids, require_records=require_records)
     expected = checker.expected_read_models()
     view = view_for(store_of(tracker).factory)
     actual = ReadModelState()
@@ -89,6 +96,7 @@ def verify_iteration(tracker: PerformanceTracker, iteration_id: UUID) -> VerifyR
         )
     return VerifyReport(
         ok=not problems,
+        require_records=require_records,
         events=checker.events,
         iterations=1,
         records=len(record_ids),

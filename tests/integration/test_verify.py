@@ -84,21 +84,25 @@ def test_a_clean_store_verifies(demo: tuple[str, PerformanceTracker, list[uuid.U
     assert verify_iteration(tracker, ids[0]).ok
 
 
-def test_deleted_record_is_named(demo: tuple[str, PerformanceTracker, list[uuid.UUID], list[uuid.UUID]]) -> None:
-    """A deleted agent_iterations row is reported against its iteration."""
+@pytest.mark.parametrize("require_records", [False, True])
+def test_deleted_record_is_named(
+    demo: tuple[str, PerformanceTracker, list[uuid.UUID], list[uuid.UUID]], require_records: bool
+) -> None:
+    """A deleted agent_iterations row is reported against its iteration, whatever the host's policy."""
     store, tracker, ids, failed = demo
     victim = next(i for i in ids if i not in failed)
     with raw_sql(store) as run:
         run("DELETE FROM agent_iterations WHERE id = %s", (db_id(store, victim),))
-    report = verify_store(tracker)
+    report = verify_store(tracker, require_records=require_records)
     assert details(report) == [f"records {victim}: was saved but its record is missing"]
-    assert not verify_iteration(tracker, victim).ok
+    assert not verify_iteration(tracker, victim, require_records=require_records).ok
 
 
+@pytest.mark.parametrize("require_records", [False, True])
 def test_record_without_iteration_is_named(
-    demo: tuple[str, PerformanceTracker, list[uuid.UUID], list[uuid.UUID]],
+    demo: tuple[str, PerformanceTracker, list[uuid.UUID], list[uuid.UUID]], require_records: bool
 ) -> None:
-    """A record inserted behind the tracker's back, with no iteration, is reported by its id."""
+    """A record inserted behind the tracker's back, with no iteration, is reported by its id, whatever the policy."""
     store, tracker, _, _ = demo
     stray = uuid.uuid4()
     with raw_sql(store) as run:
@@ -107,7 +111,60 @@ def test_record_without_iteration_is_named(
             "VALUES (%s, %s, %s, %s, %s)",
             (db_id(store, stray), "agent-x", 1, "completed", datetime(2026, 2, 1, tzinfo=UTC).isoformat()),
         )
-    assert details(verify_store(tracker)) == [f"records {stray}: record has no iteration"]
+    assert details(verify_store(tracker, require_records=require_records)) == [
+        f"records {stray}: record has no iteration"
+    ]
+
+
+def completed_without_saving(tracker: PerformanceTracker) -> uuid.UUID:
+    """An iteration taken to `completed` by a host that does not use the saving step."""
+    iid = tracker.start_iteration("agent-no-records", 1)
+    for phase in ("analysis", "completed"):
+        tracker.update_phase(iid, phase)
+    ReadModels(tracker, background=False).sync()
+    return iid
+
+
+def test_completed_without_a_record_is_host_policy(
+    demo: tuple[str, PerformanceTracker, list[uuid.UUID], list[uuid.UUID]],
+) -> None:
+    """Without the saving step a completed iteration verifies OK; with `require_records` it is named."""
+    _, tracker, _, _ = demo
+    iid = completed_without_saving(tracker)
+    default = verify_store(tracker)
+    assert details(default) == []
+    assert default.ok
+    assert not default.require_records
+    assert verify_iteration(tracker, iid).ok
+    required = verify_store(tracker, require_records=True)
+    assert details(required) == [f"records {iid}: completed without a record"]
+    assert required.require_records
+    assert details(verify_iteration(tracker, iid, require_records=True)) == [
+        f"records {iid}: completed without a record"
+    ]
+
+
+def test_verify_command_applies_require_records_only_when_asked(
+    demo: tuple[str, PerformanceTracker, list[uuid.UUID], list[uuid.UUID]],
+) -> None:
+    """`verify` exits 0 for a host without the saving step, 1 with --require-records; its JSON names the policy."""
+    store, tracker, _, _ = demo
+    iid = completed_without_saving(tracker)
+    command = [str(Path(sys.executable).with_name("itertrack")), "verify", "--store", store, "--json"]
+    default = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert default.returncode == 0, default.stdout + default.stderr
+    assert json.loads(default.stdout)["require_records"] is False
+    assert json.loads(default.stdout)["problems"] == []
+    required = subprocess.run([*command, "--require-records"], capture_output=True, text=True, check=False)
+    assert required.returncode == 1, required.stdout + required.stderr
+    report = json.loads(required.stdout)
+    assert report["require_records"] is True
+    assert report["problems"] == [
+        {"check": "records", "iteration_id": str(iid), "detail": "completed without a record"}
+    ]
+    text = subprocess.run([*command[:-1], "--require-records"], capture_output=True, text=True, check=False)
+    assert text.returncode == 1
+    assert f"PROBLEM records {iid}: completed without a record" in text.stdout
 
 
 def test_tampered_read_model_rows_are_named(
