@@ -9,14 +9,14 @@ from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from itertrack.domain.model.iteration import Iteration
 from itertrack.domain.model.phases import Phase
 from itertrack.projections.fold import BatchChanges, BatchFold, LoadedState
 from itertrack.projections.rows import CurrentPhase
 
-Check = Literal["versions", "event_ids", "time_order", "records", "read_models"]
+Check = Literal["versions", "event_ids", "time_order", "records", "read_models", "read_models_advance"]
 
 
 class Problem(BaseModel):
@@ -46,6 +46,9 @@ class VerifyReport(BaseModel):
     records: int
     read_model_rows: int
     read_model_position: int
+    # Events of the log the read models have not applied, and the time of the oldest of them (None: none).
+    read_models_behind: int = 0
+    behind_since: AwareDatetime | None = None
     seconds: float
     problems: tuple[Problem, ...]
 

@@ -35,6 +35,7 @@ from itertrack.domain.model.text import parse_iteration_id
 from itertrack.domain.service.tracker import PerformanceTracker
 from itertrack.projections.projection import DEFAULT_BATCH_SIZE
 from itertrack.projections.rows import AgentMetric
+from itertrack.projections.verification import Problem
 
 CatchUpOption = Annotated[
     bool,
@@ -177,6 +178,16 @@ def _metrics_table(rows: list[AgentMetric], whose: Text) -> Table:
     return table
 
 
+def _advance(tracker: PerformanceTracker) -> str | None:
+    """Catch the read models up as `status` does; the error that stops them, if one does."""
+    try:
+        with ReadModels(tracker, background=False) as views:
+            views.sync()
+    except Exception as e:  # whatever stops the views is what verify reports
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
 @app.command()
 def verify(
     iteration_id: Annotated[str | None, typer.Argument(help="Check only this iteration.")] = None,
@@ -189,15 +200,29 @@ def verify(
             "inconsistent with the events are problems).",
         ),
     ] = False,
+    catch_up: CatchUpOption = True,
     as_json: JsonOption = False,
 ) -> None:
-    """Check integrity: versions 1..n in time order, records under the same ids, read models equal to the events."""
+    """Check integrity: versions 1..n in time order, records under the same ids, read models equal to the events.
+
+    First the read models are caught up (unless --no-catch-up): a position that cannot advance is a problem,
+    with the error that stops it; how far the views are behind the log, and since when, is always reported.
+    """
     with cli_errors(store), open_tracker(store, migrate=False) as tracker:
+        stopped = _advance(tracker) if catch_up else None
         report = (
             verify_store(tracker, require_records=require_records)
             if iteration_id is None
             else verify_iteration(tracker, parse_iteration_id(iteration_id), require_records=require_records)
         )
+        if stopped is not None:
+            stuck = Problem(
+                check="read_models_advance",
+                iteration_id=None,
+                detail=f"the read models cannot advance past position {report.read_model_position:,} "
+                f"({report.read_models_behind:,} events behind the log since {report.behind_since}): {stopped}",
+            )
+            report = report.model_copy(update={"ok": False, "problems": (stuck, *report.problems)})
     if as_json:
         print_json(report.model_dump(mode="json"))
     else:
@@ -207,6 +232,11 @@ def verify(
             f"in {report.seconds:.2f} s"
             + ("; every completed iteration must have its record (--require-records)" if require_records else "")
         )
+        if report.read_models_behind:
+            out.print(
+                f"read models {report.read_models_behind:,} events behind the log, the oldest from "
+                f"{report.behind_since}"
+            )
         for problem in report.problems:
             about = "" if problem.iteration_id is None else f" {problem.iteration_id}"
             out.print(Text.assemble(("PROBLEM", "red"), f" {problem.check}{about}: ", shown(problem.detail)))

@@ -31,12 +31,16 @@ def verify_store(tracker: PerformanceTracker, *, require_records: bool = False) 
     # The views and their position are read in one snapshot; the fold stops at that position.
     position, actual = view.snapshot()
     checker = EventChecker(fold_until=position)
+    behind, since = 0, None
     start = 0
     while True:
         page = store_of(tracker).recorder.select_notifications(start=start, limit=PAGE, inclusive_of_start=False)
         for notification in page:
             event = cast(Iteration.Event, store_of(tracker).mapper.to_domain_event(notification))
             checker.add(event, notification.id)
+            if notification.id > position:
+                behind += 1
+                since = since or event.timestamp
         if len(page) < PAGE:
             break
         start = page[-1].id
@@ -51,6 +55,8 @@ def verify_store(tracker: PerformanceTracker, *, require_records: bool = False) 
         records=len(record_ids),
         read_model_rows=actual.rows,
         read_model_position=position,
+        read_models_behind=behind,
+        behind_since=since,
         seconds=round(time.perf_counter() - started, 3),
         problems=tuple(problems),
     )
