@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+from itertrack.adapters.views.exact_totals import from_db
 from itertrack.adapters.views.sql import APPLICATION_NAME, CURRENT_COLUMNS, ViewStatements
 from itertrack.domain.model.errors import IterationNotFoundError
 from itertrack.domain.model.metrics import Amount
@@ -55,7 +56,7 @@ class ViewQueries(ABC):
     def _total(value: Any) -> Amount:
         if isinstance(value, Decimal):
             return int(value) if value == value.to_integral_value() else float(value)
-        return value  # type: ignore[no-any-return]
+        return from_db(value)  # SQLite: past its 64-bit integers a total is decimal text
 
     # -- snapshots ------------------------------------------------------------------------------
 

@@ -38,9 +38,15 @@ class ViewTypes:
     time: str
     total: str
     real: str
+    # How two totals are added and totals summed in SQL: exact at any size on both stores (PostgreSQL's
+    # numeric; on SQLite functions of ours, adapters/views/exact_totals.py, since its integers stop at 2**63-1).
+    add: str = "{a} + {b}"
+    sum: str = "sum"
 
 
-SQLITE_TYPES = ViewTypes(id="TEXT", time="TEXT", total="", real="REAL")
+SQLITE_TYPES = ViewTypes(
+    id="TEXT", time="TEXT", total="", real="REAL", add="itertrack_add({a}, {b})", sum="itertrack_sum"
+)
 POSTGRES_TYPES = ViewTypes(id="uuid", time="timestamptz", total="numeric", real="double precision")
 
 
@@ -79,9 +85,10 @@ class ViewStatements:
             f"INSERT INTO {met} (iteration_id, metric, total) VALUES (%s, %s, %s) "
             "ON CONFLICT (iteration_id, metric) DO UPDATE SET total = excluded.total"
         )
+        added = t.add.format(a=f"{agt}.total", b="excluded.total")
         self.add_agent_metric = q(
             f"INSERT INTO {agt} (agent_id, metric, total, iterations) VALUES (%s, %s, %s, %s) "
-            f"ON CONFLICT (agent_id, metric) DO UPDATE SET total = {agt}.total + excluded.total, "
+            f"ON CONFLICT (agent_id, metric) DO UPDATE SET total = {added}, "
             f"iterations = {agt}.iterations + excluded.iterations"
         )
         self.upsert_duration = q(
@@ -101,7 +108,7 @@ class ViewStatements:
             f"SELECT agent_id, metric, total, iterations FROM {agt} ORDER BY agent_id, metric"
         )
         self.select_overall_metrics = (
-            f"SELECT metric, sum(total) AS total, sum(iterations) AS iterations FROM {agt} "
+            f"SELECT metric, {t.sum}(total) AS total, sum(iterations) AS iterations FROM {agt} "
             "GROUP BY metric ORDER BY metric"
         )
         self.select_durations_of = q(

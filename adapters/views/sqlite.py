@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.sqlite import SQLiteDatastore, SQLiteTrackingRecorder
 
+from itertrack.adapters.views.exact_totals import register, to_db
 from itertrack.adapters.views.sql import APPLICATION_NAME, SQLITE_TYPES, ViewStatements
 from itertrack.adapters.views.tables import ViewTables
 
@@ -28,8 +29,11 @@ class SQLiteViewTables(ViewTables, SQLiteTrackingRecorder):
         self.cas_reset = "DELETE FROM tracking WHERE application_name = ?"
         self.select_position = "SELECT notification_id FROM tracking WHERE application_name = ?"
 
-    def _transaction(self, *, commit: bool) -> AbstractContextManager[Any]:
-        return self.datastore.transaction(commit=commit)
+    @contextmanager
+    def _transaction(self, *, commit: bool) -> Iterator[Any]:
+        with self.datastore.transaction(commit=commit) as c:
+            register(c.sqlite_cursor.connection)  # exact totals past SQLite's 64-bit integers
+            yield c
 
     def _where_in(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
         return f"{column} IN ({', '.join('?' for _ in values)})", list(values)
@@ -47,6 +51,9 @@ class SQLiteViewTables(ViewTables, SQLiteTrackingRecorder):
 
     def _db_id(self, value: UUID) -> Any:
         return value.hex
+
+    def _db_total(self, value: int | float) -> Any:
+        return to_db(value)
 
     def _db_time(self, value: datetime | None) -> Any:
         return None if value is None else value.astimezone(UTC).isoformat(timespec="microseconds")

@@ -123,8 +123,14 @@ class ViewTables(ViewQueries, TrackingRecorder, ABC):
                 # subscription's reading thread (each waits out the switch interval).
                 rows: list[tuple[str, list[tuple[Any, ...]]]] = [
                     (s.upsert_current, [self._current_params(row) for row in changes.current.values()]),
-                    (s.upsert_metric, [(self._db_id(i), m, t) for (i, m), t in changes.metrics.items()]),
-                    (s.add_agent_metric, [(a, m, t, n) for (a, m), (t, n) in changes.agent_deltas.items()]),
+                    (
+                        s.upsert_metric,
+                        [(self._db_id(i), m, self._db_total(t)) for (i, m), t in changes.metrics.items()],
+                    ),
+                    (
+                        s.add_agent_metric,
+                        [(a, m, self._db_total(t), n) for (a, m), (t, n) in changes.agent_deltas.items()],
+                    ),
                     (s.upsert_duration, [(self._db_id(i), p, d, v) for (i, p), (d, v) in changes.durations.items()]),
                 ]
                 for statement, params in rows:
@@ -132,6 +138,10 @@ class ViewTables(ViewQueries, TrackingRecorder, ABC):
                         c.executemany(statement, params)
         except IntegrityError as e:
             raise PositionConflictError(f"read models were started from position 0 by another process: {e}") from e
+
+    def _db_total(self, value: int | float) -> Any:
+        """A total as the store holds it (exact at any size: see each store's override)."""
+        return value
 
     def _current_params(self, row: CurrentPhase) -> tuple[Any, ...]:
         return (

@@ -1,12 +1,13 @@
 """`itertrack verify` tells the truth about read models that are behind the log or cannot advance (issue 12, item 2).
 
-The stuck case is the issue's own: a host that reports `time.time_ns()` as milliseconds in six iterations
-of one agent; on SQLite the per-agent total no longer fits a 64-bit integer, so no catch-up batch applies.
+The stuck views are made by hand: a trigger on a view table that calls a function SQLite does not have, so
+every catch-up batch fails (the issue's own case, an overflowing total, no longer stops them: item 1).
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,6 @@ from pathlib import Path
 from itertrack.domain import PerformanceTracker
 
 ITERTRACK = str(Path(sys.executable).with_name("itertrack"))
-NS_AS_MS = 1_800_000_000_000_000_000  # time.time_ns() in 2027, reported as *_time_ms
 
 
 def verify(store: str, *args: str) -> tuple[int, dict[str, object]]:
@@ -25,18 +25,23 @@ def verify(store: str, *args: str) -> tuple[int, dict[str, object]]:
 
 
 def test_views_that_cannot_advance_are_a_problem_naming_the_error_the_lag_and_since_when(tmp_path: Path) -> None:
-    store = f"sqlite:///{tmp_path / 'itertrack.db'}"
+    path = tmp_path / "itertrack.db"
+    store = f"sqlite:///{path}"
     with PerformanceTracker(store=store, migrate=True) as tracker:
         for n in range(6):
-            iid = tracker.start_iteration("agent-ns", n)
-            tracker.update_metrics(iid, {"analysis_time_ms": NS_AS_MS})
+            iid = tracker.start_iteration("agent-1", n)
+            tracker.update_metrics(iid, {"analysis_time_ms": 5})
+    with sqlite3.connect(path) as damaged:
+        damaged.execute(
+            "CREATE TRIGGER stop_the_views BEFORE INSERT ON iteration_metrics BEGIN SELECT no_such_function(); END"
+        )
     code, report = verify(store)
     assert code == 1, report
     problems = report["problems"]
     assert isinstance(problems, list)
     assert problems[0]["check"] == "read_models_advance"
     assert "cannot advance past position" in problems[0]["detail"]
-    assert "overflow" in problems[0]["detail"].lower()
+    assert "no such function: no_such_function" in problems[0]["detail"]
     assert report["read_models_behind"] == 12 - report["read_model_position"]  # type: ignore[operator]
     assert report["behind_since"] is not None
 
