@@ -110,6 +110,7 @@ class ViewTables(ViewQueries, TrackingRecorder, ABC):
         and `PositionConflictError` is raised, so no event is ever applied twice.
         """
         s = self.statements
+        position_moved = False
         try:
             with self._transaction(commit=True) as c:
                 # Position first: concurrent appliers queue on the tracking row, and the loser writes nothing.
@@ -119,6 +120,7 @@ class ViewTables(ViewQueries, TrackingRecorder, ABC):
                     c.execute(self.cas_update, (new, APPLICATION_NAME, expected))
                     if c.fetchone() is None:
                         raise PositionConflictError(f"read models moved past position {expected} meanwhile")
+                position_moved = True
                 # One call per statement: fewer round trips, and fewer hand-offs of the GIL to the
                 # subscription's reading thread (each waits out the switch interval).
                 rows: list[tuple[str, list[tuple[Any, ...]]]] = [
@@ -137,6 +139,10 @@ class ViewTables(ViewQueries, TrackingRecorder, ABC):
                     if params:
                         c.executemany(statement, params)
         except IntegrityError as e:
+            if position_moved:
+                # A constraint a view row breaks is an error of its own, never retried as a position conflict
+                # (it would fail again at the same position, for ever).
+                raise
             raise PositionConflictError(f"read models were started from position 0 by another process: {e}") from e
 
     def _db_total(self, value: int | float) -> Any:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from support import assert_same_models, fold_models, view_models, wait_for
@@ -14,6 +16,7 @@ from itertrack.adapters.views.keeper import ReadModels, view_for
 from itertrack.adapters.views.runner import ViewRunner, catch_up
 from itertrack.domain import PerformanceTracker
 from itertrack.projections.fold import BatchChanges
+from itertrack.projections.projection import PositionConflictError
 
 Open = Callable[..., PerformanceTracker]
 
@@ -133,3 +136,33 @@ def test_the_keeper_logs_an_error_and_starts_again(
         assert failures == [1]
         assert "read models could not catch up; will retry" in caplog.text
         assert_same_models(view_models(views.view), fold_models(tracker))
+
+
+def test_a_constraint_a_view_row_breaks_is_raised_not_retried_as_a_position_conflict(tmp_path: Path) -> None:
+    """Only the tracking row's key clash is a position conflict (issue 12, item 3): any other constraint
+    error was read as one, and a catch-up retried it at the same position for ever."""
+    path = tmp_path / "itertrack.db"
+    with PerformanceTracker(store=f"sqlite:///{path}", migrate=True) as tracker:
+        iid = tracker.start_iteration("agent-1", 1)
+        tracker.update_metrics(iid, {"analysis_tokens": 3})
+        with sqlite3.connect(path) as hand:
+            hand.execute(
+                "CREATE TRIGGER refuse_metrics BEFORE INSERT ON iteration_metrics "
+                "BEGIN SELECT RAISE(ABORT, 'refused by a hand-made trigger'); END"
+            )
+        raised: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                catch_up(tracker, view_for(store_of(tracker).factory))
+            except BaseException as e:  # the test looks at whatever ended the catch-up
+                raised.append(e)
+
+        worker = threading.Thread(target=run, daemon=True)
+        worker.start()
+        worker.join(30)
+        assert not worker.is_alive(), "the catch-up retried the broken constraint for ever"
+        assert len(raised) == 1
+        assert not isinstance(raised[0], PositionConflictError)
+        assert "refused by a hand-made trigger" in str(raised[0])
+        assert view_for(store_of(tracker).factory).position() == 0  # nothing of the batch was written
