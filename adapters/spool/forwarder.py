@@ -193,10 +193,6 @@ class SpoolForwarder:
             waiting=movable,
         )
 
-    def movable_waiting(self) -> int:
-        """Waiting changes the forwarder can still send (every change but the stuck ones)."""
-        return self.spool.count()
-
     def _forward_page(self, batch: list[SpooledChange], tally: FlushTally) -> None:
         """Forward one page of waiting changes, each iteration's in order."""
         groups: dict[UUID, list[SpooledChange]] = {}

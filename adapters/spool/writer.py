@@ -53,7 +53,7 @@ class SpoolingWriter(IterationWriter):
         # How many changes went to the spool as events, and as changes (their version unknown).
         self.changes_spooled = 0
         self.changes_deferred = 0
-        self.state.unforwarded = self.forwarder.movable_waiting() > 0
+        self.state.unforwarded = spool.count() > 0  # stuck changes aside: those hold nothing up
         if self.state.unforwarded or started_offline:
             self.forwarder.start()
 
