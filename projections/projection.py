@@ -10,7 +10,6 @@ from eventsourcing.projection import Projection
 
 from itertrack.domain.model.errors import StoreError
 from itertrack.domain.model.iteration import Iteration
-from itertrack.projections.fold import BatchChanges, LoadedState, fold
 
 DEFAULT_BATCH_SIZE = 500
 
@@ -30,12 +29,9 @@ class ViewStore(Protocol):
         """The notification id of the last event applied (0 before the first)."""
         ...
 
-    def load(self, events: Sequence[Iteration.Event]) -> LoadedState:
-        """The rows a batch touches."""
-        ...
-
-    def apply(self, changes: BatchChanges, expected: int, new: int) -> None:
-        """Write changes and move the position from `expected` to `new` in one transaction."""
+    def apply(self, events: Sequence[Iteration.Event], expected: int, new: int) -> int:
+        """Fold consecutive events onto the rows they touch (read in the same transaction), write them and move
+        the position from `expected` to `new`, in one transaction; `PositionConflictError` if it moved."""
         ...
 
 
@@ -76,7 +72,7 @@ class ViewProjection(Projection[Any]):
             new = pending[-1][1].notification_id
             events = [e for e, _ in pending]
             try:
-                self.store.apply(fold(events, self.store.load(events)), expected, new)
+                self.store.apply(events, expected, new)
             except PositionConflictError:
                 moved_to = self.store.position()
                 if moved_to < expected:

@@ -16,7 +16,7 @@ from itertrack.domain.model.errors import StoreConfigError
 from itertrack.domain.model.phases import Status
 from itertrack.domain.model.text import parse_iteration_id
 from itertrack.domain.service.tracker import PerformanceTracker
-from itertrack.projections.projection import DEFAULT_BATCH_SIZE
+from itertrack.projections.projection import DEFAULT_BATCH_SIZE, ReadModelsResetError
 from itertrack.projections.rows import (
     AgentMetric,
     CurrentPhase,
@@ -120,6 +120,8 @@ class ReadModels:
             except Exception as e:
                 error = e
             error = error or (None if runner is None else _as_exception(runner.progress.error))
+            if isinstance(error, ReadModelsResetError):
+                error = None  # a rebuild elsewhere emptied the views: start again from their new position, at once
             self._publish(None, error)
             if error is not None and not self._closed.is_set():
                 log.warning("read models could not catch up; will retry", exc_info=error)
@@ -170,7 +172,11 @@ class ReadModels:
                 with self._catching_up:
                     self._count(catch_up(self.tracker, self.view, batch_size=self.batch_size))
                 break
-            if not runner.wait_until(target, timeout=1.0):
+            try:
+                reached = runner.wait_until(target, timeout=1.0)
+            except ReadModelsResetError:
+                continue  # emptied under it by a rebuild: the keeper starts another from their new position
+            if not reached:
                 runner.wake()  # a second without reaching it: never wait on a notification alone
             elif self.view.position() < target:
                 runner.stop()  # the views were emptied under it: the keeper starts one from their position

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 
+from itertrack.adapters.store.postgres_failures import driver_error
 from itertrack.adapters.views.sql import APPLICATION_NAME, POSTGRES_TYPES, ViewStatements
 from itertrack.adapters.views.tables import ViewTables
 
@@ -29,6 +31,10 @@ class PostgresViewTables(ViewTables, PostgresTrackingRecorder):
         )
         self.cas_reset = f"DELETE FROM {tracking} WHERE application_name = %s"
         self.select_position = f"SELECT notification_id FROM {tracking} WHERE application_name = %s"  # fixed names
+        # The views' write lock: a transaction-level advisory lock keyed by the schema, so every writer of
+        # these views, in any process, queues on it before touching a row (it is not the lock that keeps one
+        # `itertrack project` per store, which is a session lock on another key: see views/lock.py).
+        self.write_lock_key = zlib.crc32(f"itertrack-read-models-write:{self.datastore.schema}".encode())
 
     def _transaction(self, *, commit: bool) -> AbstractContextManager[Any]:
         return self.datastore.transaction(commit=commit)
@@ -38,6 +44,14 @@ class PostgresViewTables(ViewTables, PostgresTrackingRecorder):
         with self.datastore.transaction(commit=False) as curs:
             curs.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             yield curs
+
+    def _lock_views(self, c: Any) -> None:
+        c.execute("SELECT pg_advisory_xact_lock(%s)", (self.write_lock_key,))
+
+    def _transient(self, error: BaseException) -> bool:
+        """A deadlock (40P01), a serialization failure (40001) or any other 'transaction rollback' (class 40)."""
+        cause = driver_error(error)
+        return cause is not None and (cause.sqlstate or "").startswith("40")
 
     def _where_in(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
         return f"{column} = ANY(%s)", [list(values)]

@@ -35,6 +35,10 @@ class SQLiteViewTables(ViewTables, SQLiteTrackingRecorder):
             register(c.sqlite_cursor.connection)  # exact totals past SQLite's 64-bit integers
             yield c
 
+    def _lock_views(self, c: Any) -> None:
+        """Nothing to take: SQLite has one writer, and a views transaction's first statement is a write (the
+        tracking row), which takes the database's write lock until the transaction ends."""
+
     def _where_in(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
         return f"{column} IN ({', '.join('?' for _ in values)})", list(values)
 

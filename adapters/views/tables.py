@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 from eventsourcing.persistence import IntegrityError, TrackingRecorder
 
+from itertrack.adapters.retry import retry_delay
 from itertrack.adapters.views.queries import ViewQueries
 from itertrack.adapters.views.sql import APPLICATION_NAME
 from itertrack.domain.model.iteration import Iteration
-from itertrack.projections.fold import BatchChanges, LoadedState, metric_keys, phase_keys, touched_ids
+from itertrack.projections.fold import LoadedState, fold, metric_keys, phase_keys, touched_ids
 from itertrack.projections.projection import PositionConflictError
 from itertrack.projections.rows import CurrentPhase
+
+log = logging.getLogger("itertrack")
+
+_T = TypeVar("_T")
+
+# How many times a views transaction is tried when it fails transiently (a deadlock, a serialization failure).
+WRITE_ATTEMPTS = 8
 
 
 class ViewTables(ViewQueries, TrackingRecorder, ABC):
@@ -43,11 +54,13 @@ class ViewTables(ViewQueries, TrackingRecorder, ABC):
                 c.execute(statement)
         missing = self.outdated_columns()
         if missing:
-            with self._transaction(commit=True) as c:
+            with self._write_transaction() as c:
                 for table, column, kind in missing:
                     c.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
-            # Rows written before the column existed lack its values: rebuild them from the events.
-            self.reset()
+                # Rows written before the column existed lack its values: they are rebuilt from the events.
+                c.execute(self.cas_reset, (APPLICATION_NAME,))
+                for statement in self.statements.clear:
+                    c.execute(statement)
 
     def outdated_columns(self) -> list[tuple[str, str, str]]:
         """Columns this version adds that the view tables do not have yet."""
@@ -62,57 +75,39 @@ class ViewTables(ViewQueries, TrackingRecorder, ABC):
         return self._max_position() or 0
 
     def reset(self) -> None:
-        """Empty every view and forget the position, in one transaction (for a rebuild)."""
-        with self._transaction(commit=True) as c:
-            for statement in self.statements.clear:
-                c.execute(statement)
-            c.execute(self.cas_reset, (APPLICATION_NAME,))
+        """Empty every view and forget the position, in one transaction under the views' write lock (for a
+        rebuild): a batch being applied meanwhile is either all in before the reset or refused after it."""
+
+        def once() -> None:
+            with self._write_transaction() as c:
+                c.execute(self.cas_reset, (APPLICATION_NAME,))  # the tracking row first, as `apply` takes it
+                for statement in self.statements.clear:
+                    c.execute(statement)
+
+        self._retrying(once)
 
     # -- batches -------------------------------------------------------------------------------
 
-    def load(self, events: Sequence[Iteration.Event]) -> LoadedState:
-        """Read the rows a batch touches."""
-        ids = touched_ids(events)
-        loaded = LoadedState()
-        if not ids:
-            return loaded
-        db_ids = [self._db_id(i) for i in ids]
-        with self._transaction(commit=False) as c:
-            cond, params = self._where_in("id", db_ids)
-            c.execute(f"{self.statements.select_current} WHERE {cond}", params)
-            for row in c.fetchall():
-                current = self._current_row(row)
-                loaded.current[current.id] = current
-            wanted_metrics = set(metric_keys(events))
-            if wanted_metrics:
-                cond, params = self._where_in("iteration_id", db_ids)
-                c.execute(f"SELECT iteration_id, metric, total FROM {self.statements.tables[1]} WHERE {cond}", params)
-                for row in c.fetchall():
-                    key = (self._uuid(row["iteration_id"]), row["metric"])
-                    if key in wanted_metrics:
-                        loaded.metrics[key] = self._total(row["total"])
-            wanted_phases = set(phase_keys(events, loaded.current))
-            cond, params = self._where_in("iteration_id", db_ids)
-            c.execute(
-                f"SELECT iteration_id, phase, duration_ms, visits FROM {self.statements.tables[3]} WHERE {cond}",
-                params,
-            )
-            for row in c.fetchall():
-                key = (self._uuid(row["iteration_id"]), row["phase"])
-                if key in wanted_phases:
-                    loaded.durations[key] = (float(row["duration_ms"]), int(row["visits"]))
-        return loaded
+    def apply(self, events: Sequence[Iteration.Event], expected: int, new: int) -> int:
+        """Fold a batch of consecutive events onto the rows it touches, write them and move the position from
+        `expected` to `new`: one transaction, under the views' write lock; returns how many events were applied.
 
-    def apply(self, changes: BatchChanges, expected: int, new: int) -> None:
-        """Write a batch's changes and move the position from `expected` to `new`, atomically.
-
-        The position moves by compare-and-set: if another process moved it first, nothing is written
-        and `PositionConflictError` is raised, so no event is ever applied twice.
+        Every writer of the views (a follower, a rebuild's reset, the in-process keeper, a command's
+        catch-up) goes through this method or `reset`, and each takes the same locks in the same order:
+        the views' write lock (see `_lock_views`), then the tracking row, then the view rows. The rows a
+        batch folds onto are read inside that transaction, after the position was checked, so they
+        always hold exactly the events up to `expected` (rows read before a rebuild's reset can no longer
+        be written back after it). The position moves by compare-and-set: if another writer moved it first,
+        nothing is written and `PositionConflictError` is raised, so no event is ever applied twice. A
+        deadlock or serialization failure rolls the transaction back and is tried again (`transient`).
         """
+        return self._retrying(lambda: self._apply_once(events, expected, new))
+
+    def _apply_once(self, events: Sequence[Iteration.Event], expected: int, new: int) -> int:
         s = self.statements
         position_moved = False
         try:
-            with self._transaction(commit=True) as c:
+            with self._write_transaction() as c:
                 # Position first: concurrent appliers queue on the tracking row, and the loser writes nothing.
                 if expected == 0:
                     c.execute(self.cas_insert, (APPLICATION_NAME, new))
@@ -121,6 +116,7 @@ class ViewTables(ViewQueries, TrackingRecorder, ABC):
                     if c.fetchone() is None:
                         raise PositionConflictError(f"read models moved past position {expected} meanwhile")
                 position_moved = True
+                changes = fold(events, self._load(c, events))
                 # One call per statement: fewer round trips, and fewer hand-offs of the GIL to the
                 # subscription's reading thread (each waits out the switch interval).
                 rows: list[tuple[str, list[tuple[Any, ...]]]] = [
@@ -144,6 +140,69 @@ class ViewTables(ViewQueries, TrackingRecorder, ABC):
                 # (it would fail again at the same position, for ever).
                 raise
             raise PositionConflictError(f"read models were started from position 0 by another process: {e}") from e
+        return len(events)
+
+    def _load(self, c: Any, events: Sequence[Iteration.Event]) -> LoadedState:
+        """Read the rows a batch touches, in the batch's own transaction."""
+        ids = touched_ids(events)
+        loaded = LoadedState()
+        if not ids:
+            return loaded
+        db_ids = [self._db_id(i) for i in ids]
+        cond, params = self._where_in("id", db_ids)
+        c.execute(f"{self.statements.select_current} WHERE {cond}", params)
+        for row in c.fetchall():
+            current = self._current_row(row)
+            loaded.current[current.id] = current
+        wanted_metrics = set(metric_keys(events))
+        if wanted_metrics:
+            cond, params = self._where_in("iteration_id", db_ids)
+            c.execute(f"SELECT iteration_id, metric, total FROM {self.statements.tables[1]} WHERE {cond}", params)
+            for row in c.fetchall():
+                key = (self._uuid(row["iteration_id"]), row["metric"])
+                if key in wanted_metrics:
+                    loaded.metrics[key] = self._total(row["total"])
+        wanted_phases = set(phase_keys(events, loaded.current))
+        cond, params = self._where_in("iteration_id", db_ids)
+        c.execute(
+            f"SELECT iteration_id, phase, duration_ms, visits FROM {self.statements.tables[3]} WHERE {cond}",
+            params,
+        )
+        for row in c.fetchall():
+            key = (self._uuid(row["iteration_id"]), row["phase"])
+            if key in wanted_phases:
+                loaded.durations[key] = (float(row["duration_ms"]), int(row["visits"]))
+        return loaded
+
+    # -- the one write lock ------------------------------------------------------------------------
+
+    @contextmanager
+    def _write_transaction(self) -> Iterator[Any]:
+        """A committing transaction that holds the views' write lock from its first statement to its end."""
+        with self._transaction(commit=True) as c:
+            self._lock_views(c)
+            yield c
+
+    @abstractmethod
+    def _lock_views(self, c: Any) -> None:
+        """Take the views' write lock for the rest of the transaction (waiting for whoever holds it)."""
+
+    def _transient(self, error: BaseException) -> bool:
+        """Whether a failed views transaction may simply be tried again (a deadlock, a serialization failure)."""
+        return False
+
+    def _retrying(self, attempt: Callable[[], _T]) -> _T:
+        """Run a views transaction, again after a transient failure (jittered, capped), at most `WRITE_ATTEMPTS`
+        times; the last failure is raised."""
+        for tries in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                return attempt()
+            except Exception as e:
+                if tries == WRITE_ATTEMPTS or not self._transient(e):
+                    raise
+                log.info("read models: %s; trying the transaction again", e)
+                time.sleep(retry_delay(tries))
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _db_total(self, value: int | float) -> Any:
         """A total as the store holds it (exact at any size: see each store's override)."""

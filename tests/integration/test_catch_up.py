@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -15,7 +15,7 @@ from itertrack.adapters.bootstrap import store_of
 from itertrack.adapters.views.keeper import ReadModels, view_for
 from itertrack.adapters.views.runner import ViewRunner, catch_up
 from itertrack.domain import PerformanceTracker
-from itertrack.projections.fold import BatchChanges
+from itertrack.domain.model.iteration import Iteration
 from itertrack.projections.projection import PositionConflictError
 
 Open = Callable[..., PerformanceTracker]
@@ -122,11 +122,11 @@ def test_the_keeper_logs_an_error_and_starts_again(
         real_apply = views.view.apply
         failures: list[int] = []
 
-        def fail_once(changes: BatchChanges, expected: int, new: int) -> None:
+        def fail_once(events: Sequence[Iteration.Event], expected: int, new: int) -> int:
             if not failures:
                 failures.append(1)
                 raise RuntimeError("boom")
-            real_apply(changes, expected, new)
+            return real_apply(events, expected, new)
 
         monkeypatch.setattr(views.view, "apply", fail_once)
         with caplog.at_level(logging.WARNING, logger="itertrack"):
