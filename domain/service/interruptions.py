@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from itertrack.domain.model.text import check_error_message, error_message_of
 
 
@@ -11,12 +13,13 @@ def failure_message(exc: BaseException) -> str:
     An `Exception` gives its own message (`error_message_of`). Anything else (`KeyboardInterrupt`, `SystemExit`,
     `GeneratorExit`, `asyncio.CancelledError`, ...) means the work was interrupted, not that it went wrong:
     `"interrupted: KeyboardInterrupt"`, followed by the exception's text when it has one
-    (`"interrupted: SystemExit: 3"`).
+    (`"interrupted: SystemExit: 3"`); a cancelled asyncio task (`task.cancel()`, `asyncio.timeout`,
+    `asyncio.wait_for`) says so: `"cancelled: CancelledError"` (with the cancel message, if one was given).
     """
     if isinstance(exc, Exception):
         return error_message_of(exc)
     name = type(exc).__name__
-    text = f"interrupted: {name}"
+    text = f"{'cancelled' if isinstance(exc, asyncio.CancelledError) else 'interrupted'}: {name}"
     if str(exc).strip():
         text = f"{text}: {error_message_of(exc)}"
     return check_error_message(text)  # cut to the limit with a marker, as every stored error
