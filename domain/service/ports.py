@@ -61,3 +61,41 @@ class Backtester(ABC):
     @abstractmethod
     def run_backtests(self, strategy: JsonValue, scan: ScanOutcome) -> JsonValue:
         """Step 3: the backtest results."""
+
+
+class AsyncStrategyLLM(ABC):
+    """The LLM calls of one learning iteration, for an asyncio host (e.g. on `AsyncAnthropic`)."""
+
+    @abstractmethod
+    async def generate_scan_strategy(
+        self, agent_id: str, iteration_number: int, manual_guidance: str | None
+    ) -> LLMResponse:
+        """Step 1: a scan strategy."""
+
+    @abstractmethod
+    async def regenerate_execution(self, strategy: JsonValue, scan: ScanOutcome) -> LLMResponse:
+        """Step 2.5: a new execution script for the strategy."""
+
+    @abstractmethod
+    async def analyze_results(self, strategy: JsonValue, backtest_results: JsonValue) -> LLMResponse:
+        """Step 4: analysis and knowledge extraction."""
+
+    @abstractmethod
+    async def propose_refinements(self, strategy: JsonValue, analysis: JsonValue) -> LLMResponse:
+        """Step 5: refinement proposals."""
+
+
+class AsyncScanner(ABC):
+    """Runs a scan strategy over the market, for an asyncio host."""
+
+    @abstractmethod
+    async def run_scan(self, strategy: JsonValue) -> ScanOutcome:
+        """Step 2: run the scan."""
+
+
+class AsyncBacktester(ABC):
+    """Runs backtests of a strategy on the scan's signals, for an asyncio host."""
+
+    @abstractmethod
+    async def run_backtests(self, strategy: JsonValue, scan: ScanOutcome) -> JsonValue:
+        """Step 3: the backtest results."""

@@ -23,15 +23,16 @@ def promised_output(block: str) -> list[str]:
 
 
 def test_readme_has_the_examples() -> None:
-    """The README shows the tracker API, the PostgreSQL example and the read models."""
+    """The README shows the tracker API, the async tracker, the PostgreSQL example and the read models."""
     blocks = python_blocks()
-    assert len(blocks) == 3
+    assert len(blocks) == 4
     assert "start_iteration" in blocks[0]
-    assert README_PG in blocks[1]
-    assert "ReadModels" in blocks[2]
+    assert "AsyncPerformanceTracker" in blocks[1]
+    assert README_PG in blocks[2]
+    assert "ReadModels" in blocks[3]
 
 
-@pytest.mark.parametrize("index", [0, 2])
+@pytest.mark.parametrize("index", [0, 1, 3])
 def test_embedded_examples_run_and_print_what_they_say(
     index: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -50,7 +51,7 @@ def test_embedded_examples_run_and_print_what_they_say(
 @pytest.mark.postgres
 def test_postgres_example_runs(pg_store: str) -> None:
     """The PostgreSQL example runs (on a test schema of its own)."""
-    block = python_blocks()[1].replace(README_PG, pg_store)
+    block = python_blocks()[2].replace(README_PG, pg_store)
     exec(compile(block, str(README), "exec"), {})  # noqa: S102  # runs the README's own examples
 
 
