@@ -26,13 +26,11 @@ from itertrack.domain.model.phases import Phase, PhaseCatalog, Status
 from itertrack.domain.model.records import IterationRecord
 from itertrack.domain.model.state import IterationState, PhaseEntry
 from itertrack.domain.model.usage import LLMUsage
-from itertrack.domain.service.async_tracker import AsyncPerformanceTracker
 from itertrack.domain.service.clock import Clock, SystemClock
 from itertrack.domain.service.tracker import PerformanceTracker
 from itertrack.domain.service.wiring import TrackerPorts
 
 __all__ = [
-    "AsyncPerformanceTracker",
     "ChangeIdReusedError",
     "Clock",
     "ConcurrencyError",

@@ -14,10 +14,10 @@ import asyncio
 import sys
 import time
 
+from itertrack.adapters.aio import AsyncLearningIterationService, AsyncPerformanceTracker
 from itertrack.adapters.demo.async_fakes import AsyncFakes
 from itertrack.adapters.demo.fakes import SimulatedError
-from itertrack.domain import AsyncPerformanceTracker, Status
-from itertrack.domain.service.async_learning_flow import AsyncLearningIterationService
+from itertrack.domain import Status
 
 
 async def run_agent(tracker: AsyncPerformanceTracker, agent_id: str, iterations: int, args: argparse.Namespace) -> int:

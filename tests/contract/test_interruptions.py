@@ -22,7 +22,7 @@ INTERRUPTIONS = [
     pytest.param(KeyboardInterrupt(), "interrupted: KeyboardInterrupt", id="KeyboardInterrupt"),
     pytest.param(SystemExit(3), "interrupted: SystemExit: 3", id="SystemExit"),
     pytest.param(GeneratorExit(), "interrupted: GeneratorExit", id="GeneratorExit"),
-    pytest.param(asyncio.CancelledError(), "cancelled: CancelledError", id="CancelledError"),
+    pytest.param(asyncio.CancelledError(), "interrupted: CancelledError", id="CancelledError"),
 ]
 
 

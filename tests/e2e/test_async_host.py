@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from itertrack.adapters.aio import AsyncLearningIterationService, AsyncPerformanceTracker
 from itertrack.adapters.demo.async_fakes import AsyncFakes
 from itertrack.adapters.views.keeper import ReadModels
-from itertrack.domain import AsyncPerformanceTracker, IterationNotFoundError, PerformanceTracker, Status
-from itertrack.domain.service.async_learning_flow import AsyncLearningIterationService
+from itertrack.domain import IterationNotFoundError, PerformanceTracker, Status
 
 ROOT = Path(__file__).resolve().parents[2]
 

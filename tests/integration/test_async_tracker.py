@@ -16,9 +16,9 @@ import pytest
 from spool_support import through
 from support import TcpProxy
 
+from itertrack.adapters.aio import AsyncPerformanceTracker
 from itertrack.adapters.bootstrap import spooling_writer
 from itertrack.domain import (
-    AsyncPerformanceTracker,
     InvalidIterationIdError,
     InvalidMetricError,
     Iteration,

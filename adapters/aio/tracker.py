@@ -1,6 +1,6 @@
 """The tracker for asyncio hosts: the same operations as coroutines, with no store I/O on the event loop.
 
-Each call is handed to the iteration's lane (domain/service/lanes.py): a pool of worker threads runs the
+Each call is handed to the iteration's lane (adapters/aio/lanes.py): a pool of worker threads runs the
 sync `PerformanceTracker`'s call there, one at a time per iteration, in the order the calls were made, while
 other iterations' calls run beside it (and share commits, where the store's writer groups them). The
 coroutine waits on a future the worker settles, so the loop keeps running while the store works.
@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 from uuid import UUID
 
+from itertrack.adapters.aio.lanes import Lanes
 from itertrack.domain.model.errors import InvalidInputError, StoreError
 from itertrack.domain.model.iteration import Iteration
 from itertrack.domain.model.metrics import Amount, time_metric
@@ -26,7 +27,6 @@ from itertrack.domain.model.state import IterationState
 from itertrack.domain.model.text import parse_iteration_id
 from itertrack.domain.model.usage import LLMUsage
 from itertrack.domain.service.interruptions import failure_message
-from itertrack.domain.service.lanes import Lanes
 from itertrack.domain.service.tracker import PerformanceTracker
 
 log = logging.getLogger("itertrack")
@@ -190,7 +190,7 @@ class AsyncPerformanceTracker:
             yield
         except BaseException as exc:
             elapsed = self._elapsed_ms(started)
-            error = failure_message(exc)
+            error = failure_message(exc, cancelled=isinstance(exc, asyncio.CancelledError))
 
             def mark_failed() -> None:
                 sync.update_metrics(iid, {time_metric(phase): elapsed})

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from uuid import UUID
 
+from itertrack.adapters.aio.tracker import AsyncPerformanceTracker
 from itertrack.domain.model.phases import Phase, Status
 from itertrack.domain.model.records import IterationRecord
-from itertrack.domain.service.async_tracker import AsyncPerformanceTracker
 from itertrack.domain.service.interruptions import failure_message
 from itertrack.domain.service.learning_flow import IterationOutcome
 from itertrack.domain.service.ports import AsyncBacktester, AsyncScanner, AsyncStrategyLLM
@@ -89,7 +90,9 @@ class AsyncLearningIterationService:
             # step), cancellation included. Marking it never replaces the host's own error.
             try:
                 if (await tracker.get_iteration(iid)).status is Status.RUNNING:
-                    await tracker.update_phase(iid, Phase.FAILED, error=failure_message(exc))
+                    await tracker.update_phase(
+                        iid, Phase.FAILED, error=failure_message(exc, cancelled=isinstance(exc, asyncio.CancelledError))
+                    )
             except Exception:
                 log.warning("could not mark iteration %s failed", iid, exc_info=True)
             raise
