@@ -41,6 +41,9 @@ def test_quick_bench_writes_every_row(tmp_path: Path, postgres_url: str) -> None
         "database size",
         "tracked change vs history length",
         "catch-up rate at",
+        "async tracker: event-loop lag",
+        "async tracker: 20 concurrent iterations, durable changes/s",
+        "async tracker: one iteration alone",
     ):
         assert any(expected in p for p in paths), expected
     assert all(row["measured"] and row["target"] for row in data["rows"])

@@ -1,0 +1,153 @@
+"""The async tracker's rows of `make bench` (issue 13): event-loop lag under 200 concurrent iterations, their durable
+throughput against one commit per change with the plain driver, and one lone iteration's latency against the sync
+tracker's. Each row beside its floor, measured in the same run."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from itertrack.adapters.aio import AsyncPerformanceTracker
+from itertrack.domain import PerformanceTracker
+from scripts.bench_support import PostgresFloor, Row, SQLiteFloor, percentile
+
+PHASES = ("scan_generation", "scan_execution", "backtest_execution", "analysis")
+CHANGES_PER_ITERATION = 2 + 2 * len(PHASES)  # start, each phase and its time, completed
+
+
+async def one_iteration(tracker: AsyncPerformanceTracker, agent: str, number: int) -> None:
+    """A whole iteration's calls, awaited one by one as a host does (`CHANGES_PER_ITERATION` changes)."""
+    iid = await tracker.start_iteration(agent, number)
+    for phase in PHASES:
+        await tracker.update_phase(iid, phase)
+        await tracker.update_metrics(iid, {f"{phase}_time_ms": 12.5})
+    await tracker.update_phase(iid, "completed")
+
+
+async def idle_iteration(_tracker: object, _agent: str, _number: int) -> None:
+    """The same number of awaits, with no tracking: the loop's own lag under 200 tasks."""
+    for _ in range(CHANGES_PER_ITERATION):
+        await asyncio.sleep(0)
+
+
+async def lag_under(work: Callable[[], Awaitable[None]]) -> list[float]:
+    """Lag samples (ms) of a 1 ms heartbeat: how late each wake-up came while `work` ran."""
+    samples: list[float] = []
+    done = asyncio.Event()
+
+    async def heartbeat() -> None:
+        loop = asyncio.get_running_loop()
+        while not done.is_set():
+            planned = loop.time() + 0.001
+            await asyncio.sleep(0.001)
+            samples.append(max(0.0, (loop.time() - planned) * 1000))
+
+    beat = asyncio.create_task(heartbeat())
+    await work()
+    done.set()
+    await beat
+    return samples
+
+
+async def concurrent_iterations(store: str, iterations: int, tracked: bool) -> tuple[float, list[float]]:
+    """`iterations` iterations side by side: (changes per second, heartbeat lag samples in ms)."""
+    async with AsyncPerformanceTracker(store, migrate=True) as tracker:
+        body = one_iteration if tracked else idle_iteration
+        agent = f"agent-{uuid.uuid4().hex[:6]}"
+
+        async def work() -> None:
+            await asyncio.gather(*(body(tracker, agent, n) for n in range(iterations)))
+
+        started = time.perf_counter()
+        samples = await lag_under(work)
+        elapsed = time.perf_counter() - started
+    return iterations * CHANGES_PER_ITERATION / elapsed, samples
+
+
+def floor_rate(insert: Callable[[], None], changes: int) -> float:
+    """Changes per second of one commit per change with the plain driver."""
+    started = time.perf_counter()
+    for _ in range(changes):
+        insert()
+    return changes / (time.perf_counter() - started)
+
+
+def lone_latency_ms(store: str, repeat: int) -> tuple[float, float]:
+    """Median ms per change of one iteration alone: (async tracker, sync tracker), interleaved rounds."""
+
+    def sync_round(tracker: PerformanceTracker) -> float:
+        iid = tracker.start_iteration("lone", 1)
+        started = time.perf_counter()
+        for _ in range(repeat):
+            tracker.update_metrics(iid, {"analysis_tokens": 1})
+        return (time.perf_counter() - started) / repeat * 1000
+
+    async def async_round(tracker: AsyncPerformanceTracker) -> float:
+        iid = await tracker.start_iteration("lone", 1)
+        started = time.perf_counter()
+        for _ in range(repeat):
+            await tracker.update_metrics(iid, {"analysis_tokens": 1})
+        return (time.perf_counter() - started) / repeat * 1000
+
+    async def both() -> tuple[float, float]:
+        ours: list[float] = []
+        theirs: list[float] = []
+        with PerformanceTracker(store, migrate=True) as sync:
+            async with AsyncPerformanceTracker(tracker=sync) as tracker:
+                for _ in range(5):
+                    theirs.append(sync_round(sync))
+                    ours.append(await async_round(tracker))
+        return statistics.median(ours), statistics.median(theirs)
+
+    return asyncio.run(both())
+
+
+def async_rows(folder: Path, pg_url: str, pg_schema: str, quick: bool) -> list[Row]:
+    """The async tracker's rows on a SQLite file and on PostgreSQL."""
+    iterations = 20 if quick else 200
+    rows: list[Row] = []
+    stores = [
+        ("SQLite file", f"sqlite:///{folder / 'async.db'}", SQLiteFloor(folder / "async-floor.db").insert),
+        ("PostgreSQL", f"{pg_url}?schema={pg_schema}", PostgresFloor(pg_url, pg_schema).insert),
+    ]
+    for label, store, floor_insert in stores:
+        rate, lag = asyncio.run(concurrent_iterations(store, iterations, tracked=True))
+        _, idle_lag = asyncio.run(concurrent_iterations(store, iterations, tracked=False))
+        p99, idle_p99 = percentile(lag, 99), percentile(idle_lag, 99)
+        rows.append(
+            Row(
+                path=f"async tracker: event-loop lag (1 ms heartbeat), {iterations} concurrent iterations, {label}",
+                measured=f"p99 {p99:.2f} ms, p50 {percentile(lag, 50):.2f} ms, max {max(lag):.1f} ms",
+                floor=f"same loop, no tracking: p99 {idle_p99:.2f} ms",
+                ratio=None,
+                target="p99 <= 2 ms",
+                met=p99 <= 2.0,
+            )
+        )
+        floor = floor_rate(floor_insert, iterations * CHANGES_PER_ITERATION)
+        rows.append(
+            Row(
+                path=f"async tracker: {iterations} concurrent iterations, durable changes/s, {label}",
+                measured=f"{rate:,.0f} changes/s",
+                floor=f"one commit per change, plain driver: {floor:,.0f}/s",
+                ratio=rate / floor,
+                target=">= 5x the floor",
+                met=rate >= 5 * floor,
+            )
+        )
+        ours, sync = lone_latency_ms(store, 20 if quick else 200)
+        rows.append(
+            Row(
+                path=f"async tracker: one iteration alone, ms per change, {label}",
+                measured=f"{ours:.3f} ms",
+                floor=f"sync tracker: {sync:.3f} ms",
+                ratio=ours / sync,
+                target="<= 1.2x the sync tracker",
+                met=ours <= 1.2 * sync,
+            )
+        )
+    return rows
