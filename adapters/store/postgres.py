@@ -6,7 +6,7 @@ import logging
 import select
 import threading
 import zlib
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any, cast
@@ -306,6 +306,25 @@ class PostgresRecorder(PostgresApplicationRecorder, IterationRecordStore):
                     with suppress(psycopg.Error):
                         conn.execute("ROLLBACK")
 
+    def room_for_listener(self) -> Callable[[], None]:
+        """Widen the pool by one connection for a subscription's LISTEN, held for a runner's life (the library's
+        subscription takes it from the pool): trackers of a process share the pool, and their read models'
+        listeners must not use up the connections their changes need. Returns the call that narrows it again
+        (idempotent)."""
+        pool = postgres_pool(self.datastore)
+        with _RESIZING:
+            pool.resize(pool.min_size, pool.max_size + 1)
+        given_back = threading.Event()
+
+        def give_back() -> None:
+            with _RESIZING:
+                if given_back.is_set():
+                    return
+                given_back.set()
+                pool.resize(pool.min_size, max(pool.min_size, pool.max_size - 1))
+
+        return give_back
+
     def migrate(self) -> None:
         """Create schema and tables under an advisory lock, so many processes may migrate at once."""
         with self._migration_lock():
@@ -387,6 +406,9 @@ def statement_bounds(statement_timeout_s: int, lock_timeout_s: int) -> dict[str,
     TABLE, LOCK TABLE); the server cancels the statement with SQLSTATE 57014 or 55P03 (an outage)."""
     return {"options": f"-c statement_timeout={statement_timeout_s * 1000} -c lock_timeout={lock_timeout_s * 1000}"}
 
+
+# Serialises the read-modify-write of a pool's size (room_for_listener).
+_RESIZING = threading.Lock()
 
 # Recorders built in this thread while set: a tracker opened offline must not wait to register type adapters.
 _building_offline = threading.local()

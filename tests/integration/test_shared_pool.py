@@ -14,10 +14,12 @@ from pathlib import Path
 import psycopg
 import pytest
 from psycopg import sql
+from spool_support import without_spool
 from support import wait_for
 
 from itertrack.adapters.bootstrap import spooling_writer, store_of
 from itertrack.adapters.library_hooks import postgres_pool
+from itertrack.adapters.read_models import ReadModels
 from itertrack.adapters.store.postgres import PostgresRecorder
 from itertrack.domain import PerformanceTracker, StoreConfigError
 
@@ -81,7 +83,7 @@ def test_32_trackers_in_one_process_use_one_pool_and_every_change_lands(
     assert sum(spooling_writer(t).changes_spooled for t in trackers) == 0
     assert spooling_writer(trackers[0]).spool.count() == 0
     with psycopg.connect(postgres_url, autocommit=True) as admin:
-        schema = pg_store.split("schema=")[1].split("&")[0]
+        schema = pg_store.split("schema=", maxsplit=1)[1].split("&", maxsplit=1)[0]
         row = admin.execute(
             sql.SQL("SELECT count(DISTINCT originator_id), count(*) FROM {}.performancetracker_events").format(
                 sql.Identifier(schema)
@@ -114,7 +116,7 @@ def test_different_schemas_and_connection_settings_get_different_pools(
 ) -> None:
     """Only the same store with the same connection settings shares; the spool file does not count."""
     one = open_tracker(pg_store, migrate=True)
-    same = open_tracker(pg_store.split("&spool=")[0] + "&spool=off", migrate=False)
+    same = open_tracker(without_spool(pg_store), migrate=False)
     elsewhere = open_tracker(f"{postgres_url}?schema={other_schema}&spool=off", migrate=True)
     bigger = open_tracker(pg_store + "&pool_size=3", migrate=False)
     assert datastore_of(one) is datastore_of(same)
@@ -185,6 +187,28 @@ print("ok")
 def test_a_forked_child_makes_its_own_pool_and_leaves_the_parents_alone(pg_store: str, tmp_path: Path) -> None:
     script = tmp_path / "forked.py"
     script.write_text(textwrap.dedent(_FORKED))
-    url = pg_store.split("&spool=")[0] + "&spool=off"
+    url = without_spool(pg_store)
     done = subprocess.run([sys.executable, str(script), url], capture_output=True, text=True, timeout=120, check=False)
     assert (done.returncode, done.stdout.strip()) == (0, "ok"), done.stderr
+
+
+def test_read_models_listening_in_every_tracker_leave_the_pool_to_the_changes(
+    pg_store: str, open_tracker: Open
+) -> None:
+    """A tracker's background read models hold a pooled connection (LISTEN) for their life. With one pool per
+    process, 12 of them would take every connection of a pool of 10, and every change would wait out the pool
+    timeout and spool: the pool grows by one per listener instead, and shrinks when it stops."""
+    trackers = [open_tracker(pg_store, migrate=True) for _ in range(12)]
+    pool = postgres_pool(datastore_of(trackers[0]))  # type: ignore[arg-type]
+    models = [ReadModels(t) for t in trackers]
+    try:
+        wait_for(lambda: pool.get_stats().get("pool_size", 0) >= 12, 20, "every listener to hold its connection")
+        for i, tracker in enumerate(trackers):
+            iid = tracker.start_iteration(f"agent-{i}", 1)
+            assert models[i].current_phase(iid).id == iid
+        assert sum(spooling_writer(t).changes_spooled for t in trackers) == 0
+        assert pool.max_size == 10 + 12
+    finally:
+        for m in models:
+            m.close()
+    assert pool.max_size == 10
