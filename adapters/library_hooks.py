@@ -93,8 +93,9 @@ HOOKS: tuple[LibraryHook, ...] = (
         PostgresDatastore,
         "pool",
         ("read",),
-        "store/postgres.py PostgresRecorder, PostgresStoreFactory",
-        "the psycopg pool: its connect kwargs (migration lock connection, network limits), size and check()",
+        "store/postgres.py PostgresRecorder, PostgresStoreFactory, views/runner.py ViewRunner",
+        "the psycopg pool: its connect kwargs (migration lock connection, network limits), size, check() and"
+        " resize() (room for a read-model runner's LISTEN connection in the pool trackers share)",
     ),
     LibraryHook(
         PostgresDatastore,

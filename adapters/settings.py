@@ -44,6 +44,12 @@ class Settings(BaseSettings):
     # How long a PostgreSQL statement may run (statement_timeout); 0 means no limit.
     statement_timeout: int = Field(default=10, ge=0, le=86400)
 
+    # A PostgreSQL store's connection pool, shared by every tracker of the process on the same store and
+    # connection settings: connections kept open, and how many more it may open when all are busy (so at
+    # most pool_size + max_overflow per store per process). A store URL's option of the same name wins.
+    pool_size: int = Field(default=2, ge=1, le=100)
+    max_overflow: int = Field(default=8, ge=0, le=100)
+
     @model_validator(mode="before")
     @classmethod
     def _blank_means_default(cls, values: Any) -> Any:
@@ -83,4 +89,9 @@ def _expected(field: str) -> str:
         return "must be y or n"
     low = next((m.ge for m in info.metadata if hasattr(m, "ge")), None)
     high = next((m.le for m in info.metadata if hasattr(m, "le")), None)
-    return f"must be a whole number of seconds from {low} to {high}"
+    unit = "connections" if field in _COUNTS else "seconds"
+    return f"must be a whole number of {unit} from {low} to {high}"
+
+
+# The whole-number settings that count connections (the others are in seconds).
+_COUNTS = frozenset({"pool_size", "max_overflow"})

@@ -89,8 +89,9 @@ def open_factory(url: StoreURL, settings: Settings, env: Environment) -> OpenedF
         return OpenedFactory(MemoryStoreFactory(_clean_env(env, {})), url)
     if url.scheme == "sqlite":
         return OpenedFactory(_sqlite_factory(url, settings, env), url)
+    pg_env = _clean_env(env, _postgres_settings(url, settings))
     with store_errors(url):
-        pg_factory = PostgresStoreFactory(_clean_env(env, _postgres_settings(url, settings)))
+        pg_factory = PostgresStoreFactory(pg_env, pool_key=pool_key(pg_env))
     migrate = settings.migrate if settings.migrate is not None else False
     try:
         # One connection first: a refusal waiting cannot fix (no such database or role, authentication)
@@ -150,14 +151,26 @@ def _postgres_settings(url: StoreURL, settings: Settings) -> dict[str, str]:
         "POSTGRES_USER": url.user,
         "POSTGRES_PASSWORD": url.password.get_secret_value(),
         "POSTGRES_SCHEMA": url.schema_name,
-        "POSTGRES_POOL_SIZE": str(url.pool_size),
-        "POSTGRES_MAX_OVERFLOW": str(url.max_overflow),
+        "POSTGRES_POOL_SIZE": str(_or_setting(url.pool_size, settings.pool_size)),
+        "POSTGRES_MAX_OVERFLOW": str(_or_setting(url.max_overflow, settings.max_overflow)),
         "POSTGRES_CONNECT_TIMEOUT": str(_or_setting(url.connect_timeout, settings.connect_timeout)),
         "POSTGRES_LOCK_TIMEOUT": str(_or_setting(url.lock_timeout, settings.lock_timeout)),
         POSTGRES_STATEMENT_TIMEOUT: str(_or_setting(url.statement_timeout, settings.statement_timeout)),
         # Its database functions bypass the recorder hook that writes iteration records.
         "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
     }
+
+
+# The keys, besides POSTGRES_*, from which the library builds its datastore.
+_DATASTORE_KEYS = ("SINGLE_ROW_TRACKING", "ORIGINATOR_ID_TYPE")
+
+
+def pool_key(env: Environment) -> tuple[tuple[str, str | None], ...]:
+    """What makes two trackers' datastores the same: every setting the library builds one from (the store
+    URL's server, database, role, password and schema, the pool limits and the timeouts). Trackers of one
+    process with the same key share one pool (shared_pools.py); the spool is not part of it."""
+    keys = sorted({key for key in env if key.startswith("POSTGRES_")} | set(_DATASTORE_KEYS))
+    return tuple((key, env.get(key)) for key in keys)
 
 
 def _prepare(

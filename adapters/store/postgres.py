@@ -6,7 +6,7 @@ import logging
 import select
 import threading
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any, cast
@@ -36,6 +36,7 @@ from psycopg.types.json import Jsonb
 from itertrack.adapters.library_hooks import postgres_connect_kwargs, postgres_pool, unretried_select_events
 from itertrack.adapters.store.record_rows import COLUMNS, JSON_COLUMNS, RECORDS_TABLE, record_of
 from itertrack.adapters.store.record_store import IterationRecordStore
+from itertrack.adapters.store.shared_pools import Lease, SharedPools
 from itertrack.adapters.store.unavailable import CommitOutcomeUnknown
 from itertrack.adapters.views.lock import AdvisoryProjectionLock, ProjectionLock
 from itertrack.adapters.views.postgres import TRACKING_TABLE, PostgresViewTables
@@ -305,6 +306,25 @@ class PostgresRecorder(PostgresApplicationRecorder, IterationRecordStore):
                     with suppress(psycopg.Error):
                         conn.execute("ROLLBACK")
 
+    def room_for_listener(self) -> Callable[[], None]:
+        """Widen the pool by one connection for a subscription's LISTEN, held for a runner's life (the library's
+        subscription takes it from the pool): trackers of a process share the pool, and their read models'
+        listeners must not use up the connections their changes need. Returns the call that narrows it again
+        (idempotent)."""
+        pool = postgres_pool(self.datastore)
+        with _RESIZING:
+            pool.resize(pool.min_size, pool.max_size + 1)
+        given_back = threading.Event()
+
+        def give_back() -> None:
+            with _RESIZING:
+                if given_back.is_set():
+                    return
+                given_back.set()
+                pool.resize(pool.min_size, max(pool.min_size, pool.max_size - 1))
+
+        return give_back
+
     def migrate(self) -> None:
         """Create schema and tables under an advisory lock, so many processes may migrate at once."""
         with self._migration_lock():
@@ -387,31 +407,64 @@ def statement_bounds(statement_timeout_s: int, lock_timeout_s: int) -> dict[str,
     return {"options": f"-c statement_timeout={statement_timeout_s * 1000} -c lock_timeout={lock_timeout_s * 1000}"}
 
 
+# Serialises the read-modify-write of a pool's size (room_for_listener).
+_RESIZING = threading.Lock()
+
+# Recorders built in this thread while set: a tracker opened offline must not wait to register type adapters.
+_building_offline = threading.local()
+
+
+def _configure(datastore: PostgresDatastore, statement_timeout: int) -> PostgresDatastore:
+    """The library's datastore with our connect arguments (network limits, statement and lock timeouts), and
+    type-adapter registration that neither fails nor waits while a tracker is built offline."""
+    kwargs = postgres_connect_kwargs(datastore)
+    kwargs.update(silent_network_limits(datastore))
+    kwargs.update(statement_bounds(statement_timeout, datastore.lock_timeout))
+    register = datastore.register_type_adapters
+
+    def register_when_reachable() -> None:
+        # The library registers its composite type on every recorder construction; our inserts do not
+        # use it, so an unreachable store must not stop a tracker from being built, nor wait for it.
+        if getattr(_building_offline, "active", False):
+            return
+        try:
+            register()
+        except (OperationalError, InterfaceError):
+            log.warning("store unreachable while registering type adapters; continuing without them")
+
+    datastore.register_type_adapters = register_when_reachable  # type: ignore[method-assign]
+    return datastore
+
+
+# One datastore (one psycopg pool) per store and connection settings in this process (shared_pools.py).
+SHARED_DATASTORES: SharedPools[PostgresDatastore] = SharedPools()
+
+
 class PostgresStoreFactory(PostgresFactory):
-    """`postgresql://...`: the production store, shared by many processes."""
+    """`postgresql://...`: the production store, shared by many processes.
+
+    With `pool_key` (what the composition root passes: the connection settings), the datastore and its pool
+    are shared with every other factory of this process given the same key, and `close()` releases this
+    factory's hold (the last one closes the pool). Without it the factory has a datastore of its own.
+    """
 
     application_recorder_class = PostgresRecorder
 
-    def __init__(self, env: Any) -> None:
+    def __init__(self, env: Any, *, pool_key: Hashable | None = None) -> None:
         super().__init__(env)
         statement_timeout = int(self.env.get(POSTGRES_STATEMENT_TIMEOUT) or DEFAULT_STATEMENT_TIMEOUT_S)
-        kwargs = postgres_connect_kwargs(self.datastore)
-        kwargs.update(silent_network_limits(self.datastore))
-        kwargs.update(statement_bounds(statement_timeout, self.datastore.lock_timeout))
         self.offline_at_start = False
-        register = self.datastore.register_type_adapters
-
-        def register_when_reachable() -> None:
-            # The library registers its composite type on every recorder construction; our inserts do not
-            # use it, so an unreachable store must not stop a tracker from being built, nor wait for it.
-            if self.offline_at_start:
-                return
-            try:
-                register()
-            except (OperationalError, InterfaceError):
-                log.warning("store unreachable while registering type adapters; continuing without them")
-
-        self.datastore.register_type_adapters = register_when_reachable  # type: ignore[method-assign]
+        self._lease: Lease[PostgresDatastore] | None = None
+        own = self.datastore  # the library's, not connected yet (its pool opens on first use)
+        if pool_key is None:
+            _configure(own, statement_timeout)
+            return
+        self._lease = SHARED_DATASTORES.acquire(
+            pool_key, lambda: _configure(own, statement_timeout), lambda datastore: datastore.close()
+        )
+        self.datastore = self._lease.resource
+        if self.datastore is not own:
+            own.close()
 
     def probe(self) -> None:
         """Open one connection (as the pool would) and close it, within `connect_timeout`.
@@ -439,4 +492,15 @@ class PostgresStoreFactory(PostgresFactory):
 
     def application_recorder(self) -> ApplicationRecorder:
         prefix = self.env.name.lower() or "stored"
-        return PostgresRecorder(datastore=self.datastore, events_table_name=prefix + "_events")
+        _building_offline.active = self.offline_at_start
+        try:
+            return PostgresRecorder(datastore=self.datastore, events_table_name=prefix + "_events")
+        finally:
+            _building_offline.active = False
+
+    def close(self) -> None:
+        """Close the datastore, or release this factory's hold on a shared one (idempotent)."""
+        if self._lease is None:
+            super().close()
+        else:
+            self._lease.release()

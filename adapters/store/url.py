@@ -31,8 +31,9 @@ class StoreURL(BaseModel):
     password: SecretStr = SecretStr("")
     dbname: str = ""
     schema_name: str = "public"
-    pool_size: int = 2
-    max_overflow: int = 8
+    # The pool's limits; None: not in the URL (ITERTRACK_POOL_SIZE / ITERTRACK_MAX_OVERFLOW apply).
+    pool_size: int | None = None
+    max_overflow: int | None = None
     # The bounds on store calls, in seconds; None: not in the URL (the ITERTRACK_* setting applies).
     connect_timeout: int | None = None
     # "" means the default: one file per store in the user's state directory (adapters/spool/location.py).
@@ -76,7 +77,7 @@ def _int_option(name: str, raw: str, shown: str, low: int, high: int) -> int:
 
 
 def _seconds_option(options: dict[str, str], name: str, shown: str, low: int, high: int) -> int | None:
-    """A timeout option in whole seconds, or None when the URL does not give it."""
+    """A whole-number option (a timeout in seconds, a pool limit), or None when the URL does not give it."""
     return _int_option(name, options[name], shown, low, high) if name in options else None
 
 
@@ -132,8 +133,8 @@ def parse_store_url(url: object) -> StoreURL:  # noqa: C901  # the URL grammar i
             password=SecretStr(unquote(parts.password or "")),
             dbname=dbname,
             schema_name=schema_name,
-            pool_size=_int_option("pool_size", options.get("pool_size", "2"), shown, 1, 100),
-            max_overflow=_int_option("max_overflow", options.get("max_overflow", "8"), shown, 0, 100),
+            pool_size=_seconds_option(options, "pool_size", shown, 1, 100),
+            max_overflow=_seconds_option(options, "max_overflow", shown, 0, 100),
             connect_timeout=_seconds_option(options, "connect_timeout", shown, 1, 600),
             spool=_spool_option(options.get("spool", ""), shown),
             lock_timeout=_seconds_option(options, "lock_timeout", shown, 0, 3600),

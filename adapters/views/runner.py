@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Callable
+from types import TracebackType
 from typing import Any
 from uuid import UUID
 
@@ -19,6 +20,7 @@ from eventsourcing.utils import EnvType
 
 from itertrack.adapters.bootstrap import store_of
 from itertrack.adapters.library_hooks import runner_error, runner_subscription, set_runner_error, subscription_wakeup
+from itertrack.adapters.store.postgres import PostgresRecorder
 from itertrack.adapters.views.subscriptions import PollingSubscription, has_buffered
 from itertrack.adapters.views.tables import ViewTables
 from itertrack.domain.service.tracker import PerformanceTracker
@@ -92,15 +94,36 @@ class ViewRunner(BaseProjectionRunner[Application[UUID]]):
         self.view = view
         self.projection = ViewProjection(view, batch_size=batch_size, on_batch=on_batch)
         self.progress = RunnerProgress()
-        super().__init__(
-            projection=self.projection,
-            application_class=_log_of(tracker),
-            tracking_recorder=view,
-            topics=(),
-        )
+        recorder = store_of(tracker).recorder
+        # On PostgreSQL the subscription holds a pooled connection (LISTEN) until the runner exits: the
+        # pool, shared by the process's trackers, grows by one meanwhile.
+        self._give_back_listener = recorder.room_for_listener() if isinstance(recorder, PostgresRecorder) else None
+        try:
+            super().__init__(
+                projection=self.projection,
+                application_class=_log_of(tracker),
+                tracking_recorder=view,
+                topics=(),
+            )
+        except BaseException:
+            self._narrow()
+            raise
         polling = runner_subscription(self).subscription
         if poll_interval is not None and isinstance(polling, PollingSubscription):
             polling.poll_interval = poll_interval
+
+    def _narrow(self) -> None:
+        if self._give_back_listener is not None:
+            self._give_back_listener()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc_val: BaseException | None, exc_tb: TracebackType | None
+    ) -> None:
+        """Stop the runner (the library's exit), then give back the listener's room in the pool."""
+        try:
+            super().__exit__(exc_type, exc_val, exc_tb)
+        finally:
+            self._narrow()
 
     def wake(self) -> None:
         """Have the subscription look at the log now: events were written in this process, or a reader waited
