@@ -23,7 +23,7 @@ from itertrack.projections.projection import ReadModelsResetError
 def from_sqlite(message: str, code: int) -> OperationalError:
     """A SQLite failure as the library raises it: its own error, from sqlite3's (with SQLite's result code)."""
     cause = sqlite3.OperationalError(message)
-    cause.sqlite_errorcode = code  # type: ignore[attr-defined]  # set by the sqlite3 module on real errors
+    cause.sqlite_errorcode = code  # set by the sqlite3 module on real errors
     outer = OperationalError(cause)
     outer.__cause__ = cause
     return outer
