@@ -178,7 +178,8 @@ class Follower:
     def _after(self, error: Exception, attempt: int) -> int:
         """Handle a runner's failure: raise it, or wait out the back-off; the outage's attempts so far."""
         what, typed = verdict(error, self.shown)
-        self._notify(None, typed)
+        # A reset is no failure for readers: another runner starts at once from the views' new position.
+        self._notify(None, None if what is Verdict.RESTART else typed)
         if what is Verdict.GIVE_UP:
             if self._down_since is not None:
                 self.log.error("%s: giving up: %s", self.name, typed)
