@@ -1,6 +1,7 @@
-"""`make drills`: outage, kill, contention (also under an outage), load on a real PostgreSQL, each with a verdict.
+"""`make drills`: outage, kill, contention (also under an outage), load, and `project --follow` through outages on
+a real PostgreSQL, each with a verdict.
 
-Usage: .venv/bin/python -m scripts.drills [outage|kill|contention|spooled-contention|load ...]
+Usage: .venv/bin/python -m scripts.drills [outage|kill|contention|spooled-contention|load|follow-through-outage ...]
        [--postgres URL] [--seconds N]
 The outage drill stops and starts the local PostgreSQL cluster (pg_ctlcluster; run as root, not in CI).
 """
@@ -26,6 +27,7 @@ from itertrack.adapters.bootstrap import store_of
 from itertrack.adapters.views.keeper import view_for
 from itertrack.domain import PerformanceTracker
 from scripts.bench_support import pg_schema
+from scripts.drill_follow import follow_through_outage
 from scripts.drill_outage import outage
 from scripts.drill_spooled_contention import spooled_contention
 from scripts.drill_support import ITERTRACK, DrillFailedError, check, say, verified
@@ -189,6 +191,7 @@ DRILLS: dict[str, Callable[[str, float], None]] = {
     "contention": contention,
     "spooled-contention": spooled_contention,
     "load": load,
+    "follow-through-outage": follow_through_outage,
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 from types import FrameType
@@ -26,7 +27,9 @@ from itertrack.adapters.cli.common import (
 from itertrack.adapters.cli.stale import StaleOption, stale_listing
 from itertrack.adapters.cli.terminal import shown
 from itertrack.adapters.store.url import DEFAULT_STORE, redact
+from itertrack.adapters.views.follower import Follower
 from itertrack.adapters.views.keeper import ReadModels, lock_for, view_for, view_position
+from itertrack.adapters.views.lock import ProjectionLock
 from itertrack.adapters.views.runner import ViewRunner, catch_up
 from itertrack.adapters.views.tables import ViewTables
 from itertrack.adapters.views.verify import verify_iteration, verify_store
@@ -80,28 +83,50 @@ def project(
                 f"(position {todo.applied} -> {done.applied}, log at {done.latest})"
             )
             if follow:
-                _follow(tracker, view, store, batch_size)
+                _follow(tracker, view, store, batch_size, lock)
         finally:
             lock.release()
 
 
-def _follow(tracker: PerformanceTracker, view: ViewTables, store: str, batch_size: int) -> None:
-    """Keep the views' runner going until SIGINT or SIGTERM."""
-    with ViewRunner(tracker, view, batch_size=batch_size) as runner:
+def _follow(tracker: PerformanceTracker, view: ViewTables, store: str, batch_size: int, lock: ProjectionLock) -> None:
+    """Keep the views' runner going until SIGINT or SIGTERM, through outages (see `Follower`).
 
-        def stop(signum: int, _frame: FrameType | None) -> None:
-            err.print(f"received {signal.Signals(signum).name}, stopping")
-            runner.stop()
+    Each outage is one warning line on stderr when it starts and one line when the store is back; a
+    failure waiting cannot fix ends the command with its typed error (one line, via `cli_errors`).
+    """
+    follower = Follower(
+        lambda: ViewRunner(tracker, view, batch_size=batch_size),
+        name="follow",
+        shown=redact(store),
+        log=_follow_log(),
+        before_restart=lock.keep,
+    )
 
-        previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            out.print(Text.assemble("following ", shown(redact(store)), " (Ctrl-C to stop)"))
-            sys.stdout.flush()
-            runner.run_forever()
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        err.print(f"received {signal.Signals(signum).name}, stopping")
+        follower.stop()
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        out.print(Text.assemble("following ", shown(redact(store)), " (Ctrl-C to stop)"))
+        sys.stdout.flush()
+        follower.run()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     out.print("stopped")
+
+
+def _follow_log() -> logging.Logger:
+    """The follower's outage lines, on stderr (the CLI keeps the rest of itertrack's logging to errors)."""
+    log = logging.getLogger("itertrack.follow")
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("itertrack: %(message)s"))
+        log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    return log
 
 
 @app.command()

@@ -9,6 +9,7 @@ from uuid import UUID
 
 from itertrack.adapters.bootstrap import store_of
 from itertrack.adapters.store.unavailable import store_unavailable_as_typed_error
+from itertrack.adapters.views.follower import Follower
 from itertrack.adapters.views.lock import ProjectionLock
 from itertrack.adapters.views.runner import ViewRunner, catch_up
 from itertrack.adapters.views.tables import ViewTables
@@ -65,7 +66,9 @@ class ReadModels:
 
     With `background`, a thread keeps the views' runner (`ViewRunner`) going: it applies new events
     as the subscription sees them (woken by each save of the tracker, and every `poll_interval`
-    seconds on SQLite for other processes' events), and after an error logs it and starts again.
+    seconds on SQLite for other processes' events). A `Follower` keeps it: after an outage it starts
+    another with a capped, jittered back-off (queries meanwhile raise `StoreUnavailableError`); after a
+    failure waiting cannot fix it stops, and every query raises that failure's typed error.
     Every query first waits until the views hold every event recorded so far (without
     `background`, it runs a one-shot catch-up instead), so a read right after a write sees it.
     """
@@ -86,7 +89,6 @@ class ReadModels:
         self.batch_size = batch_size
         # False for a read-only role: queries then read the views as they are.
         self.catch_up_on_read = catch_up_on_read
-        self._poll_interval = poll_interval
         self._catching_up = threading.Lock()
         self._applied = 0
         self._closed = threading.Event()
@@ -94,6 +96,13 @@ class ReadModels:
         self._keeper_error: Exception | None = None
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._follower = Follower(
+            lambda: ViewRunner(
+                self.tracker, self.view, batch_size=self.batch_size, on_batch=self._count, poll_interval=poll_interval
+            ),
+            name="read models",
+            on_change=self._publish,
+        )
         if background:
             tracker.add_save_listener(self._on_saved)
             self._thread = threading.Thread(target=self._keep_current, name="itertrack-read-models", daemon=True)
@@ -102,30 +111,13 @@ class ReadModels:
     # -- the keeper thread ----------------------------------------------------------------------
 
     def _keep_current(self) -> None:
-        """Run the views' runner until closed; after an error, log it and start another a second later."""
-        while not self._closed.is_set():
-            runner: ViewRunner | None = None
-            error: Exception | None = None
-            try:
-                runner = ViewRunner(
-                    self.tracker,
-                    self.view,
-                    batch_size=self.batch_size,
-                    on_batch=self._count,
-                    poll_interval=self._poll_interval,
-                )
-                with runner:
-                    self._publish(runner, None)
-                    runner.run_forever()
-            except Exception as e:
-                error = e
-            error = error or (None if runner is None else _as_exception(runner.progress.error))
-            if isinstance(error, ReadModelsResetError):
-                error = None  # a rebuild elsewhere emptied the views: start again from their new position, at once
-            self._publish(None, error)
-            if error is not None and not self._closed.is_set():
-                log.warning("read models could not catch up; will retry", exc_info=error)
-                self._closed.wait(timeout=1.0)
+        """Run the views' runner until closed, through outages (see `Follower`); a failure waiting cannot fix
+        ends the keeper, and every query then raises it."""
+        try:
+            self._follower.run()
+        except Exception as e:
+            log.error("read models stopped: %s", e)  # noqa: TRY400  # the one line; readers get the error
+            self._publish(None, e)
 
     def _publish(self, runner: ViewRunner | None, error: Exception | None) -> None:
         with self._changed:
@@ -230,8 +222,7 @@ class ReadModels:
         self.tracker.remove_save_listener(self._on_saved)
         with self._changed:
             self._closed.set()
-            if self._runner is not None:
-                self._runner.stop()
+            self._follower.stop()
             self._changed.notify_all()
         if self._thread is not None:
             self._thread.join(timeout=10)
@@ -241,8 +232,3 @@ class ReadModels:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _as_exception(error: BaseException | None) -> Exception | None:
-    """A runner's error as one the keeper may hand to readers (anything else ends the process anyway)."""
-    return error if isinstance(error, Exception) else None

@@ -6,12 +6,14 @@ kind of store it is.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import zlib
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
 from typing import Any
 
+import psycopg
 from eventsourcing.postgres import PostgresDatastore
 from filelock import FileLock, Timeout
 
@@ -44,6 +46,14 @@ class ProjectionLock(ABC):
     @abstractmethod
     def release(self) -> None:
         """Give the lock back (nothing if not held)."""
+
+    def keep(self) -> None:
+        """Make sure the lock is still held, taking it again if it went with its connection (after an outage).
+
+        Raises `ProjectionBusyError` if another runner took it meanwhile, or the store's error if it cannot
+        be asked. A file lock is never lost while the process lives: nothing to do.
+        """
+        return
 
 
 class NoProjectionLock(ProjectionLock):
@@ -90,10 +100,32 @@ class AdvisoryProjectionLock(ProjectionLock):
         row = self._conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (self._key,)).fetchone()
         return bool(row["ok"])
 
+    def keep(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.execute("SELECT 1")
+            except psycopg.Error:
+                self._drop()  # the session ended (terminated, or the network cut): its lock went with it
+            else:
+                return  # the session lives, and holds the lock
+        if not self.try_acquire():
+            raise ProjectionBusyError(
+                "another `itertrack project` took this store's read models while the connection holding "
+                "their lock was lost; this one stops"
+            )
+
     def release(self) -> None:
         if self._conn is not None and self._conn_cm is not None:
             try:
                 self._conn.execute("SELECT pg_advisory_unlock(%s)", (self._key,))
+            except psycopg.Error:
+                pass  # the session is gone, and its lock with it
             finally:
-                self._conn_cm.__exit__(None, None, None)
-                self._conn = self._conn_cm = None
+                self._drop()
+
+    def _drop(self) -> None:
+        """Hand the lock's connection back to the pool (which discards a broken one)."""
+        conn_cm, self._conn, self._conn_cm = self._conn_cm, None, None
+        if conn_cm is not None:
+            with contextlib.suppress(Exception):
+                conn_cm.__exit__(None, None, None)

@@ -19,7 +19,7 @@ from scripts.drills import DRILLS, parse_args  # noqa: E402  # scripts/ is not i
 
 def test_without_names_every_drill_runs() -> None:
     """`make drills` passes no names: all of them run (argparse once refused its own default here)."""
-    every = ["outage", "kill", "contention", "spooled-contention", "load"]
+    every = ["outage", "kill", "contention", "spooled-contention", "load", "follow-through-outage"]
     assert parse_args(["--seconds", "120"]).drills == every == list(DRILLS)
     assert parse_args(["kill", "load"]).drills == ["kill", "load"]
 
@@ -33,11 +33,12 @@ def test_an_unknown_drill_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -
 
 @pytest.mark.slow
 @pytest.mark.postgres
-def test_kill_contention_and_load_reach_their_verdicts(postgres_url: str) -> None:  # and contention in an outage
+def test_kill_contention_load_and_follow_reach_their_verdicts(postgres_url: str) -> None:  # and contention in an outage
     """A few seconds of each: every one ends in 'nothing lost, nothing doubled' with its counts."""
     result = subprocess.run(
         [
             *(sys.executable, "-m", "scripts.drills", "kill", "contention", "spooled-contention", "load"),
+            "follow-through-outage",
             *("--seconds", "4", "--rate", "200", "--postgres", postgres_url),
         ],
         cwd=ROOT,
@@ -50,4 +51,5 @@ def test_kill_contention_and_load_reach_their_verdicts(postgres_url: str) -> Non
     assert result.returncode == 0, out[-3000:] + result.stderr[-3000:]
     for drill in ("kill", "contention", "spooled-contention", "load"):
         assert f"[{drill}] nothing lost, nothing doubled: " in out, out[-3000:]
+    assert "[follow-through-outage] the follower rode out both outages and its views equal a fold" in out, out[-3000:]
     assert out.rstrip().endswith("all drills passed")

@@ -15,6 +15,7 @@ from itertrack.adapters.bootstrap import store_of
 from itertrack.adapters.views.keeper import ReadModels, view_for
 from itertrack.adapters.views.runner import ViewRunner, catch_up
 from itertrack.domain import PerformanceTracker
+from itertrack.domain.model.errors import StoreUnavailableError
 from itertrack.domain.model.iteration import Iteration
 from itertrack.projections.projection import PositionConflictError
 
@@ -113,10 +114,11 @@ def test_the_keeper_thread_keeps_the_views_current_without_queries(durable_store
         wait_for(lambda: views.view.position() == target, timeout=30, what="the keeper to apply every event")
 
 
-def test_the_keeper_logs_an_error_and_starts_again(
+def test_the_keeper_logs_an_outage_and_starts_again(
     durable_store: str, open_tracker: Open, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A batch that fails stops the runner; the keeper logs a warning and a new runner applies the events."""
+    """A batch that meets an outage stops the runner; the keeper logs one warning, and after its back-off a new
+    runner applies the events and the keeper says the store is back."""
     tracker = open_tracker(durable_store)
     with ReadModels(tracker) as views:
         real_apply = views.view.apply
@@ -125,17 +127,43 @@ def test_the_keeper_logs_an_error_and_starts_again(
         def fail_once(events: Sequence[Iteration.Event], expected: int, new: int) -> int:
             if not failures:
                 failures.append(1)
-                raise RuntimeError("boom")
+                raise StoreUnavailableError("store is unavailable: boom")
             return real_apply(events, expected, new)
 
         monkeypatch.setattr(views.view, "apply", fail_once)
-        with caplog.at_level(logging.WARNING, logger="itertrack"):
+        with caplog.at_level(logging.INFO, logger="itertrack"):
             write(tracker, 3)
             target = store_of(tracker).recorder.max_notification_id() or 0
             wait_for(lambda: views.view.position() == target, timeout=30, what="a new runner to apply the events")
+            wait_for(lambda: "the store is back" in caplog.text, timeout=30, what="the keeper to say it is back")
         assert failures == [1]
-        assert "read models could not catch up; will retry" in caplog.text
+        assert caplog.text.count("read models: lost the store: store is unavailable: boom; retrying in") == 1
         assert_same_models(view_models(views.view), fold_models(tracker))
+
+
+def test_the_keeper_stops_on_an_error_waiting_cannot_fix_and_queries_raise_it(
+    durable_store: str, open_tracker: Open, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error no outage explains (here a bug in a batch) is not retried at the same position for ever: the
+    keeper stops, and every query that needs the views to catch up raises it."""
+    tracker = open_tracker(durable_store)
+    with ReadModels(tracker) as views:
+        calls: list[int] = []
+
+        def boom(events: Sequence[Iteration.Event], expected: int, new: int) -> int:
+            calls.append(new)
+            raise RuntimeError("boom")
+
+        monkeypatch.setattr(views.view, "apply", boom)
+        write(tracker, 1)
+        with pytest.raises(RuntimeError, match="boom"):
+            views.sync()
+        keeper = views._thread  # noqa: SLF001  # the keeper's thread: it ends, rather than retrying
+        assert keeper is not None
+        wait_for(lambda: not keeper.is_alive(), timeout=30, what="the keeper to stop")
+        with pytest.raises(RuntimeError, match="boom"):
+            views.iterations()
+        assert len(calls) == 1, "tried once, not again and again at the same position"
 
 
 def test_a_constraint_a_view_row_breaks_is_raised_not_retried_as_a_position_conflict(tmp_path: Path) -> None:
