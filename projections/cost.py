@@ -15,7 +15,7 @@ from decimal import Context, Decimal
 from typing import Any
 
 from itertrack.domain.model.errors import InvalidInputError
-from itertrack.projections.pricing import TOKEN_KINDS, PER_TOKENS, NoPrice, PriceTable, Rates, TokenKind
+from itertrack.projections.pricing import PER_TOKENS, TOKEN_KINDS, NoPrice, PriceTable, Rates, TokenKind
 
 # Enough digits that no product of a token count, a rate and multipliers is ever rounded.
 _EXACT = Context(prec=60)
@@ -179,7 +179,9 @@ def price_call(
         multiplier = _EXACT.multiply(multiplier, geo)
     base, tier = match.row.rates_for_prompt(tokens.prompt)
     rates = Rates(**{kind: _EXACT.multiply(base.of(kind), multiplier) for kind in TOKEN_KINDS})
-    by_kind = {kind: _EXACT.divide(_EXACT.multiply(rates.of(kind), tokens.of(kind)), PER_TOKENS) for kind in TOKEN_KINDS}
+    by_kind = {
+        kind: _EXACT.divide(_EXACT.multiply(rates.of(kind), tokens.of(kind)), PER_TOKENS) for kind in TOKEN_KINDS
+    }
     usd = sum(by_kind.values(), ZERO)
     return Priced(
         provider=provider,

@@ -232,9 +232,7 @@ def parse_price_table(text: str, *, fmt: Literal["toml", "json"], source: str) -
     Raises `PriceTableError` naming the source, the row (index and model), the field and its value.
     """
     try:
-        raw: Any = (
-            tomllib.loads(text, parse_float=Decimal) if fmt == "toml" else json.loads(text, parse_float=Decimal)
-        )
+        raw: Any = tomllib.loads(text, parse_float=Decimal) if fmt == "toml" else json.loads(text, parse_float=Decimal)
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as e:
         raise PriceTableError(source, "file", text[:60], f"is not valid {fmt.upper()}: {e}") from None
     return price_table_of(raw, source=source)
@@ -303,9 +301,7 @@ def _table_error(error: ValidationError, raw: Any, source: str) -> PriceTableErr
     reason = str(first["msg"]).removeprefix("Value error, ") + (f" (and {more} more problem(s))" if more else "")
     ctx_error = (first.get("ctx") or {}).get("error")
     if isinstance(ctx_error, _DuplicateRowError):
-        return PriceTableError(
-            source, "models", ctx_error.model, reason, row=ctx_error.index, model=ctx_error.model
-        )
+        return PriceTableError(source, "models", ctx_error.model, reason, row=ctx_error.index, model=ctx_error.model)
     if len(loc) >= 2 and loc[0] == "prices" and isinstance(loc[1], int):
         row = loc[1]
         field = _path(loc[2:]) or "row"
