@@ -294,9 +294,19 @@ def unpriced_models(table: PriceTable, calls: Iterable[tuple[str, str, date]]) -
     return [found[k] for k in sorted(found)]
 
 
+class _Missing:
+    def __repr__(self) -> str:
+        return "<missing>"
+
+
+MISSING = _Missing()  # the value a table error shows for a field that is not there
+
+
 def _table_error(error: ValidationError, raw: Any, source: str) -> PriceTableError:
     first = error.errors()[0]
     loc = list(first["loc"])
+    if first["type"] == "missing":
+        first["input"] = MISSING
     more = error.error_count() - 1
     reason = str(first["msg"]).removeprefix("Value error, ") + (f" (and {more} more problem(s))" if more else "")
     ctx_error = (first.get("ctx") or {}).get("error")
