@@ -22,6 +22,13 @@ _EXACT = Context(prec=60)
 ZERO = Decimal(0)
 
 
+def _sum(values: Iterable[Decimal]) -> Decimal:
+    total = ZERO
+    for value in values:
+        total = _EXACT.add(total, value)
+    return total
+
+
 @dataclass(frozen=True)
 class TokenCounts:
     """A call's tokens by kind, as billed: `input` excludes cache reads and writes (Anthropic's `input_tokens`);
@@ -182,7 +189,7 @@ def price_call(
     by_kind = {
         kind: _EXACT.divide(_EXACT.multiply(rates.of(kind), tokens.of(kind)), PER_TOKENS) for kind in TOKEN_KINDS
     }
-    usd = sum(by_kind.values(), ZERO)
+    usd = _sum(by_kind.values())
     return Priced(
         provider=provider,
         model=model,
@@ -250,8 +257,8 @@ class CostTotal:
             merged[key] = u if prior is None else UnpricedTotal(*key, prior.calls + u.calls, prior.tokens + u.tokens)
         return CostTotal(
             table_version=self.table_version,
-            usd=self.usd + other.usd,
-            by_kind={k: self.by_kind[k] + other.by_kind[k] for k in TOKEN_KINDS},
+            usd=_EXACT.add(self.usd, other.usd),
+            by_kind={k: _EXACT.add(self.by_kind[k], other.by_kind[k]) for k in TOKEN_KINDS},
             priced_calls=self.priced_calls + other.priced_calls,
             priced_tokens=self.priced_tokens + other.priced_tokens,
             unpriced=tuple(merged[k] for k in sorted(merged)),
@@ -274,9 +281,9 @@ def sum_costs(costs: Iterable[Cost], *, table_version: str) -> CostTotal:
                 "table_version", cost.table_version, f"cannot be summed with costs of version {table_version}"
             )
         if isinstance(cost, Priced):
-            usd += cost.usd
+            usd = _EXACT.add(usd, cost.usd)
             for kind in TOKEN_KINDS:
-                by_kind[kind] += cost.by_kind[kind]
+                by_kind[kind] = _EXACT.add(by_kind[kind], cost.by_kind[kind])
             priced_calls += 1
             priced_tokens += cost.tokens
             continue

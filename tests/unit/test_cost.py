@@ -305,3 +305,12 @@ def test_regression_cost_frozen_at_ingestion() -> None:
     before, after = priced("claude-sonnet-4-5"), priced("claude-sonnet-4-5", table=changed)
     assert (before.usd, after.usd) == (usd("0.096"), usd("0.0885"))
     assert before.table_version != after.table_version
+
+
+def test_sums_stay_exact_past_the_default_28_digits() -> None:
+    """A billion calls' worth of dollars plus one millionth of a cent keeps both ends (29+ significant digits)."""
+    big = priced("claude-opus-4-1", TokenCounts(output=10**30))  # 10^30 x 75 / 10^6 = 7.5e25 dollars
+    small = priced("claude-haiku-5-5", TokenCounts(input=1))  # 1 x 0.10 / 10^6 = 0.0000001
+    total = sum_costs([big, small], table_version=TABLE.version)
+    assert total.usd == Decimal("75000000000000000000000000.0000001")
+    assert (total + total).usd == Decimal("150000000000000000000000000.0000002")
