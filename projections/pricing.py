@@ -186,7 +186,7 @@ class PriceTable:
         """The row in force for (provider, model) on the UTC date `on`, or why there is none.
 
         Exact beats pattern, more literal characters beat fewer, then the latest `effective_from` on or before
-        `on` wins.
+        `on` wins; on a full tie (two patterns as specific, from the same date) the later row in the file wins.
         """
         wanted = provider.lower()
         candidates: list[tuple[tuple[int, int, date, int], RowMatch]] = []
