@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     lock_timeout: int = Field(default=5, ge=0, le=3600)
     # How long a PostgreSQL statement may run (statement_timeout); 0 means no limit.
     statement_timeout: int = Field(default=10, ge=0, le=86400)
+    # A price table file of the user's (TOML, or JSON when it ends in .json) used instead of the shipped one.
+    prices: str | None = None
 
     # A PostgreSQL store's connection pool, shared by every tracker of the process on the same store and
     # connection settings: connections kept open, and how many more it may open when all are busy (so at

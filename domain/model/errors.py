@@ -174,3 +174,27 @@ class StoreReplacedError(StoreError):
             f"store file {path} {happened} while this tracker had it open; {refused}. "
             "Put the file back at that path, or open a new tracker on whatever file is there now"
         )
+
+
+class PriceTableError(InvalidInputError):
+    """Raised when a price table (the shipped one or `ITERTRACK_PRICES`) breaks a rule; nothing is priced with it.
+
+    `source` names the table (`shipped` or the file's path), `row` the index in its `prices` list (None for a
+    table-level field), `model` that row's first model id (None when unknown), `field` the field's path inside
+    the row (such as `cache_read` or `tiers[0].input`) and `value` the value found.
+    """
+
+    def __init__(
+        self, source: str, field: str, value: Any, reason: str, *, row: int | None = None, model: str | None = None
+    ) -> None:
+        self.source = source
+        self.row = row
+        self.model = model
+        where = f"price table {source}"
+        if row is not None:
+            where += f", row prices[{row}]" + (f" (model {model!r})" if model is not None else "")
+        super().__init__(field, value, reason)
+        self.args = (f"{where}: {field}={shown(value)}: {reason}",)
+
+    def __str__(self) -> str:
+        return str(self.args[0])

@@ -25,11 +25,12 @@ def promised_output(block: str) -> list[str]:
 def test_readme_has_the_examples() -> None:
     """The README shows the tracker API, the async tracker, the PostgreSQL example and the read models."""
     blocks = python_blocks()
-    assert len(blocks) == 4
+    assert len(blocks) == 5
     assert "start_iteration" in blocks[0]
     assert "AsyncPerformanceTracker" in blocks[1]
     assert README_PG in blocks[2]
     assert "ReadModels" in blocks[3]
+    assert "price_call" in blocks[4]
 
 
 @pytest.mark.parametrize("index", [0, 1, 3])
@@ -46,6 +47,18 @@ def test_embedded_examples_run_and_print_what_they_say(
     assert promised
     assert printed[: len(promised)] == promised
     assert (tmp_path / "itertrack.db").exists()
+
+
+def test_prices_example_prints_what_it_says(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The prices example (pure: no store) prints the dollars its comments computed by hand."""
+    monkeypatch.delenv("ITERTRACK_PRICES", raising=False)
+    block = python_blocks()[4]
+    exec(compile(block, str(README), "exec"), {})  # noqa: S102  # runs the README's own examples
+    promised = promised_output(block)
+    assert len(promised) == 3
+    assert capsys.readouterr().out.splitlines() == promised
 
 
 @pytest.mark.postgres
