@@ -44,6 +44,12 @@ class Settings(BaseSettings):
     # How long a PostgreSQL statement may run (statement_timeout); 0 means no limit.
     statement_timeout: int = Field(default=10, ge=0, le=86400)
 
+    # Group commit: the most changes, and the most bytes of events (a saving step's record counts 4 KiB), that
+    # one store transaction carries when changes arrive from many threads while a commit is in flight.
+    # 1 commits every change alone.
+    group_commit_changes: int = Field(default=256, ge=1, le=100_000)
+    group_commit_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=1024**3)
+
     @model_validator(mode="before")
     @classmethod
     def _blank_means_default(cls, values: Any) -> Any:
@@ -83,4 +89,5 @@ def _expected(field: str) -> str:
         return "must be y or n"
     low = next((m.ge for m in info.metadata if hasattr(m, "ge")), None)
     high = next((m.le for m in info.metadata if hasattr(m, "le")), None)
-    return f"must be a whole number of seconds from {low} to {high}"
+    unit = "bytes" if field.endswith("_bytes") else "changes" if field.endswith("_changes") else "seconds"
+    return f"must be a whole number of {unit} from {low} to {high}"
