@@ -41,6 +41,8 @@ def test_quick_bench_writes_every_row(tmp_path: Path, postgres_url: str) -> None
         "database size",
         "tracked change vs history length",
         "catch-up rate at",
+        "16 threads of the sync tracker, distinct iterations, group commit, SQLite file",
+        "16 threads of the sync tracker, distinct iterations, group commit, PostgreSQL",
     ):
         assert any(expected in p for p in paths), expected
     assert all(row["measured"] and row["target"] for row in data["rows"])

@@ -131,7 +131,7 @@ def notification_ids(tracker: PerformanceTracker) -> dict[UUID, list[int]]:
     """Each iteration's notification ids, in its version order."""
     found: dict[UUID, list[int]] = {}
     for n in store_of(tracker).recorder.select_notifications(start=0, limit=10**9):
-        found.setdefault(n.originator_id, []).append(n.id)
+        found.setdefault(UUID(str(n.originator_id)), []).append(n.id)
     return found
 
 
