@@ -102,7 +102,11 @@ class GroupCommit:
                 return self._commit_alone(stored, record)
             finally:
                 self._hand_over()
-        me.ready.wait()
+        try:
+            me.ready.wait()
+        except BaseException:
+            self._leave(me)  # interrupted while queued (Ctrl-C): never strand the callers queued behind it
+            raise
         if me.lead is not None:
             self._lead(me.lead)
         if me.alone:
@@ -115,6 +119,17 @@ class GroupCommit:
         self.commits += 1
         self.changes += 1
         return self._one(stored, record)
+
+    def _leave(self, me: _Pending) -> None:
+        """A queued caller was interrupted: still queued, its change is dropped (never committed); already
+        chosen to lead, it leads that commit first (the others' changes are in it); in another's group, its
+        change is committed with that group, as an interrupted commit of its own may be."""
+        with self._lock:
+            queued = me in self._queue
+            if queued:
+                self._queue.remove(me)
+        if not queued and me.lead is not None:
+            self._lead(me.lead)
 
     def _hand_over(self) -> None:
         """The commit in flight ended: the first queued caller leads the next, with what is queued (bounded)."""

@@ -234,7 +234,7 @@ class PostgresRecorder(PostgresApplicationRecorder, IterationRecordStore):
     def _append_events(self, rendered: RenderedStatements, count: int) -> list[bytes]:
         """Lock the table (so notification ids follow commit order), notify followers, insert the events."""
         values = b", ".join([b"(%s, %s, %s, %s)"] * count)
-        returning = b" RETURNING originator_id, originator_version, notification_id"
+        returning = b" RETURNING notification_id, originator_id, originator_version"
         return [*rendered.lock, rendered.notify, rendered.insert + values + returning]
 
     @staticmethod

@@ -161,6 +161,19 @@ def test_changes_from_many_threads_share_one_transaction(durable_store: str, ope
         assert acks == [stored[owner][-1]]  # its own event's notification id, not the group's last
 
 
+def test_a_group_holds_at_most_the_configured_number_of_changes(durable_store: str, open_tracker: Open) -> None:
+    """With ITERTRACK_GROUP_COMMIT_CHANGES=4, the 15 queued changes go in groups of 4, 4, 4 and 3, in queue order."""
+    tracker = open_tracker(durable_store, env={"ITERTRACK_GROUP_COMMIT_CHANGES": "4"})
+    ids = started(tracker)
+    with pytest.MonkeyPatch.context() as mp:
+        inserts = HeldInserts(tracker, mp)
+        errors = run_held_group(inserts, lambda n: tracker.update_metrics(ids[n], {"grouped": 1}))
+    assert errors == {}
+    assert inserts.sizes == [1, 4, 4, 4, 3]
+    for iid in ids:
+        assert tracker.get_iteration(iid).metrics == {"grouped": 1}
+
+
 def test_a_taken_version_in_a_group_fails_only_that_change_which_is_reapplied(
     durable_store: str, open_tracker: Open
 ) -> None:
