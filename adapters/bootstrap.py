@@ -51,7 +51,13 @@ def wire_tracker(
     merged = {**os.environ, **env}
     opened = open_factory(url, settings, Environment(TrackerApplication.name, merged))
     try:
-        event_store = EventSourcedStore(opened.factory, env, shown=url.redacted)
+        event_store = EventSourcedStore(
+            opened.factory,
+            env,
+            shown=url.redacted,
+            group_max_changes=settings.group_commit_changes,
+            group_max_bytes=settings.group_commit_bytes,
+        )
     except BaseException:
         opened.factory.close()
         raise

@@ -52,6 +52,12 @@ class Settings(BaseSettings):
     pool_size: int = Field(default=2, ge=1, le=100)
     max_overflow: int = Field(default=8, ge=0, le=100)
 
+    # Group commit: the most changes, and the most bytes of events (a saving step's record counts 4 KiB), that
+    # one store transaction carries when changes arrive from many threads while a commit is in flight.
+    # 1 commits every change alone.
+    group_commit_changes: int = Field(default=256, ge=1, le=100_000)
+    group_commit_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=1024**3)
+
     @model_validator(mode="before")
     @classmethod
     def _blank_means_default(cls, values: Any) -> Any:
@@ -91,9 +97,17 @@ def _expected(field: str) -> str:
         return "must be y or n"
     low = next((m.ge for m in info.metadata if hasattr(m, "ge")), None)
     high = next((m.le for m in info.metadata if hasattr(m, "le")), None)
-    unit = "connections" if field in _COUNTS else "seconds"
+    unit = (
+        "connections"
+        if field in _COUNTS
+        else "bytes"
+        if field.endswith("_bytes")
+        else "changes"
+        if field.endswith("_changes")
+        else "seconds"
+    )
     return f"must be a whole number of {unit} from {low} to {high}"
 
 
-# The whole-number settings that count connections (the others are in seconds).
+# The whole-number settings that count connections (the others are in seconds, bytes or changes).
 _COUNTS = frozenset({"pool_size", "max_overflow"})

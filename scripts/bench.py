@@ -18,6 +18,7 @@ from pathlib import Path
 import psycopg
 
 from scripts.bench_async import async_rows
+from scripts.bench_group import group_rows
 from scripts.bench_reads import append_to_visible, at_scale, catch_up, catch_up_scaling, state_reads
 from scripts.bench_support import Row, pg_schema
 from scripts.bench_writes import write_rows
@@ -45,6 +46,8 @@ def run(quick: bool, pg_url: str) -> list[Row]:
         rows += write_rows(folder, pg_url, schema, quick)
         with pg_schema(pg_url) as s:
             rows += async_rows(folder, pg_url, s, quick)
+        with pg_schema(pg_url) as s:
+            rows += group_rows(folder, pg_url, s, quick)
         with pg_schema(pg_url) as s:
             rows += state_reads(f"{pg_url}?schema={s}", "PostgreSQL", 3 if quick else 7, 30 if quick else 100)
         rows += state_reads(f"sqlite:///{folder / 'reads.db'}", "SQLite file", 3 if quick else 7, 30 if quick else 100)

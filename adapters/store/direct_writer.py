@@ -13,7 +13,8 @@ from itertrack.domain.service.store_ports import IterationWriter
 
 
 class DirectWriter(IterationWriter):
-    """Appends to the event store in the caller's thread; an unreachable store raises `StoreUnavailableError`."""
+    """Appends to the event store in the caller's thread (changes of concurrent callers share a transaction: see
+    `group_commit`); an unreachable store raises `StoreUnavailableError`."""
 
     def __init__(self, store: EventSourcedStore) -> None:
         self.store = store

@@ -25,6 +25,7 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import Environment
 
+from itertrack.adapters.store.group_commit import DEFAULT_MAX_BYTES, DEFAULT_MAX_CHANGES, GroupCommit
 from itertrack.adapters.store.record_store import IterationRecordStore
 from itertrack.adapters.store.unavailable import store_unavailable_as_typed_error
 from itertrack.domain.model.errors import IterationNotFoundError, StoreConfigError
@@ -79,7 +80,13 @@ class EventSourcedStore(IterationStore):
     """Iterations in an eventsourcing event store, with the library's aggregate cache in front."""
 
     def __init__(
-        self, factory: InfrastructureFactory[Any], env: Mapping[str, str], *, shown: str = "the store"
+        self,
+        factory: InfrastructureFactory[Any],
+        env: Mapping[str, str],
+        *,
+        shown: str = "the store",
+        group_max_changes: int = DEFAULT_MAX_CHANGES,
+        group_max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         self.shown = shown  # the store as errors name it (its redacted URL)
         self.app = TrackerApplication(factory, env)
@@ -88,6 +95,14 @@ class EventSourcedStore(IterationStore):
             self.app.close()
             raise StoreConfigError("store", type(recorder).__name__, "recorder cannot store iteration records")
         self.records: IterationRecordStore = recorder
+        # Concurrent appends share transactions (group_commit.py); a thread inside `serialised` commits alone.
+        self.group = GroupCommit(
+            self.insert,
+            self.insert_many,
+            max_changes=group_max_changes,
+            max_bytes=group_max_bytes,
+            bypass=self.records.in_serialised,
+        )
 
     @property
     def factory(self) -> InfrastructureFactory[Any]:
@@ -185,9 +200,28 @@ class EventSourcedStore(IterationStore):
             raise VersionTakenError(str(e)) from e
         return max(ids) if ids else None
 
+    @_typed_errors
+    def insert_many(self, stored: Sequence[StoredEvent], records: Sequence[IterationRecord]) -> Sequence[int] | None:
+        """Append several changes' stored events and records in one transaction; the notification ids, in
+        stored-event order (None from a recorder that returns none).
+
+        Raises `VersionTakenError` when a version (or a record's id) is taken: which change's, it does not say.
+        """
+        try:
+            return self._once_more_if_closed(
+                lambda: self.app.recorder.insert_events(list(stored), iteration_records=list(records))
+            )
+        except IntegrityError as e:
+            raise VersionTakenError(str(e)) from e
+
     def append(self, events: Sequence[Iteration.Event], record: IterationRecord | None) -> int | None:
-        """Append one change's events (and the record) atomically; the last notification id."""
-        return self.insert(self.stored(events), record)
+        """Append one change's events (and the record) atomically; the last notification id of its events.
+
+        Changes appended concurrently from several threads share a transaction (group commit); each call
+        returns once the transaction holding its change has committed. Raises `VersionTakenError`,
+        `StoreUnavailableError` (`OutcomeUnknownError` when the commit may have landed) as `insert` does.
+        """
+        return self.group.append(self.stored(events), record)
 
     def holds(self, events: Sequence[Iteration.Event]) -> bool:
         return self.holds_stored(events[0].originator_id, self.stored(events))

@@ -10,7 +10,7 @@ from eventsourcing.persistence import ApplicationRecorder, IntegrityError, Store
 from eventsourcing.popo import POPOApplicationRecorder, POPOFactory
 
 from itertrack.adapters.library_hooks import popo_lock
-from itertrack.adapters.store.record_rows import record_of
+from itertrack.adapters.store.record_rows import records_of
 from itertrack.adapters.store.record_store import IterationRecordStore
 from itertrack.adapters.views.lock import NoProjectionLock, ProjectionLock
 from itertrack.adapters.views.tables import ViewTables
@@ -25,15 +25,17 @@ class MemoryRecorder(POPOApplicationRecorder, IterationRecordStore):
         self._records: dict[UUID, dict[str, Any]] = {}
 
     def _insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
-        record = record_of(kwargs)
+        records = records_of(kwargs)
         with popo_lock(self):
-            if record is not None and record.id in self._records:
-                msg = f"iteration record {record.id} already stored"
+            ids_given = [record.id for record in records]
+            if len(set(ids_given)) < len(ids_given) or any(i in self._records for i in ids_given):
+                msg = f"iteration record among {ids_given} already stored"
                 raise IntegrityError(msg)
             # Raises before changing anything when a version is taken.
             ids = super()._insert_events(stored_events, **kwargs)
-            if record is not None and record.id is not None:
-                self._records[record.id] = record.model_dump()
+            for record in records:
+                if record.id is not None:
+                    self._records[record.id] = record.model_dump()
             return ids
 
     def migrate(self) -> None:

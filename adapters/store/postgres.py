@@ -34,7 +34,7 @@ from psycopg.sql import SQL, Composed, Identifier
 from psycopg.types.json import Jsonb
 
 from itertrack.adapters.library_hooks import postgres_connect_kwargs, postgres_pool, unretried_select_events
-from itertrack.adapters.store.record_rows import COLUMNS, JSON_COLUMNS, RECORDS_TABLE, record_of
+from itertrack.adapters.store.record_rows import COLUMNS, JSON_COLUMNS, RECORDS_TABLE, records_of
 from itertrack.adapters.store.record_store import IterationRecordStore
 from itertrack.adapters.store.shared_pools import Lease, SharedPools
 from itertrack.adapters.store.unavailable import CommitOutcomeUnknown
@@ -177,8 +177,12 @@ class PostgresRecorder(PostgresApplicationRecorder, IterationRecordStore):
         unreachable store is reported at once, and the tracker answers from its cache or spool."""
         return unretried_select_events()(self, originator_id, **kwargs)
 
+    def in_serialised(self) -> bool:
+        return getattr(self._holding, "conn", None) is not None
+
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
-        """Insert the record (if any) and the events in one transaction, sent as one query.
+        """Insert the records (one change's, `iteration_record=`, or a group's, `iteration_records=`) and the
+        events in one transaction, sent as one query; the events' notification ids in stored-event order.
 
         eventsourcing 9.5.6 sends the statements through psycopg's pipeline (about a dozen client-side
         waits per insert, twice the cost of the row itself here) and catches exceptions inside its
@@ -189,7 +193,7 @@ class PostgresRecorder(PostgresApplicationRecorder, IterationRecordStore):
         """
         holding = getattr(self._holding, "conn", None)
         with self.datastore.get_connection() if holding is None else _as_library_errors(holding) as conn:
-            statements, params = self._transaction(conn, stored_events, record_of(kwargs))
+            statements, params = self._transaction(conn, stored_events, records_of(kwargs))
             if _closed_by_peer(conn):
                 # Nothing sent yet: certainly not stored (the caller may retry once on a fresh connection).
                 conn.close()
@@ -197,7 +201,7 @@ class PostgresRecorder(PostgresApplicationRecorder, IterationRecordStore):
             cursor = ClientCursor(conn)
             try:
                 cursor.execute(b"; ".join(statements), params)
-                return self._returned_ids(cursor) if stored_events else None
+                return self._returned_ids(cursor, stored_events) if stored_events else None
             except psycopg.Error as e:
                 if _may_have_committed(e):
                     raise CommitOutcomeUnknown(str(e)) from e
@@ -212,13 +216,13 @@ class PostgresRecorder(PostgresApplicationRecorder, IterationRecordStore):
                 cursor.close()
 
     def _transaction(
-        self, conn: Any, stored_events: Sequence[StoredEvent], record: IterationRecord | None
+        self, conn: Any, stored_events: Sequence[StoredEvent], records: Sequence[IterationRecord]
     ) -> tuple[list[bytes], list[Any]]:
         """The statements and parameters of one insert transaction."""
         rendered = self._rendered(conn)
         statements: list[bytes] = [b"BEGIN"]
         params: list[Any] = []
-        if record is not None:
+        for record in records:
             statements.append(rendered.record)
             params += self._record_params(record)
         if stored_events:
@@ -231,14 +235,17 @@ class PostgresRecorder(PostgresApplicationRecorder, IterationRecordStore):
     def _append_events(self, rendered: RenderedStatements, count: int) -> list[bytes]:
         """Lock the table (so notification ids follow commit order), notify followers, insert the events."""
         values = b", ".join([b"(%s, %s, %s, %s)"] * count)
-        return [*rendered.lock, rendered.notify, rendered.insert + values + b" RETURNING notification_id"]
+        returning = b" RETURNING notification_id, originator_id, originator_version"
+        return [*rendered.lock, rendered.notify, rendered.insert + values + returning]
 
     @staticmethod
-    def _returned_ids(cursor: Any) -> list[int]:
-        """The notification ids of the events insert, the one statement of the query that returns rows."""
+    def _returned_ids(cursor: Any, stored_events: Sequence[StoredEvent]) -> list[int]:
+        """The notification ids of the events insert (the one statement of the query that returns rows), in
+        stored-event order (RETURNING's row order is not promised), so a group's caller can find its own."""
         while True:
             if cursor.description is not None:
-                return [row["notification_id"] for row in cursor.fetchall()]
+                ids = {(str(row["originator_id"]), row["originator_version"]): row["notification_id"] for row in cursor}
+                return [ids[(str(s.originator_id), s.originator_version)] for s in stored_events]
             if not cursor.nextset():
                 msg = "the events insert returned no notification ids"
                 raise ProgrammingError(msg)

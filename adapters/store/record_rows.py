@@ -26,3 +26,14 @@ def record_of(kwargs: dict[str, Any]) -> IterationRecord | None:
         msg = f"iteration_record must be an IterationRecord, not {type(record).__name__}"
         raise TypeError(msg)
     return record
+
+
+def records_of(kwargs: dict[str, Any]) -> list[IterationRecord]:
+    """The records an insert carries: `iteration_record=` (one change's) and `iteration_records=` (a group's)."""
+    one = record_of(kwargs)
+    many = list(kwargs.get("iteration_records") or ())
+    for record in many:
+        if not isinstance(record, IterationRecord):
+            msg = f"iteration_records must hold IterationRecords, not {type(record).__name__}"
+            raise TypeError(msg)
+    return many if one is None else [one, *many]

@@ -43,6 +43,10 @@ class IterationRecordStore(ABC):
         """
         return
 
+    def in_serialised(self) -> bool:
+        """Whether the calling thread is inside `serialised` (its insert must run in that block's transaction)."""
+        return False
+
     @contextmanager
     def serialised(self, iteration_id: UUID) -> Iterator[None]:
         """Hold off other processes' retries on this iteration (used after a lost version race).

@@ -22,7 +22,7 @@ from eventsourcing.persistence import (
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore, SQLiteFactory
 
 from itertrack.adapters.library_hooks import sqlite_pool
-from itertrack.adapters.store.record_rows import COLUMNS, JSON_COLUMNS, RECORDS_TABLE, record_of
+from itertrack.adapters.store.record_rows import COLUMNS, JSON_COLUMNS, RECORDS_TABLE, records_of
 from itertrack.adapters.store.record_store import IterationRecordStore
 from itertrack.adapters.store.sqlite_file import GuardedSQLiteDatastore
 from itertrack.adapters.views.lock import FileProjectionLock, NoProjectionLock, ProjectionLock
@@ -55,6 +55,10 @@ class SQLiteRecorder(SQLiteApplicationRecorder, IterationRecordStore):
         # Re-entrant: an insert inside `serialised` runs in the write transaction that block opened.
         self._writer_lock = threading.RLock()
         self._writer_conn: sqlite3.Connection | None = None
+        self._serialising = threading.local()  # `serialising` is True in a thread inside `serialised`
+
+    def in_serialised(self) -> bool:
+        return bool(getattr(self._serialising, "serialising", False))
 
     def subscribe(self, gt: int | None = None, topics: Sequence[str] = ()) -> PollingSubscription:
         """Follow the log from after `gt` (eventsourcing 9.5.6 has no SQLite subscription)."""
@@ -126,9 +130,11 @@ class SQLiteRecorder(SQLiteApplicationRecorder, IterationRecordStore):
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as e:
                 raise OperationalError(e) from e
+            self._serialising.serialising = True
             try:
                 yield
             finally:
+                self._serialising.serialising = False
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
 
@@ -159,8 +165,7 @@ class SQLiteRecorder(SQLiteApplicationRecorder, IterationRecordStore):
     def _insert_events(
         self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
-        record = record_of(kwargs)
-        if record is not None:
+        for record in records_of(kwargs):  # one change's record, or each of a group's
             assert record.id is not None
             assert record.created_at is not None
             c.execute(

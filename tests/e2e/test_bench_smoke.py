@@ -44,6 +44,8 @@ def test_quick_bench_writes_every_row(tmp_path: Path, postgres_url: str) -> None
         "async tracker: event-loop lag",
         "async tracker: 20 concurrent iterations, durable changes/s",
         "async tracker: one iteration alone",
+        "16 threads of the sync tracker, distinct iterations, group commit, SQLite file",
+        "16 threads of the sync tracker, distinct iterations, group commit, PostgreSQL",
     ):
         assert any(expected in p for p in paths), expected
     assert all(row["measured"] and row["target"] for row in data["rows"])

@@ -170,10 +170,10 @@ def test_failure_inside_the_saving_transaction_leaves_neither_row_nor_event(
     original_transaction = PostgresRecorder._transaction  # noqa: SLF001  # fault injection: the one-query transaction is private
 
     def fail_after_record(
-        self: PostgresRecorder, conn: object, stored_events: object, record: object
+        self: PostgresRecorder, conn: object, stored_events: object, records: list[object]
     ) -> tuple[list[bytes], list[object]]:
-        statements, params = original_transaction(self, conn, stored_events, record)  # type: ignore[arg-type]
-        if record is not None:
+        statements, params = original_transaction(self, conn, stored_events, records)  # type: ignore[arg-type]
+        if records:
             statements.insert(2, b"SELECT 1 / 0")  # BEGIN, the record insert, then this
         return statements, params
 
