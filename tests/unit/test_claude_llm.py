@@ -34,6 +34,7 @@ def test_json_answers_are_parsed_and_usage_is_counted() -> None:
     adapter, messages = llm('```json\n{"name": "momentum", "lookback_days": 20}\n```')
     response = adapter.generate_scan_strategy("agent-1", 3, "prefer large caps")
     assert response.content == {"name": "momentum", "lookback_days": 20}
+    assert response.usage is not None
     assert response.usage.total == 120 + 80 + 30
     assert response.usage.cache_creation_input_tokens == 0
     (request,) = messages.requests
