@@ -188,7 +188,12 @@ def test_tampered_read_model_rows_are_named(
         f"read_models {victim}: iteration_metrics row ({victim!r}, 'analysis_tokens'): "
         f"the view has {true_total + 1!r}, the events give {true_total!r}" in found
     )
-    assert len(found) == 2
+    # The metric no longer equals the sum of the iteration's recorded LLM calls in that phase either.
+    assert (
+        f"token_totals {victim}: analysis_tokens is {true_total + 1!r} in iteration_metrics, "
+        f"but its LLM calls sum to {true_total!r}" in found
+    )
+    assert len(found) == 3
     assert not verify_iteration(tracker, victim).ok
 
 
