@@ -38,6 +38,7 @@ def fold_models(tracker: PerformanceTracker) -> dict[str, Any]:
         "metrics": dict(changes.metrics),
         "agents": dict(changes.agent_deltas),
         "durations": dict(changes.durations),
+        "llm_calls": dict(changes.llm_calls),
     }
 
 
@@ -49,7 +50,8 @@ def view_models(view: Any) -> dict[str, Any]:
     durations = {
         (d.iteration_id, d.phase): (d.duration_ms, d.visits) for iid in current for d in view.phase_durations(iid)
     }
-    return {"current": current, "metrics": metrics, "agents": agents, "durations": durations}
+    llm_calls = {(c.iteration_id, c.version): c for c in view.llm_calls()}
+    return {"current": current, "metrics": metrics, "agents": agents, "durations": durations, "llm_calls": llm_calls}
 
 
 def _close(a: Any, b: Any) -> bool:
@@ -63,6 +65,7 @@ def _close(a: Any, b: Any) -> bool:
 def assert_same_models(actual: dict[str, Any], expected: dict[str, Any]) -> None:
     """Equal read models; numbers compared to 1e-9 (PostgreSQL sums floats as exact decimals)."""
     assert actual["current"] == expected["current"]
+    assert actual["llm_calls"] == expected["llm_calls"]
     for part in ("metrics", "agents", "durations"):
         assert actual[part].keys() == expected[part].keys(), part
         different = {

@@ -159,6 +159,13 @@ class LLMUsage(BaseModel):
         split = _cache_split(_get(usage, "cache_creation"))
         if split and _get(usage, "cache_creation_input_tokens") is None:
             counts["cache_creation_input_tokens"] = sum(split.values())
+        elif split and sum(split.values()) != counts["cache_creation_input_tokens"]:
+            raise InvalidMetricError(
+                "usage.cache_creation",
+                _get(usage, "cache_creation"),
+                f"splits {sum(split.values())} tokens by lifetime but cache_creation_input_tokens is "
+                f"{counts['cache_creation_input_tokens']}",
+            )
         counts.update(split)
         known = bool(split) or any(_has(usage, f) for f in USAGE_FIELDS)
         if not known:
@@ -169,10 +176,7 @@ class LLMUsage(BaseModel):
             if not isinstance(tier, str) or len(tier) > MAX_TIER or not tier.isprintable():
                 raise InvalidMetricError("usage.service_tier", tier, f"must be a printable str of at most {MAX_TIER}")
             counts["service_tier"] = tier
-        try:
-            return cls(**counts)
-        except ValueError as e:  # the split does not add up to the cache writes
-            raise InvalidMetricError("usage.cache_creation", _get(usage, "cache_creation"), str(e)) from None
+        return cls(**counts)
 
     @classmethod
     def from_stream(cls, events: Iterable[object]) -> LLMUsage | None:
