@@ -209,10 +209,12 @@ def _diff_table(
             )
 
 
-def check_token_totals(state: ReadModelState, plain_tokens: Mapping[tuple[UUID, str], Amount]) -> list[Problem]:
-    """Each phase's token metrics (`<phase>_tokens` and the four per-kind ones) in `state` equal the sum of its
-    recorded LLM calls plus what plain metric updates added to them (`plain_tokens`), for every (iteration,
-    phase) with a recorded call."""
+def check_token_totals(
+    state: ReadModelState, plain_tokens: Mapping[tuple[UUID, str], Amount], expected: ReadModelState
+) -> list[Problem]:
+    """Each phase's token metrics (`<phase>_tokens` and the four per-kind ones) in the views (`state`) equal the
+    sum of its LLM calls in the views plus what plain metric updates added to them (`plain_tokens`), for every
+    (iteration, phase) with a call in the views or in the events (`expected`, a fold of them)."""
     sums: dict[tuple[UUID, str], int] = {}
     for call in state.llm_calls.values():
         if not call.usage_known:
@@ -226,7 +228,8 @@ def check_token_totals(state: ReadModelState, plain_tokens: Mapping[tuple[UUID, 
         for name, amount in counts.items():
             sums[(call.iteration_id, name)] = sums.get((call.iteration_id, name), 0) + amount
     problems: list[Problem] = []
-    for iid, phase in sorted({(c.iteration_id, c.phase) for c in state.llm_calls.values()}, key=str):
+    called = {(c.iteration_id, c.phase) for c in (*state.llm_calls.values(), *expected.llm_calls.values())}
+    for iid, phase in sorted(called, key=str):
         for name in token_metric_names(phase):
             calls = sums.get((iid, name), 0)
             plain = plain_tokens.get((iid, name), 0)

@@ -47,8 +47,9 @@ def verify_store(tracker: PerformanceTracker, *, require_records: bool = False) 
         start = page[-1].id
     record_ids = store_of(tracker).records.select_record_ids()
     checker.check_records(record_ids, require_records=require_records)
-    problems = checker.problems + diff_read_models(checker.expected_read_models(), actual)
-    problems += check_token_totals(actual, checker.plain_tokens)
+    expected = checker.expected_read_models()
+    problems = checker.problems + diff_read_models(expected, actual)
+    problems += check_token_totals(actual, checker.plain_tokens, expected)
     return VerifyReport(
         ok=not problems,
         require_records=require_records,
@@ -95,7 +96,7 @@ def verify_iteration(tracker: PerformanceTracker, iteration_id: UUID, *, require
             actual.llm_calls[(iteration_id, call.version)] = call
         expected.agents = {}
         problems += diff_read_models(expected, actual)
-        problems += check_token_totals(actual, checker.plain_tokens)
+        problems += check_token_totals(actual, checker.plain_tokens, expected)
     else:
         problems.append(
             Problem(

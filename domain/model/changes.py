@@ -42,6 +42,10 @@ class _Change:
         """The fingerprint of the event this change makes (`Iteration.Event.fingerprint`)."""
         raise NotImplementedError
 
+    def fingerprints(self) -> tuple[int, ...]:
+        """The fingerprints of every event this change may already have made (a retry of it is a no-op)."""
+        return (self.fingerprint(),)
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PhaseChange(_Change):
@@ -103,6 +107,14 @@ class LLMCallChange(_Change):
 
     def fingerprint(self) -> int:
         return Iteration.LLMCallRecorded.fingerprint_of(**self._content())
+
+    def fingerprints(self) -> tuple[int, ...]:
+        """Also the `MetricsRecorded` that `record_usage` wrote before calls were events: a keyed call whose
+        first try landed before an upgrade is recognised when retried after it."""
+        if self.usage is None:
+            return (self.fingerprint(),)
+        legacy = Iteration.MetricsRecorded.fingerprint_of(metrics=self.usage.as_metrics(self.phase))
+        return (self.fingerprint(), legacy)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

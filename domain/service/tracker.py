@@ -457,14 +457,19 @@ class PerformanceTracker:
                 stored = self._store.load(iteration.id)
                 if started_id not in stored.keyed_changes:
                     raise  # another start took this id
-                self._confirm_retry(stored, started_id, fingerprint, record, key)
+                self._confirm_retry(stored, started_id, (fingerprint,), record, key)
 
     def _confirm_retry(
-        self, iteration: Iteration, event_id: UUID, fingerprint: int, record: IterationRecord | None, key: str | None
+        self,
+        iteration: Iteration,
+        event_id: UUID,
+        fingerprints: tuple[int, ...],
+        record: IterationRecord | None,
+        key: str | None,
     ) -> None:
         """The keyed change whose event `iteration` holds was applied already: this call is its retry, unless
         it says something else (`ChangeIdReusedError`; the record is compared as stored, `created_at` aside)."""
-        same = iteration.keyed_changes[event_id] == fingerprint
+        same = iteration.keyed_changes[event_id] in fingerprints
         if same and record is not None:
             stored = self._store.record(iteration.id)  # None while it waits in a spool: not comparable yet
             same = stored is None or stored.model_dump(exclude={"created_at"}) == record.model_dump(
@@ -536,7 +541,7 @@ class PerformanceTracker:
         iteration = self._store.load(iteration_id)
         if change.event_id in iteration.keyed_changes:
             # A retry of a keyed change that landed (its first call may have raised OutcomeUnknownError).
-            self._confirm_retry(iteration, change.event_id, change.fingerprint(), record, key)
+            self._confirm_retry(iteration, change.event_id, change.fingerprints(), record, key)
             return True
         try:
             base = iteration.last_event_id
