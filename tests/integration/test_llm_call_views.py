@@ -11,9 +11,10 @@ import pytest
 from fake_clock import START, FakeClock
 from support import assert_same_models, fold_models, raw_sql, view_models
 
-from itertrack.adapters.views.keeper import ReadModels
+from itertrack.adapters.bootstrap import store_of
+from itertrack.adapters.views.keeper import ReadModels, view_for
 from itertrack.adapters.views.verify import verify_store
-from itertrack.domain import PerformanceTracker
+from itertrack.domain import PerformanceTracker, StoreNotMigratedError
 from itertrack.projections.rows import LLMUsageTotal
 
 Open = Callable[..., PerformanceTracker]
@@ -195,6 +196,10 @@ def test_views_without_the_llm_calls_table_are_rebuilt_by_migrate(
         expected = view_models(views.view)
     with raw_sql(durable_store) as run:
         run("DROP TABLE llm_calls", ())
+    if durable_store.startswith("postgresql"):
+        # PostgreSQL migrates in a step of its own: until then the views say so (SQLite migrates them at open).
+        with pytest.raises(StoreNotMigratedError, match="itertrack migrate"):
+            view_for(store_of(tracker).factory)
     tracker.migrate()
     with ReadModels(open_tracker(durable_store, clock=clock), background=False) as views:
         assert views.view.position() == 0  # emptied for the rebuild
