@@ -10,11 +10,13 @@ from uuid import UUID
 from itertrack.domain.model.iteration import Iteration
 from itertrack.domain.model.metrics import Amount
 from itertrack.domain.model.phases import TERMINAL_PHASES, status_of
-from itertrack.projections.rows import CurrentPhase
+from itertrack.domain.model.usage import token_metric_names
+from itertrack.projections.rows import CurrentPhase, LLMCallRow
 
 MetricKey = tuple[UUID, str]
 AgentKey = tuple[str, str]
 DurationKey = tuple[UUID, str]
+CallKey = tuple[UUID, int]
 
 
 @dataclass
@@ -34,12 +36,14 @@ class BatchChanges:
     metrics: dict[MetricKey, Amount] = field(default_factory=dict)
     agent_deltas: dict[AgentKey, tuple[Amount, int]] = field(default_factory=dict)
     durations: dict[DurationKey, tuple[float, int]] = field(default_factory=dict)
+    # New rows of `llm_calls` (one per call event; never changed once written), by (iteration, version).
+    llm_calls: dict[CallKey, LLMCallRow] = field(default_factory=dict)
     applied_events: int = 0
 
     @property
     def is_empty(self) -> bool:
         """Whether the batch changes no row (the position may still move)."""
-        return not (self.current or self.metrics or self.agent_deltas or self.durations)
+        return not (self.current or self.metrics or self.agent_deltas or self.durations or self.llm_calls)
 
 
 def _ms(later: datetime, earlier: datetime) -> float:
@@ -70,6 +74,27 @@ class BatchFold:
         key = (iteration_id, phase)
         spent, visits = self._duration(key)
         self.changes.durations[key] = (spent + ms, visits + (1 if entered else 0))
+
+    def _count(self, current: CurrentPhase, event: Iteration.MetricsRecorded | Iteration.LLMCallRecorded) -> None:
+        """A metrics event's amounts; an LLM call's row, and its tokens as the same token metrics `record_usage`
+        added before calls were events (a call without usage adds none)."""
+        if isinstance(event, Iteration.MetricsRecorded):
+            self._add_metrics(current, event.metrics)
+            return
+        if event.usage is not None:
+            self._add_metrics(current, event.usage.as_metrics(event.phase))
+        self.changes.llm_calls[(current.id, event.originator_version)] = LLMCallRow.of(event, current.agent_id)
+
+    def _add_metrics(self, current: CurrentPhase, metrics: Mapping[str, Amount]) -> None:
+        for name, amount in metrics.items():
+            key = (current.id, name)
+            before = self._metric(key)
+            self.changes.metrics[key] = amount if before is None else before + amount
+            total_delta, iterations_delta = self.changes.agent_deltas.get((current.agent_id, name), (0, 0))
+            self.changes.agent_deltas[(current.agent_id, name)] = (
+                total_delta + amount,
+                iterations_delta + (1 if before is None else 0),
+            )
 
     def apply(self, event: Iteration.Event) -> None:
         """Apply one event; events at or below the row's last version were applied before and are skipped."""
@@ -110,16 +135,8 @@ class BatchFold:
                 phase_entered_at=event.timestamp,
                 finished_at=event.timestamp if event.phase in TERMINAL_PHASES else None,
             )
-        elif isinstance(event, Iteration.MetricsRecorded):
-            for name, amount in event.metrics.items():
-                key = (current.id, name)
-                before = self._metric(key)
-                self.changes.metrics[key] = amount if before is None else before + amount
-                total_delta, iterations_delta = self.changes.agent_deltas.get((current.agent_id, name), (0, 0))
-                self.changes.agent_deltas[(current.agent_id, name)] = (
-                    total_delta + amount,
-                    iterations_delta + (1 if before is None else 0),
-                )
+        elif isinstance(event, Iteration.MetricsRecorded | Iteration.LLMCallRecorded):
+            self._count(current, event)
         # model_construct: every value here was validated when its event was (model_copy is 3x slower).
         self.changes.current[current.id] = CurrentPhase.model_construct(**{**current.__dict__, **update})
         self.changes.applied_events += 1
@@ -144,6 +161,9 @@ def metric_keys(events: Iterable[Iteration.Event]) -> list[MetricKey]:
     for event in events:
         if isinstance(event, Iteration.MetricsRecorded):
             for name in event.metrics:
+                keys[(event.originator_id, name)] = None
+        elif isinstance(event, Iteration.LLMCallRecorded) and event.usage is not None:
+            for name in token_metric_names(event.phase):
                 keys[(event.originator_id, name)] = None
     return list(keys)
 

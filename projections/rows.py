@@ -1,4 +1,4 @@
-"""The read models: current phase, cumulative metrics and phase durations, as pydantic rows."""
+"""The read models: current phase, cumulative metrics, phase durations and LLM calls, as pydantic rows."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
+from itertrack.domain.model.iteration import Iteration
 from itertrack.domain.model.phases import Status
 
 
@@ -55,6 +56,97 @@ class PhaseDuration(_Row):
     phase: str
     duration_ms: float
     visits: int
+
+
+class LLMCallRow(_Row):
+    """One LLM call (one `Iteration.LLMCallRecorded` event), as the `llm_calls` view keeps it.
+
+    Token columns are the response's counts (0 when `usage_known` is false). The cache writes are split
+    by lifetime: `cache_creation_5m_input_tokens` + `cache_creation_1h_input_tokens` ==
+    `cache_creation_input_tokens` (all 5-minute writes when the response gave no split). `recorded_at` is
+    the event's time, the date the call's prices are taken at.
+    """
+
+    iteration_id: UUID
+    version: int
+    agent_id: str
+    phase: str
+    provider: str
+    model: str | None
+    recorded_at: AwareDatetime
+    usage_known: bool
+    input_tokens: int
+    output_tokens: int
+    cache_read_input_tokens: int
+    cache_creation_input_tokens: int
+    cache_creation_5m_input_tokens: int
+    cache_creation_1h_input_tokens: int
+    server_tool_use: dict[str, int]
+    service_tier: str | None
+    batch: bool
+    inference_geo: str | None
+    duration_ms: float | None
+    request_id: str | None
+
+    @classmethod
+    def of(cls, event: Iteration.LLMCallRecorded, agent_id: str) -> LLMCallRow:
+        """The row of one call event of an iteration of `agent_id`."""
+        usage = event.usage
+        return cls(
+            iteration_id=event.originator_id,
+            version=event.originator_version,
+            agent_id=agent_id,
+            phase=event.phase,
+            provider=event.provider,
+            model=event.model,
+            recorded_at=event.timestamp,
+            usage_known=usage is not None,
+            input_tokens=0 if usage is None else usage.input_tokens,
+            output_tokens=0 if usage is None else usage.output_tokens,
+            cache_read_input_tokens=0 if usage is None else usage.cache_read_input_tokens,
+            cache_creation_input_tokens=0 if usage is None else usage.cache_creation_input_tokens,
+            cache_creation_5m_input_tokens=0 if usage is None else usage.cache_write_5m_tokens,
+            cache_creation_1h_input_tokens=0 if usage is None else usage.cache_write_1h_tokens,
+            server_tool_use={} if usage is None else dict(usage.server_tool_use),
+            service_tier=None if usage is None else usage.service_tier,
+            batch=event.batch,
+            inference_geo=event.inference_geo,
+            duration_ms=event.duration_ms,
+            request_id=event.request_id,
+        )
+
+    @property
+    def total_tokens(self) -> int:
+        """Input, output and both cache counts: what the call added to `<phase>_tokens`."""
+        return self.input_tokens + self.output_tokens + self.cache_read_input_tokens + self.cache_creation_input_tokens
+
+
+class LLMUsageTotal(_Row):
+    """Token totals of the LLM calls of one group: an iteration's (phase, provider, model), with
+    `agent_id` None, or an agent's (provider, model), with `iteration_id` and `phase` None.
+
+    `calls` counts every call, `unknown_usage_calls` those whose response reported no usage (their tokens
+    are not in the sums). Token fields as in `LLMCallRow`, summed.
+    """
+
+    iteration_id: UUID | None = None
+    agent_id: str | None = None
+    phase: str | None = None
+    provider: str
+    model: str | None
+    calls: int
+    unknown_usage_calls: int
+    input_tokens: int
+    output_tokens: int
+    cache_read_input_tokens: int
+    cache_creation_input_tokens: int
+    cache_creation_5m_input_tokens: int
+    cache_creation_1h_input_tokens: int
+
+    @property
+    def total_tokens(self) -> int:
+        """Input, output and both cache counts."""
+        return self.input_tokens + self.output_tokens + self.cache_read_input_tokens + self.cache_creation_input_tokens
 
 
 class ReadModelPosition(_Row):

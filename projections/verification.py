@@ -12,11 +12,13 @@ from uuid import UUID
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from itertrack.domain.model.iteration import Iteration
+from itertrack.domain.model.metrics import Amount
 from itertrack.domain.model.phases import Phase
+from itertrack.domain.model.usage import LLMUsage, token_metric_names
 from itertrack.projections.fold import BatchChanges, BatchFold, LoadedState
-from itertrack.projections.rows import CurrentPhase
+from itertrack.projections.rows import CurrentPhase, LLMCallRow
 
-Check = Literal["versions", "event_ids", "time_order", "records", "read_models", "read_models_advance"]
+Check = Literal["versions", "event_ids", "time_order", "records", "read_models", "read_models_advance", "token_totals"]
 
 
 class Problem(BaseModel):
@@ -61,6 +63,7 @@ class ReadModelState:
     metrics: dict[tuple[UUID, str], float] = field(default_factory=dict)
     agents: dict[tuple[str, str], tuple[float, int]] = field(default_factory=dict)
     durations: dict[tuple[UUID, str], tuple[float, int]] = field(default_factory=dict)
+    llm_calls: dict[tuple[UUID, int], LLMCallRow] = field(default_factory=dict)
 
     @classmethod
     def of_fold(cls, changes: BatchChanges) -> ReadModelState:
@@ -70,12 +73,13 @@ class ReadModelState:
             metrics=dict(changes.metrics),
             agents={k: (float(t), n) for k, (t, n) in changes.agent_deltas.items()},
             durations=dict(changes.durations),
+            llm_calls=dict(changes.llm_calls),
         )
 
     @property
     def rows(self) -> int:
         """How many rows the state holds."""
-        return len(self.current) + len(self.metrics) + len(self.agents) + len(self.durations)
+        return len(self.current) + len(self.metrics) + len(self.agents) + len(self.durations) + len(self.llm_calls)
 
 
 @dataclass
@@ -97,6 +101,7 @@ class EventChecker:
         # Every event's id, as an int (about 64 bytes each): the same id twice is a change applied twice.
         self._event_ids: set[int] = set()
         self._fold = BatchFold(LoadedState())
+        self.plain_tokens: dict[tuple[UUID, str], Amount] = {}
 
     def add(self, event: Iteration.Event, notification_id: int) -> None:
         """Check one event and, if the views have applied it, fold it into the reference."""
@@ -140,6 +145,17 @@ class EventChecker:
             before.saved = True
         if notification_id <= self.fold_until:
             self._fold.apply(event)
+            if isinstance(event, Iteration.MetricsRecorded):
+                self._note_plain_tokens(event)
+
+    def _note_plain_tokens(self, event: Iteration.MetricsRecorded) -> None:
+        """Tokens added as plain metrics (by `update_metrics`, or by `record_usage` before calls were events):
+        the part of a token metric that no recorded call accounts for. Every token metric's name ends in
+        `_tokens` (`<phase>_tokens`, `<phase>_input_tokens`, ...)."""
+        for name, amount in event.metrics.items():
+            if name.endswith("_tokens"):
+                key = (event.originator_id, name)
+                self.plain_tokens[key] = self.plain_tokens.get(key, 0) + amount
 
     def expected_read_models(self) -> ReadModelState:
         """The read models a fresh fold of the events up to the views' position gives."""
@@ -193,6 +209,43 @@ def _diff_table(
             )
 
 
+def check_token_totals(
+    state: ReadModelState, plain_tokens: Mapping[tuple[UUID, str], Amount], expected: ReadModelState
+) -> list[Problem]:
+    """Each phase's token metrics (`<phase>_tokens` and the four per-kind ones) in the views (`state`) equal the
+    sum of its LLM calls in the views plus what plain metric updates added to them (`plain_tokens`), for every
+    (iteration, phase) with a call in the views or in the events (`expected`, a fold of them)."""
+    sums: dict[tuple[UUID, str], int] = {}
+    for call in state.llm_calls.values():
+        if not call.usage_known:
+            continue
+        counts = LLMUsage(
+            input_tokens=call.input_tokens,
+            output_tokens=call.output_tokens,
+            cache_creation_input_tokens=call.cache_creation_input_tokens,
+            cache_read_input_tokens=call.cache_read_input_tokens,
+        ).as_metrics(call.phase)
+        for name, amount in counts.items():
+            sums[(call.iteration_id, name)] = sums.get((call.iteration_id, name), 0) + amount
+    problems: list[Problem] = []
+    called = {(c.iteration_id, c.phase) for c in (*state.llm_calls.values(), *expected.llm_calls.values())}
+    for iid, phase in sorted(called, key=str):
+        for name in token_metric_names(phase):
+            calls = sums.get((iid, name), 0)
+            plain = plain_tokens.get((iid, name), 0)
+            total = state.metrics.get((iid, name))
+            if (total is not None or calls or plain) and not _close(total or 0, calls + plain):
+                problems.append(
+                    Problem(
+                        check="token_totals",
+                        iteration_id=iid,
+                        detail=f"{name} is {total!r} in iteration_metrics, but its LLM calls sum to {calls}"
+                        + (f" and plain metric updates added {plain}" if plain else ""),
+                    )
+                )
+    return problems
+
+
 def _current_fields(row: CurrentPhase) -> dict[str, Any]:
     return row.model_dump()
 
@@ -219,4 +272,5 @@ def diff_read_models(expected: ReadModelState, actual: ReadModelState) -> list[P
     problems += _diff_table("iteration_metrics", expected.metrics, actual.metrics, lambda k: k[0])
     problems += _diff_table("agent_metrics", expected.agents, actual.agents, lambda _k: None)
     problems += _diff_table("iteration_phase_durations", expected.durations, actual.durations, lambda k: k[0])
+    problems += _diff_table("llm_calls", expected.llm_calls, actual.llm_calls, lambda k: k[0])
     return problems

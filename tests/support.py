@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import math
+import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import psycopg
+
 from itertrack.adapters.bootstrap import store_of
+from itertrack.adapters.store.url import parse_store_url
 from itertrack.domain import PerformanceTracker
 from itertrack.projections.fold import LoadedState, fold
 from scripts.tcp_proxy import TcpProxy
@@ -38,6 +43,7 @@ def fold_models(tracker: PerformanceTracker) -> dict[str, Any]:
         "metrics": dict(changes.metrics),
         "agents": dict(changes.agent_deltas),
         "durations": dict(changes.durations),
+        "llm_calls": dict(changes.llm_calls),
     }
 
 
@@ -49,7 +55,8 @@ def view_models(view: Any) -> dict[str, Any]:
     durations = {
         (d.iteration_id, d.phase): (d.duration_ms, d.visits) for iid in current for d in view.phase_durations(iid)
     }
-    return {"current": current, "metrics": metrics, "agents": agents, "durations": durations}
+    llm_calls = {(c.iteration_id, c.version): c for c in view.llm_calls()}
+    return {"current": current, "metrics": metrics, "agents": agents, "durations": durations, "llm_calls": llm_calls}
 
 
 def _close(a: Any, b: Any) -> bool:
@@ -63,6 +70,7 @@ def _close(a: Any, b: Any) -> bool:
 def assert_same_models(actual: dict[str, Any], expected: dict[str, Any]) -> None:
     """Equal read models; numbers compared to 1e-9 (PostgreSQL sums floats as exact decimals)."""
     assert actual["current"] == expected["current"]
+    assert actual["llm_calls"] == expected["llm_calls"]
     for part in ("metrics", "agents", "durations"):
         assert actual[part].keys() == expected[part].keys(), part
         different = {
@@ -71,3 +79,28 @@ def assert_same_models(actual: dict[str, Any], expected: dict[str, Any]) -> None
             if not _close(actual[part][k], expected[part][k])
         }
         assert different == {}, part
+
+
+@contextmanager
+def raw_sql(store: str) -> Iterator[Callable[[str, tuple[Any, ...]], None]]:
+    """Run hand-written SQL against the store, as an operator (or an attacker) would."""
+    url = parse_store_url(store)
+    if url.scheme == "sqlite":
+        conn = sqlite3.connect(url.path)
+
+        def run_sqlite(query: str, params: tuple[Any, ...]) -> None:
+            conn.execute(query.replace("%s", "?"), params)
+
+        try:
+            yield run_sqlite
+            conn.commit()
+        finally:
+            conn.close()
+    else:
+        with psycopg.connect(store.split("?", maxsplit=1)[0], autocommit=True) as pg:
+            pg.execute(f'SET search_path TO "{url.schema_name}"')
+
+            def run_pg(query: str, params: tuple[Any, ...]) -> None:
+                pg.execute(query, params)
+
+            yield run_pg

@@ -11,7 +11,7 @@ from itertrack.domain.model.phases import Phase, Status
 from itertrack.domain.model.records import IterationRecord
 from itertrack.domain.service.interruptions import failure_message
 from itertrack.domain.service.learning_flow import IterationOutcome
-from itertrack.domain.service.ports import AsyncBacktester, AsyncScanner, AsyncStrategyLLM
+from itertrack.domain.service.ports import AsyncBacktester, AsyncScanner, AsyncStrategyLLM, LLMResponse
 
 log = logging.getLogger("itertrack")
 
@@ -49,7 +49,7 @@ class AsyncLearningIterationService:
         try:
             async with tracker.track_phase(iid, Phase.SCAN_GENERATION):
                 generated = await self.llm.generate_scan_strategy(agent_id, iteration_number, manual_guidance)
-                await tracker.record_usage(iid, Phase.SCAN_GENERATION, generated.usage)
+                await _record_call(tracker, iid, Phase.SCAN_GENERATION, generated)
             strategy = generated.content
 
             async with tracker.track_phase(iid, Phase.SCAN_EXECUTION):
@@ -58,7 +58,7 @@ class AsyncLearningIterationService:
             if scan.needs_execution_regeneration:
                 async with tracker.track_phase(iid, Phase.EXECUTION_GENERATION):
                     regenerated = await self.llm.regenerate_execution(strategy, scan)
-                    await tracker.record_usage(iid, Phase.EXECUTION_GENERATION, regenerated.usage)
+                    await _record_call(tracker, iid, Phase.EXECUTION_GENERATION, regenerated)
                 strategy = {"strategy": strategy, "execution": regenerated.content}
 
             async with tracker.track_phase(iid, Phase.BACKTEST_EXECUTION):
@@ -66,9 +66,9 @@ class AsyncLearningIterationService:
 
             async with tracker.track_phase(iid, Phase.ANALYSIS):
                 analysed = await self.llm.analyze_results(strategy, backtest_results)
-                await tracker.record_usage(iid, Phase.ANALYSIS, analysed.usage)
+                await _record_call(tracker, iid, Phase.ANALYSIS, analysed)
                 refined = await self.llm.propose_refinements(strategy, analysed.content)
-                await tracker.record_usage(iid, Phase.ANALYSIS, refined.usage)
+                await _record_call(tracker, iid, Phase.ANALYSIS, refined)
 
             record = IterationRecord(
                 id=iid,
@@ -97,3 +97,15 @@ class AsyncLearningIterationService:
                 log.warning("could not mark iteration %s failed", iid, exc_info=True)
             raise
         return IterationOutcome(iteration_id=iid, record=record)
+
+
+async def _record_call(tracker: AsyncPerformanceTracker, iid: UUID, phase: str, response: LLMResponse) -> None:
+    """The LLM call behind `response`, with its model, usage (None: unknown), request id and duration."""
+    await tracker.record_llm_call(
+        iid,
+        phase,
+        model=response.model,
+        usage=response.usage,
+        request_id=response.request_id,
+        duration_ms=response.duration_ms,
+    )

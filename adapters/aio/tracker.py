@@ -20,6 +20,7 @@ from uuid import UUID
 from itertrack.adapters.aio.lanes import Lanes
 from itertrack.domain.model.errors import InvalidInputError, StoreError
 from itertrack.domain.model.iteration import Iteration
+from itertrack.domain.model.llm_calls import DEFAULT_PROVIDER
 from itertrack.domain.model.metrics import Amount, time_metric
 from itertrack.domain.model.phases import TERMINAL_PHASES, Phase
 from itertrack.domain.model.records import IterationRecord
@@ -153,12 +154,65 @@ class AsyncPerformanceTracker:
         await self._run(iid, lambda: sync.update_metrics(iid, taken, change_id=change_id))
 
     async def record_usage(
-        self, iteration_id: UUID | str, phase: str, usage: object, *, change_id: str | None = None
-    ) -> LLMUsage:
-        """Add one LLM response's usage to the phase's token metrics; as `PerformanceTracker.record_usage`."""
+        self,
+        iteration_id: UUID | str,
+        phase: str,
+        usage: object,
+        *,
+        model: str | None = None,
+        change_id: str | None = None,
+        provider: str = DEFAULT_PROVIDER,
+        duration_ms: float | None = None,
+        request_id: str | None = None,
+        batch: bool = False,
+        inference_geo: str | None = None,
+    ) -> LLMUsage | None:
+        """Record one LLM call's usage in `phase`; as `PerformanceTracker.record_usage` (None: usage unknown)."""
+        return await self.record_llm_call(
+            iteration_id,
+            phase,
+            model=model,
+            usage=usage,
+            duration_ms=duration_ms,
+            request_id=request_id,
+            provider=provider,
+            batch=batch,
+            inference_geo=inference_geo,
+            change_id=change_id,
+        )
+
+    async def record_llm_call(
+        self,
+        iteration_id: UUID | str,
+        phase: str,
+        *,
+        model: str | None,
+        usage: object,
+        duration_ms: float | None = None,
+        request_id: str | None = None,
+        provider: str = DEFAULT_PROVIDER,
+        batch: bool = False,
+        inference_geo: str | None = None,
+        change_id: str | None = None,
+    ) -> LLMUsage | None:
+        """Record one LLM call made in `phase`; as `PerformanceTracker.record_llm_call` (None: usage unknown)."""
         iid = parse_iteration_id(iteration_id)
         sync = self.sync
-        return await self._run(iid, lambda: sync.record_usage(iid, phase, usage, change_id=change_id))
+        return await self._run(
+            iid,
+            lambda: sync.record_llm_call(
+                iid,
+                phase,
+                model=model,
+                usage=usage,
+                duration_ms=duration_ms,
+                request_id=request_id,
+                provider=provider,
+                batch=batch,
+                inference_geo=inference_geo,
+                change_id=change_id,
+            ),
+        )
 
     async def save_iteration(
         self, record: IterationRecord | Mapping[str, Any], *, change_id: str | None = None

@@ -186,6 +186,9 @@ def describe(event: Iteration.Event) -> str:
         return f"phase -> {event.phase}" + (f" (error: {event.error})" if event.error else "")
     if isinstance(event, Iteration.MetricsRecorded):
         return ", ".join(f"{name} +{amount:,}" for name, amount in event.metrics.items())
+    if isinstance(event, Iteration.LLMCallRecorded):
+        usage = "usage unknown" if event.usage is None else f"{event.usage.total:,} tokens"
+        return f"LLM call in {event.phase}: {event.provider} {event.model or '(model unknown)'}, {usage}"
     if isinstance(event, Iteration.RecordSaved):
         return f"iteration record saved (status {event.status})"
     return type(event).__name__

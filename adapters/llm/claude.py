@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import logging
+import time
 from typing import Any, Protocol
 
 from pydantic import JsonValue
 
+from itertrack.domain.model.errors import InvalidMetricError
+from itertrack.domain.model.llm_calls import MAX_MODEL
 from itertrack.domain.model.usage import LLMUsage
 from itertrack.domain.service.ports import LLMResponse, ScanOutcome, StrategyLLM
+
+log = logging.getLogger("itertrack")
 
 SYSTEM = {
     "scan": "You design stock scan strategies. Answer with one JSON object describing the strategy.",
@@ -34,7 +40,7 @@ class ClaudeClient(Protocol):
 
 
 class ClaudeStrategyLLM(StrategyLLM):
-    """Asks Claude for each LLM step and returns its content with the response's `usage` counts."""
+    """Asks Claude for each LLM step and returns its content with the response's usage, model, id and duration."""
 
     def __init__(self, client: ClaudeClient, model: str, max_tokens: int = 4096) -> None:
         self.client = client
@@ -42,14 +48,22 @@ class ClaudeStrategyLLM(StrategyLLM):
         self.max_tokens = max_tokens
 
     def _ask(self, step: str, payload: JsonValue) -> LLMResponse:
+        started = time.perf_counter()
         response = self.client.messages.create(
             model=self.model,
             max_tokens=self.max_tokens,
             system=SYSTEM[step],
             messages=[{"role": "user", "content": json.dumps(payload)}],
         )
+        duration_ms = round((time.perf_counter() - started) * 1000.0, 3)
         text = "".join(getattr(block, "text", "") for block in response.content)
-        return LLMResponse(content=_json_or_text(text), usage=LLMUsage.of(response.usage))
+        return LLMResponse(
+            content=_json_or_text(text),
+            usage=_usage(response),
+            model=_text(getattr(response, "model", None)),
+            request_id=_text(getattr(response, "id", None)),
+            duration_ms=duration_ms,
+        )
 
     def generate_scan_strategy(self, agent_id: str, iteration_number: int, manual_guidance: str | None) -> LLMResponse:
         return self._ask(
@@ -64,6 +78,23 @@ class ClaudeStrategyLLM(StrategyLLM):
 
     def propose_refinements(self, strategy: JsonValue, analysis: JsonValue) -> LLMResponse:
         return self._ask("refinements", {"strategy": strategy, "analysis": analysis})
+
+
+def _usage(response: object) -> LLMUsage | None:
+    """The response's usage; None when it has none (a gateway's, say) or an unreadable one (logged): the call is
+    then recorded with usage unknown, never failing the step."""
+    try:
+        return LLMUsage.read(getattr(response, "usage", None))
+    except InvalidMetricError:
+        log.warning("Claude response with an unreadable usage; recorded as unknown", exc_info=True)
+        return None
+
+
+def _text(value: object) -> str | None:
+    """A response's model name or id as the tracker keeps it: a printable str of at most 200 characters, else None."""
+    if isinstance(value, str) and value and len(value) <= MAX_MODEL and value.isprintable():
+        return value
+    return None
 
 
 def _json_or_text(text: str) -> JsonValue:

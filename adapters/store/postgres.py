@@ -489,7 +489,7 @@ class PostgresStoreFactory(PostgresFactory):
     def read_model_views(self) -> PostgresViewTables:
         """The read-model tables in this schema; an older shape is an error naming `itertrack migrate`."""
         views = PostgresViewTables(self.datastore)
-        if views.outdated_columns():
+        if views.outdated_columns() or views.missing_view_tables():
             raise StoreNotMigratedError("the read-model tables are from an older version: run `itertrack migrate`")
         return views
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import datetime
 from typing import Protocol, runtime_checkable
 from uuid import UUID
 
@@ -22,6 +23,8 @@ from itertrack.projections.rows import (
     AgentMetric,
     CurrentPhase,
     IterationMetric,
+    LLMCallRow,
+    LLMUsageTotal,
     PhaseDuration,
     ReadModelPosition,
 )
@@ -216,6 +219,30 @@ class ReadModels:
         iid = parse_iteration_id(iteration_id)
         self._fresh()
         return self.view.phase_durations(iid)
+
+    def llm_calls(
+        self,
+        iteration_id: UUID | str | None = None,
+        *,
+        agent: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[LLMCallRow]:
+        """LLM calls, one row each, of one iteration or agent, recorded in [since, until), oldest first."""
+        iid = None if iteration_id is None else parse_iteration_id(iteration_id)
+        self._fresh()
+        return self.view.llm_calls(iid, agent=agent, since=since, until=until)
+
+    def llm_usage(self, iteration_id: UUID | str) -> list[LLMUsageTotal]:
+        """One iteration's LLM calls and tokens per (phase, provider, model)."""
+        iid = parse_iteration_id(iteration_id)
+        self._fresh()
+        return self.view.llm_usage(iid)
+
+    def agent_llm_usage(self, agent: str | None = None) -> list[LLMUsageTotal]:
+        """LLM calls and tokens per (agent, provider, model); every agent when `agent` is None."""
+        self._fresh()
+        return self.view.agent_llm_usage(agent)
 
     def close(self) -> None:
         """Stop keeping the read models current (the tracker stays open)."""

@@ -66,6 +66,12 @@ class PostgresViewTables(ViewTables, PostgresTrackingRecorder):
             )
             return c.fetchone() is not None
 
+    def _has_table(self, table: str) -> bool:
+        with self._transaction(commit=False) as c:
+            c.execute("SELECT to_regclass(%s) AS t", (table,))
+            row = c.fetchone()
+            return row is not None and row["t"] is not None
+
     def _create_tracking_table(self) -> None:
         self.create_table()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -11,13 +12,26 @@ from typing import Any
 from uuid import UUID
 
 from itertrack.adapters.views.exact_totals import from_db
-from itertrack.adapters.views.sql import APPLICATION_NAME, CURRENT_COLUMNS, ViewStatements
+from itertrack.adapters.views.sql import (
+    APPLICATION_NAME,
+    CURRENT_COLUMNS,
+    LLM_CALL_COLUMNS,
+    LLM_TOKEN_COLUMNS,
+    ViewStatements,
+)
 from itertrack.domain.model.errors import IterationNotFoundError
 from itertrack.domain.model.metrics import Amount
 from itertrack.domain.model.phases import Status
 from itertrack.domain.model.text import check_filter_text
 from itertrack.projections.report import ReportRows
-from itertrack.projections.rows import AgentMetric, CurrentPhase, IterationMetric, PhaseDuration
+from itertrack.projections.rows import (
+    AgentMetric,
+    CurrentPhase,
+    IterationMetric,
+    LLMCallRow,
+    LLMUsageTotal,
+    PhaseDuration,
+)
 from itertrack.projections.verification import ReadModelState
 
 
@@ -88,6 +102,10 @@ class ViewQueries(ABC):
                     float(r["duration_ms"]),
                     int(r["visits"]),
                 )
+            c.execute(s.select_llm_calls)
+            for r in c.fetchall():
+                call = self._llm_call_row(r)
+                state.llm_calls[(call.iteration_id, call.version)] = call
         return position, state
 
     # -- report -------------------------------------------------------------------------------
@@ -182,7 +200,68 @@ class ViewQueries(ABC):
                 for r in c.fetchall()
             ]
 
+    def llm_calls(
+        self,
+        iteration_id: UUID | None = None,
+        *,
+        agent: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[LLMCallRow]:
+        """Every LLM call (one row per call) of one iteration, or of one agent, recorded in [since, until),
+        oldest first (all of them when nothing is given). For pricing each call at its own date."""
+        check_filter_text("agent", agent)
+        given = {
+            "iteration": None if iteration_id is None else self._db_id(iteration_id),
+            "agent": agent,
+            "since": self._db_time(since),
+            "until": self._db_time(until),
+        }
+        filters = [name for name, value in given.items() if value is not None]
+        with self._transaction(commit=False) as c:
+            c.execute(self.statements.select_llm_calls_where(filters), [given[name] for name in filters])
+            return [self._llm_call_row(r) for r in c.fetchall()]
+
+    def llm_usage(self, iteration_id: UUID) -> list[LLMUsageTotal]:
+        """One iteration's LLM calls summed per (phase, provider, model): calls, calls without usage, tokens."""
+        with self._transaction(commit=False) as c:
+            c.execute(self.statements.select_llm_usage_of, (self._db_id(iteration_id),))
+            rows = [self._usage_row(r, iteration_id=iteration_id) for r in c.fetchall()]
+        return sorted(rows, key=lambda r: (r.phase or "", r.provider, r.model or ""))
+
+    def agent_llm_usage(self, agent: str | None = None) -> list[LLMUsageTotal]:
+        """LLM calls summed per (agent, provider, model) over the agent's iterations (every agent when None)."""
+        check_filter_text("agent", agent)
+        with self._transaction(commit=False) as c:
+            if agent is None:
+                c.execute(self.statements.select_agent_llm_usage)
+            else:
+                c.execute(self.statements.select_one_agent_llm_usage, (agent,))
+            rows = [self._usage_row(r, agent_id=r["agent_id"]) for r in c.fetchall()]
+        return sorted(rows, key=lambda r: (r.agent_id or "", r.provider, r.model or ""))
+
     # -- rows -----------------------------------------------------------------------------------
+
+    def _llm_call_row(self, row: Any) -> LLMCallRow:
+        data = {column: row[column] for column in LLM_CALL_COLUMNS}
+        data["iteration_id"] = self._uuid(data["iteration_id"])
+        data["recorded_at"] = self._time(data["recorded_at"])
+        data["usage_known"] = bool(data["usage_known"])
+        data["batch"] = bool(data["batch"])
+        data["server_tool_use"] = json.loads(data["server_tool_use"])
+        return LLMCallRow.model_validate(data)
+
+    def _usage_row(self, row: Any, **key: Any) -> LLMUsageTotal:
+        sums = {column: int(self._total(row[column])) for column in LLM_TOKEN_COLUMNS}
+        return LLMUsageTotal(
+            **key,
+            phase=row["phase"] if "iteration_id" in key else None,
+            provider=row["provider"],
+            model=row["model"],
+            calls=int(row["calls"]),
+            unknown_usage_calls=int(row["unknown_usage_calls"]),
+            **sums,
+        )
 
     def _agent_row(self, row: Any, agent_id: str | None) -> AgentMetric:
         return AgentMetric(

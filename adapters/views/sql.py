@@ -26,7 +26,41 @@ CURRENT_COLUMNS = (
     "failed_in",
 )
 VIEW_TABLES = ("iteration_current", "iteration_metrics", "agent_metrics", "iteration_phase_durations")
+# View tables added after the first release: created by the migrate step, which then rebuilds the views.
+ADDED_VIEW_TABLES = ("llm_calls",)
+# One row per LLM call (`Iteration.LLMCallRecorded`), keyed by (iteration_id, version).
+LLM_CALL_COLUMNS = (
+    "iteration_id",
+    "version",
+    "agent_id",
+    "phase",
+    "provider",
+    "model",
+    "recorded_at",
+    "usage_known",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+    "cache_creation_5m_input_tokens",
+    "cache_creation_1h_input_tokens",
+    "server_tool_use",
+    "service_tier",
+    "batch",
+    "inference_geo",
+    "duration_ms",
+    "request_id",
+)
+# The token columns of `llm_calls` the usage queries sum.
+LLM_TOKEN_COLUMNS = LLM_CALL_COLUMNS[8:14]
 # The report's filters (by name) and their conditions on the current-phase table, aliased `c`.
+# The filters of `llm_calls` (by name) and their conditions.
+LLM_CALL_FILTERS = {
+    "iteration": "iteration_id = %s",
+    "agent": "agent_id = %s",
+    "since": "recorded_at >= %s",
+    "until": "recorded_at < %s",
+}
 REPORT_FILTERS = {"agent": "c.agent_id = %s", "since": "c.started_at >= %s", "until": "c.started_at < %s"}
 
 
@@ -38,6 +72,7 @@ class ViewTypes:
     time: str
     total: str
     real: str
+    count: str
     # How two totals are added and totals summed in SQL: exact at any size on both stores (PostgreSQL's
     # numeric; on SQLite functions of ours, adapters/views/exact_totals.py, since its integers stop at 2**63-1).
     add: str = "{a} + {b}"
@@ -45,9 +80,9 @@ class ViewTypes:
 
 
 SQLITE_TYPES = ViewTypes(
-    id="TEXT", time="TEXT", total="", real="REAL", add="itertrack_add({a}, {b})", sum="itertrack_sum"
+    id="TEXT", time="TEXT", total="", real="REAL", count="INTEGER", add="itertrack_add({a}, {b})", sum="itertrack_sum"
 )
-POSTGRES_TYPES = ViewTypes(id="uuid", time="timestamptz", total="numeric", real="double precision")
+POSTGRES_TYPES = ViewTypes(id="uuid", time="timestamptz", total="numeric", real="double precision", count="bigint")
 
 
 class ViewStatements:
@@ -57,8 +92,9 @@ class ViewStatements:
         def q(sql: str) -> str:
             return sql.replace("%s", placeholder)
 
-        cur, met, agt, dur = (f"{prefix}{t}" for t in VIEW_TABLES)
-        self.tables = (cur, met, agt, dur)
+        cur, met, agt, dur, calls = (f"{prefix}{t}" for t in (*VIEW_TABLES, *ADDED_VIEW_TABLES))
+        self.tables = (cur, met, agt, dur, calls)
+        self.added_tables = [calls]
         self.placeholder = placeholder
         t = types
         self.create = [
@@ -74,6 +110,14 @@ class ViewStatements:
             f"total {t.total} NOT NULL, iterations integer NOT NULL, PRIMARY KEY (agent_id, metric))",
             f"CREATE TABLE IF NOT EXISTS {dur} (iteration_id {t.id} NOT NULL, phase text NOT NULL, "
             f"duration_ms {t.real} NOT NULL, visits integer NOT NULL, PRIMARY KEY (iteration_id, phase))",
+            f"CREATE TABLE IF NOT EXISTS {calls} (iteration_id {t.id} NOT NULL, version integer NOT NULL, "
+            f"agent_id text NOT NULL, phase text NOT NULL, provider text NOT NULL, model text, "
+            f"recorded_at {t.time} NOT NULL, usage_known integer NOT NULL, "
+            + ", ".join(f"{column} {t.count} NOT NULL" for column in LLM_TOKEN_COLUMNS)
+            + f", server_tool_use text NOT NULL, service_tier text, batch integer NOT NULL, inference_geo text, "
+            f"duration_ms {t.real}, request_id text, PRIMARY KEY (iteration_id, version))",
+            f"CREATE INDEX IF NOT EXISTS llm_calls_agent_idx ON {calls} (agent_id, model)",
+            f"CREATE INDEX IF NOT EXISTS llm_calls_recorded_at_idx ON {calls} (recorded_at)",
         ]
         cols = ", ".join(CURRENT_COLUMNS)
         updates = ", ".join(f"{c} = excluded.{c}" for c in CURRENT_COLUMNS[1:])
@@ -114,6 +158,25 @@ class ViewStatements:
         self.select_durations_of = q(
             f"SELECT iteration_id, phase, duration_ms, visits FROM {dur} WHERE iteration_id = %s ORDER BY phase"
         )
+        call_cols = ", ".join(LLM_CALL_COLUMNS)
+        self.insert_llm_call = q(
+            f"INSERT INTO {calls} ({call_cols}) VALUES ({', '.join('%s' for _ in LLM_CALL_COLUMNS)})"
+        )
+        self.select_llm_calls = f"SELECT {call_cols} FROM {calls}"
+        sums = ", ".join(f"{t.sum}({column}) AS {column}" for column in LLM_TOKEN_COLUMNS)
+        counts = f"count(*) AS calls, sum(1 - usage_known) AS unknown_usage_calls, {sums}"
+        self.select_llm_usage_of = q(
+            f"SELECT phase, provider, model, {counts} FROM {calls} WHERE iteration_id = %s "
+            "GROUP BY phase, provider, model ORDER BY phase, provider, model"
+        )
+        self.select_agent_llm_usage = (
+            f"SELECT agent_id, provider, model, {counts} FROM {calls} GROUP BY agent_id, provider, model "
+            "ORDER BY agent_id, provider, model"
+        )
+        self.select_one_agent_llm_usage = q(
+            f"SELECT agent_id, provider, model, {counts} FROM {calls} WHERE agent_id = %s "
+            "GROUP BY agent_id, provider, model ORDER BY provider, model"
+        )
         self.select_all_metrics = f"SELECT iteration_id, metric, total FROM {met}"
         self.select_all_durations = f"SELECT iteration_id, phase, duration_ms, visits FROM {dur}"
         self.select_every_row = [(table, f"SELECT * FROM {table}") for table in self.tables]
@@ -127,12 +190,18 @@ class ViewStatements:
         where = " AND ".join(f"{column} = {ph}" for column in filters)
         return f"{self.select_current}{' WHERE ' if where else ''}{where} ORDER BY started_at DESC, id LIMIT {ph}"
 
+    def select_llm_calls_where(self, filters: Sequence[str]) -> str:
+        """`llm_calls` rows matching `filters` (names from `LLM_CALL_FILTERS`, one parameter each), oldest first."""
+        conditions = [LLM_CALL_FILTERS[name].replace("%s", self.placeholder) for name in filters]
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        return f"{self.select_llm_calls}{where} ORDER BY recorded_at, iteration_id, version"
+
     def select_report(self, filters: Sequence[str]) -> tuple[str, str, str]:
         """The report's reads of iterations, their phase durations and their token totals, filtered by
         `filters` (names from `REPORT_FILTERS`); the token read takes one more parameter, its LIKE pattern."""
         conditions = [REPORT_FILTERS[name].replace("%s", self.placeholder) for name in filters]
         where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-        cur, met, _, dur = self.tables
+        cur, met, _, dur, _ = self.tables
         return (
             f"{self.select_current} c{where} ORDER BY c.started_at, c.id",
             f"SELECT d.iteration_id, d.phase, d.duration_ms FROM {dur} d JOIN {cur} c ON c.id = d.iteration_id{where}",

@@ -47,6 +47,11 @@ class SQLiteViewTables(ViewTables, SQLiteTrackingRecorder):
             c.execute("SELECT name FROM pragma_table_info(?)", (table,))
             return column in {row[0] for row in c.fetchall()}
 
+    def _has_table(self, table: str) -> bool:
+        with self._transaction(commit=False) as c:
+            c.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,))
+            return c.fetchone() is not None
+
     def _create_tracking_table(self) -> None:
         self.create_table()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -13,11 +14,11 @@ from eventsourcing.persistence import IntegrityError, TrackingRecorder
 
 from itertrack.adapters.retry import retry_delay
 from itertrack.adapters.views.queries import ViewQueries
-from itertrack.adapters.views.sql import APPLICATION_NAME
+from itertrack.adapters.views.sql import APPLICATION_NAME, LLM_CALL_COLUMNS
 from itertrack.domain.model.iteration import Iteration
 from itertrack.projections.fold import LoadedState, fold, metric_keys, phase_keys, touched_ids
 from itertrack.projections.projection import PositionConflictError
-from itertrack.projections.rows import CurrentPhase
+from itertrack.projections.rows import CurrentPhase, LLMCallRow
 
 log = logging.getLogger("itertrack")
 
@@ -47,17 +48,21 @@ class ViewTables(ViewQueries, TrackingRecorder, ABC):
     # -- lifecycle -----------------------------------------------------------------------------
 
     def migrate_views(self) -> None:
-        """Create the tracking table and the view tables (idempotent); add newer columns and rebuild then."""
+        """Create the tracking table and the view tables (idempotent); add newer columns and tables, and rebuild
+        the views then (from the events, by whoever applies them next)."""
         self._create_tracking_table()
+        # A table this version adds, beside views that already hold rows: those rows' events are not in it.
+        views_existed = self._has_table(self.statements.tables[0])
+        added = [table for table in self.statements.added_tables if not self._has_table(table)]
         with self._transaction(commit=True) as c:
             for statement in self.statements.create:
                 c.execute(statement)
         missing = self.outdated_columns()
-        if missing:
+        if missing or (added and views_existed):
             with self._write_transaction() as c:
                 for table, column, kind in missing:
                     c.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
-                # Rows written before the column existed lack its values: they are rebuilt from the events.
+                # Rows written before the column or table existed lack its values: they are rebuilt from the events.
                 c.execute(self.cas_reset, (APPLICATION_NAME,))
                 for statement in self.statements.clear:
                     c.execute(statement)
@@ -66,9 +71,17 @@ class ViewTables(ViewQueries, TrackingRecorder, ABC):
         """Columns this version adds that the view tables do not have yet."""
         return [(t, col, typ) for t, col, typ in self.statements.added_columns if not self._has_column(t, col)]
 
+    def missing_view_tables(self) -> list[str]:
+        """View tables this version adds that do not exist yet (the migrate step creates them)."""
+        return [table for table in self.statements.added_tables if not self._has_table(table)]
+
     @abstractmethod
     def _has_column(self, table: str, column: str) -> bool:
         """Whether a view table already has a column."""
+
+    @abstractmethod
+    def _has_table(self, table: str) -> bool:
+        """Whether a view table exists (`table` as the statements name it, with its schema on PostgreSQL)."""
 
     def position(self) -> int:
         """The notification id of the last event applied (0 before the first)."""
@@ -130,6 +143,7 @@ class ViewTables(ViewQueries, TrackingRecorder, ABC):
                         [(a, m, self._db_total(t), n) for (a, m), (t, n) in changes.agent_deltas.items()],
                     ),
                     (s.upsert_duration, [(self._db_id(i), p, d, v) for (i, p), (d, v) in changes.durations.items()]),
+                    (s.insert_llm_call, [self._llm_call_params(row) for row in changes.llm_calls.values()]),
                 ]
                 for statement, params in rows:
                     if params:
@@ -207,6 +221,18 @@ class ViewTables(ViewQueries, TrackingRecorder, ABC):
     def _db_total(self, value: int | float) -> Any:
         """A total as the store holds it (exact at any size: see each store's override)."""
         return value
+
+    def _llm_call_params(self, row: LLMCallRow) -> tuple[Any, ...]:
+        """A call row's values in `LLM_CALL_COLUMNS` order (flags as 0/1, server tools as JSON text)."""
+        values = row.model_dump()
+        values.update(
+            iteration_id=self._db_id(row.iteration_id),
+            recorded_at=self._db_time(row.recorded_at),
+            usage_known=int(row.usage_known),
+            batch=int(row.batch),
+            server_tool_use=json.dumps(row.server_tool_use, sort_keys=True, separators=(",", ":")),
+        )
+        return tuple(values[column] for column in LLM_CALL_COLUMNS)
 
     def _current_params(self, row: CurrentPhase) -> tuple[Any, ...]:
         return (

@@ -15,6 +15,7 @@ from itertrack.projections.verification import (
     Problem,
     ReadModelState,
     VerifyReport,
+    check_token_totals,
     diff_read_models,
 )
 
@@ -46,7 +47,9 @@ def verify_store(tracker: PerformanceTracker, *, require_records: bool = False) 
         start = page[-1].id
     record_ids = store_of(tracker).records.select_record_ids()
     checker.check_records(record_ids, require_records=require_records)
-    problems = checker.problems + diff_read_models(checker.expected_read_models(), actual)
+    expected = checker.expected_read_models()
+    problems = checker.problems + diff_read_models(expected, actual)
+    problems += check_token_totals(actual, checker.plain_tokens, expected)
     return VerifyReport(
         ok=not problems,
         require_records=require_records,
@@ -89,8 +92,11 @@ def verify_iteration(tracker: PerformanceTracker, iteration_id: UUID, *, require
             actual.metrics[(iteration_id, m.metric)] = m.total
         for d in view.phase_durations(iteration_id):
             actual.durations[(iteration_id, d.phase)] = (d.duration_ms, d.visits)
+        for call in view.llm_calls(iteration_id):
+            actual.llm_calls[(iteration_id, call.version)] = call
         expected.agents = {}
         problems += diff_read_models(expected, actual)
+        problems += check_token_totals(actual, checker.plain_tokens, expected)
     else:
         problems.append(
             Problem(

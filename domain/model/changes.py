@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from itertrack.domain.model.errors import InvalidInputError
 from itertrack.domain.model.iteration import Iteration
+from itertrack.domain.model.usage import LLMUsage
 
 # Plain slotted dataclasses: one is made per tracked change (arguments already checked), and a pydantic
 # model costs ~8 us to build even unvalidated; pydantic validates and dumps them inside a `DeferredChange`.
@@ -40,6 +41,10 @@ class _Change:
     def fingerprint(self) -> int:
         """The fingerprint of the event this change makes (`Iteration.Event.fingerprint`)."""
         raise NotImplementedError
+
+    def fingerprints(self) -> tuple[int, ...]:
+        """The fingerprints of every event this change may already have made (a retry of it is a no-op)."""
+        return (self.fingerprint(),)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -78,6 +83,41 @@ class MetricsChange(_Change):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class LLMCallChange(_Change):
+    """Record one LLM call (arguments already checked): the fields of `Iteration.LLMCallRecorded`."""
+
+    kind: Literal["llm_call"] = "llm_call"
+    phase: str
+    provider: str = "anthropic"
+    model: str | None = None
+    usage: LLMUsage | None = None
+    duration_ms: float | None = None
+    request_id: str | None = None
+    batch: bool = False
+    inference_geo: str | None = None
+
+    def _content(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in Iteration.LLMCallRecorded.content_fields}
+
+    def apply(self, iteration: Iteration, at: datetime) -> None:
+        iteration.record_llm_call(self._content(), at, event_id=self.event_id)
+
+    def describe(self) -> str:
+        return f"LLM call in {self.phase} ({self.model or 'model unknown'})"
+
+    def fingerprint(self) -> int:
+        return Iteration.LLMCallRecorded.fingerprint_of(**self._content())
+
+    def fingerprints(self) -> tuple[int, ...]:
+        """Also the `MetricsRecorded` that `record_usage` wrote before calls were events: a keyed call whose
+        first try landed before an upgrade is recognised when retried after it."""
+        if self.usage is None:
+            return (self.fingerprint(),)
+        legacy = Iteration.MetricsRecorded.fingerprint_of(metrics=self.usage.as_metrics(self.phase))
+        return (self.fingerprint(), legacy)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RecordSave(_Change):
     """The saving step: the record must belong to this iteration (same agent and number)."""
 
@@ -106,7 +146,7 @@ class RecordSave(_Change):
         return Iteration.RecordSaved.fingerprint_of(status=self.status)
 
 
-Change = Annotated[PhaseChange | MetricsChange | RecordSave, Field(discriminator="kind")]
+Change = Annotated[PhaseChange | MetricsChange | LLMCallChange | RecordSave, Field(discriminator="kind")]
 
 
 class DeferredChange(BaseModel):

@@ -8,6 +8,7 @@ from typing import Any, ClassVar, NamedTuple, cast
 from uuid import UUID
 
 from eventsourcing.domain import BaseAggregate, CanInitAggregate, CanMutateAggregate
+from pydantic import BaseModel
 
 from itertrack.domain.model.change_keys import is_keyed
 from itertrack.domain.model.errors import (
@@ -20,6 +21,7 @@ from itertrack.domain.model.events import DomainEvent
 from itertrack.domain.model.metrics import MAX_AMOUNT, Amount, add_metrics
 from itertrack.domain.model.phases import TERMINAL_PHASES, Phase, Status, status_of
 from itertrack.domain.model.text import check_error_message
+from itertrack.domain.model.usage import LLMUsage
 
 
 def _with_id(event_id: UUID | None) -> dict[str, UUID]:
@@ -39,7 +41,12 @@ def checked_error(phase: str, error: str | None) -> str | None:
 
 
 def _frozen(value: Any) -> Any:
-    return tuple(sorted(value.items())) if isinstance(value, dict) else value
+    """A hashable form of an event field's value (a dict as its sorted items, a nested model as its fields)."""
+    if isinstance(value, BaseModel):
+        value = value.model_dump()
+    if isinstance(value, dict):
+        return tuple(sorted((k, _frozen(v)) for k, v in value.items()))
+    return value
 
 
 class PhaseVisit(NamedTuple):
@@ -119,6 +126,36 @@ class Iteration(BaseAggregate[UUID]):
         def apply(self, aggregate: Any) -> None:
             aggregate.metrics = add_metrics(aggregate.metrics, self.metrics)
 
+    class LLMCallRecorded(Event):
+        """One LLM call made in `phase`, with the usage its response reported; its tokens are added to the
+        phase's token metrics (`<phase>_tokens` and the four per-kind ones, as `LLMUsage.as_metrics`).
+
+        `provider` (`anthropic`), `model` as the response named it (None: not reported), `usage` (None: the
+        response carried none; the call is counted, nothing is added), `duration_ms` (the call's wall time,
+        when the host measured it), `request_id` (the provider's id of the response, when known), `batch`
+        (sent through a batch API) and `inference_geo` (e.g. `us`), which the price of the call depends on.
+        """
+
+        content_fields = ("phase", "provider", "model", "usage", "duration_ms", "request_id", "batch", "inference_geo")
+
+        phase: str
+        provider: str = "anthropic"
+        model: str | None = None
+        usage: LLMUsage | None = None
+        duration_ms: float | None = None
+        request_id: str | None = None
+        batch: bool = False
+        inference_geo: str | None = None
+
+        @property
+        def usage_unknown(self) -> bool:
+            """Whether the response reported no usage."""
+            return self.usage is None
+
+        def apply(self, aggregate: Any) -> None:
+            if self.usage is not None:
+                aggregate.metrics = add_metrics(aggregate.metrics, self.usage.as_metrics(self.phase))
+
     class RecordSaved(Event):
         """The host's saving step stored the iteration record under this iteration's id."""
 
@@ -189,6 +226,16 @@ class Iteration(BaseAggregate[UUID]):
             if self.metrics.get(name, 0) + amount > MAX_AMOUNT:
                 raise InvalidMetricError(f"metrics[{name!r}]", amount, f"would take the total past {MAX_AMOUNT}")
         self.trigger_event(self.MetricsRecorded, metrics=dict(metrics), timestamp=at, **_with_id(event_id))
+
+    def record_llm_call(self, call: Mapping[str, Any], at: datetime, event_id: UUID | None = None) -> None:
+        """Record one LLM call (the `LLMCallRecorded` fields, already validated); its tokens join the totals."""
+        self._refuse_if_finished(f"LLM call in {call['phase']!r}")
+        usage: LLMUsage | None = call.get("usage")
+        if usage is not None:
+            for name, amount in usage.as_metrics(call["phase"]).items():
+                if self.metrics.get(name, 0) + amount > MAX_AMOUNT:
+                    raise InvalidMetricError(f"usage ({name})", amount, f"would take the total past {MAX_AMOUNT}")
+        self.trigger_event(self.LLMCallRecorded, **call, timestamp=at, **_with_id(event_id))
 
     def mark_saved(self, status: str, at: datetime, event_id: UUID | None = None) -> None:
         """Record that the saving step stored this iteration's record (once)."""

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, JsonValue
 from itertrack.domain.model.phases import Phase, Status
 from itertrack.domain.model.records import IterationRecord
 from itertrack.domain.service.interruptions import failure_message
-from itertrack.domain.service.ports import Backtester, Scanner, StrategyLLM
+from itertrack.domain.service.ports import Backtester, LLMResponse, Scanner, StrategyLLM
 from itertrack.domain.service.tracker import PerformanceTracker
 
 log = logging.getLogger("itertrack")
@@ -52,7 +52,7 @@ class LearningIterationService:
             # Step 1: scan strategy from the LLM.
             with tracker.track_phase(iid, Phase.SCAN_GENERATION):
                 generated = self.llm.generate_scan_strategy(agent_id, iteration_number, manual_guidance)
-                tracker.record_usage(iid, Phase.SCAN_GENERATION, generated.usage)
+                _record_call(tracker, iid, Phase.SCAN_GENERATION, generated)
             strategy = generated.content
 
             # Step 2: run the scan.
@@ -63,7 +63,7 @@ class LearningIterationService:
             if scan.needs_execution_regeneration:
                 with tracker.track_phase(iid, Phase.EXECUTION_GENERATION):
                     regenerated = self.llm.regenerate_execution(strategy, scan)
-                    tracker.record_usage(iid, Phase.EXECUTION_GENERATION, regenerated.usage)
+                    _record_call(tracker, iid, Phase.EXECUTION_GENERATION, regenerated)
                 strategy = {"strategy": strategy, "execution": regenerated.content}
 
             # Step 3: backtests.
@@ -73,9 +73,9 @@ class LearningIterationService:
             # Steps 4-5: analysis, knowledge extraction, refinements; tokens of both calls add up.
             with tracker.track_phase(iid, Phase.ANALYSIS):
                 analysed = self.llm.analyze_results(strategy, backtest_results)
-                tracker.record_usage(iid, Phase.ANALYSIS, analysed.usage)
+                _record_call(tracker, iid, Phase.ANALYSIS, analysed)
                 refined = self.llm.propose_refinements(strategy, analysed.content)
-                tracker.record_usage(iid, Phase.ANALYSIS, refined.usage)
+                _record_call(tracker, iid, Phase.ANALYSIS, refined)
 
             # Step 6: the saving step reuses the tracked id.
             record = IterationRecord(
@@ -108,3 +108,15 @@ class LearningIterationService:
 
 def _as_json(signals: list[JsonValue]) -> JsonValue:
     return list(signals)
+
+
+def _record_call(tracker: PerformanceTracker, iid: UUID, phase: str, response: LLMResponse) -> None:
+    """The LLM call behind `response`, with its model, usage (None: unknown), request id and duration."""
+    tracker.record_llm_call(
+        iid,
+        phase,
+        model=response.model,
+        usage=response.usage,
+        request_id=response.request_id,
+        duration_ms=response.duration_ms,
+    )

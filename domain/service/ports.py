@@ -10,12 +10,19 @@ from itertrack.domain.model.usage import LLMUsage
 
 
 class LLMResponse(BaseModel):
-    """What an LLM call produced, and the tokens it used."""
+    """What an LLM call produced, and the tokens it used.
+
+    `usage` is None when the response reported none. `model` (as the response named it), `request_id` (the
+    provider's id of the response) and `duration_ms` (the call's wall time) are None when unknown.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     content: JsonValue
-    usage: LLMUsage
+    usage: LLMUsage | None
+    model: str | None = None
+    request_id: str | None = None
+    duration_ms: float | None = None
 
 
 class ScanOutcome(BaseModel):

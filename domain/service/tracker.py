@@ -23,7 +23,7 @@ from itertrack.domain.model.change_keys import (
     keyed_iteration_id,
     second_event_id,
 )
-from itertrack.domain.model.changes import Change, MetricsChange, PhaseChange, RecordSave
+from itertrack.domain.model.changes import Change, LLMCallChange, MetricsChange, PhaseChange, RecordSave
 from itertrack.domain.model.errors import (
     ChangeIdReusedError,
     ConcurrencyError,
@@ -34,6 +34,16 @@ from itertrack.domain.model.errors import (
     StoreUnavailableError,
 )
 from itertrack.domain.model.iteration import Iteration, checked_error
+from itertrack.domain.model.llm_calls import (
+    DEFAULT_PROVIDER,
+    MAX_GEO,
+    MAX_MODEL,
+    MAX_REQUEST_ID,
+    check_batch,
+    check_duration_ms,
+    check_optional_text,
+    check_provider,
+)
 from itertrack.domain.model.metrics import Amount, check_metrics, time_metric
 from itertrack.domain.model.phases import TERMINAL_PHASES, Phase, PhaseCatalog
 from itertrack.domain.model.records import IterationRecord
@@ -168,15 +178,93 @@ class PerformanceTracker:
         self._change(iid, MetricsChange(event_id=keyed_event_id(iid, key), metrics=checked), key=key)
 
     def record_usage(
-        self, iteration_id: UUID | str, phase: str, usage: object, *, change_id: str | None = None
-    ) -> LLMUsage:
-        """Add one LLM response's usage to `<phase>_tokens` and to the four per-kind token metrics.
+        self,
+        iteration_id: UUID | str,
+        phase: str,
+        usage: object,
+        *,
+        model: str | None = None,
+        change_id: str | None = None,
+        provider: str = DEFAULT_PROVIDER,
+        duration_ms: float | None = None,
+        request_id: str | None = None,
+        batch: bool = False,
+        inference_geo: str | None = None,
+    ) -> LLMUsage | None:
+        """Record one LLM call's usage in `phase` (an `Iteration.LLMCallRecorded` event): its tokens are added to
+        `<phase>_tokens` and to the four per-kind token metrics, exactly as before the event existed.
 
-        `change_id`: optional idempotency key, as for `update_metrics` (a retry returns the same usage).
+        `usage`: a Claude response's `usage` (the SDK's object, a mapping, or an `LLMUsage`). `model`: the
+        model the response reported (`response.model`), so the call can be priced. The other options are
+        `record_llm_call`'s. Returns the usage read, or None when the response carried none (usage unknown:
+        the call is still recorded and counted, a warning is logged, and nothing is raised).
         """
+        return self.record_llm_call(
+            iteration_id,
+            phase,
+            model=model,
+            usage=usage,
+            duration_ms=duration_ms,
+            request_id=request_id,
+            provider=provider,
+            batch=batch,
+            inference_geo=inference_geo,
+            change_id=change_id,
+        )
+
+    def record_llm_call(
+        self,
+        iteration_id: UUID | str,
+        phase: str,
+        *,
+        model: str | None,
+        usage: object,
+        duration_ms: float | None = None,
+        request_id: str | None = None,
+        provider: str = DEFAULT_PROVIDER,
+        batch: bool = False,
+        inference_geo: str | None = None,
+        change_id: str | None = None,
+    ) -> LLMUsage | None:
+        """Record one LLM call made in `phase` as an `Iteration.LLMCallRecorded` event.
+
+        `model`: as the response named it (None when it did not). `usage`: the response's usage (the SDK's
+        object, a mapping or an `LLMUsage`; a streamed response's final usage, see `LLMUsage.from_stream`);
+        its tokens are added to the phase's token metrics. None, or an object with no token count, records
+        the call with usage unknown (counted, nothing added), logs a warning and returns None: a missing
+        usage never breaks the work it measures. `duration_ms`: the call's wall time in ms, when measured.
+        `request_id`: the provider's id of the response (Anthropic's `response.id`), when known.
+        `provider`: `anthropic` unless told. `batch`: sent through a batch API (also taken as true when the
+        usage's `service_tier` is `batch`). `inference_geo`: where the provider ran it (e.g. `us`), when
+        chosen. `change_id`: optional idempotency key, as for `update_metrics`.
+
+        Returns the usage read (None when unknown). Raises `InvalidInputError` naming the field (a bad
+        count in the usage: `InvalidMetricError`, e.g. `usage.output_tokens=-2`), the domain's errors
+        (`IterationFinishedError`, ...), `StoreError`; nothing is written then.
+        """
+        iid = parse_iteration_id(iteration_id)
         phase = self.catalog.check(phase)
-        counted = LLMUsage.of(usage)
-        self.update_metrics(iteration_id, counted.as_metrics(phase), change_id=change_id)
+        counted = LLMUsage.read(usage)
+        call = LLMCallChange(
+            event_id=keyed_event_id(iid, check_change_id(change_id)),
+            phase=phase,
+            provider=check_provider(provider),
+            model=check_optional_text("model", model, MAX_MODEL),
+            usage=counted,
+            duration_ms=check_duration_ms(duration_ms),
+            request_id=check_optional_text("request_id", request_id, MAX_REQUEST_ID),
+            batch=check_batch(batch) or (counted is not None and counted.service_tier == "batch"),
+            inference_geo=check_optional_text("inference_geo", inference_geo, MAX_GEO),
+        )
+        if counted is None:
+            log.warning(
+                "LLM call in %s of iteration %s (model %s): the response carried no usage (%s); recorded as unknown",
+                phase,
+                iid,
+                model,
+                type(usage).__name__,
+            )
+        self._change(iid, call, key=change_id)
         return counted
 
     @contextmanager
@@ -369,14 +457,19 @@ class PerformanceTracker:
                 stored = self._store.load(iteration.id)
                 if started_id not in stored.keyed_changes:
                     raise  # another start took this id
-                self._confirm_retry(stored, started_id, fingerprint, record, key)
+                self._confirm_retry(stored, started_id, (fingerprint,), record, key)
 
     def _confirm_retry(
-        self, iteration: Iteration, event_id: UUID, fingerprint: int, record: IterationRecord | None, key: str | None
+        self,
+        iteration: Iteration,
+        event_id: UUID,
+        fingerprints: tuple[int, ...],
+        record: IterationRecord | None,
+        key: str | None,
     ) -> None:
         """The keyed change whose event `iteration` holds was applied already: this call is its retry, unless
         it says something else (`ChangeIdReusedError`; the record is compared as stored, `created_at` aside)."""
-        same = iteration.keyed_changes[event_id] == fingerprint
+        same = iteration.keyed_changes[event_id] in fingerprints
         if same and record is not None:
             stored = self._store.record(iteration.id)  # None while it waits in a spool: not comparable yet
             same = stored is None or stored.model_dump(exclude={"created_at"}) == record.model_dump(
@@ -448,7 +541,7 @@ class PerformanceTracker:
         iteration = self._store.load(iteration_id)
         if change.event_id in iteration.keyed_changes:
             # A retry of a keyed change that landed (its first call may have raised OutcomeUnknownError).
-            self._confirm_retry(iteration, change.event_id, change.fingerprint(), record, key)
+            self._confirm_retry(iteration, change.event_id, change.fingerprints(), record, key)
             return True
         try:
             base = iteration.last_event_id

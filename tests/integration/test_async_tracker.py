@@ -194,6 +194,28 @@ def test_errors_are_the_sync_trackers(sqlite_store: str) -> None:
     run(main())
 
 
+def test_llm_calls_are_recorded_as_by_the_sync_tracker(sqlite_store: str) -> None:
+    """record_llm_call and record_usage as coroutines: the call events, unknown usage included, and the tokens."""
+
+    async def main() -> None:
+        async with AsyncPerformanceTracker(sqlite_store, migrate=True) as tracker:
+            iid = await tracker.start_iteration("agent-1", 1)
+            usage = await tracker.record_llm_call(
+                iid, "analysis", model="claude-haiku-4-5", usage={"input_tokens": 3, "output_tokens": 4}, batch=True
+            )
+            assert usage is not None
+            assert usage.total == 7
+            assert await tracker.record_usage(iid, "analysis", None, model="claude-haiku-4-5") is None
+            calls = [e for e in await tracker.history(iid) if isinstance(e, Iteration.LLMCallRecorded)]
+            assert [(c.model, c.batch, c.usage_unknown) for c in calls] == [
+                ("claude-haiku-4-5", True, False),
+                ("claude-haiku-4-5", False, True),
+            ]
+            assert (await tracker.get_iteration(iid)).metrics["analysis_tokens"] == 7
+
+    run(main())
+
+
 @pytest.mark.postgres
 def test_an_outage_while_200_tasks_write_loses_nothing_and_doubles_nothing(pg_store: str, proxy: TcpProxy) -> None:
     """PostgreSQL goes away while 200 tasks write (each its own iteration, 5 changes): the changes wait in the spool,

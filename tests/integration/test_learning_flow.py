@@ -110,6 +110,40 @@ def test_successful_iteration_tracks_the_seed_metrics(durable_store: str, open_t
     assert kinds[-2:] == ["RecordSaved", "PhaseChanged"]
 
 
+class GatewayLLM(CountedLLM):
+    """Names its model and response ids; its analysis answer comes without usage (as some gateways send)."""
+
+    def generate_scan_strategy(self, agent_id: str, iteration_number: int, manual_guidance: str | None) -> LLMResponse:
+        response = super().generate_scan_strategy(agent_id, iteration_number, manual_guidance)
+        return response.model_copy(update={"model": "claude-opus-4-1", "request_id": "msg_1", "duration_ms": 1000.0})
+
+    def analyze_results(self, strategy: JsonValue, backtest_results: JsonValue) -> LLMResponse:
+        return super().analyze_results(strategy, backtest_results).model_copy(update={"usage": None})
+
+
+def test_each_llm_call_is_recorded_with_its_model_and_one_without_usage_does_not_fail_it(
+    durable_store: str, open_tracker: Open
+) -> None:
+    """Four call events with the responses' model, id and duration; a response without usage is counted as
+    unknown and the iteration completes, its tokens those of the other calls."""
+    clock = FakeClock()
+    tracker = open_tracker(durable_store, clock=clock)
+    flow = LearningIterationService(
+        tracker, GatewayLLM(clock), CountedScanner(clock, regenerate=True), CountedBacktester(clock)
+    )
+    outcome = flow.run_iteration("agent-1", 7)
+    state = tracker.get_iteration(outcome.iteration_id)
+    assert state.status is Status.COMPLETED
+    assert state.metrics["analysis_tokens"] == 70 + 30
+    calls = [e for e in tracker.history(outcome.iteration_id) if isinstance(e, Iteration.LLMCallRecorded)]
+    assert [(c.phase, c.model, c.request_id, c.duration_ms, c.usage_unknown) for c in calls] == [
+        ("scan_generation", "claude-opus-4-1", "msg_1", 1000.0, False),
+        ("execution_generation", None, None, None, False),
+        ("analysis", None, None, None, True),
+        ("analysis", None, None, None, False),
+    ]
+
+
 def test_without_regeneration_there_is_no_execution_generation(durable_store: str, open_tracker: Open) -> None:
     """Step 2.5 is skipped when the scan does not ask for it, and leaves no metric."""
     clock = FakeClock()

@@ -22,6 +22,7 @@ from support import TcpProxy, wait_for
 
 from itertrack.adapters.bootstrap import spooling_writer
 from itertrack.domain import (
+    Iteration,
     IterationRecord,
     StoreUnavailableError,
 )
@@ -69,6 +70,31 @@ def test_an_iteration_this_process_never_loaded_can_be_changed_during_an_outage(
     assert record is not None
     assert record.analysis == {"ok": True}
     assert host.get_iteration(iid).spooled_changes == 0
+
+
+def test_an_llm_call_during_an_outage_waits_as_itself_and_lands_once_with_its_usage(
+    pg_store: str, proxy: TcpProxy, open_tracker: Open
+) -> None:
+    """A call of an iteration this process never loaded waits in the spool (model, usage and all), then lands as
+    one LLMCallRecorded; one without usage too."""
+    other, iid = started_elsewhere(pg_store, open_tracker)
+    host = open_tracker(through(pg_store, proxy), migrate=False)
+    proxy.cut()
+    usage = {"input_tokens": 5, "cache_creation": {"ephemeral_1h_input_tokens": 40}, "service_tier": "standard"}
+    host.record_llm_call(iid, "analysis", model="claude-opus-4-1", usage=usage, duration_ms=12.5, inference_geo="us")
+    host.record_usage(iid, "analysis", None, model="claude-opus-4-1")
+    status = spooling_writer(host).spool.status()
+    assert [e.deferred for e in status.entries] == ["LLM call in analysis (claude-opus-4-1)"] * 2
+    proxy.start()
+    wait_for(lambda: spooling_writer(host).spool.count() == 0, 30, "the spool to drain")
+    calls = [e for e in other.history(iid) if isinstance(e, Iteration.LLMCallRecorded)]
+    assert [(c.model, c.duration_ms, c.inference_geo, c.usage_unknown) for c in calls] == [
+        ("claude-opus-4-1", 12.5, "us", False),
+        ("claude-opus-4-1", None, None, True),
+    ]
+    assert calls[0].usage is not None
+    assert calls[0].usage.cache_write_1h_tokens == 40
+    assert other.get_iteration(iid).metrics["analysis_tokens"] == 45
 
 
 def test_a_deferred_change_forwarded_just_before_a_crash_is_not_applied_again(

@@ -3,54 +3,25 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
-from support import all_events
+from support import all_events, raw_sql
 
 from itertrack.adapters.demo.fakes import Scenario, SimulatedClock
 from itertrack.adapters.demo.run import run_demo
-from itertrack.adapters.store.url import parse_store_url
 from itertrack.adapters.views.keeper import ReadModels
 from itertrack.adapters.views.verify import verify_iteration, verify_store
 from itertrack.domain import PerformanceTracker, Status
 from itertrack.projections.verification import VerifyReport
 
 Open = Callable[..., PerformanceTracker]
-
-
-@contextmanager
-def raw_sql(store: str) -> Iterator[Callable[[str, tuple[Any, ...]], None]]:
-    """Run hand-written SQL against the store, as an operator (or an attacker) would."""
-    url = parse_store_url(store)
-    if url.scheme == "sqlite":
-        conn = sqlite3.connect(url.path)
-
-        def run_sqlite(query: str, params: tuple[Any, ...]) -> None:
-            conn.execute(query.replace("%s", "?"), params)
-
-        try:
-            yield run_sqlite
-            conn.commit()
-        finally:
-            conn.close()
-    else:
-        with psycopg.connect(store.split("?", maxsplit=1)[0], autocommit=True) as pg:
-            pg.execute(f'SET search_path TO "{url.schema_name}"')
-
-            def run_pg(query: str, params: tuple[Any, ...]) -> None:
-                pg.execute(query, params)
-
-            yield run_pg
 
 
 @pytest.fixture
@@ -188,8 +159,34 @@ def test_tampered_read_model_rows_are_named(
         f"read_models {victim}: iteration_metrics row ({victim!r}, 'analysis_tokens'): "
         f"the view has {true_total + 1!r}, the events give {true_total!r}" in found
     )
-    assert len(found) == 2
+    # The metric no longer equals the sum of the iteration's recorded LLM calls in that phase either.
+    assert (
+        f"token_totals {victim}: analysis_tokens is {true_total + 1!r} in iteration_metrics, "
+        f"but its LLM calls sum to {true_total!r}" in found
+    )
+    assert len(found) == 3
     assert not verify_iteration(tracker, victim).ok
+
+
+def test_token_metrics_that_are_not_the_sum_of_the_calls_are_named(
+    demo: tuple[str, PerformanceTracker, list[uuid.UUID], list[uuid.UUID]],
+) -> None:
+    """A call's row lost from llm_calls: the row is missing, and the phase's token metrics no longer equal its calls."""
+    store, tracker, ids, _ = demo
+    victim = ids[0]
+    with ReadModels(tracker, background=False) as views:
+        call = views.llm_calls(victim)[0]
+        metrics = {m.metric: m.total for m in views.metrics(victim)}
+    with raw_sql(store) as run:
+        run("DELETE FROM llm_calls WHERE iteration_id = %s AND version = %s", (db_id(store, victim), call.version))
+    phase, total = call.phase, metrics[f"{call.phase}_tokens"]
+    found = details(verify_store(tracker))
+    assert f"read_models {victim}: llm_calls row ({victim!r}, {call.version}) is missing from the view" in found
+    assert (
+        f"token_totals {victim}: {phase}_tokens is {total!r} in iteration_metrics, but its LLM calls sum to "
+        f"{total - call.total_tokens}" in found
+    )
+    assert {p.check for p in verify_iteration(tracker, victim).problems} == {"read_models", "token_totals"}
 
 
 def test_a_deleted_event_is_a_version_gap(
