@@ -14,8 +14,7 @@ from itertrack.domain.model.iteration import Iteration
 from itertrack.domain.service.tracker import PerformanceTracker
 from itertrack.projections.pricing import PriceTable, parse_price_table, shipped_price_table
 
-# The stored topic of one LLM call's event. No event has this topic yet: until one does, `models_in_store`
-# finds nothing. Its events are read for their `provider`, `model` and `timestamp`.
+# The stored topic of one LLM call's event (`Iteration.LLMCallRecorded`), read for `provider`, `model`, `timestamp`.
 LLM_CALL_TOPIC = "itertrack.domain.model.iteration:Iteration.LLMCallRecorded"
 PAGE = 10_000
 
@@ -58,7 +57,8 @@ def models_in_store(tracker: PerformanceTracker) -> list[tuple[str, str, date]]:
         )
         for notification in page:
             event = cast(Iteration.Event, store.mapper.to_domain_event(notification))
-            provider, model = str(getattr(event, "provider", "")), str(getattr(event, "model", ""))
+            # A response that named no model is listed as model "": the table cannot price it either.
+            provider, model = str(getattr(event, "provider", "")), str(getattr(event, "model", None) or "")
             found.add((provider, model, event.timestamp.astimezone(UTC).date()))
         if len(page) < PAGE:
             break

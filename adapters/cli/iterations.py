@@ -22,14 +22,17 @@ from itertrack.adapters.cli.common import (
     parse_instant,
     print_json,
 )
+from itertrack.adapters.cli.cost_tables import print_cost
 from itertrack.adapters.cli.terminal import shown
 from itertrack.adapters.demo.fakes import Scenario, SimulatedClock
 from itertrack.adapters.demo.run import run_demo
+from itertrack.adapters.prices import load_price_table
 from itertrack.adapters.store.url import DEFAULT_STORE, redact
 from itertrack.domain.model.errors import InvalidInputError
 from itertrack.domain.model.iteration import Iteration
 from itertrack.domain.model.state import IterationState
 from itertrack.domain.service.clock import SystemClock
+from itertrack.projections.costing import calls_of_events, cost_report, unattributed_tokens
 from itertrack.projections.run_summary import RunSummary, summarize
 
 
@@ -137,15 +140,19 @@ def show(
     store: StoreOption = DEFAULT_STORE,
     as_json: JsonOption = False,
 ) -> None:
-    """One iteration's state, metric totals and phase timeline."""
+    """One iteration's state, metric totals, phase timeline and LLM cost (per phase and model, at read time)."""
     with cli_errors(store), open_tracker(store, migrate=False) as tracker:
         state = tracker.get_iteration(iteration_id)
         record = tracker.get_record(state.id)
+        calls = calls_of_events(state.agent_id, tracker.history(state.id))
+        extra = unattributed_tokens(state.metrics, calls, tracker.catalog.names)
+        cost = cost_report(calls, load_price_table(), ("phase", "model"), unattributed_tokens=extra)
     timeline = _timeline(state)
     if as_json:
         data = state.model_dump(mode="json")
         data["timeline"] = timeline
         data["record"] = None if record is None else record.model_dump(mode="json")
+        data["cost"] = cost.model_dump(mode="json")
         print_json(data)
         return
     summary = Table(show_header=False, title=f"Iteration {state.id}")
@@ -176,6 +183,8 @@ def show(
         stayed = "-" if row["stayed_ms"] is None else f"{row['stayed_ms']:,.3f}"
         phases.add_row(shown(row["phase"]), row["entered_at"], str(row["version"]), stayed)
     out.print(phases)
+    if cost.total.calls or cost.unattributed_tokens:
+        print_cost(cost, "LLM cost")
 
 
 def describe(event: Iteration.Event) -> str:

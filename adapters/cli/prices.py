@@ -123,4 +123,4 @@ def _print_check(table: PriceTable, checked: int, missing: list[Any]) -> None:
         line(f"every model has a price ({checked} (provider, model, day) checked)")
         return
     for u in missing:
-        line(f"unpriced: {u.provider} {u.model} from {u.first} to {u.last}: {u.reason}")
+        line(f"unpriced: {u.provider} {u.model or '(no model named)'} from {u.first} to {u.last}: {u.reason}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -19,13 +20,16 @@ from itertrack.adapters.cli.common import (
     parse_instant,
     print_json,
 )
+from itertrack.adapters.cli.cost_tables import print_cost
 from itertrack.adapters.cli.terminal import shown
+from itertrack.adapters.prices import load_price_table
 from itertrack.adapters.report.html import GanttRow, render_html
 from itertrack.adapters.store.url import DEFAULT_STORE
 from itertrack.adapters.views.keeper import ReadModels
 from itertrack.domain.model.errors import InvalidInputError
 from itertrack.domain.model.text import parse_iteration_id
-from itertrack.projections.report import Filters, Report, agent_series, build_report
+from itertrack.projections.costing import CostReport, calls_of_rows, cost_report, unattributed_tokens
+from itertrack.projections.report import Filters, Report, ReportRows, agent_series, build_report
 from itertrack.projections.timeline import phase_stays
 
 
@@ -44,7 +48,7 @@ def report(
     ] = None,
     timeline_count: Annotated[int, typer.Option(min=0, max=200, help="Latest iterations on the timeline.")] = 8,
 ) -> None:
-    """Where time and tokens go, which phases fail, and how each agent trends (from the read models)."""
+    """Where time, tokens and dollars go, which phases fail, and how each agent trends (from the read models)."""
     with cli_errors(store):
         if as_json and html is not None:
             raise InvalidInputError("--html", str(html), "give either --json or --html, not both")
@@ -58,6 +62,7 @@ def report(
             views.sync()
             rows = views.view.report_rows(filters.agent, filters.since, filters.until)
             result = build_report(rows, tracker.catalog.names, tracker.clock.now(), filters)
+            costs = report_costs(views, rows, tracker.catalog.names)
             if html is not None:
                 ids = chosen or ([it.id for it in rows.iterations[-timeline_count:]] if timeline_count else [])
                 now = tracker.clock.now()
@@ -68,15 +73,45 @@ def report(
                     gantt.append(
                         GanttRow(iteration_id=iid, label=label, stays=tuple(phase_stays(tracker.history(iid))), now=now)
                     )
-                page = render_html(result, gantt, agent_series(rows, tracker.catalog.names))
+                page = render_html(result, gantt, agent_series(rows, tracker.catalog.names), costs)
         if html is not None:
             html.write_text(page, encoding="utf-8")
             out.print(Text.assemble("wrote ", shown(html), f" ({len(page):,} bytes)"))
             return
     if as_json:
-        print_json(result.model_dump(mode="json"))
+        data = result.model_dump(mode="json")
+        data["cost"] = {name: cost.model_dump(mode="json") for name, cost in costs.items()}
+        print_json(data)
         return
     print_report(result)
+    shown_costs = [(name, c) for name, c in costs.items() if c.total.calls or c.unattributed_tokens]
+    for index, (name, cost) in enumerate(shown_costs):
+        last = index == len(shown_costs) - 1
+        print_cost(cost, f"LLM cost {name.replace('_', ' ')}", notes=last, most=10 if name == "by_iteration" else None)
+
+
+# The report's cost sections: name -> how the calls are grouped.
+COST_SECTIONS: dict[str, tuple[str, ...]] = {
+    "by_phase": ("phase",),
+    "by_agent": ("agent",),
+    "by_model": ("provider", "model"),
+    "by_iteration": ("iteration",),
+}
+
+
+def report_costs(views: ReadModels, rows: ReportRows, phases: Sequence[str]) -> dict[str, CostReport]:
+    """The cost of the report's iterations' LLM calls, each at its date's prices, by phase, agent, model and
+    iteration; tokens in their token metrics no recorded call explains are counted as unattributed."""
+    table = load_price_table()
+    ids = {it.id for it in rows.iterations}
+    agents = {it.agent_id for it in rows.iterations}
+    agent = next(iter(agents)) if len(agents) == 1 else None
+    calls = [c for c in calls_of_rows(views.view.llm_calls(agent=agent)) if c.iteration_id in ids]
+    extra = sum(
+        unattributed_tokens(rows.tokens.get(iid, {}), [c for c in calls if c.iteration_id == iid], phases)
+        for iid in ids
+    )
+    return {name: cost_report(calls, table, by, unattributed_tokens=extra) for name, by in COST_SECTIONS.items()}
 
 
 def print_report(result: Report) -> None:

@@ -28,6 +28,9 @@ MEAN_MS = {
     "analysis": 6_000,
     "refinements": 5_000,
 }
+# The models the fake LLM says answered (API ids the shipped price table prices, so the demo shows dollars).
+STRATEGY_MODEL = "claude-sonnet-4-5-20250929"
+CODE_MODEL = "claude-haiku-4-5-20251001"
 FAILING_STEPS = (Phase.SCAN_EXECUTION, Phase.BACKTEST_EXECUTION, Phase.ANALYSIS)
 FAILURE_MESSAGES = {
     Phase.SCAN_EXECUTION: ["scanner: market data feed returned 503", "scanner: universe is empty"],
@@ -122,11 +125,13 @@ class FakeLLM(StrategyLLM):
             "threshold": self.s.number(0.5, 3.0),
             "guidance": manual_guidance,
         }
-        return LLMResponse(content=content, usage=self.s.tokens(3_000, 1_200))
+        return LLMResponse(content=content, usage=self.s.tokens(3_000, 1_200), model=STRATEGY_MODEL)
 
     def regenerate_execution(self, strategy: JsonValue, scan: ScanOutcome) -> LLMResponse:
         self.s.spend("execution_generation")
-        return LLMResponse(content="def execute(signal):\n    return signal", usage=self.s.tokens(2_500, 1_800))
+        return LLMResponse(
+            content="def execute(signal):\n    return signal", usage=self.s.tokens(2_500, 1_800), model=CODE_MODEL
+        )
 
     def analyze_results(self, strategy: JsonValue, backtest_results: JsonValue) -> LLMResponse:
         self.s.spend("analysis")
@@ -134,6 +139,7 @@ class FakeLLM(StrategyLLM):
         return LLMResponse(
             content={"summary": "edge decays after 3 days", "insights": ["tighten stops"]},
             usage=self.s.tokens(4_000, 900),
+            model=STRATEGY_MODEL,
         )
 
     def propose_refinements(self, strategy: JsonValue, analysis: JsonValue) -> LLMResponse:
@@ -141,6 +147,7 @@ class FakeLLM(StrategyLLM):
         return LLMResponse(
             content=[{"parameter": "threshold", "change": self.s.number(-0.5, 0.5)}],
             usage=self.s.tokens(2_000, 600),
+            model=CODE_MODEL,
         )
 
 

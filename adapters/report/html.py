@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from html import escape
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
 
+from itertrack.projections.costing import CostReport, format_usd, unpriced_text
 from itertrack.projections.report import Report
 from itertrack.projections.timeline import Stay
 
@@ -162,8 +163,38 @@ svg text{font-size:12px;fill:#333} svg .value{fill:#555} .grid{stroke:#eee} .whi
 """
 
 
-def render_html(report: Report, gantt: Sequence[GanttRow], series: dict[str, list[tuple[int, float, float]]]) -> str:
-    """The report page."""
+def cost_table(cost: CostReport) -> str:
+    """A cost report as an HTML table: a row per group, the total, the price table's version, what is unpriced."""
+    rows = [
+        [
+            *(line.group.get(name) or "(none)" for name in cost.by),
+            f"{line.calls:,}",
+            f"{line.tokens:,}",
+            format_usd(line.usd),
+            unpriced_text(line),
+        ]
+        for line in cost.lines
+    ]
+    t = cost.total
+    rows.append(
+        ["total", *([""] * (len(cost.by) - 1)), f"{t.calls:,}", f"{t.tokens:,}", format_usd(t.usd), unpriced_text(t)]
+    )
+    notes = f"prices {cost.table_version}"
+    if cost.unattributed_tokens:
+        notes += f"; {cost.unattributed_tokens:,} tokens have no recorded call (no model: unpriced)"
+    if not t.complete:
+        notes += "; a lower bound: some calls or tokens have no price"
+    table = _table([*cost.by, "calls", "tokens", "cost", "unpriced"], rows)
+    return f"{table}<p class='meta'>{escape(notes)}</p>"
+
+
+def render_html(
+    report: Report,
+    gantt: Sequence[GanttRow],
+    series: dict[str, list[tuple[int, float, float]]],
+    costs: Mapping[str, CostReport] | None = None,
+) -> str:
+    """The report page (with its LLM cost sections when `costs` is given: name -> cost report)."""
     phases = [p.phase for p in report.phases]
     t = report.totals
     f = report.filters
@@ -226,6 +257,10 @@ def render_html(report: Report, gantt: Sequence[GanttRow], series: dict[str, lis
             for a in report.agents
         ],
     )
+    shown_costs = [(name, c) for name, c in (costs or {}).items() if name != "by_iteration"]
+    cost_sections = "".join(
+        f"<h2>LLM cost {escape(name.replace('_', ' '))}</h2>{cost_table(c)}" for name, c in shown_costs
+    )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>itertrack report</title>
 <meta name="viewport" content="width=device-width, initial-scale=1"><style>{STYLE}</style></head>
@@ -246,5 +281,6 @@ def render_html(report: Report, gantt: Sequence[GanttRow], series: dict[str, lis
 {agent_table}
 {trend_chart("Time per finished iteration, by iteration number", time_series, "s")}
 {trend_chart("Tokens per finished iteration, by iteration number", token_series, "tokens")}
+{cost_sections}
 </body></html>
 """

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 from uuid import UUID
 
 from itertrack.adapters.bootstrap import store_of
+from itertrack.adapters.prices import load_price_table
 from itertrack.adapters.store.unavailable import store_unavailable_as_typed_error
 from itertrack.adapters.views.follower import Follower
 from itertrack.adapters.views.lock import ProjectionLock
 from itertrack.adapters.views.runner import ViewRunner, catch_up
 from itertrack.adapters.views.tables import ViewTables
-from itertrack.domain.model.errors import StoreConfigError
+from itertrack.domain.model.errors import InvalidInputError, StoreConfigError
 from itertrack.domain.model.phases import Status
 from itertrack.domain.model.text import parse_iteration_id
 from itertrack.domain.service.tracker import PerformanceTracker
+from itertrack.projections.costing import COST_GROUPS, CostReport, calls_of_rows, cost_report, unattributed_tokens
+from itertrack.projections.pricing import PriceTable
 from itertrack.projections.projection import DEFAULT_BATCH_SIZE, ReadModelsResetError
 from itertrack.projections.rows import (
     AgentMetric,
@@ -243,6 +247,39 @@ class ReadModels:
         """LLM calls and tokens per (agent, provider, model); every agent when `agent` is None."""
         self._fresh()
         return self.view.agent_llm_usage(agent)
+
+    def cost(
+        self,
+        iteration_id: UUID | str | None = None,
+        *,
+        agent: str | None = None,
+        by: Sequence[str] = ("phase", "model"),
+        prices: PriceTable | None = None,
+    ) -> CostReport:
+        """What LLM calls cost, in dollars at read time: of one iteration, of one agent, or of everything.
+
+        Each call is priced at the rates in force on its date in `prices` (default: the table in force,
+        `ITERTRACK_PRICES` or the shipped one), and grouped by `by` (any of `phase`, `model`, `provider`,
+        `agent`, `iteration`). Unpriced calls and tokens no call explains are counted apart, never as $0; the
+        report names the table version. Raises `PriceTableError` for a bad price file, `InvalidInputError` for
+        an unknown grouping or a bad id.
+        """
+        unknown = [name for name in by if name not in COST_GROUPS]
+        if unknown:
+            raise InvalidInputError("by", unknown[0], f"must be one of {', '.join(COST_GROUPS)}")
+        table = load_price_table() if prices is None else prices
+        iid = None if iteration_id is None else parse_iteration_id(iteration_id)
+        self._fresh()
+        calls = calls_of_rows(self.view.llm_calls(iid, agent=agent))
+        totals: dict[str, int | float]
+        if iid is not None:
+            totals = {m.metric: m.total for m in self.view.metrics(iid)}
+        elif agent is not None:
+            totals = {m.metric: m.total for m in self.view.agent_metrics(agent)}
+        else:
+            totals = {m.metric: m.total for m in self.view.overall_metrics()}
+        extra = unattributed_tokens(totals, calls, self.tracker.catalog.names)
+        return cost_report(calls, table, by, unattributed_tokens=extra)
 
     def close(self) -> None:
         """Stop keeping the read models current (the tracker stays open)."""

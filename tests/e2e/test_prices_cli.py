@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from itertrack.domain import PerformanceTracker
+
 ITERTRACK = str(Path(sys.executable).with_name("itertrack"))
 
 
@@ -53,11 +55,33 @@ def test_a_bad_user_file_is_one_line_naming_the_row_and_field(tmp_path: Path) ->
         )
 
 
-def test_check_on_a_store_without_llm_call_events_finds_nothing_to_price(tmp_path: Path) -> None:
+def test_check_on_the_demo_store_finds_every_model_priced(tmp_path: Path) -> None:
+    """The demo's fake LLM names models the shipped table prices: exit 0, each (provider, model, day) checked."""
     store = f"sqlite:///{tmp_path / 'demo.db'}"
     assert run("demo", "--iterations", "2", "--store", store).returncode == 0
     result = run("prices", "check", "--store", store)
     assert result.returncode == 0, result.stderr
-    assert "no LLM call events in the store: nothing to price" in result.stdout
+    assert "every model has a price" in result.stdout
     as_json = json.loads(run("prices", "check", "--store", store, "--json").stdout)
-    assert (as_json["checked"], as_json["unpriced"], as_json["source"]) == ([], [], "shipped")
+    assert as_json["checked"]
+    assert (as_json["unpriced"], as_json["source"]) == ([], "shipped")
+
+
+def test_check_names_a_model_without_a_price_and_exits_3(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'new.db'}"
+    with PerformanceTracker(store, migrate=True) as tracker:
+        iid = tracker.start_iteration("agent-1", 1)
+        tracker.record_llm_call(iid, "analysis", model="claude-opus-9", usage={"input_tokens": 3})
+    result = run("prices", "check", "--store", store)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "unpriced: anthropic claude-opus-9" in result.stdout
+
+
+def test_check_on_a_store_without_llm_call_events_finds_nothing_to_price(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'old.db'}"
+    with PerformanceTracker(store, migrate=True) as tracker:
+        iid = tracker.start_iteration("agent-1", 1)
+        tracker.update_metrics(iid, {"analysis_tokens": 30})
+    result = run("prices", "check", "--store", store)
+    assert result.returncode == 0, result.stderr
+    assert "no LLM call events in the store: nothing to price" in result.stdout

@@ -102,10 +102,23 @@ class FakeLLMCall(BaseModel):
 def test_a_store_without_llm_call_events_holds_no_models(
     sqlite_store: str, open_tracker: Callable[..., PerformanceTracker]
 ) -> None:
+    """Tokens added as metrics only (no LLM call recorded): nothing to price."""
+    tracker = open_tracker(sqlite_store)
+    iteration_id = tracker.start_iteration(agent_id="a", iteration_number=1)
+    tracker.update_metrics(iteration_id, {"analysis_tokens": 15})
+    assert models_in_store(tracker) == []
+
+
+def test_calls_of_named_and_unnamed_models_are_listed_for_the_check(
+    sqlite_store: str, open_tracker: Callable[..., PerformanceTracker]
+) -> None:
+    """A call whose response named no model is listed as model "" (it cannot be priced), beside named ones."""
     tracker = open_tracker(sqlite_store)
     iteration_id = tracker.start_iteration(agent_id="a", iteration_number=1)
     tracker.record_usage(iteration_id, "analysis", {"input_tokens": 10, "output_tokens": 5})
-    assert models_in_store(tracker) == []
+    tracker.record_llm_call(iteration_id, "analysis", model="claude-haiku-4-5", usage={"input_tokens": 1})
+    day = tracker.get_iteration(iteration_id).updated_at.astimezone(UTC).date()
+    assert models_in_store(tracker) == [("anthropic", "", day), ("anthropic", "claude-haiku-4-5", day)]
 
 
 def test_models_in_store_reads_each_distinct_provider_model_and_utc_day(
