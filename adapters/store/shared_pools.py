@@ -51,7 +51,10 @@ class SharedPools(Generic[_T]):
     """A thread-safe, fork-aware registry of reference-counted resources (connection pools) by key."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        # Re-entrant: opening a pool allocates, the garbage collector may then finalise an abandoned store
+        # (eventsourcing's `Application.__del__` closes it) and release its lease on this very thread, inside
+        # `acquire`. With a plain lock that release waited for ever on the lock its own thread held.
+        self._lock = threading.RLock()
         self._entries: dict[Hashable, _Entry[_T]] = {}
         # Pools inherited from the parent process: kept referenced, so the garbage collector never closes
         # them here (closing would terminate the parent's sessions on the server).
@@ -60,7 +63,7 @@ class SharedPools(Generic[_T]):
 
     def _after_fork(self) -> None:
         # A thread of the parent may have held the lock at the fork: the child starts with a fresh one.
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._inherited.extend(self._entries.values())
         self._entries = {}
 
