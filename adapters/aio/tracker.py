@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import AsyncIterator, Callable, Hashable, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -17,6 +18,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 from uuid import UUID
 
+from itertrack.adapters.aio.inbox import LoopInbox
 from itertrack.adapters.aio.lanes import Lanes
 from itertrack.domain.model.errors import InvalidInputError, StoreError
 from itertrack.domain.model.iteration import Iteration
@@ -77,6 +79,8 @@ class AsyncPerformanceTracker:
         self._owns_sync = tracker is None
         self._workers = workers
         self._lanes: Lanes | None = None
+        # One inbox per event loop the tracker is called from (usually one): outcomes reach it in batches.
+        self._inboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopInbox] = weakref.WeakKeyDictionary()
         self._closed = False
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -296,41 +300,18 @@ class AsyncPerformanceTracker:
                 "the tracker is closed" if self._closed else "the tracker is not open: use `async with` or `open()`"
             )
         loop = asyncio.get_running_loop()
+        inbox = self._inboxes.get(loop)
+        if inbox is None:
+            inbox = self._inboxes[loop] = LoopInbox(loop)
         future: asyncio.Future[_T] = loop.create_future()
 
         def job() -> None:
             try:
                 result = call()
             except BaseException as e:  # delivered to the caller: the loop's task raises it
-                _deliver(loop, future, None, e, key)
+                inbox.put(future, None, e, key)
             else:
-                _deliver(loop, future, result, None, key)
+                inbox.put(future, result, None, key)
 
         self._lanes.submit(key, job)
         return future
-
-
-def _deliver(
-    loop: asyncio.AbstractEventLoop,
-    future: asyncio.Future[Any],
-    result: object,
-    error: BaseException | None,
-    key: object,
-) -> None:
-    """Settle `future` on its loop (from a worker thread); a failure nobody waits for any more is logged."""
-
-    def settle() -> None:
-        if future.cancelled():
-            if error is not None:
-                log.warning("a change to %s whose caller was cancelled failed: %r", key, error)
-            return
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(result)
-
-    try:
-        loop.call_soon_threadsafe(settle)
-    except RuntimeError:  # the loop is closed: nobody can be told
-        if error is not None:
-            log.warning("a change to %s finished after its event loop closed and failed: %r", key, error)
