@@ -27,7 +27,6 @@ from prometheus_client.metrics_core import (
     InfoMetricFamily,
     Metric,
 )
-from prometheus_client.utils import floatToGoString
 
 from itertrack.adapters.bootstrap import spooling_writer
 from itertrack.adapters.prices import load_price_table
@@ -95,8 +94,8 @@ class ReadModelCollector:
     the one in force at construction, `ITERTRACK_PRICES` or the shipped one; raises `PriceTableError`).
     `buckets`: the phase-duration histogram's finite upper bounds in seconds, ascending.
 
-    A store that cannot be read (unreachable, not migrated) gives `itertrack_read_models_up 0` and nothing
-    else, never an error page: the scrape itself still succeeds.
+    A store that cannot be read (unreachable, not migrated, any failure of a query) gives
+    `itertrack_read_models_up 0` and nothing else, never an error page: the scrape itself still succeeds.
     """
 
     def __init__(
@@ -125,8 +124,8 @@ class ReadModelCollector:
         """Every family, read now (see the class docstring)."""
         try:
             families = self._read()
-        except IterationError as e:
-            log.warning("metrics: the read models cannot be read now: %s", e)
+        except Exception as e:  # telemetry never breaks: an outage or a damaged view is a 0, not an error page
+            log.warning("metrics: the read models cannot be read now: %s: %s", type(e).__name__, e)
             families = []
             up = 0
         else:
@@ -270,8 +269,8 @@ class ReadModelCollector:
 
 
 def _bound(seconds: float) -> str:
-    """A bucket bound as the client library writes its own (`1.0`, `0.25`, `+Inf`)."""
-    return floatToGoString(seconds)
+    """A finite bucket bound as the client library writes its own buckets' (`1.0`, `0.25`, `86400.0`)."""
+    return repr(float(seconds))
 
 
 def _dollars(value: Decimal) -> float:
@@ -309,7 +308,7 @@ def metrics_app(registry: CollectorRegistry) -> Callable[..., Iterable[bytes]]:
 class _QuietHandler(WSGIRequestHandler):
     """Requests are not logged (a scrape every few seconds would fill the log)."""
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002  # the stdlib's parameter name
+    def log_message(self, format: str, *args: Any) -> None:  # the stdlib's parameter names
         """Log nothing."""
 
 

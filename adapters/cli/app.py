@@ -12,7 +12,15 @@ import typer
 from itertrack.adapters.cli import iterations, metrics_server, prices, report, spool, stale, views
 from itertrack.adapters.cli.common import app
 
-COMMAND_MODULES = (iterations, views, report, spool, stale, prices, metrics_server)  # importing them registers their commands
+COMMAND_MODULES = (
+    iterations,
+    views,
+    report,
+    spool,
+    stale,
+    prices,
+    metrics_server,
+)  # importing them registers their commands
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -38,21 +38,24 @@ def metrics_server_command(
     def on_signal(_signum: int, _frame: FrameType | None) -> None:
         stop.set()
 
-    with cli_errors(store), open_tracker(store, migrate=False, env={"ITERTRACK_FORWARD": "n"}) as tracker:
-        with ReadModels(tracker, background=False, catch_up_on_read=False) as views:
-            server = metrics_server(build_registry(views, catch_up=catch_up), host, port)
-            try:
-                serving = threading.Thread(target=server.serve_forever, name="itertrack-metrics", daemon=True)
-                for signum in (signal.SIGINT, signal.SIGTERM):
-                    signal.signal(signum, on_signal)
-                serving.start()
-                shown_host = f"[{host}]" if ":" in host else host
-                sys.stdout.write(f"serving http://{shown_host}:{server.server_port}{METRICS_PATH}\n")
-                sys.stdout.flush()
-                while not stop.wait(1.0):
-                    pass
-                server.shutdown()
-                serving.join(timeout=10)
-            finally:
-                server.server_close()
+    with (
+        cli_errors(store),
+        open_tracker(store, migrate=False, env={"ITERTRACK_FORWARD": "n"}) as tracker,
+        ReadModels(tracker, background=False, catch_up_on_read=False) as views,
+    ):
+        server = metrics_server(build_registry(views, catch_up=catch_up), host, port)
+        try:
+            serving = threading.Thread(target=server.serve_forever, name="itertrack-metrics", daemon=True)
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, on_signal)
+            serving.start()
+            shown_host = f"[{host}]" if ":" in host else host
+            sys.stdout.write(f"serving http://{shown_host}:{server.server_port}{METRICS_PATH}\n")
+            sys.stdout.flush()
+            while not stop.wait(1.0):
+                pass
+            server.shutdown()
+            serving.join(timeout=10)
+        finally:
+            server.server_close()
     sys.stdout.write("stopped\n")

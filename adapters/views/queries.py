@@ -8,6 +8,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from decimal import Decimal
+from itertools import pairwise
 from typing import Any
 from uuid import UUID
 
@@ -257,7 +258,7 @@ class ViewQueries(ABC):
         """Closed phase stays per (agent, phase) counted into cumulative buckets with upper `bounds` (seconds,
         ascending, finite): one row per (agent, phase) with at least one closed stay. See `PhaseDurationBuckets`."""
         bounds = [float(b) for b in bounds]
-        if any(b2 <= b1 for b1, b2 in zip(bounds, bounds[1:], strict=False)):
+        if any(b2 <= b1 for b1, b2 in pairwise(bounds)):
             raise ValueError(f"bucket bounds must ascend: {bounds}")
         with self._transaction(commit=False) as c:
             c.execute(self.statements.select_phase_duration_buckets(len(bounds)), [b * 1000.0 for b in bounds])
