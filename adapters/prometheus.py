@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import socketserver
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from decimal import Decimal
@@ -19,7 +20,6 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
-from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -323,8 +323,9 @@ def metrics_server(registry: CollectorRegistry, host: str = "127.0.0.1", port: i
     except OSError as e:
         raise InvalidInputError("host", host, f"cannot be resolved: {e.strerror or e}") from None
 
-    class Server(ThreadingWSGIServer):
+    class Server(socketserver.ThreadingMixIn, WSGIServer):
         address_family = family
+        daemon_threads = True  # a scrape under way never holds up the stop
 
     try:
         return make_server(host, port, metrics_app(registry), Server, handler_class=_QuietHandler)

@@ -291,3 +291,35 @@ def test_metrics_server_command_names_a_port_it_cannot_bind(sqlite_store: str) -
     assert result.returncode == 1
     assert result.stderr.startswith(f"itertrack: error: port={port}: cannot be bound on 127.0.0.1")
     assert "Traceback" not in result.stderr
+
+
+def test_concurrent_scrapes_while_a_host_writes_all_answer(durable_store: str) -> None:
+    """Scrapes racing each other and a writing host each answer in full (one catches up, the others read the
+    views as they are); once the host is done, a scrape counts every iteration it wrote."""
+    write_store(durable_store)
+    written = 20
+    failures: list[BaseException] = []
+    with serving(durable_store) as (url, _):
+
+        def host() -> None:
+            with PerformanceTracker(durable_store, clock=FakeClock(step_ms=1, seed=3)) as tracker:
+                for n in range(written):
+                    iid = tracker.start_iteration("gamma", n + 1)
+                    tracker.update_phase(iid, "completed")
+
+        def scraper() -> None:
+            try:
+                for _ in range(5):
+                    assert values(scrape(url), "itertrack_read_models_up") == {(): 1.0}
+            except BaseException as e:
+                failures.append(e)
+
+        threads = [threading.Thread(target=host), *(threading.Thread(target=scraper) for _ in range(3))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert not failures
+        final = scrape(url)
+    assert values(final, "itertrack_iterations", "agent", "status")[("gamma", "completed")] == written
+    assert values(final, "itertrack_read_model_lag_events") == {(): 0.0}
