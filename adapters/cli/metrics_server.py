@@ -16,7 +16,7 @@ from itertrack.adapters.prometheus import METRICS_PATH, build_registry, metrics_
 from itertrack.adapters.store.url import DEFAULT_STORE
 from itertrack.adapters.views.keeper import ReadModels
 
-DEFAULT_PORT = 9464  # the port Prometheus's list of exporters gives OpenTelemetry's Prometheus exporters too
+DEFAULT_PORT = 9464  # the default port of OpenTelemetry's Prometheus exporters, which this one stands in for
 
 
 @app.command("metrics-server")
