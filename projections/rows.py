@@ -123,7 +123,8 @@ class LLMCallRow(_Row):
 
 class LLMUsageTotal(_Row):
     """Token totals of the LLM calls of one group: an iteration's (phase, provider, model), with
-    `agent_id` None, or an agent's (provider, model), with `iteration_id` and `phase` None.
+    `agent_id` None, an agent's (provider, model), with `iteration_id` and `phase` None, or an agent's
+    (phase, provider, model), with `iteration_id` None.
 
     `calls` counts every call, `unknown_usage_calls` those whose response reported no usage (their tokens
     are not in the sums). Token fields as in `LLMCallRow`, summed.
@@ -147,6 +148,29 @@ class LLMUsageTotal(_Row):
     def total_tokens(self) -> int:
         """Input, output and both cache counts."""
         return self.input_tokens + self.output_tokens + self.cache_read_input_tokens + self.cache_creation_input_tokens
+
+
+class IterationCount(_Row):
+    """How many iterations of one agent have one status."""
+
+    agent_id: str
+    status: Status
+    iterations: int
+
+
+class PhaseDurationBuckets(_Row):
+    """The closed stays of one agent's iterations in one phase, as a cumulative histogram.
+
+    `visits`: closed stays; `seconds`: their time; `buckets`: (upper bound in seconds, stays at most that
+    long), bounds ascending, counts cumulative (the `+Inf` bucket is `visits`). Several closed stays of one
+    iteration in one phase count at their mean (the views keep each phase's total, not each stay).
+    """
+
+    agent_id: str
+    phase: str
+    visits: int
+    seconds: float
+    buckets: tuple[tuple[float, int], ...]
 
 
 class ReadModelPosition(_Row):

@@ -9,10 +9,11 @@ from typing import Any
 
 import typer
 
-from itertrack.adapters.cli import iterations, prices, report, spool, stale, views
+from itertrack.adapters.cli import iterations, metrics_server, prices, report, spool, stale, views
 from itertrack.adapters.cli.common import app
 
-COMMAND_MODULES = (iterations, views, report, spool, stale, prices)  # importing them registers their commands
+# Importing them registers their commands.
+COMMAND_MODULES = (iterations, views, report, spool, stale, prices, metrics_server)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,6 +8,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from decimal import Decimal
+from itertools import pairwise
 from typing import Any
 from uuid import UUID
 
@@ -27,10 +28,12 @@ from itertrack.projections.report import ReportRows
 from itertrack.projections.rows import (
     AgentMetric,
     CurrentPhase,
+    IterationCount,
     IterationMetric,
     LLMCallRow,
     LLMUsageTotal,
     PhaseDuration,
+    PhaseDurationBuckets,
 )
 from itertrack.projections.verification import ReadModelState
 
@@ -239,6 +242,46 @@ class ViewQueries(ABC):
                 c.execute(self.statements.select_one_agent_llm_usage, (agent,))
             rows = [self._usage_row(r, agent_id=r["agent_id"]) for r in c.fetchall()]
         return sorted(rows, key=lambda r: (r.agent_id or "", r.provider, r.model or ""))
+
+    # -- aggregates (for metrics exporters) -----------------------------------------------------
+
+    def iteration_counts(self) -> list[IterationCount]:
+        """How many iterations each agent has in each status, by agent then status."""
+        with self._transaction(commit=False) as c:
+            c.execute(self.statements.select_iteration_counts)
+            return [
+                IterationCount(agent_id=r["agent_id"], status=r["status"], iterations=int(r["iterations"]))
+                for r in c.fetchall()
+            ]
+
+    def phase_duration_buckets(self, bounds: Sequence[float]) -> list[PhaseDurationBuckets]:
+        """Closed phase stays per (agent, phase) counted into cumulative buckets with upper `bounds` (seconds,
+        ascending, finite): one row per (agent, phase) with at least one closed stay. See `PhaseDurationBuckets`."""
+        bounds = [float(b) for b in bounds]
+        if any(b2 <= b1 for b1, b2 in pairwise(bounds)):
+            raise ValueError(f"bucket bounds must ascend: {bounds}")
+        with self._transaction(commit=False) as c:
+            c.execute(self.statements.select_phase_duration_buckets(len(bounds)), [b * 1000.0 for b in bounds])
+            return [
+                PhaseDurationBuckets(
+                    agent_id=r["agent_id"],
+                    phase=r["phase"],
+                    visits=int(r["visits"]),
+                    seconds=float(r["duration_ms"]) / 1000.0,
+                    buckets=tuple((b, int(r[f"le_{i}"])) for i, b in enumerate(bounds)),
+                )
+                for r in c.fetchall()
+            ]
+
+    def phase_llm_usage(self) -> list[LLMUsageTotal]:
+        """LLM calls summed per (agent, phase, provider, model) over every iteration."""
+        with self._transaction(commit=False) as c:
+            c.execute(self.statements.select_phase_llm_usage)
+            rows = [
+                self._usage_row(r, agent_id=r["agent_id"]).model_copy(update={"phase": r["phase"]})
+                for r in c.fetchall()
+            ]
+        return sorted(rows, key=lambda r: (r.agent_id or "", r.phase or "", r.provider, r.model or ""))
 
     # -- rows -----------------------------------------------------------------------------------
 

@@ -177,6 +177,16 @@ class ViewStatements:
             f"SELECT agent_id, provider, model, {counts} FROM {calls} WHERE agent_id = %s "
             "GROUP BY agent_id, provider, model ORDER BY provider, model"
         )
+        # Aggregates for metrics exporters (Prometheus): bounded groups, never one row per iteration.
+        self.select_iteration_counts = (
+            f"SELECT agent_id, status, count(*) AS iterations FROM {cur} GROUP BY agent_id, status "
+            "ORDER BY agent_id, status"
+        )
+        self.select_phase_llm_usage = (
+            f"SELECT agent_id, phase, provider, model, {counts} FROM {calls} "
+            "GROUP BY agent_id, phase, provider, model ORDER BY agent_id, phase, provider, model"
+        )
+        self._cur, self._dur = cur, dur
         self.select_all_metrics = f"SELECT iteration_id, metric, total FROM {met}"
         self.select_all_durations = f"SELECT iteration_id, phase, duration_ms, visits FROM {dur}"
         self.select_every_row = [(table, f"SELECT * FROM {table}") for table in self.tables]
@@ -189,6 +199,24 @@ class ViewStatements:
         ph = self.placeholder
         where = " AND ".join(f"{column} = {ph}" for column in filters)
         return f"{self.select_current}{' WHERE ' if where else ''}{where} ORDER BY started_at DESC, id LIMIT {ph}"
+
+    def select_phase_duration_buckets(self, buckets: int) -> str:
+        """Closed phase stays per (agent, phase): `visits` (closed stays), `duration_ms` (their time) and
+        `le_0`..`le_{buckets-1}`, the stays at most as long as each bound (one parameter each, in ms).
+
+        A duration row holds an iteration's time in a phase over all its stays; the stay the iteration is
+        in now is counted in `visits` but not yet in `duration_ms`, so it is left out. An iteration with
+        several closed stays in one phase counts each at their mean (the views keep no single stay).
+        """
+        ph = self.placeholder
+        le = ", ".join(f"sum(CASE WHEN duration_ms <= {ph} * n THEN n ELSE 0 END) AS le_{i}" for i in range(buckets))
+        return (
+            f"SELECT agent_id, phase, sum(n) AS visits, sum(duration_ms) AS duration_ms{', ' if le else ''}{le} "
+            f"FROM (SELECT c.agent_id AS agent_id, d.phase AS phase, d.duration_ms AS duration_ms, "
+            f"d.visits - CASE WHEN c.phase = d.phase THEN 1 ELSE 0 END AS n "
+            f"FROM {self._dur} d JOIN {self._cur} c ON c.id = d.iteration_id) stays "
+            "WHERE n > 0 GROUP BY agent_id, phase ORDER BY agent_id, phase"
+        )
 
     def select_llm_calls_where(self, filters: Sequence[str]) -> str:
         """`llm_calls` rows matching `filters` (names from `LLM_CALL_FILTERS`, one parameter each), oldest first."""
