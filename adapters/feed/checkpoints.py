@@ -115,7 +115,7 @@ class _Statements:
         )
         self.clear = (
             f"UPDATE {self.consumers} SET failed_position = NULL, last_error = NULL, failed_at = NULL, "
-            f"updated_at = {p} WHERE name = {p} AND failed_position IS NOT NULL RETURNING failed_position"
+            f"updated_at = {p} WHERE name = {p} AND failed_position IS NOT NULL RETURNING name"
         )
         self.skip = (
             f"UPDATE {self.consumers} SET position = {p}, failed_position = NULL, last_error = NULL, failed_at = NULL, "
@@ -250,13 +250,13 @@ class ConsumerTables:
         """Clear the consumer's failure so its next run handles the failed event again; returns that position.
 
         Raises `InvalidInputError` naming the consumer when it is unknown or not failed."""
-        self._known(name)
+        current = self._known(name)
         with self.transaction(commit=True) as c:
             c.execute(self.sql.clear, (self.db_time(datetime.now(UTC)), name))
             row = c.fetchone()
-        if row is None:
+        if row is None or current.failed_position is None:
             raise InvalidInputError("name", name, "is not failed: nothing to retry")
-        return int(row["failed_position"])
+        return current.failed_position
 
     def skip(self, name: str, position: int, reason: str, *, about: Callable[[int], tuple[str, str] | None]) -> SkipRow:
         """Skip the one event the consumer failed on (it must be at `position`), recording who, when and why, and

@@ -59,8 +59,9 @@ AGENT_CACHE_SIZE = 10_000  # iterations whose agent is remembered
 class ConsumerFailedError(IterationError):
     """Raised when a consumer's handler raised on an event, or a run finds the consumer failed from before."""
 
-    def __init__(self, name: str, position: int, error: str) -> None:
+    def __init__(self, name: str, position: int, error: str, *, logged: bool = False) -> None:
         self.name, self.position, self.error = name, position, error
+        self.logged = logged  # the failure was logged (once) where it happened
         super().__init__(
             f"consumer {name!r} is stopped at position {position}: {error}; fix the cause, then "
             f"`itertrack consumers retry {name}` (handle it again) or "
@@ -256,7 +257,7 @@ class ConsumerProjection(Projection[ConsumerCheckpoint]):
             delivery.key,
             line,
         )
-        raise ConsumerFailedError(self.consumer.name, delivery.position, line) from error
+        raise ConsumerFailedError(self.consumer.name, delivery.position, line, logged=True) from error
 
 
 class ConsumerRunner(BatchRunner):

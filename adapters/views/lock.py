@@ -32,7 +32,6 @@ BUSY_READ_MODELS = (
 )
 
 
-
 def consumer_busy(name: str) -> str:
     """What a second runner of the consumer `name` is told."""
     return (
