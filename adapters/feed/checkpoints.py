@@ -158,6 +158,13 @@ class ConsumerTables:
         with self.datastore.transaction(commit=commit) as c:
             yield c
 
+    def for_consumer(self, c: Any) -> None:
+        """Prepare a transaction a consumer writes in: on PostgreSQL, unqualified table names resolve to the store's
+        schema first (`SET LOCAL search_path`: for this transaction only), so a consumer's tables live beside the
+        events."""
+        if self.dialect == POSTGRESQL:
+            c.execute(f'SET LOCAL search_path TO "{self.schema}", public')
+
     def migrate(self) -> None:
         """Create the two tables (idempotent; on PostgreSQL under a transaction lock, so two first runs do not
         race on the catalog)."""
@@ -362,6 +369,7 @@ class ConsumerCheckpoint(TrackingRecorder):
                     f"consumer {self.name!r} is no longer at position {expected} (moved, reset or failed meanwhile)"
                 )
             if work is not None:
+                self.tables.for_consumer(c)
                 work(c)
 
     def reset(self, work: Callable[[Any], None] | None = None) -> None:
@@ -370,4 +378,5 @@ class ConsumerCheckpoint(TrackingRecorder):
         with self.tables.transaction(commit=True) as c:
             c.execute(self.tables.sql.reset, (self.tables.db_time(datetime.now(UTC)), self.name))
             if work is not None:
+                self.tables.for_consumer(c)
                 work(c)

@@ -11,7 +11,9 @@ Delivery guarantees:
 
 - `TransactionalConsumer`: the events the subscription holds (up to `batch_size`) are handed to `handle_in` in
   one transaction of the store's database that also moves the checkpoint past them, by compare-and-set: their
-  effects commit once, with the checkpoint, or not at all (exactly-once effect, even under kill -9).
+  effects commit once, with the checkpoint, or not at all (exactly-once effect, even under kill -9). On
+  PostgreSQL that transaction (and `migrate`'s, and `reset`'s) resolves unqualified table names in the store's
+  schema first (`SET LOCAL search_path`), so a consumer's tables live beside the events.
 - `Consumer`: `handle` is called for each event, and the checkpoint moves after it returns, in batches: when
   `checkpoint_every` events (default 1000) were handled since the last move, when `checkpoint_interval` seconds
   (default 1.0) passed, when the subscription has nothing more at hand (caught up), and when the runner stops.
@@ -394,6 +396,7 @@ def _run_locked(
     name = checkpoint.name
     if isinstance(consumer, TransactionalConsumer):
         with checkpoint.tables.transaction(commit=True) as c:
+            checkpoint.tables.for_consumer(c)
             consumer.migrate(c, checkpoint.dialect)
     if reset:
         hook = getattr(consumer, "reset", None) if isinstance(consumer, TransactionalConsumer) else None
