@@ -350,9 +350,13 @@ class ConsumerCheckpoint(TrackingRecorder):
         work: Callable[[Any], None] | None = None,
         *,
         failure: Failure | None = None,
+        pipelined: bool = False,
     ) -> None:
         """Move the position from `expected` to `new` and run `work(cursor)` in the same transaction (the position
         first, so concurrent movers queue on the row); with `failure`, mark the consumer failed at that event too.
+
+        With `pipelined`, on PostgreSQL, `work`'s statements are sent in psycopg's pipeline mode (no round trip per
+        statement): a server error then surfaces when the pipeline syncs, after `work` returned.
 
         Raises `PositionConflictError` (nothing written) if the position is no longer `expected` or the consumer
         is failed; whatever `work` raises rolls everything back and is raised.
@@ -370,7 +374,11 @@ class ConsumerCheckpoint(TrackingRecorder):
                 )
             if work is not None:
                 self.tables.for_consumer(c)
-                work(c)
+                if pipelined and self.dialect == POSTGRESQL:
+                    with c.connection.pipeline():
+                        work(c)
+                else:
+                    work(c)
 
     def reset(self, work: Callable[[Any], None] | None = None) -> None:
         """Move the position back to 0 and clear any failure (skips stay recorded), with `work(cursor)` in the

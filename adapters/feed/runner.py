@@ -13,7 +13,9 @@ Delivery guarantees:
   one transaction of the store's database that also moves the checkpoint past them, by compare-and-set: their
   effects commit once, with the checkpoint, or not at all (exactly-once effect, even under kill -9). On
   PostgreSQL that transaction (and `migrate`'s, and `reset`'s) resolves unqualified table names in the store's
-  schema first (`SET LOCAL search_path`), so a consumer's tables live beside the events.
+  schema first (`SET LOCAL search_path`), so a consumer's tables live beside the events, and sends the batch's
+  statements in psycopg's pipeline mode; a server error there (which surfaces only when the pipeline syncs) rolls
+  the batch back and it is tried again without the pipeline, so the failure is pinned on its event.
 - `Consumer`: `handle` is called for each event, and the checkpoint moves after it returns, in batches: when
   `checkpoint_every` events (default 1000) were handled since the last move, when `checkpoint_interval` seconds
   (default 1.0) passed, when the subscription has nothing more at hand (caught up), and when the runner stops.
@@ -49,7 +51,7 @@ from itertrack.adapters.views.runner import BatchRunner
 from itertrack.domain.model.errors import InvalidInputError, IterationError, StoreConfigError, StoreError
 from itertrack.domain.model.iteration import Iteration
 from itertrack.domain.service.tracker import PerformanceTracker
-from itertrack.projections.projection import DEFAULT_BATCH_SIZE
+from itertrack.projections.projection import DEFAULT_BATCH_SIZE, PositionConflictError
 
 log = logging.getLogger("itertrack.consumer")
 
@@ -183,41 +185,53 @@ class ConsumerProjection(Projection[ConsumerCheckpoint]):
 
     def _in_transaction(self, consumer: TransactionalConsumer, pending: Sequence[tuple[Any, int]]) -> None:
         deliveries = self._deliveries(pending)
-        dialect = self.checkpoint.dialect
 
-        def work(upto: int) -> Any:
-            def write(cursor: Any) -> None:
-                for _, delivery in deliveries[:upto]:
-                    if delivery is None:
-                        continue
-                    try:
-                        consumer.handle_in(delivery, cursor, dialect)
-                    except Exception as e:
-                        if verdict(e)[0] is Verdict.RETRY:
-                            raise  # the store went away: no failure of the handler's
-                        raise _HandlerFailedError(delivery, e) from e
-
-            return write
+        def work(upto: int) -> Callable[[Any], None]:
+            return lambda cursor: self._write(consumer, deliveries[:upto], cursor)
 
         upto = len(deliveries)
         failure: Failure | None = None
         cause: _HandlerFailedError | None = None
+        # First in one go (pipelined on PostgreSQL); after a server error no statement can be blamed for, again
+        # statement by statement, so the failure is pinned on its event.
+        pipelined = True
         while True:
             expected = self._position
             assert expected is not None
             new = deliveries[upto - 1][0] if upto else expected
             try:
-                self.checkpoint.commit(expected, new, work(upto), failure=failure)
+                self.checkpoint.commit(expected, new, work(upto), failure=failure, pipelined=pipelined)
             except _HandlerFailedError as e:
                 # Everything rolled back: commit the events before the failing one, and the failure, at once.
                 index = next(i for i, (_, d) in enumerate(deliveries) if d is e.delivery)
                 upto, failure, cause = index, Failure(e.delivery.position, one_line(e.error)), e
+                continue
+            except Exception as e:
+                if not pipelined or verdict(e)[0] is Verdict.RETRY or isinstance(e, PositionConflictError):
+                    raise
+                pipelined = False
                 continue
             break
         self._position = self._done = new
         self.handled += sum(d is not None for _, d in deliveries[:upto])
         if cause is not None:
             self._failed(cause.delivery, cause.error)
+
+    def _write(
+        self, consumer: TransactionalConsumer, deliveries: Sequence[tuple[int, Delivery | None]], cursor: Any
+    ) -> None:
+        """`handle_in` for each wanted delivery; a handler's error is carried out as `_HandlerFailedError`, a store
+        outage as itself."""
+        dialect = self.checkpoint.dialect
+        for _, delivery in deliveries:
+            if delivery is None:
+                continue
+            try:
+                consumer.handle_in(delivery, cursor, dialect)
+            except Exception as e:
+                if verdict(e)[0] is Verdict.RETRY:
+                    raise  # the store went away: no failure of the handler's
+                raise _HandlerFailedError(delivery, e) from e
 
     # -- at-least-once: the checkpoint after the handler -----------------------------------------------
 

@@ -43,11 +43,11 @@ def write_iterations(tracker: PerformanceTracker, count: int, agent: str = "agen
     return ids
 
 
-def expected(tracker: PerformanceTracker) -> list[tuple[int, str, str]]:
+def expected(tracker: PerformanceTracker) -> list[tuple[int, str, str | None]]:
     """(position, key, agent) of every event of the log, in log order."""
     store = store_of(tracker)
     notifications = store.recorder.select_notifications(start=1, limit=10**9)
-    agents: dict[Any, str] = {}
+    agents: dict[Any, str | None] = {}
     out = []
     for n in notifications:
         event = store.mapper.to_domain_event(n)
@@ -150,7 +150,11 @@ def kill_at_random_moments(store: str, kind: str, rounds: int, progressed: Calla
             stderr=subprocess.PIPE,
         )
         try:
-            wait_for(lambda b=before: progressed() > b or child.poll() is not None, 120, "the consumer to progress")
+            wait_for(
+                lambda b=before, c=child: progressed() > b or c.poll() is not None,  # type: ignore[misc]
+                120,
+                "the consumer to progress",
+            )
             assert child.poll() is None, child.stderr.read() if child.stderr else ""
             time.sleep(rng.uniform(0.0, 0.4))  # a random moment: the scenario, not a wait for a condition
         finally:
@@ -388,3 +392,28 @@ def _count(tracker: PerformanceTracker) -> int:
         return len(rows_of(tracker))
     except Exception:  # the table is made by the consumer's first run
         return 0
+
+
+class CheckedRows(RowsConsumer):
+    """Rows in a table whose CHECK refuses position 5: the database, not the handler, raises."""
+
+    name = "checked"
+
+    def migrate(self, cursor: Any, sql_dialect: str) -> None:
+        cursor.execute(
+            "CREATE TABLE IF NOT EXISTS feed_rows (event_key TEXT NOT NULL, position BIGINT NOT NULL "
+            "CHECK (position <> 5))"
+        )
+
+
+def test_a_database_error_in_a_batch_is_pinned_on_its_event(durable_store: str, open_tracker: Open) -> None:
+    """The database refuses event 5's row (on PostgreSQL only when the pipelined batch syncs): the consumer stops
+    at 5 with the database's error, and the rows of events 1..4 are committed with the checkpoint."""
+    tracker = open_tracker(durable_store)
+    write_iterations(tracker, 3)
+    with pytest.raises(ConsumerFailedError, match="position 5"):
+        run_consumer(tracker, CheckedRows(), batch_size=100)
+    assert [pos for _, pos in rows_of(tracker)] == [1, 2, 3, 4]
+    state = status_of(durable_store, "checked")
+    assert (state["state"], state["position"], state["failed_position"]) == ("failed", 4, 5)
+    assert "IntegrityError" in state["last_error"] or "CheckViolation" in state["last_error"]
