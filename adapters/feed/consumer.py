@@ -8,6 +8,7 @@ every event of the log to it in log order, from the consumer's own durable check
 - `TransactionalConsumer` is exactly-once in effect when it writes into the store's own database: `handle_in`
   runs inside the transaction that moves the consumer's checkpoint, on that transaction's cursor.
 
+Handlers are called one at a time, on the runner's own thread (not the thread that called `run_consumer`).
 A handler that raises stops its consumer at that event (state `failed`, error and position recorded); the
 event is never skipped silently (`itertrack consumers retry NAME` / `itertrack consumers skip NAME`).
 
