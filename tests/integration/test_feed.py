@@ -6,6 +6,7 @@ a network cut. On a real SQLite file and a real PostgreSQL."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import subprocess
@@ -313,11 +314,50 @@ def test_two_runners_of_one_name_the_second_is_refused(
     wait_for(lambda: len(first.deliveries) == 6, 60, "the first runner to catch up")
     with pytest.raises(ProjectionBusyError, match="another runner of consumer 'collect'"):
         run_consumer(tracker, CollectingConsumer())
-    second = cli("consume", "collect", "--store", durable_store)
-    assert second.returncode != 0
     assert status_of(durable_store, "collect")["state"] == "running"
     # Another name is another lock.
     assert run_consumer(tracker, RowsConsumer()) == 6
+
+
+@pytest.mark.slow
+def test_two_consume_commands_of_one_name_the_second_is_refused_or_waits(
+    durable_store: str, open_tracker: Open
+) -> None:
+    """`itertrack consume log --follow` holds the name: a second `consume log` exits 1 with one clear line;
+    with --wait it runs once the first stops (SIGTERM: it stops cleanly, exit 0)."""
+    tracker = open_tracker(durable_store)
+    write_iterations(tracker, 2)
+    first = subprocess.Popen(
+        [ITERTRACK, "consume", "log", "--follow", "--store", durable_store],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert first.stdout is not None
+        lines = [first.stdout.readline() for _ in range(6)]  # the six events, caught up
+        assert [json.loads(line)["position"] for line in lines] == list(range(1, 7))
+        assert status_of(durable_store, "log")["state"] == "running"
+        second = cli("consume", "log", "--store", durable_store)
+        assert second.returncode == 1
+        assert "another runner of consumer 'log' is already running" in second.stderr
+        assert len(second.stderr.strip().splitlines()) == 1, second.stderr
+        waiting = subprocess.Popen(
+            [ITERTRACK, "consume", "log", "--wait", "--store", durable_store],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        write_iterations(tracker, 1, start=3)
+        assert [json.loads(first.stdout.readline())["position"] for _ in range(3)] == [7, 8, 9]
+        assert waiting.poll() is None, "waits while the first runs"
+        first.terminate()
+        assert first.wait(timeout=60) == 0
+        out, err = waiting.communicate(timeout=120)
+        assert waiting.returncode == 0, err
+        assert out == "", "the first runner had handled every event: nothing left for the second"
+    finally:
+        first.kill()
 
 
 def test_reset_delivers_again_from_zero(durable_store: str, open_tracker: Open) -> None:
@@ -365,10 +405,15 @@ def through(proxy: TcpProxy, store: str) -> str:
 @pytest.mark.postgres
 @pytest.mark.slow
 def test_a_following_consumer_rides_out_a_network_cut(
-    pg_store: str, open_tracker: Open, proxy: TcpProxy, following: Callable[..., threading.Event]
+    pg_store: str,
+    open_tracker: Open,
+    proxy: TcpProxy,
+    following: Callable[..., threading.Event],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A 3 s cut between a following consumer and PostgreSQL while a writer writes: it carries on from its
     checkpoint, and every event reaches it (at least once; exactly once for a transactional consumer)."""
+    caplog.set_level(logging.INFO, logger="itertrack.consumer")
     tracker = open_tracker(pg_store)
     write_iterations(tracker, 3)
     plain = CollectingConsumer()
@@ -384,6 +429,8 @@ def test_a_following_consumer_rides_out_a_network_cut(
     wait_for(lambda: {d.position for d in plain.deliveries} == {p for p, _, _ in want}, 120, "every event")
     wait_for(lambda: _count(tracker) == len(want), 120, "every row")
     assert errors == []
+    lost = [r for r in caplog.records if "lost the store" in r.getMessage()]
+    assert len(lost) == 2, "one line per consumer per outage, not one per attempt"
     assert [pos for _, pos in rows_of(tracker)] == [p for p, _, _ in want]
 
 
