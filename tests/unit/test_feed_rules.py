@@ -47,7 +47,7 @@ def test_bad_consumer_names_are_refused_naming_the_field(name: str) -> None:
         def handle(self, delivery: Delivery) -> None:
             return
 
-    Named.name = name  # type: ignore[misc]
+    Named.name = name
     with pytest.raises(InvalidInputError, match="name="):
         checked_name(Named())
 
