@@ -9,11 +9,11 @@ from typing import Any
 
 import typer
 
-from itertrack.adapters.cli import iterations, metrics_server, prices, report, spool, stale, views
+from itertrack.adapters.cli import feed, iterations, metrics_server, prices, report, spool, stale, views
 from itertrack.adapters.cli.common import app
 
 # Importing them registers their commands.
-COMMAND_MODULES = (iterations, views, report, spool, stale, prices, metrics_server)
+COMMAND_MODULES = (iterations, views, report, spool, stale, prices, metrics_server, feed)
 
 
 def main(argv: list[str] | None = None) -> None:

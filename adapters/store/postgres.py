@@ -38,7 +38,7 @@ from itertrack.adapters.store.record_rows import COLUMNS, JSON_COLUMNS, RECORDS_
 from itertrack.adapters.store.record_store import IterationRecordStore
 from itertrack.adapters.store.shared_pools import Lease, SharedPools
 from itertrack.adapters.store.unavailable import CommitOutcomeUnknown
-from itertrack.adapters.views.lock import AdvisoryProjectionLock, ProjectionLock
+from itertrack.adapters.views.lock import AdvisoryProjectionLock, ProjectionLock, consumer_busy
 from itertrack.adapters.views.postgres import TRACKING_TABLE, PostgresViewTables
 from itertrack.adapters.views.sql import VIEW_TABLES
 from itertrack.domain.model.errors import StoreNotMigratedError
@@ -496,6 +496,10 @@ class PostgresStoreFactory(PostgresFactory):
     def projection_lock(self) -> ProjectionLock:
         """A session advisory lock keyed by the schema."""
         return AdvisoryProjectionLock(self.datastore)
+
+    def consumer_lock(self, name: str) -> ProjectionLock:
+        """The lock of one named consumer of the feed: a session advisory lock keyed by the schema and the name."""
+        return AdvisoryProjectionLock(self.datastore, purpose=f"itertrack-consumer:{name}", busy=consumer_busy(name))
 
     def application_recorder(self) -> ApplicationRecorder:
         prefix = self.env.name.lower() or "stored"

@@ -25,7 +25,7 @@ from itertrack.adapters.library_hooks import sqlite_pool
 from itertrack.adapters.store.record_rows import COLUMNS, JSON_COLUMNS, RECORDS_TABLE, records_of
 from itertrack.adapters.store.record_store import IterationRecordStore
 from itertrack.adapters.store.sqlite_file import GuardedSQLiteDatastore
-from itertrack.adapters.views.lock import FileProjectionLock, NoProjectionLock, ProjectionLock
+from itertrack.adapters.views.lock import FileProjectionLock, NoProjectionLock, ProjectionLock, consumer_busy
 from itertrack.adapters.views.sql import VIEW_TABLES
 from itertrack.adapters.views.sqlite import SQLiteViewTables
 from itertrack.adapters.views.subscriptions import PollingSubscription
@@ -256,6 +256,14 @@ class SQLiteStoreFactory(SQLiteFactory):
         if "mode=memory" in db_name or ":memory:" in db_name:
             return NoProjectionLock()
         return FileProjectionLock(f"{db_name}.projection-lock")
+
+    def consumer_lock(self, name: str) -> ProjectionLock:
+        """The lock of one named consumer of the feed: a file beside the database (`name` matches CONSUMER_NAME,
+        so it is a safe file-name part); none for an in-memory database."""
+        db_name = sqlite_pool(self.datastore).db_name
+        if "mode=memory" in db_name or ":memory:" in db_name:
+            return NoProjectionLock()
+        return FileProjectionLock(f"{db_name}.consumer-{name}.lock", busy=consumer_busy(name))
 
     def close(self) -> None:
         for recorder in self._recorders:

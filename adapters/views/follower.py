@@ -1,7 +1,7 @@
 """The one keeper of a long-lived consumer of the log: runs its runner, and starts another after a blip.
 
-`Follower` runs a `ViewRunner` (made by a factory, so each start reads the views' position afresh) until
-asked to stop. When the runner fails, `verdict` says what the failure means:
+`Follower` runs a `BatchRunner` (the views' `ViewRunner`, or a feed consumer's runner; made by a factory, so each
+start reads its position afresh) until asked to stop. When the runner fails, `verdict` says what the failure means:
 
 - the views were reset under it (`ReadModelsResetError`, a rebuild elsewhere): start again at once;
 - an outage (PostgreSQL away, a connection terminated, a SQLite lock held past the busy timeout): start
@@ -10,7 +10,7 @@ asked to stop. When the runner fails, `verdict` says what the failure means:
 - anything waiting cannot fix (a missing table or privilege, a file that cannot be opened, an error no
   store failure explains): stop, and raise it as the tracker's typed error.
 
-`itertrack project --follow` and `ReadModels` (the in-process keeper) both use it.
+`itertrack project --follow`, `ReadModels` (the in-process keeper) and `itertrack consume --follow` use it.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from enum import Enum
+from typing import Generic, TypeVar
 
 import psycopg
 from eventsourcing.persistence import InterfaceError, OperationalError
@@ -28,7 +29,7 @@ from eventsourcing.persistence import InterfaceError, OperationalError
 from itertrack.adapters.store.postgres_failures import Failure, failure_of, server_reason
 from itertrack.adapters.store.sqlite_failures import sqlite_error, sqlite_failure
 from itertrack.adapters.store.unavailable import CANNOT_WAIT, store_unavailable_as_typed_error
-from itertrack.adapters.views.runner import ViewRunner
+from itertrack.adapters.views.runner import BatchRunner
 from itertrack.domain.model.errors import (
     StoreConfigError,
     StoreError,
@@ -110,7 +111,10 @@ def _reason(error: Exception) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
-class Follower:
+RunnerT = TypeVar("RunnerT", bound=BatchRunner)
+
+
+class Follower(Generic[RunnerT]):
     """Keeps a runner going: restarts it after a transient failure, stops on `stop()` or a permanent error.
 
     `start` makes a runner (called for every start); `before_restart` runs before each start after a
@@ -122,13 +126,13 @@ class Follower:
 
     def __init__(
         self,
-        start: Callable[[], ViewRunner],
+        start: Callable[[], RunnerT],
         *,
         name: str = "read models",
         shown: str = "the store",
         log: logging.Logger | None = None,
         before_restart: Callable[[], None] | None = None,
-        on_change: Callable[[ViewRunner | None, Exception | None], None] | None = None,
+        on_change: Callable[[RunnerT | None, Exception | None], None] | None = None,
         first_delay: float = FIRST_DELAY_S,
         max_delay: float = MAX_DELAY_S,
     ) -> None:
@@ -140,12 +144,12 @@ class Follower:
         self._on_change = on_change
         self.first_delay, self.max_delay = first_delay, max_delay
         self._stopping = threading.Event()
-        self._runner: ViewRunner | None = None
+        self._runner: RunnerT | None = None
         self._down_since: float | None = None  # monotonic time the current outage began
         self.outages = 0  # how many outages this follower rode out (or is in)
 
     @property
-    def runner(self) -> ViewRunner | None:
+    def runner(self) -> RunnerT | None:
         """The running runner (None between runners)."""
         return self._runner
 
@@ -199,7 +203,7 @@ class Follower:
         self._stopping.wait(delay)
         return attempt + 1
 
-    def _serve(self, runner: ViewRunner) -> Exception | None:
+    def _serve(self, runner: RunnerT) -> Exception | None:
         """Run one runner until it stops; the error it stopped with (None: asked to stop)."""
         self._runner = runner  # no lock: `stop()` runs in signal handlers
         if self._stopping.is_set():
@@ -220,12 +224,12 @@ class Follower:
         return error if isinstance(error, Exception) else None
 
     @staticmethod
-    def _caught_up(runner: ViewRunner) -> bool:
+    def _caught_up(runner: BatchRunner) -> bool:
         """Block until `runner` has applied the log as it is now (the outage is over: it reads and writes
         again); False if it stopped first."""
         target = runner.app.recorder.max_notification_id() or 0
-        return runner.view.position() >= target or runner.progress.wait_for(target, timeout=None)
+        return runner.position() >= target or runner.progress.wait_for(target, timeout=None)
 
-    def _notify(self, runner: ViewRunner | None, error: Exception | None) -> None:
+    def _notify(self, runner: RunnerT | None, error: Exception | None) -> None:
         if self._on_change is not None:
             self._on_change(runner, error)

@@ -1,7 +1,8 @@
-"""One projection runner per store at a time: a file lock beside SQLite (filelock), an advisory lock on PostgreSQL.
+"""One runner per store (read models) or per consumer name at a time: a file lock beside SQLite (filelock), an
+advisory lock on PostgreSQL.
 
-Each store factory says which lock its read models take (`projection_lock()`); nothing here asks what
-kind of store it is.
+Each store factory says which lock its read models take (`projection_lock()`) and which a named consumer of the
+feed takes (`consumer_lock(name)`); nothing here asks what kind of store it is.
 """
 
 from __future__ import annotations
@@ -25,18 +26,33 @@ class ProjectionBusyError(StoreError):
     """Raised when another projection runner already holds this store's read models."""
 
 
+BUSY_READ_MODELS = (
+    "another `itertrack project` is already keeping this store's read models; "
+    "stop it first, or pass --wait to take over when it stops"
+)
+
+
+def consumer_busy(name: str) -> str:
+    """What a second runner of the consumer `name` is told."""
+    return (
+        f"another runner of consumer {name!r} is already running on this store; "
+        "stop it first, or pass --wait to take over when it stops"
+    )
+
+
 class ProjectionLock(ABC):
-    """Held for a runner's lifetime; released by `release()` or when the process dies."""
+    """Held for a runner's lifetime; released by `release()` or when the process dies.
+
+    `busy` is the message of the `ProjectionBusyError` raised when another runner holds it."""
+
+    busy: str = BUSY_READ_MODELS
 
     def acquire(self, *, wait: bool = False, timeout: float = 3600.0) -> None:
         """Take the lock, waiting up to `timeout` seconds when `wait`, else raise `ProjectionBusyError` at once."""
         deadline = time.monotonic() + timeout
         while not self.try_acquire():
             if not wait or time.monotonic() >= deadline:
-                raise ProjectionBusyError(
-                    "another `itertrack project` is already keeping this store's read models; "
-                    "stop it first, or pass --wait to take over when it stops"
-                )
+                raise ProjectionBusyError(self.busy)
             time.sleep(0.2)
 
     @abstractmethod
@@ -69,8 +85,9 @@ class NoProjectionLock(ProjectionLock):
 class FileProjectionLock(ProjectionLock):
     """An exclusive lock on a file beside the SQLite database; the kernel drops it when the process dies."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, busy: str = BUSY_READ_MODELS) -> None:
         self._lock = FileLock(path, mode=PRIVATE_MODE)
+        self.busy = busy
 
     def try_acquire(self) -> bool:
         try:
@@ -85,11 +102,15 @@ class FileProjectionLock(ProjectionLock):
 
 
 class AdvisoryProjectionLock(ProjectionLock):
-    """A session advisory lock keyed by the schema, held on a connection of its own."""
+    """A session advisory lock keyed by the schema (and `purpose`), held on a connection of its own."""
 
-    def __init__(self, datastore: PostgresDatastore) -> None:
+    def __init__(
+        self, datastore: PostgresDatastore, *, purpose: str = "itertrack-read-models", busy: str = BUSY_READ_MODELS
+    ) -> None:
         self._datastore = datastore
-        self._key = zlib.crc32(f"itertrack-read-models:{datastore.schema}".encode())
+        # The read models' key is "itertrack-read-models:<schema>"; a consumer's names the consumer as well.
+        self._key = zlib.crc32(f"{purpose}:{datastore.schema}".encode())
+        self.busy = busy
         self._conn_cm: AbstractContextManager[Any] | None = None
         self._conn: Any = None
 
@@ -109,10 +130,7 @@ class AdvisoryProjectionLock(ProjectionLock):
             else:
                 return  # the session lives, and holds the lock
         if not self.try_acquire():
-            raise ProjectionBusyError(
-                "another `itertrack project` took this store's read models while the connection holding "
-                "their lock was lost; this one stops"
-            )
+            raise ProjectionBusyError(f"{self.busy} (it was taken while the connection holding the lock was lost)")
 
     def release(self) -> None:
         if self._conn is not None and self._conn_cm is not None:

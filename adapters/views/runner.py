@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from eventsourcing.application import Application
-from eventsourcing.persistence import ListenNotifySubscription, Tracking
+from eventsourcing.persistence import ListenNotifySubscription, Tracking, TrackingRecorder
 from eventsourcing.projection import ApplicationSubscription, BaseProjectionRunner
 from eventsourcing.utils import EnvType
 
@@ -74,35 +74,44 @@ class RunnerProgress:
             return self.processed >= notification_id
 
 
-class ViewRunner(BaseProjectionRunner[Application[UUID]]):
-    """Subscribes to the tracker's log (LISTEN/NOTIFY on PostgreSQL, polling on SQLite) and keeps the views.
+class BatchProjection(Protocol):
+    """What a `BatchRunner` drives: a projection that takes the events the subscription holds in batches."""
 
-    The library's runner applies one event per transaction; this one applies what the subscription
-    has already fetched (up to `batch_size` events) in one transaction with one position. It reads
-    through the open tracker's recorder and mapper, and leaves the tracker open when it stops.
+    batch_size: int
+
+    def process_batch(self, items: Sequence[tuple[Any, Tracking]]) -> None:
+        """Process consecutive events of the log (with their positions), recording the last one's position."""
+        ...
+
+
+class BatchRunner(BaseProjectionRunner[Application[UUID]]):
+    """The library's projection runner over an open tracker's log, processing what its subscription has already
+    fetched (up to the projection's `batch_size` events) as one batch.
+
+    It subscribes from `tracking_recorder.max_tracking_id(...)` (LISTEN/NOTIFY on PostgreSQL, polling on
+    SQLite), reads through the open tracker's recorder and mapper, and leaves the tracker open when it stops.
+    The read models (`ViewRunner`) and the feed's named consumers each subclass it.
     """
 
     def __init__(
         self,
         tracker: PerformanceTracker,
-        view: ViewTables,
+        projection: Any,
+        tracking_recorder: TrackingRecorder,
         *,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        on_batch: Callable[[int], None] | None = None,
         poll_interval: float | None = None,
     ) -> None:
-        self.view = view
-        self.projection = ViewProjection(view, batch_size=batch_size, on_batch=on_batch)
         self.progress = RunnerProgress()
+        self.tracking = tracking_recorder
         recorder = store_of(tracker).recorder
         # On PostgreSQL the subscription holds a pooled connection (LISTEN) until the runner exits: the
         # pool, shared by the process's trackers, grows by one meanwhile.
         self._give_back_listener = recorder.room_for_listener() if isinstance(recorder, PostgresRecorder) else None
         try:
             super().__init__(
-                projection=self.projection,
+                projection=projection,
                 application_class=_log_of(tracker),
-                tracking_recorder=view,
+                tracking_recorder=tracking_recorder,
                 topics=(),
             )
         except BaseException:
@@ -111,6 +120,10 @@ class ViewRunner(BaseProjectionRunner[Application[UUID]]):
         polling = runner_subscription(self).subscription
         if poll_interval is not None and isinstance(polling, PollingSubscription):
             polling.poll_interval = poll_interval
+
+    def position(self) -> int:
+        """The notification id of the last event processed, as the tracking recorder holds it (0 before the first)."""
+        return self.tracking.max_tracking_id(self.app_name) or 0
 
     def _narrow(self) -> None:
         if self._give_back_listener is not None:
@@ -148,9 +161,9 @@ class ViewRunner(BaseProjectionRunner[Application[UUID]]):
     @staticmethod
     def _process_events_loop(  # type: ignore[override]
         subscription: ApplicationSubscription[Any],
-        projection: ViewProjection,
+        projection: BatchProjection,
         is_stopping: threading.Event,
-        runner: weakref.ReferenceType[ViewRunner],
+        runner: weakref.ReferenceType[BatchRunner],
     ) -> None:
         """Collect events while the subscription has more at hand, then apply them as one batch."""
         error: BaseException | None = None
@@ -175,6 +188,31 @@ class ViewRunner(BaseProjectionRunner[Application[UUID]]):
                     set_runner_error(live, error)  # the library's runner reports errors this way
                 live.progress.end(error)
             is_stopping.set()
+
+
+class ViewRunner(BatchRunner):
+    """Subscribes to the tracker's log (LISTEN/NOTIFY on PostgreSQL, polling on SQLite) and keeps the views.
+
+    The library's runner applies one event per transaction; this one applies what the subscription
+    has already fetched (up to `batch_size` events) in one transaction with one position.
+    """
+
+    def __init__(
+        self,
+        tracker: PerformanceTracker,
+        view: ViewTables,
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        on_batch: Callable[[int], None] | None = None,
+        poll_interval: float | None = None,
+    ) -> None:
+        self.view = view
+        self.projection = ViewProjection(view, batch_size=batch_size, on_batch=on_batch)
+        super().__init__(tracker, self.projection, view, poll_interval=poll_interval)
+
+    def position(self) -> int:
+        """The views' position (the notification id of the last event applied)."""
+        return self.view.position()
 
 
 def catch_up(

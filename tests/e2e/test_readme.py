@@ -23,17 +23,19 @@ def promised_output(block: str) -> list[str]:
 
 
 def test_readme_has_the_examples() -> None:
-    """The README shows the tracker API, the async tracker, the PostgreSQL example and the read models."""
+    """The README shows the tracker API, the async tracker, the PostgreSQL example, the read models, prices and
+    the feed's consumers."""
     blocks = python_blocks()
-    assert len(blocks) == 5
+    assert len(blocks) == 6
     assert "start_iteration" in blocks[0]
     assert "AsyncPerformanceTracker" in blocks[1]
     assert README_PG in blocks[2]
     assert "ReadModels" in blocks[3]
-    assert "price_call" in blocks[4]
+    assert "TransactionalConsumer" in blocks[4]
+    assert "price_call" in blocks[5]
 
 
-@pytest.mark.parametrize("index", [0, 1, 3])
+@pytest.mark.parametrize("index", [0, 1, 3, 4])
 def test_embedded_examples_run_and_print_what_they_say(
     index: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -54,7 +56,7 @@ def test_prices_example_prints_what_it_says(
 ) -> None:
     """The prices example (pure: no store) prints the dollars its comments computed by hand."""
     monkeypatch.delenv("ITERTRACK_PRICES", raising=False)
-    block = python_blocks()[4]
+    block = python_blocks()[5]
     exec(compile(block, str(README), "exec"), {})  # noqa: S102  # runs the README's own examples
     promised = promised_output(block)
     assert len(promised) == 3

@@ -18,6 +18,7 @@ BUILDS_FROM_FIXED_NAMES = {
     "adapters/views/sqlite.py",
     "adapters/views/postgres.py",
     "adapters/store/sqlite.py",
+    "adapters/feed/checkpoints.py",  # the consumers' two tables: fixed names, the validated schema, placeholders
 }
 SQL_SHAPE = re.compile(r"SELECT\s.*FROM|INSERT\s+INTO|UPDATE\s+\S*\s*SET|DELETE\s+FROM|\sWHERE\s")
 # Names that carry values from callers; they must never be interpolated into SQL text.
