@@ -30,7 +30,8 @@ from prometheus_client.metrics_core import (
     Metric,
 )
 
-from itertrack.adapters.bootstrap import spooling_writer
+from itertrack.adapters.bootstrap import spooling_writer, store_of
+from itertrack.adapters.feed.checkpoints import ConsumerTables
 from itertrack.adapters.prices import load_price_table
 from itertrack.adapters.views.keeper import ReadModels
 from itertrack.domain.model.errors import InvalidInputError, IterationError
@@ -100,14 +101,14 @@ class RememberingPrices(PriceTable):
 
 
 def consumer_lags(tracker: PerformanceTracker) -> list[tuple[str, int]]:
-    """Hook for the feed's consumer checkpoints: (consumer name, events it is behind the log) per consumer.
-
-    Returns no samples yet: the consumer-checkpoint table is being built on another branch (`feed`); once it
-    exists this reads it, and `itertrack_consumer_lag_events{consumer}` appears. Until then the family is
-    not exposed at all (an empty answer is not "no lag").
-    """
-    del tracker
-    return []
+    """(consumer name, events it is behind the log) for each named feed consumer that ran on the store, from its
+    checkpoint row (adapters/feed/checkpoints.py); empty before the first consumer ran. Reads only: it never
+    probes a consumer's lock, so a scrape cannot get in the way of a runner starting."""
+    rows = ConsumerTables.of(store_of(tracker).factory).rows()
+    if not rows:
+        return []
+    latest = store_of(tracker).recorder.max_notification_id() or 0
+    return [(row.name, max(0, latest - row.position)) for row in rows]
 
 
 class ReadModelCollector:

@@ -3,6 +3,7 @@ with the client library's parser; every number equals what the read models say, 
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import signal
@@ -23,6 +24,8 @@ from fake_clock import FakeClock
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from itertrack.adapters.feed.log_consumer import LogConsumer
+from itertrack.adapters.feed.runner import run_consumer
 from itertrack.adapters.prometheus import TOKEN_KIND_COLUMNS, build_registry, metrics_server
 from itertrack.adapters.views.keeper import ReadModels
 from itertrack.domain import PerformanceTracker
@@ -225,13 +228,25 @@ def test_a_postgresql_store_shows_this_hosts_spool(pg_store: str) -> None:
     assert values(samples, "itertrack_spooled_changes", "state") == {("waiting",): 0.0, ("stuck",): 0.0}
 
 
-def test_a_sqlite_store_has_no_spool_and_no_consumer_lags_yet(sqlite_store: str) -> None:
+def test_a_sqlite_store_has_no_spool_and_no_consumer_lags_before_a_consumer_ran(sqlite_store: str) -> None:
     write_store(sqlite_store)
     with serving(sqlite_store) as (url, _):
         samples = scrape(url)
     names = {s.name for s in samples}
     assert "itertrack_spooled_changes" not in names
-    assert "itertrack_consumer_lag_events" not in names  # the hook returns nothing until the feed's checkpoints
+    assert "itertrack_consumer_lag_events" not in names  # no consumer ran: no lag to tell (not "lag 0")
+
+
+def test_consumer_lag_is_the_events_a_named_consumer_is_behind(durable_store: str) -> None:
+    """A consumer that caught up, then 2 more events: lag 2 for it, from its checkpoint."""
+    write_store(durable_store)
+    with PerformanceTracker(durable_store) as tracker:
+        run_consumer(tracker, LogConsumer(tracker, {}, out=io.StringIO()))
+        iid = tracker.start_iteration("agent-late", 1)
+        tracker.update_phase(iid, "analysis")
+    with serving(durable_store) as (url, _):
+        samples = scrape(url)
+    assert values(samples, "itertrack_consumer_lag_events", "consumer") == {("log",): 2.0}
 
 
 def test_a_store_that_cannot_be_read_answers_up_0_not_an_error_page(sqlite_store: str, tmp_path: Path) -> None:
