@@ -1,0 +1,1 @@
+"""Exports of the event log to other observability tools (OpenTelemetry traces over OTLP/HTTP)."""
