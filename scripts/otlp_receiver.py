@@ -148,7 +148,7 @@ def _handler(receiver: OtlpReceiver) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(payload)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        def log_message(self, format: str, *args: Any) -> None:
             """Quiet: the tests read the receiver's state, not its log."""
 
     return Handler
@@ -161,7 +161,9 @@ def running_receiver() -> Iterator[OtlpReceiver]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(receiver))
     server.daemon_threads = True
     receiver.server = server
-    thread = threading.Thread(target=server.serve_forever, name="otlp-receiver", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="otlp-receiver", daemon=True
+    )
     thread.start()
     try:
         yield receiver

@@ -154,7 +154,9 @@ class TraceSender:
             if attempt == self.max_attempts:
                 break
             wait = self.delay(attempt)
-            log.warning("trace %032x not exported (attempt %d): %s; retrying in %.2f s", trace.trace_id, attempt, reason, wait)
+            log.warning(
+                "trace %032x not exported (attempt %d): %s; retrying in %.2f s", trace.trace_id, attempt, reason, wait
+            )
             if self._closing.wait(wait):
                 raise OtlpExportError(trace.trace_id, attempt, "closed while waiting to retry")
         raise OtlpExportError(trace.trace_id, self.max_attempts, reason)
