@@ -18,15 +18,17 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from enum import StrEnum
 from uuid import UUID
 
 from itertrack.adapters.export import genai
 from itertrack.domain.model.iteration import Iteration
 from itertrack.domain.model.phases import TERMINAL_PHASES, Phase
+from itertrack.projections.cost import Priced, price_call
 from itertrack.projections.costing import Call, CostLine, calls_of_events, cost_report
-from itertrack.projections.pricing import PriceTable
+from itertrack.projections.pricing import NoPrice, PriceTable, RowMatch
 
 AttributeValue = str | bool | int | float
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -104,6 +106,25 @@ def error_type_of(message: str) -> str:
     return head if head in ("interrupted", "cancelled") else genai.ERROR_TYPE_OTHER
 
 
+@dataclass(frozen=True)
+class _RememberingTable(PriceTable):
+    """The same (immutable) table, each lookup of (provider, model, day) made once: a trace prices each call
+    several times (alone, in its phase visit, in the iteration), and a lookup scans every row."""
+
+    found: dict[tuple[str, str, date], RowMatch | NoPrice] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def of(cls, table: PriceTable) -> PriceTable:
+        return table if isinstance(table, cls) else cls(table.data, table.source, table.version)
+
+    def lookup(self, provider: str, model: str, on: date) -> RowMatch | NoPrice:
+        key = (provider, model, on)
+        match = self.found.get(key)
+        if match is None:
+            match = self.found[key] = super().lookup(provider, model, on)
+        return match
+
+
 @dataclass
 class _Visit:
     phase: str
@@ -152,7 +173,34 @@ def _cost_attributes(line: CostLine | None) -> dict[str, AttributeValue]:
     return attributes
 
 
-def _usage_attributes(e: Iteration.LLMCallRecorded, line: CostLine | None) -> dict[str, AttributeValue]:
+@dataclass(frozen=True)
+class _CallCost:
+    """One call's price: `usd` (None: not priced), `complete` (priced, usage known)."""
+
+    usd: Decimal | None
+
+    @property
+    def complete(self) -> bool:
+        return self.usd is not None
+
+
+def _call_cost(call: Call, table: PriceTable) -> _CallCost:
+    """The call priced alone, as `cost_report` prices it (no usage or no model: not priced)."""
+    if call.tokens is None or call.model is None:
+        return _CallCost(None)
+    cost = price_call(
+        table,
+        provider=call.provider,
+        model=call.model,
+        at=call.at,
+        tokens=call.tokens,
+        batch=call.batch,
+        inference_geo=call.inference_geo,
+    )
+    return _CallCost(cost.usd if isinstance(cost, Priced) else None)
+
+
+def _usage_attributes(e: Iteration.LLMCallRecorded, line: _CallCost | None) -> dict[str, AttributeValue]:
     """The usage of one call: the conventions' counts (input includes the cache) and Langfuse's usage details
     (input without the cache, as its Claude prices expect), which Langfuse reads instead of the former."""
     u = e.usage
@@ -175,13 +223,13 @@ def _usage_attributes(e: Iteration.LLMCallRecorded, line: CostLine | None) -> di
         genai.LANGFUSE_TOTAL: u.total,
     }
     attributes[genai.LANGFUSE_USAGE_DETAILS] = json.dumps(details, separators=(",", ":"))
-    if line is not None and line.usd is not None and line.complete:
+    if line is not None and line.usd is not None:
         attributes[genai.LANGFUSE_COST_DETAILS] = json.dumps({"total": float(line.usd)}, separators=(",", ":"))
     return attributes
 
 
 def _chat_span(
-    trace_parent: int, e: Iteration.LLMCallRecorded, line: CostLine | None, table: PriceTable | None
+    trace_parent: int, e: Iteration.LLMCallRecorded, line: _CallCost | None, table: PriceTable | None
 ) -> SpanModel:
     end = ns_of(e.timestamp)
     start = end if e.duration_ms is None else end - round(e.duration_ms * 1_000_000)
@@ -202,16 +250,44 @@ def _chat_span(
     if e.inference_geo is not None:
         attributes[genai.INFERENCE_GEO] = e.inference_geo
     attributes.update(_usage_attributes(e, line))
-    attributes.update(_cost_attributes(line))
     if table is not None and line is not None:
+        attributes[genai.COST_COMPLETE] = line.complete
+        if line.usd is not None:
+            attributes[genai.COST_USD] = float(line.usd)
         attributes[genai.PRICE_TABLE_VERSION] = table.version
     name = genai.OPERATION_CHAT if e.model is None else f"{genai.OPERATION_CHAT} {e.model}"
     return SpanModel(name, span_id_of("chat", e.event_id), trace_parent, start, end, SpanKind.CLIENT, attributes)
 
 
+def _root_attributes(
+    events: Sequence[Iteration.Event], calls: Sequence[Call], terminal: Iteration.PhaseChanged
+) -> dict[str, AttributeValue]:
+    started = events[0]
+    assert isinstance(started, Iteration.Started)
+    attributes: dict[str, AttributeValue] = {
+        genai.GEN_AI_OPERATION_NAME: genai.OPERATION_INVOKE_AGENT,
+        genai.GEN_AI_AGENT_ID: started.agent_id,
+        genai.GEN_AI_AGENT_NAME: started.agent_id,
+        genai.ITERATION_ID: str(started.originator_id),
+        genai.ITERATION_NUMBER: started.iteration_number,
+        genai.ITERATION_STATUS: terminal.phase,
+        genai.LANGFUSE_OBSERVATION_TYPE: "agent",
+    }
+    providers = {c.provider for c in calls}
+    if len(providers) == 1:
+        attributes[genai.GEN_AI_PROVIDER_NAME] = next(iter(providers))
+    saved = next((e for e in events if isinstance(e, Iteration.RecordSaved)), None)
+    if saved is not None:
+        attributes[genai.RECORD_STATUS] = saved.status
+    if terminal.phase == Phase.FAILED:
+        attributes[genai.ERROR_TYPE] = error_type_of(terminal.error or "")
+        attributes[genai.ERROR_MESSAGE] = terminal.error or ""
+    return attributes
+
+
 def iteration_trace(events: Sequence[Iteration.Event], table: PriceTable | None = None) -> TraceModel:
     """The trace of one finished iteration from its events (oldest first, `Started` first), priced with `table`
-    (None: no cost attributes).
+    (None: no cost attributes). A call is placed under the latest visit of its own phase (else the current one).
 
     Raises `IterationNotFinishedError` when the events reach no terminal phase, `ValueError` when they do not
     start with `Started`. Events after the terminal one (there are none in a valid history) are ignored.
@@ -219,46 +295,29 @@ def iteration_trace(events: Sequence[Iteration.Event], table: PriceTable | None 
     if not events or not isinstance(events[0], Iteration.Started):
         raise ValueError("an iteration's events start with Started")
     started = events[0]
-    agent_id = started.agent_id
-    calls = calls_of_events(agent_id, events)
+    calls = calls_of_events(started.agent_id, events)
     visits, terminal = _visits(events, calls)
-    price = (lambda group: cost_report(group, table, by=()).total) if table is not None else None
+    priced = None if table is None else _RememberingTable.of(table)
 
     root_id = span_id_of(genai.OPERATION_INVOKE_AGENT, started.event_id)
-    failed = terminal.phase == Phase.FAILED
-    saved = next((e for e in events if isinstance(e, Iteration.RecordSaved)), None)
-    providers = {c.provider for c in calls}
-    root_attributes: dict[str, AttributeValue] = {
-        genai.GEN_AI_OPERATION_NAME: genai.OPERATION_INVOKE_AGENT,
-        genai.GEN_AI_AGENT_ID: agent_id,
-        genai.GEN_AI_AGENT_NAME: agent_id,
-        genai.ITERATION_ID: str(started.originator_id),
-        genai.ITERATION_NUMBER: started.iteration_number,
-        genai.ITERATION_STATUS: terminal.phase,
-        genai.LANGFUSE_OBSERVATION_TYPE: "agent",
-    }
-    if len(providers) == 1:
-        root_attributes[genai.GEN_AI_PROVIDER_NAME] = next(iter(providers))
-    if saved is not None:
-        root_attributes[genai.RECORD_STATUS] = saved.status
-    if price is not None and table is not None:
+    root_attributes = _root_attributes(events, calls, terminal)
+    if table is not None:
         root_attributes[genai.PRICE_TABLE_VERSION] = table.version
-        root_attributes.update(_cost_attributes(price(calls)))
-    if failed:
-        root_attributes[genai.ERROR_TYPE] = error_type_of(terminal.error or "")
-        root_attributes[genai.ERROR_MESSAGE] = terminal.error or ""
-    root = SpanModel(
-        f"{genai.OPERATION_INVOKE_AGENT} {agent_id}",
-        root_id,
-        None,
-        ns_of(started.timestamp),
-        max(ns_of(terminal.timestamp), ns_of(started.timestamp)),
-        SpanKind.INTERNAL,
-        root_attributes,
-        (terminal.error or "") if failed else None,
-    )
-
-    spans = [root]
+        root_attributes.update(_cost_attributes(cost_report(calls, priced or table, by=()).total))
+    start = ns_of(started.timestamp)
+    failed = terminal.phase == Phase.FAILED
+    spans = [
+        SpanModel(
+            f"{genai.OPERATION_INVOKE_AGENT} {started.agent_id}",
+            root_id,
+            None,
+            start,
+            max(start, ns_of(terminal.timestamp)),
+            SpanKind.INTERNAL,
+            root_attributes,
+            (terminal.error or "") if failed else None,
+        )
+    ]
     for visit in visits:
         visit_id = span_id_of("phase", visit.opened_by.event_id)
         start = ns_of(visit.opened_by.timestamp)
@@ -268,13 +327,16 @@ def iteration_trace(events: Sequence[Iteration.Event], table: PriceTable | None 
             genai.PHASE_VERSION: visit.opened_by.originator_version,
             genai.LANGFUSE_OBSERVATION_TYPE: "span",
         }
-        if price is not None:
-            attributes.update(_cost_attributes(price([c for _, c in visit.calls])))
+        costs = [] if priced is None else [_call_cost(c, priced) for _, c in visit.calls]
+        if costs:  # the visit's calls' own prices added up (what cost_report gives, without pricing them again)
+            attributes[genai.COST_COMPLETE] = all(c.complete for c in costs)
+            if any(c.usd is not None for c in costs):
+                attributes[genai.COST_USD] = float(sum(c.usd for c in costs if c.usd is not None))
         error = visit.ended_by_failure
         if error is not None:
             attributes[genai.ERROR_TYPE] = error_type_of(error)
             attributes[genai.ERROR_MESSAGE] = error
         spans.append(SpanModel(visit.phase, visit_id, root_id, start, end, SpanKind.INTERNAL, attributes, error))
-        for e, call in visit.calls:
-            spans.append(_chat_span(visit_id, e, None if price is None else price([call]), table))
+        for i, (e, _) in enumerate(visit.calls):
+            spans.append(_chat_span(visit_id, e, costs[i] if costs else None, table))
     return TraceModel(trace_id_of(started.originator_id), tuple(spans))

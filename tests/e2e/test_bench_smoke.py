@@ -46,6 +46,7 @@ def test_quick_bench_writes_every_row(tmp_path: Path, postgres_url: str) -> None
         "async tracker: one iteration alone",
         "16 threads of the sync tracker, distinct iterations, group commit, SQLite file",
         "16 threads of the sync tracker, distinct iterations, group commit, PostgreSQL",
+        "OTLP export of finished iterations",
     ):
         assert any(expected in p for p in paths), expected
     assert all(row["measured"] and row["target"] for row in data["rows"])
