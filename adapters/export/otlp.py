@@ -255,8 +255,3 @@ class OtlpExporter(Consumer):
     def close(self) -> None:
         """Shut the OTLP exporter down (an export waiting to retry gives up with `OtlpExportError`)."""
         self.sender.close()
-
-
-def otlp_consumer(tracker: PerformanceTracker, options: Mapping[str, str]) -> OtlpExporter:
-    """The `itertrack.consumers` entry point `otlp` (the feed's factory signature)."""
-    return OtlpExporter(tracker, options)

@@ -5,6 +5,7 @@ attributes and token counts are those of the events; refusals are retried until 
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from decimal import Decimal
@@ -14,6 +15,7 @@ from uuid import UUID
 import pytest
 from fake_clock import START, FakeClock
 
+from itertrack.adapters.export import otlp_consumer
 from itertrack.adapters.export.otlp import OtlpExporter, OtlpExportError, TraceSender
 from itertrack.adapters.export.trace_model import span_id_of
 from itertrack.adapters.feed.consumer import Delivery
@@ -373,3 +375,21 @@ def test_cost_attributes_equal_the_cost_report(tracker: PerformanceTracker, rece
     for line in report.lines:
         phase = s[str(line.group["phase"])]
         assert phase.attributes.get("itertrack.cost.usd") == (None if line.usd is None else float(line.usd))
+
+
+def test_the_factory_builds_the_consumer(tracker: PerformanceTracker, receiver: OtlpReceiver) -> None:
+    consumer = otlp_consumer(tracker, {"endpoint": receiver.endpoint, "max_attempts": "3", "timeout": "2.5"})
+    assert isinstance(consumer, OtlpExporter)
+    assert consumer.sender.max_attempts == 3
+    consumer.export_iteration(failed_iteration(tracker))
+    assert receiver.requests == 1
+
+
+def test_without_the_otel_extra_the_factory_names_it(
+    tracker: PerformanceTracker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delitem(sys.modules, "itertrack.adapters.export.otlp")
+    monkeypatch.setitem(sys.modules, "opentelemetry.exporter.otlp.proto.http.trace_exporter", None)
+    with pytest.raises(InvalidInputError, match=r"pip install 'itertrack\[otel\]'") as caught:
+        otlp_consumer(tracker, {})
+    assert caught.value.field == "consumer"
