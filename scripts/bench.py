@@ -20,6 +20,7 @@ import psycopg
 from scripts.bench_async import async_rows
 from scripts.bench_feed import feed_rows
 from scripts.bench_group import group_rows
+from scripts.bench_otlp import otlp_rows
 from scripts.bench_reads import append_to_visible, at_scale, catch_up, catch_up_scaling, state_reads
 from scripts.bench_support import Row, pg_schema
 from scripts.bench_writes import write_rows
@@ -66,6 +67,7 @@ def run(quick: bool, pg_url: str) -> list[Row]:
             rows += at_scale(f"{pg_url}?schema={s}", "PostgreSQL", 12_000 if quick else 200_000, None)
         rows.append(catch_up_scaling(folder, (1_200, 6_000) if quick else (10_002, 100_002)))
         rows += feed_rows(folder, pg_url, quick)
+        rows += otlp_rows(folder, quick)
     return rows
 
 

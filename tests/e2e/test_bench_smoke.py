@@ -49,6 +49,7 @@ def test_quick_bench_writes_every_row(tmp_path: Path, postgres_url: str) -> None
         "feed: consumer writing one row per event (exactly-once), catch-up of 6,000 events, SQLite file",
         "feed: consumer writing one row per event (exactly-once), catch-up of 6,000 events, PostgreSQL",
         "feed: append to handler (consume log --follow), PostgreSQL",
+        "OTLP export of finished iterations",
     ):
         assert any(expected in p for p in paths), expected
     assert all(row["measured"] and row["target"] for row in data["rows"])
