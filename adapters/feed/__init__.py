@@ -1,0 +1,1 @@
+"""The feed: named consumers of the event log (issue 15)."""
