@@ -50,8 +50,9 @@ def similar(
         title=f"Nearest to {found.target.iteration_id} ({found.model_name} {found.model_version})",
         caption=shown(found.target.digest.replace("\n", " | ")),
     )
-    for column in ("similarity", "iteration", "agent", "number", "status", "digest"):
-        table.add_column(column, overflow="fold")
+    for column in ("similarity", "iteration", "agent", "number", "status"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("digest", overflow="fold")
     for n in found.neighbours:
         table.add_row(
             f"{n.similarity:.3f}",

@@ -42,6 +42,11 @@ class Embedder(ABC):
     version: str
     dimensions: int
 
+    @property
+    def model_id(self) -> tuple[str, str, int]:
+        """(name, version, dimensions): what identifies the vectors' space."""
+        return (self.name, self.version, self.dimensions)
+
     @abstractmethod
     def embed(self, texts: Sequence[str]) -> Vectors:
         """The vectors of `texts`: a float32 array of shape (len(texts), dimensions), each row of norm 1

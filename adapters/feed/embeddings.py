@@ -128,7 +128,7 @@ class EmbeddingConsumer(TransactionalConsumer):
     @property
     def model(self) -> tuple[str, str, int]:
         """The installed model: (name, version, dimensions)."""
-        return (self.embedder.name, self.embedder.version, self.embedder.dimensions)
+        return self.embedder.model_id
 
     def migrate(self, cursor: Any, sql_dialect: str) -> None:
         """Create `iteration_embeddings` if it does not exist."""
