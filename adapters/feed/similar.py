@@ -18,7 +18,7 @@ from eventsourcing.sqlite import SQLiteDatastore
 from pydantic import BaseModel, ConfigDict
 
 from itertrack.adapters.bootstrap import store_of
-from itertrack.adapters.feed.embedder import from_bytes
+from itertrack.adapters.feed.embedder import VECTOR_DTYPE, from_bytes
 from itertrack.adapters.feed.embeddings import POSTGRESQL, SQLITE, TABLE, placeholder
 from itertrack.domain.model.errors import InvalidInputError, IterationError, StoreConfigError
 from itertrack.domain.model.phases import Status
@@ -147,15 +147,25 @@ def similar_iterations(tracker: PerformanceTracker, iteration_id: UUID | str, *,
         models = sorted((str(r["model_name"]), str(r["model_version"]), int(r["dimensions"])) for r in c.fetchall())
         if models != [model]:
             raise MixedEmbeddingModelsError(models)
-        c.execute(f"SELECT * FROM {TABLE} ORDER BY iteration_id")
-        rows = [r for r in c.fetchall() if UUID(str(r["iteration_id"])) != iid]
-    query = from_bytes(target["vector"], model[2])
-    neighbours: list[Neighbour] = []
-    if rows:
-        matrix = np.stack([from_bytes(r["vector"], model[2]) for r in rows])
-        similarities = matrix @ query
-        order = np.argsort(-similarities, kind="stable")[:count]
-        neighbours = [_neighbour(rows[i], round(float(similarities[i]), 6)) for i in order]
+        # Ids and vectors of all, then the rows of the nearest only: the digests of the rest are never read.
+        c.execute(f"SELECT iteration_id, vector FROM {TABLE} ORDER BY iteration_id")
+        itself = str(target["iteration_id"])
+        others = [(r["iteration_id"], bytes(r["vector"])) for r in c.fetchall() if str(r["iteration_id"]) != itself]
+        chosen: list[tuple[Any, float]] = []
+        if others:
+            matrix = np.frombuffer(b"".join(v for _, v in others), dtype=VECTOR_DTYPE).reshape(len(others), model[2])
+            similarities = matrix.astype(np.float32) @ from_bytes(target["vector"], model[2])
+            order = np.argsort(-similarities, kind="stable")[:count]
+            chosen = [(others[i][0], round(float(similarities[i]), 6)) for i in order]
+        found: dict[str, Any] = {}
+        if chosen:
+            c.execute(
+                f"SELECT * FROM {TABLE} WHERE iteration_id IN ({', '.join(p for _ in chosen)})",
+                tuple(key for key, _ in chosen),
+            )
+            found = {str(r["iteration_id"]): r for r in c.fetchall()}
+    # A row gone meanwhile (a reset between the statements) is left out.
+    neighbours = [_neighbour(found[str(k)], similarity) for k, similarity in chosen if str(k) in found]
     return SimilarIterations(
         target=_neighbour(target, 1.0),
         model_name=model[0],
