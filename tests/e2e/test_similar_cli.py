@@ -8,9 +8,11 @@ import sys
 from pathlib import Path
 from uuid import UUID
 
+import pytest
 from embedding_support import Spec, consume, run_iteration
 from fake_clock import FakeClock
 
+from itertrack.adapters.cli.app import main
 from itertrack.adapters.feed.embeddings import EmbeddingConsumer
 from itertrack.domain import PerformanceTracker
 
@@ -55,3 +57,14 @@ def test_similar_prints_neighbours_as_json_and_table_and_errors_in_one_line(tmp_
     assert missing.stderr.count("\n") == 1
     assert "has no embedding" in missing.stderr
     assert "itertrack consume embeddings" in missing.stderr
+
+
+def test_without_the_embed_extra_similar_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without numpy or the model (the module cannot be imported), the command is one line naming the extra."""
+    monkeypatch.setitem(sys.modules, "itertrack.adapters.feed.similar", None)  # importing it raises ImportError
+    with pytest.raises(SystemExit) as exited:
+        main(["similar", "12345678-1234-4678-9234-567812345678", "--store", "memory://"])
+    assert exited.value.code == 1
+    assert capsys.readouterr().err.endswith("pip install 'itertrack[embed]'\n")
