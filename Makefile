@@ -63,7 +63,7 @@ $(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
 $(VENV)/.installed-dev: pyproject.toml | $(VENV)/bin/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	rm -rf build/__editable__.itertrack-*
-	$(PIP) install --quiet -e '.[dev]' $(STRICT)
+	$(PIP) install --quiet -e '.[dev,embed]' $(STRICT)
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed link

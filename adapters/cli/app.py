@@ -9,11 +9,11 @@ from typing import Any
 
 import typer
 
-from itertrack.adapters.cli import feed, iterations, metrics_server, prices, report, spool, stale, views
+from itertrack.adapters.cli import feed, iterations, metrics_server, prices, report, similar, spool, stale, views
 from itertrack.adapters.cli.common import app
 
 # Importing them registers their commands.
-COMMAND_MODULES = (iterations, views, report, spool, stale, prices, metrics_server, feed)
+COMMAND_MODULES = (iterations, views, report, spool, stale, prices, metrics_server, feed, similar)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -19,6 +19,9 @@ BUILDS_FROM_FIXED_NAMES = {
     "adapters/views/postgres.py",
     "adapters/store/sqlite.py",
     "adapters/feed/checkpoints.py",  # the consumers' two tables: fixed names, the validated schema, placeholders
+    # The embeddings table: its fixed name, column names and placeholders; values are bound.
+    "adapters/feed/embeddings.py",
+    "adapters/feed/similar.py",
 }
 SQL_SHAPE = re.compile(r"SELECT\s.*FROM|INSERT\s+INTO|UPDATE\s+\S*\s*SET|DELETE\s+FROM|\sWHERE\s")
 # Names that carry values from callers; they must never be interpolated into SQL text.
