@@ -87,17 +87,18 @@ def require_nats() -> str:
     return NATS_URL
 
 
-def test_settings(url: str, **kwargs: Any) -> RelaySettings:
+def relay_settings(url: str, **kwargs: Any) -> RelaySettings:
     """Relay settings on a fresh stream and subject prefix of one test (streams must not share subjects)."""
     tag = uuid.uuid4().hex[:12]
-    return RelaySettings(url=url, stream=f"ITT_{tag.upper()}", subject_prefix=f"itt-{tag}.events", **kwargs)
+    kwargs.setdefault("stream", f"ITT_{tag.upper()}")
+    return RelaySettings(url=url, subject_prefix=f"itt-{tag}.events", **kwargs)
 
 
 async def _delete_stream(url: str, name: str) -> None:
     import nats
     from nats.js.errors import NotFoundError
 
-    nc = await nats.connect(url)
+    nc = await nats.connect(url, connect_timeout=2, allow_reconnect=False, max_reconnect_attempts=0)
     try:
         await nc.jetstream().delete_stream(name)
     except NotFoundError:
@@ -114,7 +115,7 @@ async def _drain(url: str, settings: RelaySettings, durable: str, expected: int,
     import nats
     from nats.errors import TimeoutError as NatsTimeout
 
-    nc = await nats.connect(url)
+    nc = await nats.connect(url, connect_timeout=2, allow_reconnect=False, max_reconnect_attempts=0)
     js = nc.jetstream()
     sub = await js.pull_subscribe(settings.subjects, durable=durable, stream=settings.stream)
     got: list[Any] = []
@@ -189,3 +190,70 @@ def private_nats(folder: Path) -> Iterator[PrivateNats]:
         yield server
     finally:
         server.stop()
+
+
+async def _publish_raw(settings: RelaySettings, delivery: Delivery, relay_headers: bool) -> Any:
+    import nats
+
+    from itertrack.adapters.feed.schema import MSG_ID_HEADER, encode_message, headers_of, subject_of
+
+    nc = await nats.connect(settings.url, connect_timeout=2, allow_reconnect=False, max_reconnect_attempts=0)
+    headers = headers_of(delivery) if relay_headers else {MSG_ID_HEADER: f"other:{delivery.key}"}
+    try:
+        return await nc.jetstream().publish(
+            subject_of(delivery.agent_id, delivery.event_type, settings.subject_prefix),
+            encode_message(delivery),
+            headers=headers,
+        )
+    finally:
+        await nc.close()
+
+
+def publish_raw(settings: RelaySettings, delivery: Delivery, relay_headers: bool = True) -> Any:
+    """Publish the relay's message of `delivery` with nats-py directly (its PubAck); without the relay's
+    headers, a message of another publisher."""
+    return run(_publish_raw(settings, delivery, relay_headers))
+
+
+async def _window_open(settings: RelaySettings, delivery: Delivery) -> bool:
+    import nats
+    from nats.js.errors import APIError
+
+    from itertrack.adapters.feed.schema import encode_message, headers_of, subject_of
+
+    nc = await nats.connect(settings.url, connect_timeout=2, allow_reconnect=False, max_reconnect_attempts=0)
+    # An expected last sequence no stream has: the server checks the message id first, so it answers
+    # "duplicate" while it remembers the id, and refuses the message (storing nothing) once it forgot it.
+    headers = {**headers_of(delivery), "Nats-Expected-Last-Sequence": str(2**62)}
+    subject = subject_of(delivery.agent_id, delivery.event_type, settings.subject_prefix)
+    try:
+        ack = await nc.jetstream().publish(subject, encode_message(delivery), headers=headers)
+    except APIError as e:
+        if e.err_code == 10071:  # wrong last sequence
+            return True
+        raise
+    finally:
+        await nc.close()
+    assert ack.duplicate, ack
+    return False
+
+
+def window_open(settings: RelaySettings, delivery: Delivery) -> bool:
+    """Whether the stream has forgotten `delivery`'s message id (its duplicate window passed), checked without
+    storing anything."""
+    return run(_window_open(settings, delivery))
+
+
+async def _create_stream(settings: RelaySettings, **config: Any) -> None:
+    import nats
+
+    nc = await nats.connect(settings.url, connect_timeout=2, allow_reconnect=False, max_reconnect_attempts=0)
+    try:
+        await nc.jetstream().add_stream(name=settings.stream, subjects=[settings.subjects], **config)
+    finally:
+        await nc.close()
+
+
+def create_stream(settings: RelaySettings, **config: Any) -> None:
+    """Create the relay's stream beforehand, with these settings of JetStream's StreamConfig."""
+    run(_create_stream(settings, **config))

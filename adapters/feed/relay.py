@@ -30,6 +30,7 @@ runner's thread, submits a coroutine to it and waits on its future.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import threading
@@ -53,6 +54,7 @@ from itertrack.domain.model.errors import InvalidInputError, StoreError, StoreUn
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
+    from nats.aio.msg import Msg
     from nats.js import JetStreamContext
 
 log = logging.getLogger("itertrack.relay")
@@ -63,6 +65,8 @@ DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 DEFAULT_STREAM = "ITERTRACK"
 DEFAULT_DUPLICATE_WINDOW_S = 120.0  # JetStream's own default
 EXPECTED_LAST_SEQUENCE_HEADER = "Nats-Expected-Last-Sequence"
+EXPECTED_STREAM_HEADER = "Nats-Expected-Stream"
+MESSAGE_TOO_LARGE = 10054  # JetStream's error code: larger than the stream's max_msg_size
 # Messages in flight at once within a batch (nats-py's own cap on pending async publishes is 4,000).
 PIPELINE = 1_000
 BACKOFF_BASE_S = 0.05
@@ -80,7 +84,8 @@ class RelayStreamError(StoreError):
 
 
 class RelayMessageError(InvalidInputError):
-    """Raised when NATS refuses one message for what it is (larger than the server's max payload)."""
+    """Raised when NATS refuses one message for what it is (larger than the server's max payload or the stream's
+    max message size): retrying cannot help; the runner stops at that event for an operator to decide."""
 
 
 class _Retry(Exception):  # noqa: N818  # internal signal, never escapes the module
@@ -141,10 +146,14 @@ class RelayConsumer(Consumer):
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._synced = False
+        self._inbox = ""  # the relay's own reply subjects: <inbox>.<token>, one token per message sent
+        self._token = 0
+        self._replies: dict[str, asyncio.Future[Msg]] = {}
         self._high_water: int | None = None
         self._last_seq = 0
         self.published = 0  # messages the stream stored for this consumer (duplicates and skips excluded)
         self.skipped = 0  # deliveries already in the stream, not sent again
+        self.retries = 0  # failed attempts waited out (NATS away, a refused message, a timeout)
 
     @property
     def high_water(self) -> int | None:
@@ -208,6 +217,7 @@ class RelayConsumer(Consumer):
             except _Retry as e:
                 self._synced = False
                 attempt += 1
+                self.retries += 1
                 if deadline is not None and time.monotonic() >= deadline:
                     raise RelayUnavailableError(
                         f"NATS at {self.settings.url} did not acknowledge within {patience} s: {e}"
@@ -247,6 +257,8 @@ class RelayConsumer(Consumer):
         except (NoServersError, OSError, asyncio.TimeoutError) as e:
             raise _Retry(f"cannot connect to NATS at {self.settings.url}: {type(e).__name__}: {e}") from e
         self._js = self._nc.jetstream(timeout=self.settings.ack_timeout_s)
+        self._inbox = self._nc.new_inbox()
+        await self._nc.subscribe(f"{self._inbox}.*", cb=self._on_reply)
         return self._js
 
     async def _sync(self) -> None:
@@ -303,38 +315,66 @@ class RelayConsumer(Consumer):
             await self._publish_chunk(todo[start : start + PIPELINE])
 
     async def _publish_chunk(self, chunk: Sequence[Delivery]) -> None:
+        """Send the chunk in order, each message chained to the one before, then wait for every answer.
+
+        Not `JetStreamContext.publish_async`: in nats-py 2.16 a refused message leaves its future pending for
+        ever (nats-io/nats.py#985), so the answers come to an inbox of the relay's own (`_on_reply`).
+        """
         from nats.errors import Error as NatsError
         from nats.errors import MaxPayloadError
 
-        js = self._js
-        assert js is not None
-        futures: list[asyncio.Future[Any]] = []
+        nc = self._nc
+        assert nc is not None
+        loop = asyncio.get_running_loop()
+        tokens: list[str] = []
         try:
             for i, delivery in enumerate(chunk):
+                self._token += 1
+                token = str(self._token)
+                tokens.append(token)
+                self._replies[token] = loop.create_future()
                 headers = headers_of(delivery)
                 headers[EXPECTED_LAST_SEQUENCE_HEADER] = str(self._last_seq + i)
+                headers[EXPECTED_STREAM_HEADER] = self.settings.stream
                 subject = subject_of(delivery.agent_id, delivery.event_type, self.settings.subject_prefix)
-                futures.append(
-                    await js.publish_async(
-                        subject, encode_message(delivery), stream=self.settings.stream, headers=headers
-                    )
-                )
-            acks = await asyncio.wait_for(
-                asyncio.gather(*futures, return_exceptions=True), timeout=self.settings.ack_timeout_s
+                await nc.publish(subject, encode_message(delivery), reply=f"{self._inbox}.{token}", headers=headers)
+            answers = await asyncio.wait_for(
+                asyncio.gather(*(self._replies[t] for t in tokens)), timeout=self.settings.ack_timeout_s
             )
         except MaxPayloadError as e:
             raise RelayMessageError("message", delivery.key, f"is larger than the server's max payload: {e}") from e
         except (NatsError, OSError, asyncio.TimeoutError) as e:
             raise _Retry(f"publishing to stream {self.settings.stream}: {type(e).__name__}: {e}") from e
         finally:
-            for future in futures:
-                future.cancel()  # those still waiting: their acks are read back from the stream instead
-        for delivery, ack in zip(chunk, acks, strict=True):
-            if isinstance(ack, BaseException):
-                raise _Retry(f"event {delivery.key} at position {delivery.position} refused: {ack}")
-            if ack.stream != self.settings.stream:
-                raise RelayStreamError(f"stream {ack.stream} took the relay's message, not {self.settings.stream}")
-            if not ack.duplicate:
-                self.published += 1
-            self._last_seq = max(self._last_seq, ack.seq)
-            self._high_water = delivery.position
+            for token in tokens:  # answers still on their way are read back from the stream instead
+                self._replies.pop(token, None)
+        for delivery, answer in zip(chunk, answers, strict=True):
+            self._take_answer(delivery, answer)
+
+    async def _on_reply(self, msg: Msg) -> None:
+        future = self._replies.get(msg.subject.rpartition(".")[2])
+        if future is not None and not future.done():
+            future.set_result(msg)
+
+    def _take_answer(self, delivery: Delivery, answer: Msg) -> None:
+        """Count one acknowledged message, or raise for a refused one (`_Retry` unless retrying cannot help)."""
+        where = f"event {delivery.key} at position {delivery.position}"
+        if answer.headers and answer.headers.get("Status") == "503":
+            raise _Retry(f"{where}: no JetStream stream answered (JetStream off, or the stream is gone)")
+        try:
+            data = json.loads(answer.data)
+        except ValueError as e:
+            raise _Retry(f"{where}: unreadable acknowledgement {answer.data[:80]!r}") from e
+        error = data.get("error")
+        if error is not None:
+            if error.get("err_code") == MESSAGE_TOO_LARGE:
+                raise RelayMessageError(
+                    "message", delivery.key, f"is refused by stream {self.settings.stream}: {error.get('description')}"
+                )
+            raise _Retry(f"{where} refused: {error.get('description')} (code {error.get('err_code')})")
+        if data.get("stream") != self.settings.stream:
+            raise RelayStreamError(f"stream {data.get('stream')} took the relay's message, not {self.settings.stream}")
+        if not data.get("duplicate", False):
+            self.published += 1
+        self._last_seq = max(self._last_seq, int(data["seq"]))
+        self._high_water = delivery.position
