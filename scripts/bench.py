@@ -19,8 +19,8 @@ import psycopg
 
 from scripts.bench_async import async_rows
 from scripts.bench_group import group_rows
-from scripts.bench_relay import relay_rows
 from scripts.bench_reads import append_to_visible, at_scale, catch_up, catch_up_scaling, state_reads
+from scripts.bench_relay import relay_rows
 from scripts.bench_support import Row, pg_schema
 from scripts.bench_writes import write_rows
 

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import tempfile
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 from uuid import UUID
+
+import nats
 
 from itertrack.adapters.bootstrap import store_of
 from itertrack.adapters.feed.consumer import Delivery
@@ -57,8 +60,6 @@ def settings_for(url: str) -> RelaySettings:
 
 async def _floor(url: str, deliveries: list[Delivery]) -> float:
     """Seconds nats-py takes to publish the relay's messages of `deliveries`, acks awaited per page."""
-    import nats  # noqa: PLC0415  # the `nats` extra
-
     settings = settings_for(url)
     nc = await nats.connect(url)
     js = nc.jetstream()
@@ -82,8 +83,6 @@ async def _floor(url: str, deliveries: list[Delivery]) -> float:
 
 
 async def _delete(url: str, stream: str) -> None:
-    import nats  # noqa: PLC0415
-
     nc = await nats.connect(url)
     await nc.jetstream().delete_stream(stream)
     await nc.close()
@@ -145,8 +144,6 @@ def relay_rows(folder: Path, url: str, quick: bool) -> list[Row]:
 
 
 def main() -> None:
-    import tempfile  # noqa: PLC0415
-
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--nats", default="nats://127.0.0.1:4222")
     parser.add_argument("--quick", action="store_true")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import socket
@@ -13,14 +14,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+import nats
 import pytest
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js.errors import APIError, NotFoundError
+from support import wait_for
 
 from itertrack.adapters.bootstrap import store_of
 from itertrack.adapters.feed.consumer import Delivery
 from itertrack.adapters.feed.relay import RelaySettings
+from itertrack.adapters.feed.schema import MSG_ID_HEADER, encode_message, headers_of, subject_of
 from itertrack.domain import PerformanceTracker
 from itertrack.domain.model.iteration import Iteration
-from support import wait_for
 
 T = TypeVar("T")
 
@@ -62,7 +67,6 @@ def write_iterations(tracker: PerformanceTracker, agents: list[str], each: int =
 
 def nats_reachable(url: str) -> str | None:
     """None when a NATS server answers at `url`, else why not."""
-    import nats
 
     async def probe() -> None:
         nc = await nats.connect(url, connect_timeout=2, allow_reconnect=False, max_reconnect_attempts=0)
@@ -95,14 +99,10 @@ def relay_settings(url: str, **kwargs: Any) -> RelaySettings:
 
 
 async def _delete_stream(url: str, name: str) -> None:
-    import nats
-    from nats.js.errors import NotFoundError
 
     nc = await nats.connect(url, connect_timeout=2, allow_reconnect=False, max_reconnect_attempts=0)
-    try:
+    with contextlib.suppress(NotFoundError):
         await nc.jetstream().delete_stream(name)
-    except NotFoundError:
-        pass
     await nc.close()
 
 
@@ -112,8 +112,6 @@ def delete_stream(url: str, name: str) -> None:
 
 async def _drain(url: str, settings: RelaySettings, durable: str, expected: int, timeout: float) -> list[Any]:
     """Every message a durable pull consumer of `stream` receives (acked), until `expected` or `timeout`."""
-    import nats
-    from nats.errors import TimeoutError as NatsTimeout
 
     nc = await nats.connect(url, connect_timeout=2, allow_reconnect=False, max_reconnect_attempts=0)
     js = nc.jetstream()
@@ -124,7 +122,7 @@ async def _drain(url: str, settings: RelaySettings, durable: str, expected: int,
     while loop.time() < deadline:
         try:
             batch = await sub.fetch(500, timeout=0.2)
-        except (NatsTimeout, asyncio.TimeoutError):
+        except (TimeoutError, NatsTimeout):
             if len(got) >= expected:
                 break
             continue
@@ -132,10 +130,8 @@ async def _drain(url: str, settings: RelaySettings, durable: str, expected: int,
             got.append(msg)
             await msg.ack()
     # One more short fetch: anything beyond `expected` (a duplicate) shows up too.
-    try:
+    with contextlib.suppress(TimeoutError, NatsTimeout):
         got.extend(await sub.fetch(500, timeout=0.3))
-    except (NatsTimeout, asyncio.TimeoutError):
-        pass
     await nc.close()
     return got
 
@@ -193,10 +189,6 @@ def private_nats(folder: Path) -> Iterator[PrivateNats]:
 
 
 async def _publish_raw(settings: RelaySettings, delivery: Delivery, relay_headers: bool) -> Any:
-    import nats
-
-    from itertrack.adapters.feed.schema import MSG_ID_HEADER, encode_message, headers_of, subject_of
-
     nc = await nats.connect(settings.url, connect_timeout=2, allow_reconnect=False, max_reconnect_attempts=0)
     headers = headers_of(delivery) if relay_headers else {MSG_ID_HEADER: f"other:{delivery.key}"}
     try:
@@ -216,10 +208,6 @@ def publish_raw(settings: RelaySettings, delivery: Delivery, relay_headers: bool
 
 
 async def _window_open(settings: RelaySettings, delivery: Delivery) -> bool:
-    import nats
-    from nats.js.errors import APIError
-
-    from itertrack.adapters.feed.schema import encode_message, headers_of, subject_of
 
     nc = await nats.connect(settings.url, connect_timeout=2, allow_reconnect=False, max_reconnect_attempts=0)
     # An expected last sequence no stream has: the server checks the message id first, so it answers
@@ -245,8 +233,6 @@ def window_open(settings: RelaySettings, delivery: Delivery) -> bool:
 
 
 async def _create_stream(settings: RelaySettings, **config: Any) -> None:
-    import nats
-
     nc = await nats.connect(settings.url, connect_timeout=2, allow_reconnect=False, max_reconnect_attempts=0)
     try:
         await nc.jetstream().add_stream(name=settings.stream, subjects=[settings.subjects], **config)

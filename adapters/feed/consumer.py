@@ -45,7 +45,7 @@ class Consumer(ABC):
     @abstractmethod
     def handle(self, delivery: Delivery) -> None: ...
 
-    def close(self) -> None:  # release what handle opened (connections); default no-op
+    def close(self) -> None:  # noqa: B027  # release what handle opened (connections); default no-op
         ...
 
 

@@ -30,12 +30,13 @@ runner's thread, submits a coroutine to it and waits on its future.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import logging
 import random
 import threading
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeoutError
 from dataclasses import dataclass
@@ -50,7 +51,7 @@ from itertrack.adapters.feed.schema import (
     headers_of,
     subject_of,
 )
-from itertrack.domain.model.errors import InvalidInputError, StoreError, StoreUnavailableError
+from itertrack.domain.model.errors import InvalidInputError, StoreConfigError, StoreError, StoreUnavailableError
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -137,6 +138,9 @@ class RelayConsumer(Consumer):
     name: ClassVar[str] = "relay"
 
     def __init__(self, settings: RelaySettings | None = None) -> None:
+        """Starts the loop thread; connects on first use. Raises `StoreConfigError` without nats-py installed."""
+        if importlib.util.find_spec("nats") is None:
+            raise StoreConfigError("nats", "nats-py", "is not installed: pip install 'itertrack[nats]'")
         self.settings = settings or RelaySettings()
         self._lock = threading.Lock()
         self._closed = threading.Event()
@@ -177,12 +181,13 @@ class RelayConsumer(Consumer):
         if not deliveries:
             return
         with self._lock:
-            self._with_patience(deliveries)
+            self._with_patience(lambda: self._publish(deliveries), 1 + len(deliveries) // PIPELINE)
 
     def sync(self) -> int | None:
-        """Connect, create the stream if missing, and read the highest position it holds (returned)."""
+        """Connect, create the stream if missing, and read the highest position it holds (returned; None: empty).
+        Waits for NATS as `handle` does; same errors."""
         with self._lock:
-            self._run(self._sync(), self.settings.ack_timeout_s + self.settings.connect_timeout_s)
+            self._with_patience(self._sync, 1)
             return self._high_water
 
     def close(self) -> None:
@@ -204,7 +209,8 @@ class RelayConsumer(Consumer):
 
     # -- the retry loop (runner's thread) --
 
-    def _with_patience(self, deliveries: Sequence[Delivery]) -> None:
+    def _with_patience(self, attempt_once: Callable[[], Coroutine[Any, Any, None]], rounds: int) -> None:
+        """Run `attempt_once()` on the loop until it succeeds, backing off between attempts, for `patience_s`."""
         patience = self.settings.patience_s
         deadline = None if patience is None else time.monotonic() + patience
         attempt = 0
@@ -213,7 +219,7 @@ class RelayConsumer(Consumer):
             if self._closed.is_set():
                 raise RelayUnavailableError("relay closed before NATS acknowledged the messages")
             try:
-                self._run(self._publish(deliveries), budget * (1 + len(deliveries) // PIPELINE))
+                self._run(attempt_once(), budget * rounds)
             except _Retry as e:
                 self._synced = False
                 attempt += 1
@@ -254,7 +260,7 @@ class RelayConsumer(Consumer):
                 reconnect_time_wait=0.1,
                 name="itertrack-relay",
             )
-        except (NoServersError, OSError, asyncio.TimeoutError) as e:
+        except (TimeoutError, NoServersError, OSError) as e:
             raise _Retry(f"cannot connect to NATS at {self.settings.url}: {type(e).__name__}: {e}") from e
         self._js = self._nc.jetstream(timeout=self.settings.ack_timeout_s)
         self._inbox = self._nc.new_inbox()
@@ -343,7 +349,7 @@ class RelayConsumer(Consumer):
             )
         except MaxPayloadError as e:
             raise RelayMessageError("message", delivery.key, f"is larger than the server's max payload: {e}") from e
-        except (NatsError, OSError, asyncio.TimeoutError) as e:
+        except (TimeoutError, NatsError, OSError) as e:
             raise _Retry(f"publishing to stream {self.settings.stream}: {type(e).__name__}: {e}") from e
         finally:
             for token in tokens:  # answers still on their way are read back from the stream instead

@@ -51,7 +51,7 @@ SCHEMA_HEADER: Final = "Itertrack-Schema"
 
 _PLAIN = re.compile(rb"[A-Za-z0-9-]")
 _TOKEN = re.compile(r"^(?:[A-Za-z0-9-]|_[0-9A-F]{2})*$")
-_EMPTY_TOKEN: Final = "_"
+_EMPTY_TOKEN: Final = "_"  # noqa: S105  # the empty agent id's token, not a secret
 _PREFIX = re.compile(r"^[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*$")
 
 

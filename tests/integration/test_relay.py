@@ -21,8 +21,8 @@ from relay_support import (
     drain,
     private_nats,
     publish_raw,
-    require_nats,
     relay_settings,
+    require_nats,
     window_open,
     write_iterations,
 )
