@@ -202,6 +202,10 @@ class RelayConsumer(Consumer):
                     self._run(self._nc.close(), self.settings.connect_timeout_s)
                 except (_Retry, StoreError):
                     log.debug("relay: NATS connection did not close cleanly", exc_info=True)
+            try:
+                self._run(self._cancel_tasks(), self.settings.connect_timeout_s)
+            except _Retry:
+                log.debug("relay: tasks of the NATS client did not stop", exc_info=True)
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=5)
             if not self._thread.is_alive():
@@ -243,6 +247,13 @@ class RelayConsumer(Consumer):
             raise _Retry(f"no answer from NATS within {timeout:.1f} s") from None
 
     # -- on the loop thread --
+
+    async def _cancel_tasks(self) -> None:
+        """Cancel what the client left running (a reconnect loop to a server that is gone)."""
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _connect(self) -> JetStreamContext:
         import nats  # the `nats` extra: imported when first used, so the rest of itertrack runs without it
