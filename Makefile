@@ -12,12 +12,12 @@ STRICT    := --config-settings editable_mode=strict
 PIP       := PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip
 LINK_TREE := build/__editable__.itertrack-*/itertrack
 
-.PHONY: run test bench drills lint typecheck pytest link postgres chromium install install-dev clean
+.PHONY: run test bench drills lint typecheck pytest link postgres nats chromium install install-dev clean
 
 run: $(VENV)/.installed link
 	$(BIN)/itertrack demo
 
-test: $(VENV)/.installed-dev link postgres chromium lint typecheck pytest
+test: $(VENV)/.installed-dev link postgres nats chromium lint typecheck pytest
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
@@ -46,6 +46,11 @@ link: | $(VENV)/.installed
 postgres:
 	@bash scripts/ensure_postgres.sh
 
+# NATS with JetStream for the relay's tests: installs Debian's nats-server when missing (as root), starts it
+# when stopped; says so when there is none.
+nats:
+	@bash scripts/ensure_nats.sh
+
 # Debian's chromium, for the test that renders the HTML report in a real browser.
 chromium:
 	@bash scripts/ensure_chromium.sh
@@ -73,7 +78,7 @@ clean:
 	rm -rf $(VENV) build .mypy_cache .ruff_cache .pytest_cache .hypothesis itertrack.db itertrack.db-wal itertrack.db-shm
 
 # Every path against its floor (takes several minutes; run on a quiet machine).
-bench: $(VENV)/.installed-dev link postgres
+bench: $(VENV)/.installed-dev link postgres nats
 	$(BIN)/python -m scripts.bench
 
 # Outage, kill, contention and load drills against the local PostgreSQL (stops and starts it);

@@ -1,6 +1,6 @@
 """`make bench`: every path against the floor beneath it, in one run; prints a table and writes JSON.
 
-Usage: .venv/bin/python -m scripts.bench [--quick] [--json bench-results.json] [--postgres URL]
+Usage: .venv/bin/python -m scripts.bench [--quick] [--json bench-results.json] [--postgres URL] [--nats URL]
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from scripts.bench_feed import feed_rows
 from scripts.bench_group import group_rows
 from scripts.bench_otlp import otlp_rows
 from scripts.bench_reads import append_to_visible, at_scale, catch_up, catch_up_scaling, state_reads
+from scripts.bench_relay import relay_rows
 from scripts.bench_support import Row, pg_schema
 from scripts.bench_writes import write_rows
 
@@ -40,7 +41,7 @@ def machine(pg_url: str) -> dict[str, str]:
     }
 
 
-def run(quick: bool, pg_url: str) -> list[Row]:
+def run(quick: bool, pg_url: str, nats_url: str) -> list[Row]:
     """Every row; sizes shrink with --quick (a smoke run, not a measurement)."""
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp, pg_schema(pg_url) as schema:
@@ -68,6 +69,7 @@ def run(quick: bool, pg_url: str) -> list[Row]:
         rows.append(catch_up_scaling(folder, (1_200, 6_000) if quick else (10_002, 100_002)))
         rows += feed_rows(folder, pg_url, quick)
         rows += otlp_rows(folder, quick)
+        rows += relay_rows(folder, nats_url, quick)
     return rows
 
 
@@ -84,9 +86,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the benchmark runs, measures nothing")
     parser.add_argument("--json", type=Path, default=Path("bench-results.json"))
     parser.add_argument("--postgres", default="postgresql://root@127.0.0.1:5432/test")
+    parser.add_argument("--nats", default="nats://127.0.0.1:4222", help="the JetStream of the relay's rows")
     args = parser.parse_args()
     started = time.perf_counter()
-    rows = run(args.quick, args.postgres)
+    rows = run(args.quick, args.postgres, args.nats)
     print_table(rows)
     result = {
         "machine": machine(args.postgres),

@@ -83,10 +83,13 @@ class TcpProxy:
             threading.Thread(target=self._reply_pipe, args=(upstream, client, lost), daemon=True).start()
 
     def _request_pipe(self, client: socket.socket, upstream: socket.socket, lost: threading.Event) -> None:
+        tail = b""  # the end of the previous chunk: a pattern split across two reads is still found
         try:
             while data := client.recv(65536):
                 armed = self._armed
-                trip = armed is not None and armed in data
+                trip = armed is not None and armed in tail + data
+                if armed is not None:
+                    tail = (tail + data)[-(len(armed) - 1) :] if len(armed) > 1 else b""
                 if trip:
                     self._armed = None
                     lost.set()  # before the request goes: no byte of its reply may reach the client

@@ -9,11 +9,22 @@ from typing import Any
 
 import typer
 
-from itertrack.adapters.cli import feed, iterations, metrics_server, prices, report, similar, spool, stale, views
+from itertrack.adapters.cli import (
+    feed,
+    iterations,
+    metrics_server,
+    prices,
+    relay,
+    report,
+    similar,
+    spool,
+    stale,
+    views,
+)
 from itertrack.adapters.cli.common import app
 
 # Importing them registers their commands.
-COMMAND_MODULES = (iterations, views, report, spool, stale, prices, metrics_server, feed, similar)
+COMMAND_MODULES = (iterations, views, report, spool, stale, prices, metrics_server, feed, similar, relay)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeAlias
 from uuid import UUID
@@ -76,6 +76,14 @@ class Consumer(ABC):
     @abstractmethod
     def handle(self, delivery: Delivery) -> None:
         """Act on one event; raising stops this consumer at this event (state `failed`)."""
+
+    def handle_batch(self, deliveries: Sequence[Delivery]) -> None:
+        """Act on consecutive events, in log order (the runner hands a plain consumer what its subscription has
+        at hand, up to the batch size). Default: `handle` each. A consumer that can do better per batch (the
+        relay publishes a page and waits for all acknowledgements at once) overrides it; when it raises anything
+        but an outage, the runner hands the same events to `handle` one by one to find the one that fails."""
+        for delivery in deliveries:
+            self.handle(delivery)
 
     def close(self) -> None:  # noqa: B027 - an optional hook: the default releases nothing
         """Release what `handle` opened (connections); called once when the run ends. Default: nothing."""

@@ -236,18 +236,11 @@ class ConsumerProjection(Projection[ConsumerCheckpoint]):
     # -- at-least-once: the checkpoint after the handler -----------------------------------------------
 
     def _one_by_one(self, pending: Sequence[tuple[Any, int]], *, caught_up: bool) -> None:
-        for position, delivery in self._deliveries(pending):
-            if delivery is not None:
-                try:
-                    self.consumer.handle(delivery)
-                except Exception as e:
-                    assert self._position is not None
-                    failure = Failure(position, one_line(e))
-                    self.checkpoint.commit(self._position, self._done, failure=failure)
-                    self._position = self._done
-                    self._failed(delivery, e)
-                self.handled += 1
-            self._done = position
+        deliveries = self._deliveries(pending)
+        if type(self.consumer).handle_batch is Consumer.handle_batch:
+            self._each(deliveries)  # no batch of its own: one by one, stopping at the one that fails
+        else:
+            self._batch(deliveries)
         assert self._position is not None
         if (
             caught_up
@@ -255,6 +248,38 @@ class ConsumerProjection(Projection[ConsumerCheckpoint]):
             or time.monotonic() - self._flushed_at >= self.checkpoint_interval
         ):
             self.flush()
+
+    def _batch(self, deliveries: Sequence[tuple[int, Delivery | None]]) -> None:
+        """`handle_batch` on the wanted deliveries; when it fails (not an outage), one by one to pin the event."""
+        wanted = [d for _, d in deliveries if d is not None]
+        try:
+            if wanted:
+                self.consumer.handle_batch(wanted)
+        except Exception as e:
+            if verdict(e)[0] is Verdict.RETRY:
+                raise  # an outage of the handler's own service (the relay's NATS) or the store: try again later
+            self._each(deliveries)  # find the event that fails, handling the ones before it again
+        else:
+            self.handled += len(wanted)
+            if deliveries:
+                self._done = deliveries[-1][0]
+
+    def _each(self, deliveries: Sequence[tuple[int, Delivery | None]]) -> None:
+        """`handle` one by one; the first that raises stops the consumer there (after the ones before it)."""
+        for position, delivery in deliveries:
+            if delivery is not None:
+                try:
+                    self.consumer.handle(delivery)
+                except Exception as e:
+                    if verdict(e)[0] is Verdict.RETRY:
+                        raise
+                    assert self._position is not None
+                    failure = Failure(position, one_line(e))
+                    self.checkpoint.commit(self._position, self._done, failure=failure)
+                    self._position = self._done
+                    self._failed(delivery, e)
+                self.handled += 1
+            self._done = position
 
     def flush(self) -> None:
         """Move a plain consumer's checkpoint to the last event it handled (nothing if it is there already)."""

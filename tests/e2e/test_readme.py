@@ -6,8 +6,11 @@ import re
 from pathlib import Path
 
 import pytest
+from relay_support import delete_stream, deliveries_of, relay_settings, require_nats, write_iterations
 
+from itertrack.adapters.feed.relay import RelayConsumer
 from itertrack.adapters.settings import Settings, env_name
+from itertrack.domain import PerformanceTracker
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 README_PG = "postgresql://root@127.0.0.1:5432/test"
@@ -26,13 +29,14 @@ def test_readme_has_the_examples() -> None:
     """The README shows the tracker API, the async tracker, the PostgreSQL example, the read models, prices and
     the feed's consumers."""
     blocks = python_blocks()
-    assert len(blocks) == 6
+    assert len(blocks) == 7
     assert "start_iteration" in blocks[0]
     assert "AsyncPerformanceTracker" in blocks[1]
     assert README_PG in blocks[2]
     assert "ReadModels" in blocks[3]
     assert "TransactionalConsumer" in blocks[4]
     assert "price_call" in blocks[5]
+    assert "pull_subscribe" in blocks[6]
 
 
 @pytest.mark.parametrize("index", [0, 1, 3, 4])
@@ -75,3 +79,26 @@ def test_every_setting_is_documented_in_the_readme() -> None:
     readme = README.read_text()
     declared = [env_name(field) for field in Settings.model_fields]
     assert [name for name in declared if name not in readme] == []
+
+
+def test_relay_reader_example_reads_what_the_relay_published(
+    sqlite_store: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The remote reader of "Relay to NATS JetStream" runs as written (on a stream and prefix of the test's own),
+    printing one line per event the relay published, in log order."""
+    url = require_nats()
+    settings = relay_settings(url)
+    with PerformanceTracker(store=sqlite_store, migrate=True) as tracker:
+        write_iterations(tracker, ["team.alpha"])
+        deliveries = deliveries_of(tracker)
+    relay = RelayConsumer(settings)
+    try:
+        relay.handle_batch(deliveries)
+        block = python_blocks()[6].replace('"itertrack.events.>"', f'"{settings.subjects}"')
+        block = block.replace('stream="ITERTRACK"', f'stream="{settings.stream}"').replace("nats://127.0.0.1:4222", url)
+        exec(compile(block, str(README), "exec"), {})  # noqa: S102  # runs the README's own examples
+    finally:
+        relay.close()
+        delete_stream(url, settings.stream)
+    printed = capsys.readouterr().out.splitlines()
+    assert [line.split()[:3] for line in printed] == [[str(d.position), "team.alpha", d.event_type] for d in deliveries]
