@@ -37,6 +37,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
+from concurrent.futures import CancelledError as FutureCancelledError
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeoutError
 from dataclasses import dataclass
@@ -200,11 +201,12 @@ class RelayConsumer(Consumer):
             if self._nc is not None:
                 try:
                     self._run(self._nc.close(), self.settings.connect_timeout_s)
-                except (_Retry, StoreError):
+                except (_Retry, StoreError, FutureCancelledError):
+                    # The client may cancel its own close when its server is gone: what is acknowledged is stored.
                     log.debug("relay: NATS connection did not close cleanly", exc_info=True)
             try:
                 self._run(self._cancel_tasks(), self.settings.connect_timeout_s)
-            except _Retry:
+            except (_Retry, FutureCancelledError):
                 log.debug("relay: tasks of the NATS client did not stop", exc_info=True)
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=5)

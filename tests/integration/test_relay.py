@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import CancelledError as FutureCancelledError
 from pathlib import Path
 from typing import Any
 
@@ -245,3 +246,25 @@ def test_a_refused_message_stops_the_batch_there_so_the_stream_stays_a_prefix_of
     before = [d.key for d in deliveries[:6]]  # iteration "a" (5 events) and the big one's Started
     assert keys_of(drain(settings, "counter", len(before))) == before
     assert relays(settings).sync() == deliveries[5].position
+
+
+def test_closing_a_relay_whose_client_cancels_its_own_close_does_not_raise(
+    nats_url: str, deliveries: list[Delivery], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seen in CI after a NATS server was stopped under the relay: the client cancelled its own close, and the
+    relay's close raised `CancelledError` out of a test's teardown. Closing is cleanup: it logs and finishes."""
+    relay = RelayConsumer(relay_settings(nats_url))
+    relay.handle(deliveries[0])
+    real_run = relay._run  # noqa: SLF001  # the relay's bridge to its loop thread
+
+    def cancelled_close(coroutine: Any, timeout: float) -> Any:
+        if getattr(coroutine, "__qualname__", "").endswith("Client.close"):
+            coroutine.close()
+            raise FutureCancelledError
+        return real_run(coroutine, timeout)
+
+    monkeypatch.setattr(relay, "_run", cancelled_close)
+    try:
+        relay.close()
+    finally:
+        delete_stream(nats_url, relay.settings.stream)
