@@ -9,10 +9,10 @@ from typing import Any
 
 import typer
 
-from itertrack.adapters.cli import iterations, prices, report, spool, stale, views
+from itertrack.adapters.cli import iterations, prices, report, serve, spool, stale, views
 from itertrack.adapters.cli.common import app
 
-COMMAND_MODULES = (iterations, views, report, spool, stale, prices)  # importing them registers their commands
+COMMAND_MODULES = (iterations, views, report, spool, stale, prices, serve)  # importing them registers their commands
 
 
 def main(argv: list[str] | None = None) -> None:
