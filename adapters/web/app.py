@@ -112,7 +112,10 @@ class Handlers:
         if len(data["agents"]) == 1:
             specs = {m["key"]: charts.measure_chart(m) for m in data["agents"][0]["measures"] if m["points"]}
         elif data["agents"]:
-            specs = {k: charts.agents_chart(data["agents"], k) for k in ("time", "tokens", "cost", "success")}
+            drawn = {m["key"] for a in data["agents"] for m in a["measures"] if m["points"]}
+            specs = {
+                k: charts.agents_chart(data["agents"], k) for k in ("time", "tokens", "cost", "success") if k in drawn
+            }
         return self.page(request, "agents.html", data, title="Agents", charts=jsonable(specs))
 
     async def failures(self, request: Request) -> Response:

@@ -73,12 +73,18 @@ def measure_chart(measure: Mapping[str, Any]) -> dict[str, Any]:
                 "transform": [{"filter": {"field": "series", "equal": smooth}}],
                 "mark": {"type": "line", "strokeWidth": 2},
             },
-            {
-                "transform": [{"filter": {"field": "series", "equal": TREND}}],
-                "mark": {"type": "line", "strokeWidth": 2, "strokeDash": [6, 4]},
-            },
+            *(
+                []
+                if trend is None
+                else [
+                    {
+                        "transform": [{"filter": {"field": "series", "equal": TREND}}],
+                        "mark": {"type": "line", "strokeWidth": 2, "strokeDash": [6, 4]},
+                    }
+                ]
+            ),
         ],
-    }  # fmt: skip
+    }
 
 
 def agents_chart(agents: Sequence[Mapping[str, Any]], key: str) -> dict[str, Any]:
@@ -94,7 +100,7 @@ def agents_chart(agents: Sequence[Mapping[str, Any]], key: str) -> dict[str, Any
     return {
         **_base(),
         "data": {"values": values},
-        "mark": {"type": "line", "strokeWidth": 1.5},
+        "mark": {"type": "line", "strokeWidth": 1.5, "point": len(values) <= 2 * len(agents)},
         "encoding": {
             "x": _x_axis(),
             "y": {**_y_axis(first), "title": title},
