@@ -70,11 +70,13 @@ def fit_trend(xs: Sequence[float], ys: Sequence[float]) -> Trend | None:
     return Trend(n, slope, intercept, slope - half, slope + half)
 
 
-def rolling_median(ys: Sequence[float], window: int) -> list[float]:
-    """The median of each point's trailing `window` points (fewer at the start); `window` >= 1."""
+def rolling_median(ys: Sequence[float], window: int, at: Sequence[int] | None = None) -> list[float]:
+    """The median of each point's trailing `window` points (fewer at the start), at every index or only at the
+    indices `at`; `window` >= 1."""
     if window < 1:
         raise ValueError(f"window must be >= 1, got {window}")
-    return [statistics.median(ys[max(0, i + 1 - window) : i + 1]) for i in range(len(ys))]
+    indices = range(len(ys)) if at is None else at
+    return [statistics.median(ys[max(0, i + 1 - window) : i + 1]) for i in indices]
 
 
 def median_window(n: int) -> int:

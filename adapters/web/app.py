@@ -174,20 +174,33 @@ def _is_api(request: Request) -> bool:
     return request.url.path.startswith("/api/")
 
 
-def create_app(dashboard: Dashboard, *, token: str | None = None, poll_interval: float = 0.25) -> Guard:
-    """The dashboard as an ASGI app; with `token`, every request must carry it (see `Guard`)."""
+def create_app(
+    dashboard: Dashboard, *, token: str | None = None, poll_interval: float = 0.25, warm_up: bool = True
+) -> Guard:
+    """The dashboard as an ASGI app; with `token`, every request must carry it (see `Guard`). With `warm_up`,
+    finished iterations are priced in the background from the start (`Dashboard.warm`)."""
     feed = LiveFeed(dashboard, poll_interval=poll_interval)
     h = Handlers(dashboard, feed)
 
+    async def warm() -> None:
+        try:
+            await asyncio.to_thread(dashboard.warm)
+        except Exception as e:  # the agents page prices what it needs itself
+            log.warning("dashboard: pricing finished iterations ahead failed: %s", e)
+
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        task = asyncio.create_task(feed.run(), name="itertrack-live-feed")
+        tasks = [asyncio.create_task(feed.run(), name="itertrack-live-feed")]
+        if warm_up:
+            tasks.append(asyncio.create_task(warm(), name="itertrack-price-ahead"))
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     routes = [
         Route("/", h.board),

@@ -6,16 +6,18 @@ Every function here blocks (store reads): the app runs them in its thread pool. 
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
 from itertrack.adapters.bootstrap import store_of
 from itertrack.adapters.views.keeper import ReadModels
+from itertrack.adapters.views.queries import FinishedTokens
 from itertrack.adapters.web.filters import Filters
 from itertrack.adapters.web.units import human_duration, human_usd
 from itertrack.domain.model.errors import InvalidInputError
@@ -23,8 +25,10 @@ from itertrack.domain.model.iteration import Iteration
 from itertrack.domain.model.metrics import tokens_metric
 from itertrack.domain.model.phases import Status
 from itertrack.domain.model.state import IterationState
-from itertrack.projections.costing import calls_of_events, calls_of_rows, cost_report
-from itertrack.projections.pricing import PriceTable
+from itertrack.domain.model.usage import USAGE_FIELDS
+from itertrack.projections.cost import price_call, sum_costs
+from itertrack.projections.costing import Call, calls_of_events, calls_of_rows, cost_report
+from itertrack.projections.pricing import NoPrice, PriceTable, RowMatch
 from itertrack.projections.trend import Trend, fit_trend, median_window, rolling_median
 
 # How many rows of each kind the board lists (newest first), and how many iterations a failure row links.
@@ -35,6 +39,48 @@ LINKED_ITERATIONS = 20
 CHART_POINTS = 400
 
 
+@dataclass(frozen=True)
+class MemoPriceTable(PriceTable):
+    """A price table that remembers which row prices each (provider, model, day): a page prices up to every
+    call in the store, and the row lookup (pattern matching over the table) is most of a call's pricing."""
+
+    memo: dict[tuple[str, str, date], RowMatch | NoPrice] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def of(cls, table: PriceTable) -> MemoPriceTable:
+        """The same table, remembering its lookups."""
+        return cls(table.data, table.source, table.version)
+
+    def lookup(self, provider: str, model: str, on: date) -> RowMatch | NoPrice:
+        """As `PriceTable.lookup`, once per (provider, model, day)."""
+        key = (provider, model, on)
+        found = self.memo.get(key)
+        if found is None:
+            found = self.memo[key] = super().lookup(provider, model, on)
+        return found
+
+
+def calls_usd(calls: Iterable[Call], table: PriceTable) -> Decimal | None:
+    """The dollars of the calls that have a price (each priced once, at its date); None when none has one."""
+    costs = []
+    for c in calls:
+        if c.tokens is None or c.model is None:
+            continue
+        costs.append(
+            price_call(
+                table,
+                provider=c.provider,
+                model=c.model,
+                at=c.at,
+                tokens=c.tokens,
+                batch=c.batch,
+                inference_geo=c.inference_geo,
+            )
+        )
+    total = sum_costs(costs, table_version=table.version)
+    return total.usd if total.priced_calls else None
+
+
 @dataclass
 class Dashboard:
     """What the pages read: the read models, the tracker behind them, the prices and the stale threshold."""
@@ -43,9 +89,14 @@ class Dashboard:
     prices: PriceTable
     stale_after: timedelta = timedelta(minutes=10)
     phases: tuple[str, ...] = field(default=())
+    # The dollars of finished iterations (they take no more calls), by id: each is priced once per process.
+    finished_usd: dict[UUID, Decimal | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self._pricing = threading.Lock()
         self.phases = tuple(self.models.tracker.catalog.names)
+        if not isinstance(self.prices, MemoPriceTable):
+            self.prices = MemoPriceTable.of(self.prices)
 
     # -- positions --------------------------------------------------------------------------
 
@@ -71,8 +122,7 @@ class Dashboard:
     def _row(self, state: IterationState, events: Sequence[Iteration.Event]) -> dict[str, Any]:
         phases = set(self.phases) | {p.phase for p in state.phase_history}
         tokens = sum(state.metrics.get(tokens_metric(p), 0) for p in phases)
-        calls = calls_of_events(state.agent_id, events)
-        usd = cost_report(calls, self.prices, by=()).total.usd if calls else None
+        usd = calls_usd(calls_of_events(state.agent_id, events), self.prices)
         entered = state.phase_history[-1].entered_at
         failed_in = (
             state.phase_history[-2].phase if state.status is Status.FAILED and len(state.phase_history) > 1 else None
@@ -221,34 +271,23 @@ class Dashboard:
         models = self.models
         if models.catch_up_on_read:
             models.sync()
-        rows = models.view.report_rows(filters.agent, filters.since, filters.until)
-        token_names = {tokens_metric(p) for p in set(self.phases) | {p for d in rows.durations.values() for p in d}}
+        token_metrics = self._token_metrics()
         finished = [
             it
-            for it in rows.iterations
-            if it.finished_at is not None
-            and filters.admits(agent_id=it.agent_id, status=str(it.status), started_at=it.started_at)
+            for it in models.view.finished_tokens(token_metrics, filters.agent, filters.since, filters.until)
+            if filters.admits(agent_id=it.agent_id, status=str(it.status), started_at=it.started_at)
         ]
-        ids = {it.id for it in finished}
-        calls = [
-            c
-            for c in calls_of_rows(models.view.llm_calls(agent=filters.agent, since=filters.since))
-            if c.iteration_id in ids
-        ]
-        usd_of: dict[str, Decimal | None] = {}
-        if calls:
-            for line in cost_report(calls, self.prices, by=("iteration",)).lines:
-                usd_of[str(line.group["iteration"])] = line.usd
-        per_agent: dict[str, list[Any]] = defaultdict(list)
+        usd_of = self._finished_usd(finished, filters)
+        per_agent: dict[str, list[FinishedTokens]] = defaultdict(list)
         for it in finished:
             per_agent[it.agent_id].append(it)
         agents = []
         for agent_id in sorted(per_agent):
             its = sorted(per_agent[agent_id], key=lambda it: it.iteration_number)
             numbers = [float(it.iteration_number) for it in its]
-            seconds = [(it.finished_at - it.started_at).total_seconds() for it in its if it.finished_at is not None]
-            tokens = [float(sum(v for k, v in rows.tokens.get(it.id, {}).items() if k in token_names)) for it in its]
-            usd_points = [(float(it.iteration_number), usd_of.get(str(it.id))) for it in its]
+            seconds = [(it.finished_at - it.started_at).total_seconds() for it in its]
+            tokens = [it.tokens for it in its]
+            usd_points = [(float(it.iteration_number), usd_of.get(it.id)) for it in its]
             success = [1.0 if it.status is Status.COMPLETED else 0.0 for it in its]
             time_unit, time_scale = _time_unit(seconds)
             measures = [
@@ -265,7 +304,8 @@ class Dashboard:
                     "success", "success rate (%)", numbers, [100 * s for s in success], "percentage points", mean=True
                 ),
             ]
-            total_usd = sum((u for _, u in usd_points if u is not None), Decimal(0)) if usd_of else None
+            priced = [u for _, u in usd_points if u is not None]
+            total_usd = sum(priced, Decimal(0)) if priced else None
             agents.append(
                 {
                     "agent_id": agent_id,
@@ -280,6 +320,41 @@ class Dashboard:
                 }
             )
         return {"filters": filters.as_query(), "agents": agents}
+
+    def _token_metrics(self) -> list[str]:
+        """The `<phase>_tokens` metrics in the store (the agents' metric names, less the per-kind counts), and
+        those of the known phases."""
+        known = {tokens_metric(p) for p in self.phases}
+        kinds = tuple(f"_{kind}" for kind in USAGE_FIELDS)
+        for m in self.models.view.agent_metrics():
+            if m.metric.endswith("_tokens") and not m.metric.endswith(kinds):
+                known.add(m.metric)
+        return sorted(known)
+
+    def _finished_usd(self, finished: Sequence[FinishedTokens], filters: Filters) -> dict[UUID, Decimal | None]:
+        """Dollars of each finished iteration: remembered ones as they were, the others priced from the
+        `llm_calls` view (calls since the filter's start: an iteration's calls come after it started)."""
+        with self._pricing:  # one pricer at a time: a page waits for the warm-up instead of pricing the same calls
+            self._price_missing([it.id for it in finished if it.id not in self.finished_usd], filters)
+        return {it.id: self.finished_usd[it.id] for it in finished}
+
+    def warm(self) -> int:
+        """Price every finished iteration now (the server does it once at start, in the background), so the
+        agents page does not; returns how many were priced."""
+        finished = self.models.view.finished_tokens(self._token_metrics())
+        before = len(self.finished_usd)
+        self._finished_usd(finished, Filters())
+        return len(self.finished_usd) - before
+
+    def _price_missing(self, missing: Sequence[UUID], filters: Filters) -> None:
+        wanted = set(missing)
+        if wanted:
+            by_iteration: dict[UUID, list[Call]] = defaultdict(list)
+            for c in calls_of_rows(self.models.view.llm_calls(agent=filters.agent, since=filters.since)):
+                if c.iteration_id in wanted:
+                    by_iteration[c.iteration_id].append(c)
+            for iid in wanted:
+                self.finished_usd[iid] = calls_usd(by_iteration.get(iid, ()), self.prices)
 
     # -- failures ---------------------------------------------------------------------------
 
@@ -334,19 +409,23 @@ def _measure(
 ) -> dict[str, Any]:
     """One measure's points (thinned to `CHART_POINTS`), its rolling median (or mean), trend and verdict."""
     window = median_window(len(ys))
-    smooth = _rolling_mean(ys, window) if mean else rolling_median(ys, window)
     trend = fit_trend(xs, ys)
     step = max(1, len(xs) // CHART_POINTS)
     keep = list(range(0, len(xs), step))
     if xs and keep[-1] != len(xs) - 1:
         keep.append(len(xs) - 1)
+    if mean:
+        means = _rolling_mean(ys, window)
+        smooth = [means[i] for i in keep]
+    else:
+        smooth = rolling_median(ys, window, keep)
     return {
         "key": key,
         "title": title,
         "unit": unit,
         "window": window,
         "smoothing": "rolling mean" if mean else "rolling median",
-        "points": [{"x": xs[i], "y": ys[i], "smooth": smooth[i]} for i in keep],
+        "points": [{"x": xs[i], "y": ys[i], "smooth": s} for i, s in zip(keep, smooth, strict=True)],
         "trend": None
         if trend is None
         else {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+from collections.abc import MutableMapping
 from decimal import Decimal
 from typing import Any
 
@@ -109,7 +110,7 @@ def test_loopback_addresses() -> None:
 
 
 def _call(guard: Guard, headers: list[tuple[bytes, bytes]], query: bytes = b"") -> tuple[int, dict[bytes, bytes]]:
-    sent: list[dict[str, Any]] = []
+    sent: list[MutableMapping[str, Any]] = []
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
@@ -118,7 +119,7 @@ def _call(guard: Guard, headers: list[tuple[bytes, bytes]], query: bytes = b"") 
     async def receive() -> dict[str, Any]:
         return {"type": "http.request"}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
 
     guard.app = app
