@@ -26,7 +26,7 @@ from starlette.templating import Jinja2Templates
 
 from itertrack.adapters.web import charts
 from itertrack.adapters.web.encode import dumps, jsonable
-from itertrack.adapters.web.filters import Filters
+from itertrack.adapters.web.filters import Filters, parse_instant
 from itertrack.adapters.web.guard import Guard
 from itertrack.adapters.web.live import LiveFeed
 from itertrack.adapters.web.pages import Dashboard, parse_version
@@ -96,7 +96,7 @@ class Handlers:
     async def iteration(self, request: Request) -> Response:
         iid = parse_iteration_id(request.path_params["iteration_id"])
         version = parse_version(request.query_params.get("version"))
-        at = Filters.parse({"since": request.query_params.get("at") or ""}).since
+        at = parse_instant(request.query_params.get("at"), "at")
         data = await run_in_threadpool(lambda: self.dashboard.iteration(iid, version=version, at=at))
         if _is_api(request):
             return JSONOut(data)

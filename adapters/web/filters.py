@@ -34,8 +34,8 @@ class Filters:
                 status = Status(status_text)
             except ValueError:
                 raise InvalidInputError("status", status_text, "must be running, completed or failed") from None
-        since = _instant(query.get("since"), "since")
-        until = _instant(query.get("until"), "until")
+        since = parse_instant(query.get("since"), "since")
+        until = parse_instant(query.get("until"), "until")
         if since is not None and until is not None and until <= since:
             raise InvalidInputError("until", query.get("until"), "must be after since")
         return cls(agent, status, since, until)
@@ -65,7 +65,8 @@ class Filters:
         return f"?{urlencode(query)}" if query else ""
 
 
-def _instant(text: str | None, field: str) -> datetime | None:
+def parse_instant(text: str | None, field: str) -> datetime | None:
+    """An ISO 8601 time (UTC when it has no offset), None when blank; `InvalidInputError` naming `field`."""
     if text is None or not text.strip():
         return None
     raw = text.strip()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import logging
 from collections import deque
@@ -27,6 +26,8 @@ log = logging.getLogger("itertrack")
 # A browser further behind than this many changed iterations reloads the page instead of replaying them.
 MOST_REPLAYED = 500
 NOTIFICATION_PAGE = 1000
+# A burst of more changed iterations than this in one poll (a bulk import) makes every browser reload instead.
+MOST_FOLLOWED = 2000
 KEEPALIVE_S = 15.0
 RECONNECT_MS = 1000
 
@@ -46,7 +47,8 @@ class LiveFeed:
         self.floor = 0
         self.recent: deque[tuple[int, str, dict[str, Any] | None]] = deque()
         self.started = asyncio.Event()
-        self._changed = asyncio.Condition()
+        # Set (and replaced) each time the position moves: streams wait on the one current when they looked.
+        self._moved = asyncio.Event()
         self._failing = False
         self.clients = 0
 
@@ -61,14 +63,14 @@ class LiveFeed:
                     self.started.set()
                 latest = await asyncio.to_thread(self.dashboard.log_position)
                 if latest > self.position:
-                    updates = await asyncio.to_thread(self.read_log, self.position, latest, None)
+                    updates = await asyncio.to_thread(self.read_log, self.position, latest, MOST_FOLLOWED)
                     for position, row in updates:
                         self.recent.append((position, "" if row is None else row["iteration_id"], row))
                     while len(self.recent) > self.keep:
                         self.floor = self.recent.popleft()[0]
-                    async with self._changed:
-                        self.position = latest
-                        self._changed.notify_all()
+                    self.position = latest
+                    moved, self._moved = self._moved, asyncio.Event()
+                    moved.set()
                 if self._failing:
                     log.warning("dashboard: following the log again")
                     self._failing = False
@@ -104,9 +106,6 @@ class LiveFeed:
 
     # -- one browser ------------------------------------------------------------------------
 
-    def _beyond(self, position: int) -> bool:
-        return self.position > position
-
     def _remembered(self, after: int) -> list[Update]:
         """Changes after `after` from memory (after >= floor), the newest row of each iteration only."""
         newest: dict[str, tuple[int, dict[str, Any] | None]] = {}
@@ -140,11 +139,8 @@ class LiveFeed:
                     pos = max(pos, upto)
                     yield _message(pos, "position", pos)
                     continue
-                async with self._changed:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(
-                            self._changed.wait_for(functools.partial(self._beyond, pos)), KEEPALIVE_S
-                        )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._moved.wait(), KEEPALIVE_S)
                 if await is_gone():
                     return
                 if self.position <= pos:

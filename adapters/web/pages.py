@@ -335,7 +335,7 @@ class Dashboard:
         """Dollars of each finished iteration: remembered ones as they were, the others priced from the
         `llm_calls` view (calls since the filter's start: an iteration's calls come after it started)."""
         with self._pricing:  # one pricer at a time: a page waits for the warm-up instead of pricing the same calls
-            self._price_missing([it.id for it in finished if it.id not in self.finished_usd], filters)
+            self._price_missing([it for it in finished if it.id not in self.finished_usd], filters)
         return {it.id: self.finished_usd[it.id] for it in finished}
 
     def warm(self) -> int:
@@ -346,11 +346,14 @@ class Dashboard:
         self._finished_usd(finished, Filters())
         return len(self.finished_usd) - before
 
-    def _price_missing(self, missing: Sequence[UUID], filters: Filters) -> None:
-        wanted = set(missing)
-        if wanted:
+    def _price_missing(self, missing: Sequence[FinishedTokens], filters: Filters) -> None:
+        """Price the calls of `missing` iterations, one agent at a time (so the calls held at once stay few)."""
+        by_agent: dict[str, set[UUID]] = defaultdict(set)
+        for it in missing:
+            by_agent[it.agent_id].add(it.id)
+        for agent, wanted in by_agent.items():
             by_iteration: dict[UUID, list[Call]] = defaultdict(list)
-            for c in calls_of_rows(self.models.view.llm_calls(agent=filters.agent, since=filters.since)):
+            for c in calls_of_rows(self.models.view.llm_calls(agent=agent, since=filters.since)):
                 if c.iteration_id in wanted:
                     by_iteration[c.iteration_id].append(c)
             for iid in wanted:

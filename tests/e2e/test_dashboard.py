@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import httpx
 import pytest
 from dashboard_support import ITERTRACK, Server, chromium_path, serving
 from playwright.sync_api import Browser, ConsoleMessage, Dialog, Page, sync_playwright
@@ -181,7 +183,9 @@ def test_pages_render_with_charts_and_no_console_errors(
     assert watched.outside == []
 
 
-def test_replay_shows_the_state_as_of_an_event(watched: Watched, store: tuple[str, PerformanceTracker]) -> None:
+def test_replay_shows_the_state_as_of_an_event(
+    watched: Watched, store: tuple[str, PerformanceTracker], server: Server
+) -> None:
     """The iteration page's replay link shows the state as of that event: a failed iteration was running then."""
     page, tracker = watched.page, store[1]
     iid = tracker.start_iteration("eps", 1)
@@ -193,6 +197,29 @@ def test_replay_shows_the_state_as_of_an_event(watched: Watched, store: tuple[st
     page.wait_for_selector(".replay")
     assert "version 2 of 3" in (page.locator(".replay").text_content() or "")
     assert page.locator("#iteration-error").count() == 0
+    second = tracker.history(iid)[1].timestamp.isoformat()
+    as_of = httpx.get(f"{server.url}/api/iterations/{iid}", params={"at": second}, timeout=10).json()
+    assert (as_of["version"], as_of["iteration"]["phase"], as_of["iteration"]["status"]) == (2, "analysis", "running")
+    bad = httpx.get(f"{server.url}/api/iterations/{iid}", params={"at": "noon"}, timeout=10)
+    assert bad.status_code == 400
+    assert bad.json()["error"].startswith("at=")
+
+
+def test_a_running_iteration_without_changes_is_flagged_stale(browser: Browser, tmp_path: Path) -> None:
+    """With --stale-after 2s, a running iteration is flagged once it has had no change for 2 s, and the flag
+    goes when a change comes."""
+    url = f"sqlite:///{tmp_path / 'stale.db'}"
+    with PerformanceTracker(store=url) as tracker, serving(url, tmp_path / "serve.log", "--stale-after", "2s") as s:
+        iid = tracker.start_iteration("idle", 1)
+        context = browser.new_context(base_url=s.url)
+        page = context.new_page()
+        page.goto("/")
+        _live(page)
+        flag = f"#it-{iid} .stale"
+        page.wait_for_selector(flag, state="visible", timeout=5000)
+        tracker.update_phase(iid, "analysis")
+        page.wait_for_selector(flag, state="hidden", timeout=1000)
+        context.close()
 
 
 def test_hostile_strings_stay_text(browser: Browser, tmp_path: Path) -> None:
@@ -275,7 +302,6 @@ def test_token_is_required_off_loopback(store: tuple[str, PerformanceTracker], t
     """Bound to every address, the dashboard answers 401 without the token and 200 with it (header, or the
     cookie a ?token= link sets), and the token appears in no response and no log line; without a token it
     refuses to start."""
-    import subprocess  # noqa: PLC0415
 
     url = store[0]
     refused = subprocess.run(
@@ -294,8 +320,6 @@ def test_token_is_required_off_loopback(store: tuple[str, PerformanceTracker], t
     server.headers = {"Authorization": f"Bearer {secret}"}
     server.start()
     try:
-        import httpx  # noqa: PLC0415
-
         seen = []
         for path in ("/", "/api/board", "/healthz", "/agents", "/events", "/static/app.js"):
             plain = httpx.get(server.url + path, timeout=10)
