@@ -62,14 +62,18 @@ class JSONOut(JSONResponse):
         return dumps(content).encode()
 
 
-def _metrics_registry() -> Callable[..., Any] | None:
-    """`build_registry(tracker, views)` of the Prometheus exporter, when this installation has one."""
+def _metrics_registry(dashboard: Dashboard) -> Any | None:
+    """The Prometheus registry of the read models (`itertrack.adapters.prometheus.build_registry`), when this
+    installation has that exporter; None otherwise (then there is no `/metrics`)."""
     try:
-        module = importlib.import_module("itertrack.adapters.export.prometheus")
+        module = importlib.import_module("itertrack.adapters.prometheus")
     except ImportError:
         return None
     build = getattr(module, "build_registry", None)
-    return build if callable(build) else None
+    if not callable(build):
+        return None
+    models = dashboard.models
+    return build(models, catch_up=models.catch_up_on_read, prices=dashboard.prices)
 
 
 class Handlers:
@@ -79,7 +83,7 @@ class Handlers:
         self.dashboard = dashboard
         self.feed = feed
         self.templates = Jinja2Templates(env=_environment())
-        self.build_registry = _metrics_registry()
+        self.registry = _metrics_registry(dashboard)
 
     def page(self, request: Request, template: str, data: dict[str, Any], **extra: Any) -> Response:
         filters = Filters.parse(request.query_params)
@@ -151,11 +155,10 @@ class Handlers:
         return JSONOut(data)
 
     async def metrics(self, _request: Request) -> Response:
-        exposition = importlib.import_module("prometheus_client")  # only with the exporter installed
-        assert self.build_registry is not None
-        models = self.dashboard.models
-        registry = await run_in_threadpool(self.build_registry, models.tracker, models)
-        return Response(exposition.generate_latest(registry), media_type=exposition.CONTENT_TYPE_LATEST)
+        """prometheus_client's text exposition of the read models' registry (each scrape reads the views)."""
+        exposition = importlib.import_module("prometheus_client")  # installed with the exporter
+        body = await run_in_threadpool(exposition.generate_latest, self.registry)
+        return Response(body, media_type=exposition.CONTENT_TYPE_LATEST)
 
     def failure(self, status: int, text: str) -> Callable[[Request, Exception], Any]:
         """An exception handler answering `status` with the error's message (escaped in the page)."""
@@ -215,7 +218,7 @@ def create_app(
         Route("/healthz", h.healthz),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
-    if h.build_registry is not None:
+    if h.registry is not None:
         routes.append(Route("/metrics", h.metrics))
     app = Starlette(
         routes=routes,
