@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ import pytest
 from dashboard_support import ITERTRACK, Server, chromium_path, serving
 from playwright.sync_api import Browser, ConsoleMessage, Dialog, Page, sync_playwright
 from playwright.sync_api import Request as PlaywrightRequest
+from support import wait_for
 
 from itertrack.domain import PerformanceTracker
 
@@ -344,3 +346,34 @@ def test_token_is_required_off_loopback(store: tuple[str, PerformanceTracker], t
     finally:
         server.stop()
     assert secret not in log.read_text()
+
+
+def _iterations_sent(server: Server, headers: dict[str, str], after: int, count: int) -> list[tuple[int, str]]:
+    """The (id, iteration_id) of the first `count` iteration messages /events sends."""
+    sent: list[tuple[int, str]] = []
+    event_id = 0
+    with httpx.stream("GET", f"{server.url}/events", params={"after": after}, headers=headers, timeout=10) as r:
+        for line in r.iter_lines():
+            if line.startswith("id: "):
+                event_id = int(line[4:])
+            elif line.startswith("data: {"):
+                sent.append((event_id, json.loads(line[6:])["iteration_id"]))
+                if len(sent) == count:
+                    break
+    return sent
+
+
+def test_last_event_id_resumes_after_that_position(store: tuple[str, PerformanceTracker], server: Server) -> None:
+    """A reconnect's Last-Event-ID wins over the page's ?after=: every iteration changed after that position is
+    sent again (from the server's memory while it holds the range), in log order, ids being log positions."""
+    tracker = store[1]
+    before = server.get("/healthz").json()["log_position"]
+    written = [tracker.start_iteration("resume", n) for n in range(1, 4)]
+    wait_for(lambda: server.get("/healthz").json()["live_position"] > before + 2, 5, "the feed to see the writes")
+    latest = server.get("/healthz").json()["log_position"]
+    sent = _iterations_sent(server, {"Last-Event-ID": str(before)}, latest, 3)
+    assert [iid for _, iid in sent] == [str(i) for i in written]
+    assert [pos for pos, _ in sent] == sorted(pos for pos, _ in sent)
+    assert all(before < pos <= latest for pos, _ in sent)
+    bad = httpx.get(f"{server.url}/events", headers={"Last-Event-ID": "x"}, timeout=10)
+    assert bad.status_code == 400
