@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
 import logging
+import socket
 import sys
-from typing import Annotated
+from types import FrameType
+from typing import Annotated, Any
 
 import typer
 
@@ -15,6 +19,7 @@ from itertrack.adapters.prices import load_price_table
 from itertrack.adapters.settings import load_settings
 from itertrack.adapters.store.url import DEFAULT_STORE, redact
 from itertrack.adapters.views.keeper import ReadModels
+from itertrack.domain.model.errors import InvalidInputError
 
 DEFAULT_PORT = 8765
 
@@ -27,6 +32,41 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def _server_class() -> type[Any]:
+    """uvicorn's server, ending the live streams as it starts to stop (they would hold it open). Made on first
+    use: uvicorn is imported only by this command."""
+    import uvicorn  # noqa: PLC0415
+
+    class Server(uvicorn.Server):
+        def __init__(self, config: uvicorn.Config, feed: Any) -> None:
+            super().__init__(config)
+            self.feed = feed
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            """On SIGINT/SIGTERM: close the feed's streams on the event loop, then stop as uvicorn does."""
+            with contextlib.suppress(RuntimeError):  # no loop yet: nothing streams
+                asyncio.get_running_loop().call_soon_threadsafe(self.feed.close)
+            super().handle_exit(sig, frame)
+
+    return Server
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on (host, port); `InvalidInputError` naming --host/--port when it cannot be had
+    (address in use, not an address of this machine)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as e:
+        raise InvalidInputError(
+            "--host/--port", f"{host}:{port}", f"cannot be listened on: {e.strerror or e}"
+        ) from None
+    return sock
 
 
 @app.command()
@@ -64,6 +104,7 @@ def serve(
     import uvicorn  # noqa: PLC0415  # only this command needs the server
 
     from itertrack.adapters.web.app import create_app  # noqa: PLC0415
+    from itertrack.adapters.web.live import LiveFeed  # noqa: PLC0415
     from itertrack.adapters.web.pages import Dashboard  # noqa: PLC0415
 
     with cli_errors(store):
@@ -78,15 +119,27 @@ def serve(
         models = ReadModels(tracker, background=catch_up, catch_up_on_read=catch_up)
         try:
             dashboard = Dashboard(models, prices, stale_after=stale)
-            asgi = create_app(dashboard, token=secret)
+            feed = LiveFeed(dashboard)
+            asgi = create_app(dashboard, token=secret, feed=feed)
             # No access log: a first request may carry ?token=, and the gate redirects it away at once.
-            config = uvicorn.Config(asgi, host=host, port=port, access_log=False, log_level="warning", lifespan="on")
-            server = uvicorn.Server(config)
+            # Live streams never end by themselves: on Ctrl-C or SIGTERM they are cut after 2 s.
+            config = uvicorn.Config(
+                asgi,
+                host=host,
+                port=port,
+                access_log=False,
+                log_level="warning",
+                lifespan="on",
+                timeout_graceful_shutdown=2,
+            )
+            server = _server_class()(config, feed)
+            listening = listen(host, port)
             shown = f"[{host}]" if ":" in host else host
             logging.getLogger("itertrack").setLevel(logging.WARNING)
-            sys.stderr.write(f"itertrack: serving {redact(store)} on http://{shown}:{port}/ (Ctrl-C stops)\n")
+            bound = listening.getsockname()[1]
+            sys.stderr.write(f"itertrack: serving {redact(store)} on http://{shown}:{bound}/ (Ctrl-C stops)\n")
             sys.stderr.flush()
-            server.run()
+            server.run(sockets=[listening])
         finally:
             models.close()
             tracker.close()

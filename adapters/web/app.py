@@ -178,11 +178,17 @@ def _is_api(request: Request) -> bool:
 
 
 def create_app(
-    dashboard: Dashboard, *, token: str | None = None, poll_interval: float = 0.25, warm_up: bool = True
+    dashboard: Dashboard,
+    *,
+    token: str | None = None,
+    poll_interval: float = 0.25,
+    warm_up: bool = True,
+    feed: LiveFeed | None = None,
 ) -> Guard:
     """The dashboard as an ASGI app; with `token`, every request must carry it (see `Guard`). With `warm_up`,
-    finished iterations are priced in the background from the start (`Dashboard.warm`)."""
-    feed = LiveFeed(dashboard, poll_interval=poll_interval)
+    finished iterations are priced in the background from the start (`Dashboard.warm`). `feed`: the live feed
+    to use (its `close()` ends the streams when the server stops), else a new one."""
+    feed = feed or LiveFeed(dashboard, poll_interval=poll_interval)
     h = Handlers(dashboard, feed)
 
     async def warm() -> None:

@@ -51,6 +51,12 @@ class LiveFeed:
         self._moved = asyncio.Event()
         self._failing = False
         self.clients = 0
+        self.closing = False
+
+    def close(self) -> None:
+        """End every stream (the server is stopping: browsers reconnect to the next one). Call on the loop."""
+        self.closing = True
+        self._moved.set()
 
     # -- following the log (one task) -------------------------------------------------------
 
@@ -58,19 +64,7 @@ class LiveFeed:
         """Poll the log's last position; read what changed after the last one seen; wake every stream."""
         while True:
             try:
-                if not self.started.is_set():
-                    self.position = self.floor = await asyncio.to_thread(self.dashboard.log_position)
-                    self.started.set()
-                latest = await asyncio.to_thread(self.dashboard.log_position)
-                if latest > self.position:
-                    updates = await asyncio.to_thread(self.read_log, self.position, latest, MOST_FOLLOWED)
-                    for position, row in updates:
-                        self.recent.append((position, "" if row is None else row["iteration_id"], row))
-                    while len(self.recent) > self.keep:
-                        self.floor = self.recent.popleft()[0]
-                    self.position = latest
-                    moved, self._moved = self._moved, asyncio.Event()
-                    moved.set()
+                await self._poll_once()
                 if self._failing:
                     log.warning("dashboard: following the log again")
                     self._failing = False
@@ -81,6 +75,24 @@ class LiveFeed:
                     log.warning("dashboard: cannot follow the log: %s", e)
                     self._failing = True
             await asyncio.sleep(self.poll_interval)
+
+    async def _poll_once(self) -> None:
+        if not self.started.is_set():
+            self.position = self.floor = await asyncio.to_thread(self.dashboard.log_position)
+            self.started.set()
+        latest = await asyncio.to_thread(self.dashboard.log_position)
+        if latest <= self.position:
+            return
+        updates = await asyncio.to_thread(self.read_log, self.position, latest, MOST_FOLLOWED)
+        for position, row in updates:
+            self.recent.append((position, "" if row is None else row["iteration_id"], row))
+        while len(self.recent) > self.keep:
+            self.floor = self.recent.popleft()[0]
+        self.position = latest
+        moved, self._moved = self._moved, asyncio.Event()
+        moved.set()
+        if self.closing:
+            self._moved.set()
 
     def read_log(self, after: int, upto: int, limit: int | None = MOST_REPLAYED) -> list[Update]:
         """The board rows of iterations changed in (after, upto], ordered by their last change; one reload
@@ -124,7 +136,7 @@ class LiveFeed:
             pos = self.position if after is None else after
             if after is None:
                 yield _message(pos, "position", pos)
-            while True:
+            while not self.closing:
                 if pos < self.position:
                     upto = self.position
                     if pos >= self.floor:
@@ -141,7 +153,7 @@ class LiveFeed:
                     continue
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._moved.wait(), KEEPALIVE_S)
-                if await is_gone():
+                if self.closing or await is_gone():
                     return
                 if self.position <= pos:
                     yield ": keepalive\n\n"

@@ -377,3 +377,36 @@ def test_last_event_id_resumes_after_that_position(store: tuple[str, Performance
     assert all(before < pos <= latest for pos, _ in sent)
     bad = httpx.get(f"{server.url}/events", headers={"Last-Event-ID": "x"}, timeout=10)
     assert bad.status_code == 400
+
+
+def test_serve_refuses_bad_options_in_one_line(server: Server) -> None:
+    """A bad --stale-after, or a port already taken, is one line naming the option, exit 1, no traceback."""
+    for args, named in (
+        (["--stale-after", "soon"], "--stale-after='soon'"),
+        (["--port", str(server.port)], "--host/--port='127.0.0.1:"),
+    ):
+        done = subprocess.run(
+            [ITERTRACK, "serve", "--store", server.store, *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 1, done.stderr
+        assert done.stderr.startswith(f"itertrack: error: {named}"), done.stderr
+        assert "Traceback" not in done.stderr
+
+
+def test_a_stopping_server_ends_its_live_streams(server: Server) -> None:
+    """SIGTERM with a browser's stream open: the stream ends and the server exits at once (uvicorn would wait for
+    the stream forever)."""
+    assert server.process is not None
+    with httpx.stream("GET", f"{server.url}/events", timeout=10) as events:
+        lines = events.iter_lines()
+        assert next(lines).startswith("retry:")
+        server.process.terminate()
+        started = time.monotonic()
+        server.process.wait(timeout=10)
+        assert time.monotonic() - started < 2
+        rest = list(lines)  # ends: the server closed the stream properly
+    assert all(not line.startswith("event: iteration") for line in rest)
