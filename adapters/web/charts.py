@@ -104,7 +104,12 @@ def agents_chart(agents: Sequence[Mapping[str, Any]], key: str) -> dict[str, Any
         "encoding": {
             "x": _x_axis(),
             "y": {**_y_axis(first), "title": title},
-            "color": {"field": "agent", "type": "nominal", "title": "agent", "legend": {"orient": "right"}},
+            "color": {
+                "field": "agent",
+                "type": "nominal",
+                "title": "agent",
+                "legend": {"orient": "bottom", "columns": 6, "symbolLimit": 60, "labelLimit": 160},
+            },
         },
     }
 
@@ -165,7 +170,7 @@ def failures_chart(groups: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                 "field": "failures",
                 "type": "quantitative",
                 "title": "failed iterations",
-                "axis": {"format": "d", "tickMinStep": 1},
+                "axis": {"format": ",d", "tickMinStep": 1, "tickCount": 8},
             },
         },
     }

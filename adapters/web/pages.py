@@ -396,10 +396,12 @@ class Dashboard:
 
 
 def _time_unit(seconds: Sequence[float]) -> tuple[str, float]:
-    """The unit the time chart reads best in, from the median: s, min or h."""
+    """The unit the time chart reads best in, from the median: ms, s, min or h."""
     if not seconds:
         return "s", 1.0
     middle = sorted(seconds)[len(seconds) // 2]
+    if middle < 1:
+        return "ms", 0.001
     if middle >= 2 * 3600:
         return "h", 3600.0
     if middle >= 120:
