@@ -66,8 +66,8 @@ class Server:
             self.process.wait(timeout=30)
         self.process = None
 
-    def get(self, path: str, **kwargs: Any) -> httpx.Response:
-        return httpx.get(f"{self.url}{path}", headers=self.headers, timeout=30, **kwargs)
+    def get(self, path: str, headers: dict[str, str] | None = None, **kwargs: Any) -> httpx.Response:
+        return httpx.get(f"{self.url}{path}", headers={**self.headers, **(headers or {})}, timeout=30, **kwargs)
 
 
 @contextmanager

@@ -22,6 +22,7 @@ from itertrack.adapters.views.keeper import ReadModels
 from itertrack.domain.model.errors import InvalidInputError
 
 DEFAULT_PORT = 8765
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 def is_loopback(host: str) -> bool:
@@ -120,7 +121,9 @@ def serve(
         try:
             dashboard = Dashboard(models, prices, stale_after=stale)
             feed = LiveFeed(dashboard)
-            asgi = create_app(dashboard, token=secret, feed=feed)
+            # On loopback, requests must name a loopback host: a page elsewhere cannot rebind its name to it.
+            hosts = LOOPBACK_NAMES | {host.strip("[]").lower()} if is_loopback(host) else None
+            asgi = create_app(dashboard, token=secret, feed=feed, hosts=hosts)
             # No access log: a first request may carry ?token=, and the gate redirects it away at once.
             # Live streams never end by themselves: on Ctrl-C or SIGTERM they are cut after 2 s.
             config = uvicorn.Config(

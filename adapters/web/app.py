@@ -184,10 +184,12 @@ def create_app(
     poll_interval: float = 0.25,
     warm_up: bool = True,
     feed: LiveFeed | None = None,
+    hosts: frozenset[str] | None = None,
 ) -> Guard:
     """The dashboard as an ASGI app; with `token`, every request must carry it (see `Guard`). With `warm_up`,
     finished iterations are priced in the background from the start (`Dashboard.warm`). `feed`: the live feed
-    to use (its `close()` ends the streams when the server stops), else a new one."""
+    to use (its `close()` ends the streams when the server stops), else a new one. `hosts`: the only host names
+    a request's `Host` may name (None: any)."""
     feed = feed or LiveFeed(dashboard, poll_interval=poll_interval)
     h = Handlers(dashboard, feed)
 
@@ -237,4 +239,4 @@ def create_app(
         },
     )
     app.state.feed = feed
-    return Guard(app, token)
+    return Guard(app, token, hosts)

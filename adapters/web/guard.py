@@ -35,13 +35,23 @@ def cookie_value(token: str) -> str:
     return hashlib.sha256(b"itertrack-serve:" + token.encode()).hexdigest()
 
 
-class Guard:
-    """ASGI middleware: refuses (401) a request without the token when `token` is set; adds the security
-    headers to every response."""
+def host_of(header: str) -> str:
+    """The host name of a `Host` header, without its port (`[::1]:8765` -> `::1`), lower case."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:].split("]", 1)[0]
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
 
-    def __init__(self, app: ASGIApp, token: str | None) -> None:
+
+class Guard:
+    """ASGI middleware: refuses (401) a request without the token when `token` is set; with `hosts`, refuses
+    (400) a request whose `Host` names another host (a page elsewhere that rebinds its DNS name to 127.0.0.1
+    cannot read a dashboard bound there); adds the security headers to every response."""
+
+    def __init__(self, app: ASGIApp, token: str | None, hosts: frozenset[str] | None = None) -> None:
         self.app = app
         self.token = token
+        self.hosts = hosts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -53,6 +63,11 @@ class Guard:
                 message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
             await send(message)
 
+        if self.hosts is not None:
+            given_host = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"host"), "")
+            if host_of(given_host) not in self.hosts:
+                await _refuse(send_with_headers, 400, b'{"error":"this dashboard answers only to its own address"}')
+                return
         if self.token is None or self._has_token(scope):
             await self.app(scope, receive, send_with_headers)
             return
@@ -60,7 +75,8 @@ class Guard:
         given = [v for k, v in query if k == "token"]
         if given and hmac.compare_digest(given[-1].encode(), self.token.encode()):
             rest = urlencode([(k, v) for k, v in query if k != "token"])
-            location = scope.get("root_path", "") + scope["path"] + (f"?{rest}" if rest else "")
+            path = "/" + str(scope["path"]).lstrip("/")  # never `//host`: a redirect stays on this server
+            location = path + (f"?{rest}" if rest else "")
             cookie = f"{COOKIE}={cookie_value(self.token)}; HttpOnly; SameSite=Strict; Path=/"
             await send_with_headers(
                 {
@@ -100,3 +116,9 @@ class Guard:
                 if morsel is not None and hmac.compare_digest(morsel.value.encode(), cookie_value(self.token).encode()):
                     return True
         return False
+
+
+async def _refuse(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    listed = [(b"content-type", b"application/json"), *(headers or [])]
+    await send({"type": "http.response.start", "status": status, "headers": listed})
+    await send({"type": "http.response.body", "body": body})

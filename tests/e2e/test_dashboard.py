@@ -410,3 +410,9 @@ def test_a_stopping_server_ends_its_live_streams(server: Server) -> None:
         assert time.monotonic() - started < 2
         rest = list(lines)  # ends: the server closed the stream properly
     assert all(not line.startswith("event: iteration") for line in rest)
+
+
+def test_on_loopback_it_answers_only_to_its_own_names(server: Server) -> None:
+    """A page on another site that rebinds its DNS name to 127.0.0.1 cannot read the board: its Host is refused."""
+    assert server.get("/api/board", headers={"Host": "evil.example"}).status_code == 400
+    assert server.get("/api/board", headers={"Host": f"localhost:{server.port}"}).status_code == 200

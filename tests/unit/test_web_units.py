@@ -13,7 +13,7 @@ import pytest
 
 from itertrack.adapters.cli.serve import is_loopback
 from itertrack.adapters.web.filters import Filters
-from itertrack.adapters.web.guard import Guard, cookie_value
+from itertrack.adapters.web.guard import Guard, cookie_value, host_of
 from itertrack.adapters.web.pages import verdict
 from itertrack.adapters.web.units import human_duration, human_usd
 from itertrack.domain.model.errors import InvalidInputError
@@ -145,3 +145,35 @@ def test_guard_checks_the_token_on_every_request() -> None:
     assert _call(guard, [(b"cookie", cookie)])[0] == 200
     assert _call(guard, [(b"cookie", b"itertrack_session=t0ken")])[0] == 401
     assert _call(Guard(lambda *a: None, None), [])[0] == 200  # type: ignore[arg-type]
+
+
+def test_guard_on_loopback_answers_only_to_loopback_names() -> None:
+    """Bound to loopback, a request naming another host (DNS rebinding) is refused; its own names pass."""
+    guard = Guard(lambda *a: None, None, frozenset({"127.0.0.1", "localhost", "::1"}))  # type: ignore[arg-type]
+    for host in (b"127.0.0.1:8765", b"localhost:8765", b"[::1]:8765", b"LOCALHOST"):
+        assert _call(guard, [(b"host", host)])[0] == 200, host
+    for host in (b"evil.example:8765", b"127.0.0.1.evil.example", b""):
+        assert _call(guard, [(b"host", host)])[0] == 400, host
+    assert host_of("[::1]:80") == "::1"
+    assert host_of("::1") == "::1"
+
+
+def test_token_link_never_redirects_off_the_server() -> None:
+    """A `?token=` link whose path starts with `//` still redirects to a path on this server."""
+    guard = Guard(lambda *a: None, "t0ken")  # type: ignore[arg-type]
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        raise AssertionError("not reached")
+
+    sent: list[MutableMapping[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request"}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    guard.app = app
+    scope = {"type": "http", "path": "//evil.example/x", "query_string": b"token=t0ken", "headers": [], "root_path": ""}
+    asyncio.run(guard(scope, receive, send))
+    assert dict(sent[0]["headers"])[b"location"] == b"/evil.example/x"
