@@ -35,6 +35,8 @@ from itertrack.projections.trend import Trend, fit_trend, median_window, rolling
 RUNNING_ROWS = 200
 RECENT_ROWS = 20
 LINKED_ITERATIONS = 20
+# With a time range, how many of the newest rows of each board section are read, then filtered by start time.
+TIME_FILTERED_ROWS = 2000
 # The most points per agent a chart draws (the statistics use every point).
 CHART_POINTS = 400
 
@@ -167,7 +169,7 @@ class Dashboard:
             if filters.status is not None and filters.status is not status:
                 sections[str(status)] = []
                 continue
-            fetch = limit + 1 if filters.since is None and filters.until is None else 10 * limit
+            fetch = limit + 1 if filters.since is None and filters.until is None else TIME_FILTERED_ROWS
             listed = [
                 c
                 for c in models.view.iterations(agent=filters.agent, status=status, limit=fetch)
