@@ -46,7 +46,7 @@ link: | $(VENV)/.installed
 postgres:
 	@bash scripts/ensure_postgres.sh
 
-# Debian's chromium, for the test that renders the HTML report in a real browser.
+# Debian's chromium, for the browser tests of the HTML report and the dashboard (Playwright drives it).
 chromium:
 	@bash scripts/ensure_chromium.sh
 
