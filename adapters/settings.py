@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     group_commit_changes: int = Field(default=256, ge=1, le=100_000)
     group_commit_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=1024**3)
 
+    # `itertrack serve`: the token every request to the dashboard must carry (required when it is bound to an
+    # address other than loopback); `--token` wins.
+    serve_token: str | None = None
+
     @model_validator(mode="before")
     @classmethod
     def _blank_means_default(cls, values: Any) -> Any:

@@ -16,6 +16,7 @@ from itertrack.adapters.cli import (
     prices,
     relay,
     report,
+    serve,
     similar,
     spool,
     stale,
@@ -24,7 +25,7 @@ from itertrack.adapters.cli import (
 from itertrack.adapters.cli.common import app
 
 # Importing them registers their commands.
-COMMAND_MODULES = (iterations, views, report, spool, stale, prices, metrics_server, feed, similar, relay)
+COMMAND_MODULES = (iterations, views, report, spool, stale, prices, metrics_server, feed, similar, relay, serve)
 
 
 def main(argv: list[str] | None = None) -> None:

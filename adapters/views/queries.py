@@ -9,7 +9,7 @@ from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from decimal import Decimal
 from itertools import pairwise
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from itertrack.adapters.views.exact_totals import from_db
@@ -36,6 +36,18 @@ from itertrack.projections.rows import (
     PhaseDurationBuckets,
 )
 from itertrack.projections.verification import ReadModelState
+
+
+class FinishedTokens(NamedTuple):
+    """A finished iteration and the sum of its token metrics (`ViewQueries.finished_tokens`)."""
+
+    id: UUID
+    agent_id: str
+    iteration_number: int
+    status: Status
+    started_at: datetime
+    finished_at: datetime
+    tokens: float
 
 
 class ViewQueries(ABC):
@@ -133,6 +145,36 @@ class ViewQueries(ABC):
             for r in c.fetchall():
                 rows.tokens.setdefault(self._uuid(r["iteration_id"]), {})[r["metric"]] = float(self._total(r["total"]))
         return rows
+
+    def finished_tokens(
+        self,
+        token_metrics: Sequence[str],
+        agent: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[FinishedTokens]:
+        """Finished iterations started in [since, until) (of one agent), each with the sum of its `token_metrics`
+        totals, by agent and iteration number: one row per iteration (the dashboard's trends)."""
+        check_filter_text("agent", agent)
+        given = {"agent": agent, "since": self._db_time(since), "until": self._db_time(until)}
+        filters = [name for name, value in given.items() if value is not None]
+        names = list(token_metrics) or [""]
+        with self._transaction(commit=False) as c:
+            c.execute(
+                self.statements.select_finished_tokens(filters, len(names)), [*names, *(given[f] for f in filters)]
+            )
+            return [
+                FinishedTokens(
+                    self._uuid(r["id"]),
+                    r["agent_id"],
+                    int(r["iteration_number"]),
+                    Status(r["status"]),
+                    self._time(r["started_at"]) or datetime.min.replace(tzinfo=UTC),
+                    self._time(r["finished_at"]) or datetime.min.replace(tzinfo=UTC),
+                    float(self._total(r["tokens"])),
+                )
+                for r in c.fetchall()
+            ]
 
     # -- queries ------------------------------------------------------------------------------
 

@@ -224,6 +224,19 @@ class ViewStatements:
         where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
         return f"{self.select_llm_calls}{where} ORDER BY recorded_at, iteration_id, version"
 
+    def select_finished_tokens(self, filters: Sequence[str], metrics: int) -> str:
+        """Finished iterations matching `filters` (names from `REPORT_FILTERS`), each with the sum of its totals of
+        `metrics` metrics (their names are the first parameters, then the filters'), by agent and number."""
+        ph = self.placeholder
+        conditions = [REPORT_FILTERS[name].replace("%s", ph) for name in filters] + ["c.finished_at IS NOT NULL"]
+        cur, met, _, _, _ = self.tables
+        names = ", ".join(ph for _ in range(max(1, metrics)))
+        return (
+            "SELECT c.id, c.agent_id, c.iteration_number, c.status, c.started_at, c.finished_at, "
+            f"(SELECT COALESCE(SUM(m.total), 0) FROM {met} m WHERE m.iteration_id = c.id AND m.metric IN ({names}))"
+            f" AS tokens FROM {cur} c WHERE {' AND '.join(conditions)} ORDER BY c.agent_id, c.iteration_number, c.id"
+        )
+
     def select_report(self, filters: Sequence[str]) -> tuple[str, str, str]:
         """The report's reads of iterations, their phase durations and their token totals, filtered by
         `filters` (names from `REPORT_FILTERS`); the token read takes one more parameter, its LIKE pattern."""

@@ -117,3 +117,38 @@ def test_a_role_that_may_only_read_gets_a_typed_refusal_and_nothing_is_spooled(
         assert spool.spool.count() == 0
         assert spool.store_answers()  # a refusal is no outage
     assert [e.originator_version for e in writer.history(iid)] == [1]  # nothing landed either
+
+
+def test_the_dashboard_serves_a_read_only_role(
+    pg_store: str, postgres_url: str, reader: str, open_tracker: Callable[..., PerformanceTracker], tmp_path: Path
+) -> None:
+    """`itertrack serve --no-catch-up` on a role with the README's grants (views, events, records: SELECT only)
+    serves every page, and its live stream sends a change the views do not hold yet (it reads the events)."""
+    from dashboard_support import serving  # noqa: PLC0415  # only this test starts the dashboard
+
+    writer = open_tracker(pg_store)
+    iid = writer.start_iteration("agent-1", 1)
+    writer.update_phase(iid, "failed", error="boom")
+    ReadModels(writer, background=False).sync()
+    grant(postgres_url, reader)
+    parts = urlsplit(reader)
+    role, schema = str(parts.username), parts.query.split("schema=")[1].split("&")[0]
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        for table in ("performancetracker_events", "agent_iterations", "llm_calls"):
+            conn.execute(
+                sql.SQL("GRANT SELECT ON {} TO {}").format(sql.Identifier(schema, table), sql.Identifier(role))
+            )
+    with serving(reader, tmp_path / "serve.log", "--no-catch-up") as server:
+        for path in ("/", "/agents", "/failures", f"/iterations/{iid}", "/api/board", "/healthz"):
+            assert server.get(path).status_code == 200, (path, server.get(path).text)
+        assert server.get("/api/failures").json()["groups"][0]["error"] == "boom"
+        position = server.get("/api/board").json()["position"]
+        later = writer.start_iteration("agent-2", 1)  # the views (kept by no one here) do not hold it
+        import httpx  # noqa: PLC0415
+
+        with httpx.stream("GET", f"{server.url}/events", params={"after": position}, timeout=10) as events:
+            for line in events.iter_lines():
+                if line.startswith("data:") and str(later) in line:
+                    break
+        assert server.get("/healthz").json()["behind"] > 0
+    assert "permission denied" not in (tmp_path / "serve.log").read_text()
