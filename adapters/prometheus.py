@@ -15,8 +15,6 @@ import socket
 import socketserver
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from datetime import date
 from decimal import Decimal
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -38,7 +36,7 @@ from itertrack.domain.model.errors import InvalidInputError, IterationError
 from itertrack.domain.model.phases import Status
 from itertrack.domain.service.tracker import PerformanceTracker
 from itertrack.projections.costing import CostReport, calls_of_rows, cost_report
-from itertrack.projections.pricing import NoPrice, PriceTable, RowMatch
+from itertrack.projections.pricing import PriceTable
 from itertrack.projections.rows import IterationCount, LLMUsageTotal, PhaseDurationBuckets
 
 log = logging.getLogger("itertrack")
@@ -77,29 +75,6 @@ TOKEN_KIND_COLUMNS: dict[str, str] = {
 METRICS_PATH = "/metrics"
 
 
-@dataclass(frozen=True)
-class RememberingPrices(PriceTable):
-    """A price table that finds each (provider, model, UTC day)'s row once: a scrape prices every call of the
-    store, over few models and days, and finding a row (glob patterns) is most of a call's pricing time."""
-
-    found: dict[tuple[str, str, date], RowMatch | NoPrice] = field(
-        default_factory=dict, compare=False, hash=False, repr=False
-    )
-
-    @classmethod
-    def of(cls, table: PriceTable) -> RememberingPrices:
-        """The same table (data, source, version), remembering its lookups."""
-        return cls(data=table.data, source=table.source, version=table.version)
-
-    def lookup(self, provider: str, model: str, on: date) -> RowMatch | NoPrice:
-        """As `PriceTable.lookup`, answered from memory after the first time."""
-        key = (provider, model, on)
-        match = self.found.get(key)
-        if match is None:
-            match = self.found[key] = super().lookup(provider, model, on)
-        return match
-
-
 def consumer_lags(tracker: PerformanceTracker) -> list[tuple[str, int]]:
     """(consumer name, events it is behind the log) for each named feed consumer that ran on the store, from its
     checkpoint row (adapters/feed/checkpoints.py); empty before the first consumer ran. Reads only: it never
@@ -135,7 +110,7 @@ class ReadModelCollector:
     ) -> None:
         self.read_models = read_models
         self.catch_up = catch_up
-        self.prices = RememberingPrices.of(load_price_table() if prices is None else prices)
+        self.prices = load_price_table() if prices is None else prices
         self.buckets = tuple(float(b) for b in buckets)
         self.lags = lags
         self._catching_up = threading.Lock()

@@ -17,7 +17,7 @@ import json
 import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from fnmatch import fnmatchcase
@@ -176,6 +176,12 @@ class PriceTable:
     data: PriceTableData
     source: str
     version: str
+    # The row each (provider, model, UTC day) found, remembered: a scrape, a page or a trace prices many calls
+    # over few models and days, and matching the rows' patterns is most of a call's pricing. The table is
+    # immutable, so what was found stays true.
+    _found: dict[tuple[str, str, date], RowMatch | NoPrice] = field(
+        default_factory=dict, init=False, compare=False, hash=False, repr=False
+    )
 
     def multipliers_of(self, provider: str) -> ProviderMultipliers | None:
         """The provider's multipliers (None when the table has none for it)."""
@@ -183,11 +189,19 @@ class PriceTable:
         return next((m for m in self.data.multipliers if m.provider.lower() == wanted), None)
 
     def lookup(self, provider: str, model: str, on: date) -> RowMatch | NoPrice:
-        """The row in force for (provider, model) on the UTC date `on`, or why there is none.
+        """The row in force for (provider, model) on the UTC date `on`, or why there is none (found once per
+        (provider, model, day), then remembered).
 
         Exact beats pattern, more literal characters beat fewer, then the latest `effective_from` on or before
         `on` wins; on a full tie (two patterns as specific, from the same date) the later row in the file wins.
         """
+        key = (provider, model, on)
+        found = self._found.get(key)
+        if found is None:
+            found = self._found[key] = self._find(provider, model, on)
+        return found
+
+    def _find(self, provider: str, model: str, on: date) -> RowMatch | NoPrice:
         wanted = provider.lower()
         candidates: list[tuple[tuple[int, int, date, int], RowMatch]] = []
         known_later: list[date] = []

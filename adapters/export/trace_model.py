@@ -18,7 +18,7 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from uuid import UUID
@@ -28,7 +28,7 @@ from itertrack.domain.model.iteration import Iteration
 from itertrack.domain.model.phases import TERMINAL_PHASES, Phase
 from itertrack.projections.cost import Priced, price_call
 from itertrack.projections.costing import Call, CostLine, calls_of_events, cost_report
-from itertrack.projections.pricing import NoPrice, PriceTable, RowMatch
+from itertrack.projections.pricing import PriceTable
 
 AttributeValue = str | bool | int | float
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -104,25 +104,6 @@ def error_type_of(message: str) -> str:
     `failure_message` writes for those, else the conventions' `_OTHER`."""
     head = message.split(":", 1)[0]
     return head if head in ("interrupted", "cancelled") else genai.ERROR_TYPE_OTHER
-
-
-@dataclass(frozen=True)
-class _RememberingTable(PriceTable):
-    """The same (immutable) table, each lookup of (provider, model, day) made once: a trace prices each call
-    several times (alone, in its phase visit, in the iteration), and a lookup scans every row."""
-
-    found: dict[tuple[str, str, date], RowMatch | NoPrice] = field(default_factory=dict, compare=False, repr=False)
-
-    @classmethod
-    def of(cls, table: PriceTable) -> PriceTable:
-        return table if isinstance(table, cls) else cls(table.data, table.source, table.version)
-
-    def lookup(self, provider: str, model: str, on: date) -> RowMatch | NoPrice:
-        key = (provider, model, on)
-        match = self.found.get(key)
-        if match is None:
-            match = self.found[key] = super().lookup(provider, model, on)
-        return match
 
 
 @dataclass
@@ -297,7 +278,7 @@ def iteration_trace(events: Sequence[Iteration.Event], table: PriceTable | None 
     started = events[0]
     calls = calls_of_events(started.agent_id, events)
     visits, terminal = _visits(events, calls)
-    priced = None if table is None else _RememberingTable.of(table)
+    priced = table
 
     root_id = span_id_of(genai.OPERATION_INVOKE_AGENT, started.event_id)
     root_attributes = _root_attributes(events, calls, terminal)

@@ -10,7 +10,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -28,7 +28,7 @@ from itertrack.domain.model.state import IterationState
 from itertrack.domain.model.usage import USAGE_FIELDS
 from itertrack.projections.cost import price_call, sum_costs
 from itertrack.projections.costing import Call, calls_of_events, calls_of_rows, cost_report
-from itertrack.projections.pricing import NoPrice, PriceTable, RowMatch
+from itertrack.projections.pricing import PriceTable
 from itertrack.projections.trend import Trend, fit_trend, median_window, rolling_median
 
 # How many rows of each kind the board lists (newest first), and how many iterations a failure row links.
@@ -39,27 +39,6 @@ LINKED_ITERATIONS = 20
 TIME_FILTERED_ROWS = 2000
 # The most points per agent a chart draws (the statistics use every point).
 CHART_POINTS = 400
-
-
-@dataclass(frozen=True)
-class MemoPriceTable(PriceTable):
-    """A price table that remembers which row prices each (provider, model, day): a page prices up to every
-    call in the store, and the row lookup (pattern matching over the table) is most of a call's pricing."""
-
-    memo: dict[tuple[str, str, date], RowMatch | NoPrice] = field(default_factory=dict, compare=False, repr=False)
-
-    @classmethod
-    def of(cls, table: PriceTable) -> MemoPriceTable:
-        """The same table, remembering its lookups."""
-        return cls(table.data, table.source, table.version)
-
-    def lookup(self, provider: str, model: str, on: date) -> RowMatch | NoPrice:
-        """As `PriceTable.lookup`, once per (provider, model, day)."""
-        key = (provider, model, on)
-        found = self.memo.get(key)
-        if found is None:
-            found = self.memo[key] = super().lookup(provider, model, on)
-        return found
 
 
 def calls_usd(calls: Iterable[Call], table: PriceTable) -> Decimal | None:
@@ -97,8 +76,6 @@ class Dashboard:
     def __post_init__(self) -> None:
         self._pricing = threading.Lock()
         self.phases = tuple(self.models.tracker.catalog.names)
-        if not isinstance(self.prices, MemoPriceTable):
-            self.prices = MemoPriceTable.of(self.prices)
 
     # -- positions --------------------------------------------------------------------------
 
