@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -81,3 +82,17 @@ def parse_instant(text: str, field: str) -> datetime:
     except ValueError:
         raise InvalidInputError(field, text, "is not an ISO-8601 timestamp such as 2026-11-25T14:03:00Z") from None
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def stderr_log(name: str) -> logging.Logger:
+    """The logger `name` writing its lines (INFO and up) to stderr as `itertrack: <message>`, once configured: the
+    outage and failure lines of long-running commands (`project --follow`, `consume`, `relay`), whose stdout is
+    their output. The CLI keeps the rest of itertrack's logging to errors."""
+    log = logging.getLogger(name)
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("itertrack: %(message)s"))
+        log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    return log

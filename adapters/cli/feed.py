@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import logging
 import signal
-import sys
 import threading
 from types import FrameType
 from typing import Annotated
@@ -24,6 +22,7 @@ from itertrack.adapters.cli.common import (
     open_tracker,
     out,
     print_json,
+    stderr_log,
 )
 from itertrack.adapters.cli.terminal import shown
 from itertrack.adapters.feed.checkpoints import ConsumerTables
@@ -42,18 +41,6 @@ consumers_app = typer.Typer(
     no_args_is_help=False,
 )
 app.add_typer(consumers_app, name="consumers")
-
-
-def _consumer_log() -> logging.Logger:
-    """A consumer's lines (an outage, a handler failure), on stderr: stdout is the consumer's own."""
-    log = logging.getLogger("itertrack.consumer")
-    if not log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("itertrack: %(message)s"))
-        log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    log.propagate = False
-    return log
 
 
 @app.command()
@@ -79,7 +66,7 @@ def consume(
         err.print(f"received {signal.Signals(signum).name}, stopping")
         stop.set()
 
-    _consumer_log()
+    stderr_log("itertrack.consumer")
     with cli_errors(store), open_tracker(store, migrate=False) as tracker:
         consumer = load_consumer(name, tracker, parse_options(option or []))
         previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}

@@ -6,13 +6,12 @@ lock (one relay per store at a time), outages of the store and `itertrack consum
 
 from __future__ import annotations
 
-import logging
 import sys
 from typing import Annotated
 
 import typer
 
-from itertrack.adapters.cli.common import StoreOption, app, cli_errors, open_tracker, out
+from itertrack.adapters.cli.common import StoreOption, app, cli_errors, open_tracker, out, stderr_log
 from itertrack.adapters.feed.relay import (
     DEFAULT_DUPLICATE_WINDOW_S,
     DEFAULT_NATS_URL,
@@ -47,7 +46,7 @@ def relay(
         settings = RelaySettings(
             url=nats, stream=stream, subject_prefix=subject_prefix, duplicate_window_s=duplicate_window
         )
-        _relay_log()
+        stderr_log("itertrack.relay")
         consumer = RelayConsumer(settings)
         try:
             with open_tracker(store, migrate=False) as tracker:
@@ -58,15 +57,3 @@ def relay(
         finally:
             consumer.close()
         out.print(f"published {consumer.published} events, skipped {consumer.skipped} already in the stream")
-
-
-def _relay_log() -> logging.Logger:
-    """The relay's retry lines (NATS away) on stderr; the CLI keeps the rest of itertrack's logging to errors."""
-    log = logging.getLogger("itertrack.relay")
-    if not log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("itertrack: %(message)s"))
-        log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    log.propagate = False
-    return log

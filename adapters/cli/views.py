@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import signal
 import sys
 from types import FrameType
@@ -23,6 +22,7 @@ from itertrack.adapters.cli.common import (
     open_tracker,
     out,
     print_json,
+    stderr_log,
 )
 from itertrack.adapters.cli.stale import StaleOption, stale_listing
 from itertrack.adapters.cli.terminal import shown
@@ -98,7 +98,7 @@ def _follow(tracker: PerformanceTracker, view: ViewTables, store: str, batch_siz
         lambda: ViewRunner(tracker, view, batch_size=batch_size),
         name="follow",
         shown=redact(store),
-        log=_follow_log(),
+        log=stderr_log("itertrack.follow"),
         before_restart=lock.keep,
     )
 
@@ -115,18 +115,6 @@ def _follow(tracker: PerformanceTracker, view: ViewTables, store: str, batch_siz
         for s, handler in previous.items():
             signal.signal(s, handler)
     out.print("stopped")
-
-
-def _follow_log() -> logging.Logger:
-    """The follower's outage lines, on stderr (the CLI keeps the rest of itertrack's logging to errors)."""
-    log = logging.getLogger("itertrack.follow")
-    if not log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("itertrack: %(message)s"))
-        log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    log.propagate = False
-    return log
 
 
 @app.command()
