@@ -8,6 +8,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from importlib.metadata import version as package_version
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -30,6 +31,23 @@ if not out.is_terminal and "COLUMNS" not in os.environ:
     # Piped or captured output: room for full ids and timestamps in one row.
     out.width = 160
 err = Console(stderr=True)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"itertrack {package_version('itertrack')}\n")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=_print_version, help="Print `itertrack <version>` and exit."),
+    ] = False,
+) -> None:
+    """Options of `itertrack` itself, before the command."""
+
 
 StoreOption = Annotated[
     str,
