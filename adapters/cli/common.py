@@ -16,7 +16,7 @@ from rich.console import Console
 
 from itertrack.adapters.cli.terminal import escape_controls
 from itertrack.adapters.store.url import DEFAULT_STORE, redact
-from itertrack.domain.model.errors import InvalidInputError, IterationError
+from itertrack.domain.model.errors import InvalidInputError, IterationError, StoreError
 from itertrack.domain.service.tracker import PerformanceTracker
 
 app = typer.Typer(
@@ -59,7 +59,13 @@ StoreOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
-IdArgument = Annotated[str, typer.Argument(help="The iteration's id (a UUID).")]
+IdArgument = Annotated[
+    str, typer.Argument(help="The iteration's id (a UUID), or a unique prefix of it (at least 4 hex digits).")
+]
+
+
+# The exit code of a usage error: click's own, and ours for input that breaks a rule.
+USAGE_ERROR = 2
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -70,9 +76,18 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 @contextmanager
 def cli_errors(store: str) -> Iterator[None]:
-    """Typed errors become one line on stderr; anything else too, never a traceback."""
+    """Typed errors become one line on stderr; anything else too, never a traceback.
+
+    Exit codes: 2 for input that breaks a rule (`InvalidInputError`: an argument, an option's value, an
+    ambiguous id prefix), as for click's own usage errors; 1 for the store's errors (`StoreError`, a bad store
+    URL among them) and every other typed error (no such iteration, finished, ...); 70 for anything else (a bug).
+    """
     try:
         yield
+    except StoreError as e:
+        fail(str(e))
+    except InvalidInputError as e:
+        fail(str(e), code=USAGE_ERROR)
     except IterationError as e:
         fail(str(e))
     except (typer.Exit, typer.Abort, KeyboardInterrupt):

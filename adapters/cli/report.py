@@ -21,13 +21,13 @@ from itertrack.adapters.cli.common import (
     print_json,
 )
 from itertrack.adapters.cli.cost_tables import print_cost
+from itertrack.adapters.cli.ids import resolve_iteration_id
 from itertrack.adapters.cli.terminal import shown
 from itertrack.adapters.prices import load_price_table
 from itertrack.adapters.report.html import GanttRow, render_html
 from itertrack.adapters.store.url import DEFAULT_STORE
 from itertrack.adapters.views.keeper import ReadModels
 from itertrack.domain.model.errors import InvalidInputError
-from itertrack.domain.model.text import parse_iteration_id
 from itertrack.projections.costing import CostReport, calls_of_rows, cost_report, unattributed_tokens
 from itertrack.projections.report import Filters, Report, ReportRows, agent_series, build_report
 from itertrack.projections.timeline import phase_stays
@@ -57,9 +57,9 @@ def report(
             since=None if since is None else parse_instant(since, "since"),
             until=None if until is None else parse_instant(until, "until"),
         )
-        chosen = [parse_iteration_id(i, "--timeline") for i in timeline or []]
         with open_tracker(store, migrate=False) as tracker, ReadModels(tracker, background=False) as views:
             views.sync()
+            chosen = [resolve_iteration_id(tracker, i, "--timeline") for i in timeline or []]
             rows = views.view.report_rows(filters.agent, filters.since, filters.until)
             result = build_report(rows, tracker.catalog.names, tracker.clock.now(), filters)
             costs = report_costs(views, rows, tracker.catalog.names)

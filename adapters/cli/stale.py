@@ -15,13 +15,13 @@ from typing import Annotated, Any
 import typer
 
 from itertrack.adapters.cli.common import JsonOption, StoreOption, app, cli_errors, open_tracker, out, print_json
+from itertrack.adapters.cli.ids import resolve_iteration_id
 from itertrack.adapters.cli.terminal import escape_controls
 from itertrack.adapters.store.url import DEFAULT_STORE
 from itertrack.adapters.views.keeper import ReadModels
 from itertrack.domain.model.errors import InvalidInputError, IterationFinishedError
 from itertrack.domain.model.phases import Phase, Status
 from itertrack.domain.model.state import IterationState
-from itertrack.domain.model.text import parse_iteration_id
 from itertrack.domain.service.tracker import PerformanceTracker
 from itertrack.projections.rows import CurrentPhase
 
@@ -110,14 +110,14 @@ def abandon(
     iterations with no change for that long; one that finished or changed since it was listed is skipped.
     """
     with cli_errors(store):
-        ids = [parse_iteration_id(i) for i in iteration_ids or []]
-        if stale is not None and ids:
+        if stale is not None and iteration_ids:
             raise InvalidInputError("--stale", stale, "give either --stale DURATION or iteration ids, not both")
-        if stale is None and not ids:
+        if stale is None and not iteration_ids:
             raise InvalidInputError("iteration_id", None, "give one or more iteration ids, or --stale DURATION")
         idle = None if stale is None else parse_duration(stale)
         with open_tracker(store, migrate=False) as tracker:
             if idle is None:
+                ids = [resolve_iteration_id(tracker, i) for i in iteration_ids or []]
                 abandoned: list[dict[str, Any]] = abandon_ids(tracker, ids)
                 skipped: list[dict[str, Any]] = []
             else:

@@ -24,6 +24,7 @@ from itertrack.adapters.cli.common import (
     out,
     print_json,
 )
+from itertrack.adapters.cli.ids import resolve_iteration_id
 from itertrack.adapters.cli.stale import StaleOption, stale_listing
 from itertrack.adapters.cli.terminal import shown
 from itertrack.adapters.store.url import DEFAULT_STORE, redact
@@ -34,7 +35,6 @@ from itertrack.adapters.views.runner import ViewRunner, catch_up
 from itertrack.adapters.views.tables import ViewTables
 from itertrack.adapters.views.verify import verify_iteration, verify_store
 from itertrack.domain.model.phases import Status
-from itertrack.domain.model.text import parse_iteration_id
 from itertrack.domain.service.tracker import PerformanceTracker
 from itertrack.projections.projection import DEFAULT_BATCH_SIZE
 from itertrack.projections.rows import AgentMetric
@@ -238,7 +238,7 @@ def verify(
         report = (
             verify_store(tracker, require_records=require_records)
             if iteration_id is None
-            else verify_iteration(tracker, parse_iteration_id(iteration_id), require_records=require_records)
+            else verify_iteration(tracker, resolve_iteration_id(tracker, iteration_id), require_records=require_records)
         )
         if stopped is not None:
             stuck = Problem(

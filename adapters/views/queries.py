@@ -187,6 +187,16 @@ class ViewQueries(ABC):
             raise IterationNotFoundError(iteration_id)
         return self._current_row(row)
 
+    def ids_with_prefix(self, prefix: str, limit: int = 6) -> list[UUID]:
+        """Ids of the iterations in the current-phase table whose 32 hex digits start with `prefix` (1-32
+        lowercase hex digits, no dashes; `ValueError` otherwise), in id order, at most `limit`."""
+        if not 0 < len(prefix) <= 32 or prefix.strip("0123456789abcdef"):
+            raise ValueError(f"not a lowercase hex prefix: {prefix!r}")
+        low, high = (UUID(prefix.ljust(32, pad)) for pad in "0f")
+        with self._transaction(commit=False) as c:
+            c.execute(self.statements.select_ids_between, (self._db_id(low), self._db_id(high), limit))
+            return [self._uuid(row["id"]) for row in c.fetchall()]
+
     def iterations(
         self,
         agent: str | None = None,

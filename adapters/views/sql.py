@@ -141,6 +141,9 @@ class ViewStatements:
             "visits = excluded.visits"
         )
         self.select_current_one = q(f"SELECT {cols} FROM {cur} WHERE id = %s")
+        # Ids from the lowest to the highest id with a hex prefix (both bounds given): the primary key's index
+        # serves it on both stores (PostgreSQL's uuid orders as its bytes, SQLite's ids are lowercase hex text).
+        self.select_ids_between = q(f"SELECT id FROM {cur} WHERE id >= %s AND id <= %s ORDER BY id LIMIT %s")
         self.select_current = f"SELECT {cols} FROM {cur}"
         self.select_metrics_of = q(
             f"SELECT iteration_id, metric, total FROM {met} WHERE iteration_id = %s ORDER BY metric"

@@ -3,10 +3,16 @@ output on a terminal that cannot show every character; each through the `itertra
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from importlib.metadata import version
 from pathlib import Path
+from uuid import UUID
+
+import pytest
+
+from itertrack.domain import PerformanceTracker
 
 ITERTRACK = str(Path(sys.executable).with_name("itertrack"))
 
@@ -21,3 +27,120 @@ def test_version_prints_the_installed_version() -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"itertrack {version('itertrack')}\n"
     assert result.stderr == ""
+
+
+# Seven iterations share the prefix abcd1234 (more than an ambiguous prefix's error lists); one starts with abce.
+SHARED = [UUID(f"abcd1234-0000-4000-8000-00000000000{n}") for n in range(7)]
+LONE = UUID("abce5678-0000-4000-8000-000000000000")
+
+
+def _prefix_store(store: str) -> str:
+    """`store` with the iterations of `SHARED` and `LONE` started (running, in analysis), views caught up."""
+    with PerformanceTracker(store=store, migrate=True) as tracker:
+        for number, iid in enumerate([*SHARED, LONE]):
+            tracker.start_iteration("agent-p", number, iteration_id=iid)
+            tracker.update_phase(iid, "analysis")
+    assert run("project", "--store", store).returncode == 0
+    return store
+
+
+@pytest.fixture
+def prefix_store(tmp_path: Path) -> str:
+    return _prefix_store(f"sqlite:///{tmp_path / 'prefix.db'}")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["show", "--json"], ["history", "--json"], ["replay", "--json", "--version", "1"], ["abandon", "--json"]],
+)
+def test_a_unique_prefix_names_the_iteration(prefix_store: str, args: list[str]) -> None:
+    """Every command taking an iteration id takes a unique prefix of it: 4+ hex digits, dashes and case as typed."""
+    command, *options = args
+    result = run(command, *options, "ABCE-56", "--store", prefix_store)
+    assert result.returncode == 0, result.stderr
+    assert str(LONE) in result.stdout
+    assert str(SHARED[0]) not in result.stdout
+
+
+def test_verify_and_report_timeline_take_a_prefix(prefix_store: str, tmp_path: Path) -> None:
+    """`verify ID` checks the one iteration a prefix names; `report --timeline ID` charts it."""
+    checked = run("verify", "abce5", "--json", "--store", prefix_store)
+    assert checked.returncode == 0, checked.stderr
+    assert json.loads(checked.stdout)["iterations"] == 1
+    page = tmp_path / "r.html"
+    charted = run("report", "--html", str(page), "--timeline", "abce5", "--store", prefix_store)
+    assert charted.returncode == 0, charted.stderr
+    assert "agent-p #7" in page.read_text()
+    assert "agent-p #0" not in page.read_text()
+
+
+def test_a_prefix_finds_an_iteration_the_views_have_not_seen(prefix_store: str) -> None:
+    """A prefix of an iteration started after the views last caught up still resolves (they catch up first)."""
+    late = UUID("0123abcd-0000-4000-8000-000000000000")
+    with PerformanceTracker(store=prefix_store) as tracker:
+        tracker.start_iteration("agent-late", 1, iteration_id=late)
+    result = run("show", "0123ab", "--json", "--store", prefix_store)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["id"] == str(late)
+
+
+def test_an_ambiguous_prefix_lists_up_to_five_matches(prefix_store: str) -> None:
+    """A prefix of several iterations is one line naming the prefix and five of them, and a usage error (exit 2)."""
+    result = run("show", "abcd", "--store", prefix_store)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert "iteration_id='abcd'" in result.stderr
+    assert "more than one iteration" in result.stderr
+    assert [str(i) in result.stderr for i in SHARED] == [True] * 5 + [False] * 2
+    assert result.stderr.rstrip().endswith(", ...")
+
+
+@pytest.mark.parametrize(
+    ("text", "code", "fragment"),
+    [("abc", 2, "at least 4 hex digits"), ("abcz", 2, "a UUID"), ("9999", 1, "no such iteration")],
+)
+def test_a_short_bad_or_unknown_prefix_is_refused(prefix_store: str, text: str, code: int, fragment: str) -> None:
+    """Fewer than 4 digits or a non-hex one is a usage error; a prefix of no iteration the not-found error."""
+    result = run("history", text, "--store", prefix_store)
+    assert result.returncode == code
+    assert fragment in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+@pytest.mark.postgres
+def test_prefixes_on_postgresql(pg_store: str) -> None:
+    """PostgreSQL's uuid ids resolve by prefix as SQLite's hex text does: unique, ambiguous and unknown."""
+    store = _prefix_store(pg_store)
+    unique = run("show", "abce5678", "--json", "--store", store)
+    assert unique.returncode == 0, unique.stderr
+    assert json.loads(unique.stdout)["id"] == str(LONE)
+    ambiguous = run("show", "abcd-1234", "--store", store)
+    assert ambiguous.returncode == 2
+    assert str(SHARED[4]) in ambiguous.stderr
+    assert run("show", "ffff", "--store", store).returncode == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["report", "--since", "soon"], "since='soon'"),
+        (["report", "--until", "2026-13-01"], "until='2026-13-01'"),
+        (["status", "--stale", "2x"], "--stale='2x'"),
+        (["status", "--status", "sleeping"], "'sleeping' is not one of"),
+        (["replay", "abce5678", "--at", "teatime"], "at='teatime'"),
+        (["show", "not-an-id"], "iteration_id='not-an-id'"),
+    ],
+)
+def test_a_bad_option_value_is_a_usage_error(prefix_store: str, args: list[str], named: str) -> None:
+    """A value the command itself refuses exits 2, like click's own usage errors: one line naming it."""
+    result = run(*args, "--store", prefix_store)
+    assert result.returncode == 2, result.stderr
+    assert named in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_store_errors_and_unknown_ids_still_exit_1(prefix_store: str, tmp_path: Path) -> None:
+    """Not usage errors: a store that does not exist, a bad store URL, an id of no iteration (exit 1)."""
+    assert run("status", "--store", f"sqlite:///{tmp_path / 'none.db'}").returncode == 1
+    assert run("status", "--store", "mysql://root@h/db").returncode == 1
+    assert run("show", "00000000-0000-4000-8000-000000000000", "--store", prefix_store).returncode == 1
