@@ -34,6 +34,7 @@ from itertrack.adapters.views.lock import ProjectionLock
 from itertrack.adapters.views.runner import ViewRunner, catch_up
 from itertrack.adapters.views.tables import ViewTables
 from itertrack.adapters.views.verify import verify_iteration, verify_store
+from itertrack.domain.model.errors import UnknownPhaseError
 from itertrack.domain.model.phases import Status
 from itertrack.domain.service.tracker import PerformanceTracker
 from itertrack.projections.projection import DEFAULT_BATCH_SIZE
@@ -149,6 +150,8 @@ def status(
         open_tracker(store, migrate=False) as tracker,
         ReadModels(tracker, background=False, catch_up_on_read=catch_up) as views,
     ):
+        if phase is not None:
+            check_phase_option(tracker, views, phase)
         if stale is None:
             rows = views.iterations(agent=agent, phase=phase, status=status_, limit=limit)
         else:
@@ -171,6 +174,19 @@ def status(
             shown(row.error or ""),
         )
     out.print(table)
+
+
+def check_phase_option(tracker: PerformanceTracker, views: ReadModels, phase: str) -> None:
+    """Refuse a `--phase` that is neither one of the tracker's phases nor one an iteration of the store has been
+    in (a host-registered one): `UnknownPhaseError` naming `--phase`, the value and the phases known."""
+    if phase in tracker.catalog.names:
+        return
+    if views.catch_up_on_read:
+        views.sync()
+    seen = views.view.phases()
+    if phase not in seen:
+        known = ", ".join(dict.fromkeys([*tracker.catalog.names, *seen]))
+        raise UnknownPhaseError("--phase", phase, f"is not a phase of this store; known: {known}")
 
 
 @app.command()

@@ -187,6 +187,12 @@ class ViewQueries(ABC):
             raise IterationNotFoundError(iteration_id)
         return self._current_row(row)
 
+    def phases(self) -> list[str]:
+        """The names of every phase an iteration is in or has been in, sorted (a full scan of two view tables)."""
+        with self._transaction(commit=False) as c:
+            c.execute(self.statements.select_phases)
+            return [str(row["phase"]) for row in c.fetchall()]
+
     def ids_with_prefix(self, prefix: str, limit: int = 6) -> list[UUID]:
         """Ids of the iterations in the current-phase table whose 32 hex digits start with `prefix` (1-32
         lowercase hex digits, no dashes; `ValueError` otherwise), in id order, at most `limit`."""

@@ -143,6 +143,8 @@ class ViewStatements:
         self.select_current_one = q(f"SELECT {cols} FROM {cur} WHERE id = %s")
         # Ids from the lowest to the highest id with a hex prefix (both bounds given): the primary key's index
         # serves it on both stores (PostgreSQL's uuid orders as its bytes, SQLite's ids are lowercase hex text).
+        # Every phase an iteration is in or has been in (host-registered ones included).
+        self.select_phases = f"SELECT phase FROM {cur} UNION SELECT phase FROM {dur} ORDER BY phase"
         self.select_ids_between = q(f"SELECT id FROM {cur} WHERE id >= %s AND id <= %s ORDER BY id LIMIT %s")
         self.select_current = f"SELECT {cols} FROM {cur}"
         self.select_metrics_of = q(

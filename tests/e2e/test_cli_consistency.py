@@ -144,3 +144,22 @@ def test_store_errors_and_unknown_ids_still_exit_1(prefix_store: str, tmp_path: 
     assert run("status", "--store", f"sqlite:///{tmp_path / 'none.db'}").returncode == 1
     assert run("status", "--store", "mysql://root@h/db").returncode == 1
     assert run("show", "00000000-0000-4000-8000-000000000000", "--store", prefix_store).returncode == 1
+
+
+def test_an_unknown_phase_is_a_usage_error_naming_the_known_ones(tmp_path: Path) -> None:
+    """`status --phase` takes the built-in phases and any a host registered that the store has seen; another
+    name is refused like a bad --status: exit 2, one line naming the value and the phases known."""
+    store = f"sqlite:///{tmp_path / 'phases.db'}"
+    with PerformanceTracker(store=store, migrate=True, phases=["risk_review"]) as tracker:
+        iid = tracker.start_iteration("agent-r", 1)
+        tracker.update_phase(iid, "risk_review")
+    typo = run("status", "--phase", "analysys", "--store", store)
+    assert typo.returncode == 2
+    assert typo.stderr.count("\n") == 1
+    assert "--phase='analysys': is not a phase of this store; known: initializing," in typo.stderr
+    assert "risk_review" in typo.stderr
+    registered = run("status", "--phase", "risk_review", "--json", "--store", store)
+    assert registered.returncode == 0, registered.stderr
+    assert [row["id"] for row in json.loads(registered.stdout)] == [str(iid)]
+    built_in = run("status", "--phase", "analysis", "--json", "--store", store)
+    assert (built_in.returncode, json.loads(built_in.stdout)) == (0, [])
