@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
@@ -52,6 +54,8 @@ def report(
     with cli_errors(store):
         if as_json and html is not None:
             raise InvalidInputError("--html", str(html), "give either --json or --html, not both")
+        if html is not None:
+            check_output(html, "--html")
         filters = Filters(
             agent=agent,
             since=None if since is None else parse_instant(since, "since"),
@@ -75,7 +79,7 @@ def report(
                     )
                 page = render_html(result, gantt, agent_series(rows, tracker.catalog.names), costs)
         if html is not None:
-            html.write_text(page, encoding="utf-8")
+            write_output(html, page, "--html")
             out.print(Text.assemble("wrote ", shown(html), f" ({len(page):,} bytes)"))
             return
     if as_json:
@@ -88,6 +92,30 @@ def report(
     for index, (name, cost) in enumerate(shown_costs):
         last = index == len(shown_costs) - 1
         print_cost(cost, f"LLM cost {name.replace('_', ' ')}", notes=last, most=10 if name == "by_iteration" else None)
+
+
+def check_output(path: Path, option: str) -> None:
+    """Before any work: refuse (as `write_output` would) a path whose directory is missing or that is a
+    directory; other failures (permission, a full disk) are only known when writing."""
+    parent = path.parent
+    if path.is_dir():
+        problem: int | None = errno.EISDIR
+    elif parent.is_dir():
+        problem = None
+    else:
+        problem = errno.ENOTDIR if parent.exists() else errno.ENOENT
+    if problem is not None:
+        raise InvalidInputError(option, str(path), f"cannot be written: {os.strerror(problem)}")
+
+
+def write_output(path: Path, text: str, option: str) -> None:
+    """Write `text` (UTF-8) to the file `option` names; `InvalidInputError` naming the option, the path and the
+    OS's reason when it cannot be (no such directory, a directory, no permission, a full disk)."""
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as e:
+        reason = e.strerror or type(e).__name__
+        raise InvalidInputError(option, str(path), f"cannot be written: {reason}") from None
 
 
 # The report's cost sections: name -> how the calls are grouped.

@@ -163,3 +163,24 @@ def test_an_unknown_phase_is_a_usage_error_naming_the_known_ones(tmp_path: Path)
     assert [row["id"] for row in json.loads(registered.stdout)] == [str(iid)]
     built_in = run("status", "--phase", "analysis", "--json", "--store", store)
     assert (built_in.returncode, json.loads(built_in.stdout)) == (0, [])
+
+
+@pytest.mark.parametrize(
+    ("where", "reason"),
+    [
+        ("missing/x.html", "No such file or directory"),
+        (".", "Is a directory"),
+        ("file.txt/x.html", "Not a directory"),
+        ("/dev/full", "No space left on device"),  # refused only when written
+    ],
+)
+def test_a_bad_output_path_is_named_with_the_os_reason(
+    prefix_store: str, tmp_path: Path, where: str, reason: str
+) -> None:
+    """`report --html` to a path that cannot be written: one line naming the option, the path and the OS's
+    reason, exit 2; never an error blaming the store."""
+    (tmp_path / "file.txt").write_text("x")
+    path = str(tmp_path / where) if not where.startswith("/") else where
+    result = run("report", "--html", path, "--store", prefix_store)
+    assert result.returncode == 2
+    assert result.stderr == f"itertrack: error: --html={path!r}: cannot be written: {reason}\n"
