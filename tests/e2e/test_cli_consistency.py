@@ -4,6 +4,7 @@ output on a terminal that cannot show every character; each through the `itertra
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from importlib.metadata import version
@@ -184,3 +185,47 @@ def test_a_bad_output_path_is_named_with_the_os_reason(
     result = run("report", "--html", path, "--store", prefix_store)
     assert result.returncode == 2
     assert result.stderr == f"itertrack: error: --html={path!r}: cannot be written: {reason}\n"
+
+
+EMOJI_AGENT = "agent-\U0001f680-\xe9"
+
+
+@pytest.fixture
+def emoji_store(tmp_path: Path) -> tuple[str, UUID]:
+    """A store with one failed iteration whose agent id has an emoji and an accent, and its error a snowman."""
+    store = f"sqlite:///{tmp_path / 'emoji.db'}"
+    with PerformanceTracker(store=store, migrate=True) as tracker:
+        iid = tracker.start_iteration(EMOJI_AGENT, 1)
+        tracker.update_phase(iid, "failed", error="boom \u2603")
+    return store, iid
+
+
+@pytest.mark.parametrize("command", ["status", "show", "history", "replay", "report", "metrics"])
+def test_output_on_an_ascii_terminal_escapes_what_it_cannot_show(emoji_store: tuple[str, UUID], command: str) -> None:
+    """Under an ASCII stdout no traceback: what it cannot encode is printed as a Python escape."""
+    store, iid = emoji_store
+    args = [command, str(iid)] if command in {"show", "history", "replay"} else [command]
+    if command == "metrics":
+        args += ["--agent", EMOJI_AGENT]
+    env = {**os.environ, "PYTHONIOENCODING": "ascii", "COLUMNS": "1000"}
+    result = subprocess.run(
+        [ITERTRACK, *args, "--store", store], capture_output=True, timeout=120, check=False, env=env
+    )
+    assert result.returncode == 0, result.stderr.decode("ascii", "replace")
+    output = result.stdout.decode("ascii")  # every byte is ASCII
+    assert "agent-\\U0001f680-\\xe9" in output
+    if command != "metrics":
+        assert "boom \\u2603" in output
+    if command in {"status", "history"}:  # one table: the escapes are laid out as cells, every row as wide
+        assert len({len(line) for line in output.splitlines() if line.startswith("| ")}) == 1
+
+
+def test_a_latin_1_terminal_shows_what_it_can(emoji_store: tuple[str, UUID]) -> None:
+    """Under Latin-1 the accent is printed as itself and only the emoji is escaped."""
+    store, _ = emoji_store
+    env = {**os.environ, "PYTHONIOENCODING": "latin-1", "COLUMNS": "1000"}
+    result = subprocess.run(
+        [ITERTRACK, "status", "--store", store], capture_output=True, timeout=120, check=False, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    assert "agent-\\U0001f680-\xe9" in result.stdout.decode("latin-1")
