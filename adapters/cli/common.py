@@ -58,6 +58,12 @@ StoreOption = Annotated[
         show_default=DEFAULT_STORE,
     ),
 ]
+SinceOption = Annotated[
+    str | None, typer.Option(help="Iterations started at or after (ISO 8601; UTC if no offset).", show_default=False)
+]
+UntilOption = Annotated[
+    str | None, typer.Option(help="Iterations started before (ISO 8601; UTC if no offset).", show_default=False)
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 IdArgument = Annotated[
     str, typer.Argument(help="The iteration's id (a UUID), or a unique prefix of it (at least 4 hex digits).")
@@ -105,6 +111,14 @@ def open_tracker(store: str, **kwargs: Any) -> PerformanceTracker:
 def print_json(data: Any) -> None:
     """Stable JSON on stdout."""
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def parse_range(since: str | None, until: str | None) -> tuple[datetime | None, datetime | None]:
+    """`--since` and `--until` as instants (`parse_instant`; either may be None)."""
+    return (
+        None if since is None else parse_instant(since, "since"),
+        None if until is None else parse_instant(until, "until"),
+    )
 
 
 def parse_instant(text: str, field: str) -> datetime:

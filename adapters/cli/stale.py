@@ -65,11 +65,21 @@ def parse_duration(text: str, option: str = "--stale") -> timedelta:
 
 
 def stale_iterations(
-    views: ReadModels, idle: timedelta, now: datetime, *, agent: str | None = None, phase: str | None = None
+    views: ReadModels,
+    idle: timedelta,
+    now: datetime,
+    *,
+    agent: str | None = None,
+    phase: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> list[CurrentPhase]:
-    """Running iterations (from the read models) whose last event is at least `idle` before `now`, newest first."""
+    """Running iterations (from the read models) whose last event is at least `idle` before `now`, newest first
+    (started in [since, until) when given)."""
     cutoff = now - idle
-    rows = views.iterations(agent=agent, phase=phase, status=Status.RUNNING, limit=RUNNING_SCAN_LIMIT)
+    rows = views.iterations(
+        agent=agent, phase=phase, status=Status.RUNNING, limit=RUNNING_SCAN_LIMIT, since=since, until=until
+    )
     return [row for row in rows if row.updated_at <= cutoff]
 
 
@@ -81,13 +91,15 @@ def stale_listing(
     agent: str | None = None,
     phase: str | None = None,
     status: Status | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> list[CurrentPhase]:
     """`status --stale`: `stale_iterations` for the option's text (`InvalidInputError` for a bad duration, or a
     `--status` other than running)."""
     idle = parse_duration(stale)
     if status not in (None, Status.RUNNING):
         raise InvalidInputError("--status", str(status), "--stale lists running iterations only")
-    return stale_iterations(views, idle, now, agent=agent, phase=phase)
+    return stale_iterations(views, idle, now, agent=agent, phase=phase, since=since, until=until)
 
 
 def abandoned_error(state: IterationState) -> str:

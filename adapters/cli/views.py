@@ -16,12 +16,15 @@ from rich.text import Text
 from itertrack.adapters.bootstrap import store_of
 from itertrack.adapters.cli.common import (
     JsonOption,
+    SinceOption,
     StoreOption,
+    UntilOption,
     app,
     cli_errors,
     err,
     open_tracker,
     out,
+    parse_range,
     print_json,
 )
 from itertrack.adapters.cli.ids import resolve_iteration_id
@@ -140,6 +143,8 @@ def status(
     as_json: JsonOption = False,
     catch_up: CatchUpOption = True,
     stale: StaleOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
 ) -> None:
     """Iterations and where each one is now, newest first (from the read models).
 
@@ -150,12 +155,16 @@ def status(
         open_tracker(store, migrate=False) as tracker,
         ReadModels(tracker, background=False, catch_up_on_read=catch_up) as views,
     ):
+        start, end = parse_range(since, until)
         if phase is not None:
             check_phase_option(tracker, views, phase)
         if stale is None:
-            rows = views.iterations(agent=agent, phase=phase, status=status_, limit=limit)
+            rows = views.iterations(agent=agent, phase=phase, status=status_, limit=limit, since=start, until=end)
         else:
-            rows = stale_listing(views, stale, tracker.clock.now(), agent=agent, phase=phase, status=status_)[:limit]
+            now = tracker.clock.now()
+            rows = stale_listing(views, stale, now, agent=agent, phase=phase, status=status_, since=start, until=end)[
+                :limit
+            ]
     if as_json:
         print_json([row.model_dump(mode="json") for row in rows])
         return
@@ -195,14 +204,21 @@ def metrics(
     agent: Annotated[str | None, typer.Option(help="One agent's totals instead of all agents'.")] = None,
     as_json: JsonOption = False,
     catch_up: CatchUpOption = True,
+    since: SinceOption = None,
+    until: UntilOption = None,
 ) -> None:
-    """Cumulative metric totals, across all agents or for one (from the read models)."""
+    """Cumulative metric totals, across all agents or for one (from the read models); with --since or --until,
+    over the iterations started in that range."""
     with (
         cli_errors(store),
         open_tracker(store, migrate=False) as tracker,
         ReadModels(tracker, background=False, catch_up_on_read=catch_up) as views,
     ):
-        rows = views.overall_metrics() if agent is None else views.agent_metrics(agent)
+        start, end = parse_range(since, until)
+        if start is not None or end is not None:
+            rows = views.metrics_started(agent, start, end)
+        else:
+            rows = views.overall_metrics() if agent is None else views.agent_metrics(agent)
     if as_json:
         print_json([row.model_dump(mode="json") for row in rows])
         return

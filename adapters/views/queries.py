@@ -209,12 +209,21 @@ class ViewQueries(ABC):
         phase: str | None = None,
         status: Status | str | None = None,
         limit: int = 1000,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
     ) -> list[CurrentPhase]:
-        """Current-phase rows, newest first, filtered by agent, phase and status."""
+        """Current-phase rows, newest first, filtered by agent, phase and status, started in [since, until)."""
         check_filter_text("agent", agent)
         check_filter_text("phase", phase)
         check_filter_text("status", None if status is None else str(status))
-        given = {"agent_id": agent, "phase": phase, "status": None if status is None else str(status)}
+        given = {
+            "agent_id": agent,
+            "phase": phase,
+            "status": None if status is None else str(status),
+            "since": self._db_time(since),
+            "until": self._db_time(until),
+        }
         filters = [column for column, value in given.items() if value is not None]
         with self._transaction(commit=False) as c:
             c.execute(self.statements.select_iterations(filters), [*(given[f] for f in filters), limit])
@@ -240,6 +249,19 @@ class ViewQueries(ABC):
             else:
                 c.execute(self.statements.select_agent_metrics, (agent,))
             return [self._agent_row(r, r["agent_id"]) for r in c.fetchall()]
+
+    def metrics_started(
+        self, agent: str | None = None, since: datetime | None = None, until: datetime | None = None
+    ) -> list[AgentMetric]:
+        """Metric totals over the iterations (of one agent) started in [since, until), and how many of them
+        reported each metric, by metric (`agent_id` is `agent`); a join of the per-iteration totals, not the
+        per-agent table, so it costs a scan of the selected iterations' metrics."""
+        check_filter_text("agent", agent)
+        given = {"agent": agent, "since": self._db_time(since), "until": self._db_time(until)}
+        filters = [name for name, value in given.items() if value is not None]
+        with self._transaction(commit=False) as c:
+            c.execute(self.statements.select_metrics_started(filters), [given[name] for name in filters])
+            return [self._agent_row(r, agent) for r in c.fetchall()]
 
     def overall_metrics(self) -> list[AgentMetric]:
         """Totals across all agents (`agent_id` is None)."""

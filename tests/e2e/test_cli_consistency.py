@@ -229,3 +229,56 @@ def test_a_latin_1_terminal_shows_what_it_can(emoji_store: tuple[str, UUID]) -> 
     )
     assert result.returncode == 0, result.stderr
     assert "agent-\\U0001f680-\xe9" in result.stdout.decode("latin-1")
+
+
+def _ranges(store: str) -> None:
+    """`status` and `metrics` take --since and --until like `report`: iterations started in [since, until)."""
+    listed = run("status", "--limit", "1000", "--json", "--store", store)
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)
+    starts = sorted(row["started_at"] for row in rows)
+    cut, later = starts[len(starts) // 3], starts[2 * len(starts) // 3]
+
+    def status(*args: str) -> list[str]:
+        result = run("status", "--limit", "1000", "--json", *args, "--store", store)
+        assert result.returncode == 0, result.stderr
+        return [row["id"] for row in json.loads(result.stdout)]
+
+    assert status("--since", cut) == [r["id"] for r in rows if r["started_at"] >= cut]
+    assert status("--until", cut) == [r["id"] for r in rows if r["started_at"] < cut]
+    assert status("--since", cut, "--until", later) == [r["id"] for r in rows if cut <= r["started_at"] < later]
+    agent = rows[0]["agent_id"]
+    assert status("--agent", agent, "--since", cut) == [
+        r["id"] for r in rows if r["started_at"] >= cut and r["agent_id"] == agent
+    ]
+
+    def metrics(*args: str) -> dict[str, tuple[float, int]]:
+        result = run("metrics", "--json", *args, "--store", store)
+        assert result.returncode == 0, result.stderr
+        return {row["metric"]: (row["total"], row["iterations"]) for row in json.loads(result.stdout)}
+
+    whole, before, after = metrics(), metrics("--until", cut), metrics("--since", cut)
+    assert before
+    assert after
+    assert metrics("--since", "2000-01-01") == whole
+    for name, (total, iterations) in whole.items():
+        parts = [before.get(name, (0, 0)), after.get(name, (0, 0))]
+        assert (sum(p[0] for p in parts), sum(p[1] for p in parts)) == (total, iterations)
+    assert metrics("--agent", agent, "--until", "2999-01-01") == metrics("--agent", agent)
+    assert metrics("--since", "2999-01-01") == {}
+    bad = run("status", "--since", "yesterday", "--store", store)
+    assert (bad.returncode, "since='yesterday'" in bad.stderr) == (2, True)
+
+
+def test_status_and_metrics_take_a_time_range(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'range.db'}"
+    demo = run("demo", "--iterations", "30", "--agents", "3", "--store", store, "--json")
+    assert demo.returncode == 0, demo.stderr
+    _ranges(store)
+
+
+@pytest.mark.postgres
+def test_status_and_metrics_take_a_time_range_on_postgresql(pg_store: str) -> None:
+    demo = run("demo", "--iterations", "30", "--agents", "3", "--store", pg_store, "--json")
+    assert demo.returncode == 0, demo.stderr
+    _ranges(pg_store)
