@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import sys
 from collections.abc import Callable
@@ -28,8 +29,17 @@ from itertrack.adapters.cli.common import app
 COMMAND_MODULES = (iterations, views, report, spool, stale, prices, metrics_server, feed, similar, relay, serve)
 
 
+def escape_unencodable_output() -> None:
+    """Characters stdout and stderr cannot encode (an emoji in an agent id under an ASCII or Latin-1 locale, a
+    pipe with PYTHONIOENCODING=ascii) are written as Python escapes (`\\U0001f680`) instead of raising."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper) and stream.errors == "strict":
+            stream.reconfigure(errors="backslashreplace")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: usage errors, like every other error, are one line on stderr."""
+    escape_unencodable_output()
     # Errors are reported as one line by the commands; library warnings would only add noise.
     logging.getLogger("itertrack").setLevel(logging.ERROR)
     logging.getLogger("psycopg").setLevel(logging.ERROR)

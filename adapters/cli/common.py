@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from importlib.metadata import version as package_version
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -16,7 +17,7 @@ from rich.console import Console
 
 from itertrack.adapters.cli.terminal import escape_controls
 from itertrack.adapters.store.url import DEFAULT_STORE, redact
-from itertrack.domain.model.errors import InvalidInputError, IterationError
+from itertrack.domain.model.errors import InvalidInputError, IterationError, StoreError
 from itertrack.domain.service.tracker import PerformanceTracker
 
 app = typer.Typer(
@@ -32,6 +33,23 @@ if not out.is_terminal and "COLUMNS" not in os.environ:
     out.width = 160
 err = Console(stderr=True)
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"itertrack {package_version('itertrack')}\n")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=_print_version, help="Print `itertrack <version>` and exit."),
+    ] = False,
+) -> None:
+    """Options of `itertrack` itself, before the command."""
+
+
 StoreOption = Annotated[
     str,
     typer.Option(
@@ -41,8 +59,20 @@ StoreOption = Annotated[
         show_default=DEFAULT_STORE,
     ),
 ]
+SinceOption = Annotated[
+    str | None, typer.Option(help="Iterations started at or after (ISO 8601; UTC if no offset).", show_default=False)
+]
+UntilOption = Annotated[
+    str | None, typer.Option(help="Iterations started before (ISO 8601; UTC if no offset).", show_default=False)
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
-IdArgument = Annotated[str, typer.Argument(help="The iteration's id (a UUID).")]
+IdArgument = Annotated[
+    str, typer.Argument(help="The iteration's id (a UUID), or a unique prefix of it (at least 4 hex digits).")
+]
+
+
+# The exit code of a usage error: click's own, and ours for input that breaks a rule.
+USAGE_ERROR = 2
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -53,9 +83,18 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 @contextmanager
 def cli_errors(store: str) -> Iterator[None]:
-    """Typed errors become one line on stderr; anything else too, never a traceback."""
+    """Typed errors become one line on stderr; anything else too, never a traceback.
+
+    Exit codes: 2 for input that breaks a rule (`InvalidInputError`: an argument, an option's value, an
+    ambiguous id prefix), as for click's own usage errors; 1 for the store's errors (`StoreError`, a bad store
+    URL among them) and every other typed error (no such iteration, finished, ...); 70 for anything else (a bug).
+    """
     try:
         yield
+    except StoreError as e:
+        fail(str(e))
+    except InvalidInputError as e:
+        fail(str(e), code=USAGE_ERROR)
     except IterationError as e:
         fail(str(e))
     except (typer.Exit, typer.Abort, KeyboardInterrupt):
@@ -73,6 +112,14 @@ def open_tracker(store: str, **kwargs: Any) -> PerformanceTracker:
 def print_json(data: Any) -> None:
     """Stable JSON on stdout."""
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def parse_range(since: str | None, until: str | None) -> tuple[datetime | None, datetime | None]:
+    """`--since` and `--until` as instants (`parse_instant`; either may be None)."""
+    return (
+        None if since is None else parse_instant(since, "since"),
+        None if until is None else parse_instant(until, "until"),
+    )
 
 
 def parse_instant(text: str, field: str) -> datetime:

@@ -23,6 +23,7 @@ from itertrack.adapters.cli.common import (
     print_json,
 )
 from itertrack.adapters.cli.cost_tables import print_cost
+from itertrack.adapters.cli.ids import resolve_iteration_id
 from itertrack.adapters.cli.terminal import shown
 from itertrack.adapters.demo.fakes import Scenario, SimulatedClock
 from itertrack.adapters.demo.run import run_demo
@@ -142,7 +143,7 @@ def show(
 ) -> None:
     """One iteration's state, metric totals, phase timeline and LLM cost (per phase and model, at read time)."""
     with cli_errors(store), open_tracker(store, migrate=False) as tracker:
-        state = tracker.get_iteration(iteration_id)
+        state = tracker.get_iteration(resolve_iteration_id(tracker, iteration_id))
         record = tracker.get_record(state.id)
         calls = calls_of_events(state.agent_id, tracker.history(state.id))
         extra = unattributed_tokens(state.metrics, calls, tracker.catalog.names)
@@ -225,7 +226,7 @@ def history(
 ) -> None:
     """One iteration's immutable events, oldest first."""
     with cli_errors(store), open_tracker(store, migrate=False) as tracker:
-        events = tracker.history(iteration_id)
+        events = tracker.history(resolve_iteration_id(tracker, iteration_id))
     if as_json:
         print_json([event_json(e) for e in events])
         return
@@ -268,8 +269,9 @@ def replay(
         if version is not None and at is not None:
             raise InvalidInputError("at", at, "give either --version or --at, not both")
         instant = None if at is None else parse_instant(at, "at")
-        cut = version if instant is None else tracker.version_at(iteration_id, instant)
-        state = tracker.get_iteration(iteration_id, version=cut)
+        iid = resolve_iteration_id(tracker, iteration_id)
+        cut = version if instant is None else tracker.version_at(iid, instant)
+        state = tracker.get_iteration(iid, version=cut)
         events = [e for e in tracker.history(state.id) if e.originator_version <= state.version]
         cost = cost_so_far(state.metrics, tracker.catalog.names)
     as_of = events[-1].timestamp

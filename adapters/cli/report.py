@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
@@ -21,13 +23,13 @@ from itertrack.adapters.cli.common import (
     print_json,
 )
 from itertrack.adapters.cli.cost_tables import print_cost
+from itertrack.adapters.cli.ids import resolve_iteration_id
 from itertrack.adapters.cli.terminal import shown
 from itertrack.adapters.prices import load_price_table
 from itertrack.adapters.report.html import GanttRow, render_html
 from itertrack.adapters.store.url import DEFAULT_STORE
 from itertrack.adapters.views.keeper import ReadModels
 from itertrack.domain.model.errors import InvalidInputError
-from itertrack.domain.model.text import parse_iteration_id
 from itertrack.projections.costing import CostReport, calls_of_rows, cost_report, unattributed_tokens
 from itertrack.projections.report import Filters, Report, ReportRows, agent_series, build_report
 from itertrack.projections.timeline import phase_stays
@@ -52,14 +54,16 @@ def report(
     with cli_errors(store):
         if as_json and html is not None:
             raise InvalidInputError("--html", str(html), "give either --json or --html, not both")
+        if html is not None:
+            check_output(html, "--html")
         filters = Filters(
             agent=agent,
             since=None if since is None else parse_instant(since, "since"),
             until=None if until is None else parse_instant(until, "until"),
         )
-        chosen = [parse_iteration_id(i, "--timeline") for i in timeline or []]
         with open_tracker(store, migrate=False) as tracker, ReadModels(tracker, background=False) as views:
             views.sync()
+            chosen = [resolve_iteration_id(tracker, i, "--timeline") for i in timeline or []]
             rows = views.view.report_rows(filters.agent, filters.since, filters.until)
             result = build_report(rows, tracker.catalog.names, tracker.clock.now(), filters)
             costs = report_costs(views, rows, tracker.catalog.names)
@@ -75,7 +79,7 @@ def report(
                     )
                 page = render_html(result, gantt, agent_series(rows, tracker.catalog.names), costs)
         if html is not None:
-            html.write_text(page, encoding="utf-8")
+            write_output(html, page, "--html")
             out.print(Text.assemble("wrote ", shown(html), f" ({len(page):,} bytes)"))
             return
     if as_json:
@@ -88,6 +92,30 @@ def report(
     for index, (name, cost) in enumerate(shown_costs):
         last = index == len(shown_costs) - 1
         print_cost(cost, f"LLM cost {name.replace('_', ' ')}", notes=last, most=10 if name == "by_iteration" else None)
+
+
+def check_output(path: Path, option: str) -> None:
+    """Before any work: refuse (as `write_output` would) a path whose directory is missing or that is a
+    directory; other failures (permission, a full disk) are only known when writing."""
+    parent = path.parent
+    if path.is_dir():
+        problem: int | None = errno.EISDIR
+    elif parent.is_dir():
+        problem = None
+    else:
+        problem = errno.ENOTDIR if parent.exists() else errno.ENOENT
+    if problem is not None:
+        raise InvalidInputError(option, str(path), f"cannot be written: {os.strerror(problem)}")
+
+
+def write_output(path: Path, text: str, option: str) -> None:
+    """Write `text` (UTF-8) to the file `option` names; `InvalidInputError` naming the option, the path and the
+    OS's reason when it cannot be (no such directory, a directory, no permission, a full disk)."""
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as e:
+        reason = e.strerror or type(e).__name__
+        raise InvalidInputError(option, str(path), f"cannot be written: {reason}") from None
 
 
 # The report's cost sections: name -> how the calls are grouped.

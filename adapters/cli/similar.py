@@ -22,6 +22,7 @@ from itertrack.adapters.cli.common import (
     out,
     print_json,
 )
+from itertrack.adapters.cli.ids import resolve_iteration_id
 from itertrack.adapters.cli.terminal import shown
 from itertrack.adapters.store.url import DEFAULT_STORE
 
@@ -42,7 +43,7 @@ def similar(
     except ImportError as e:
         fail(f"`itertrack similar` needs the embedding extra ({e}): pip install 'itertrack[embed]'")
     with cli_errors(store), open_tracker(store, migrate=False) as tracker:
-        found = similar_iterations(tracker, iteration_id, limit=limit)
+        found = similar_iterations(tracker, resolve_iteration_id(tracker, iteration_id), limit=limit)
     if as_json:
         print_json(found.model_dump(mode="json"))
         return

@@ -15,13 +15,13 @@ from typing import Annotated, Any
 import typer
 
 from itertrack.adapters.cli.common import JsonOption, StoreOption, app, cli_errors, open_tracker, out, print_json
+from itertrack.adapters.cli.ids import resolve_iteration_id
 from itertrack.adapters.cli.terminal import escape_controls
 from itertrack.adapters.store.url import DEFAULT_STORE
 from itertrack.adapters.views.keeper import ReadModels
 from itertrack.domain.model.errors import InvalidInputError, IterationFinishedError
 from itertrack.domain.model.phases import Phase, Status
 from itertrack.domain.model.state import IterationState
-from itertrack.domain.model.text import parse_iteration_id
 from itertrack.domain.service.tracker import PerformanceTracker
 from itertrack.projections.rows import CurrentPhase
 
@@ -65,11 +65,21 @@ def parse_duration(text: str, option: str = "--stale") -> timedelta:
 
 
 def stale_iterations(
-    views: ReadModels, idle: timedelta, now: datetime, *, agent: str | None = None, phase: str | None = None
+    views: ReadModels,
+    idle: timedelta,
+    now: datetime,
+    *,
+    agent: str | None = None,
+    phase: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> list[CurrentPhase]:
-    """Running iterations (from the read models) whose last event is at least `idle` before `now`, newest first."""
+    """Running iterations (from the read models) whose last event is at least `idle` before `now`, newest first
+    (started in [since, until) when given)."""
     cutoff = now - idle
-    rows = views.iterations(agent=agent, phase=phase, status=Status.RUNNING, limit=RUNNING_SCAN_LIMIT)
+    rows = views.iterations(
+        agent=agent, phase=phase, status=Status.RUNNING, limit=RUNNING_SCAN_LIMIT, since=since, until=until
+    )
     return [row for row in rows if row.updated_at <= cutoff]
 
 
@@ -81,13 +91,15 @@ def stale_listing(
     agent: str | None = None,
     phase: str | None = None,
     status: Status | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> list[CurrentPhase]:
     """`status --stale`: `stale_iterations` for the option's text (`InvalidInputError` for a bad duration, or a
     `--status` other than running)."""
     idle = parse_duration(stale)
     if status not in (None, Status.RUNNING):
         raise InvalidInputError("--status", str(status), "--stale lists running iterations only")
-    return stale_iterations(views, idle, now, agent=agent, phase=phase)
+    return stale_iterations(views, idle, now, agent=agent, phase=phase, since=since, until=until)
 
 
 def abandoned_error(state: IterationState) -> str:
@@ -110,14 +122,14 @@ def abandon(
     iterations with no change for that long; one that finished or changed since it was listed is skipped.
     """
     with cli_errors(store):
-        ids = [parse_iteration_id(i) for i in iteration_ids or []]
-        if stale is not None and ids:
+        if stale is not None and iteration_ids:
             raise InvalidInputError("--stale", stale, "give either --stale DURATION or iteration ids, not both")
-        if stale is None and not ids:
+        if stale is None and not iteration_ids:
             raise InvalidInputError("iteration_id", None, "give one or more iteration ids, or --stale DURATION")
         idle = None if stale is None else parse_duration(stale)
         with open_tracker(store, migrate=False) as tracker:
             if idle is None:
+                ids = [resolve_iteration_id(tracker, i) for i in iteration_ids or []]
                 abandoned: list[dict[str, Any]] = abandon_ids(tracker, ids)
                 skipped: list[dict[str, Any]] = []
             else:

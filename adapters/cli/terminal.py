@@ -11,7 +11,9 @@ one-line errors on stderr). JSON and HTML output have escaping of their own and 
 
 from __future__ import annotations
 
+import codecs
 import re
+import sys
 
 from rich.text import Text
 
@@ -36,8 +38,18 @@ def escape_controls(text: object) -> str:
     return _UNSAFE.sub(_escaped, str(text))
 
 
+def escape_unencodable(text: str, encoding: str | None = None) -> str:
+    """`text` with each character `encoding` (default: stdout's) cannot encode written as a Python escape: under
+    an ASCII locale an emoji becomes the ten characters ``\\U0001f680``, ``é`` becomes ``\\xe9``."""
+    encoding = encoding or getattr(sys.stdout, "encoding", None) or "utf-8"
+    if text.isascii() or codecs.lookup(encoding).name == "utf-8":
+        return text
+    return text.encode(encoding, "backslashreplace").decode(encoding)
+
+
 def shown(text: object) -> Text:
     """`str(text)` as a rich `Text` with its control characters escaped: printed as written, never read as
     markup (``[red]``, ``\\[``) or emoji codes (``:warning:``). Use it for every host-supplied string
-    rendered on a terminal, as a table cell or a part of a line (`Text.assemble`)."""
-    return Text(escape_controls(text))
+    rendered on a terminal, as a table cell or a part of a line (`Text.assemble`). Characters stdout cannot
+    encode are escaped too (`escape_unencodable`), so tables keep their widths on a non-UTF-8 terminal."""
+    return Text(escape_unencodable(escape_controls(text)))

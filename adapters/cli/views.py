@@ -15,15 +15,19 @@ from rich.text import Text
 from itertrack.adapters.bootstrap import store_of
 from itertrack.adapters.cli.common import (
     JsonOption,
+    SinceOption,
     StoreOption,
+    UntilOption,
     app,
     cli_errors,
     err,
     open_tracker,
     out,
+    parse_range,
     print_json,
     stderr_log,
 )
+from itertrack.adapters.cli.ids import resolve_iteration_id
 from itertrack.adapters.cli.stale import StaleOption, stale_listing
 from itertrack.adapters.cli.terminal import shown
 from itertrack.adapters.store.url import DEFAULT_STORE, redact
@@ -33,8 +37,8 @@ from itertrack.adapters.views.lock import ProjectionLock
 from itertrack.adapters.views.runner import ViewRunner, catch_up
 from itertrack.adapters.views.tables import ViewTables
 from itertrack.adapters.views.verify import verify_iteration, verify_store
+from itertrack.domain.model.errors import UnknownPhaseError
 from itertrack.domain.model.phases import Status
-from itertrack.domain.model.text import parse_iteration_id
 from itertrack.domain.service.tracker import PerformanceTracker
 from itertrack.projections.projection import DEFAULT_BATCH_SIZE
 from itertrack.projections.rows import AgentMetric
@@ -127,6 +131,8 @@ def status(
     as_json: JsonOption = False,
     catch_up: CatchUpOption = True,
     stale: StaleOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
 ) -> None:
     """Iterations and where each one is now, newest first (from the read models).
 
@@ -137,10 +143,16 @@ def status(
         open_tracker(store, migrate=False) as tracker,
         ReadModels(tracker, background=False, catch_up_on_read=catch_up) as views,
     ):
+        start, end = parse_range(since, until)
+        if phase is not None:
+            check_phase_option(tracker, views, phase)
         if stale is None:
-            rows = views.iterations(agent=agent, phase=phase, status=status_, limit=limit)
+            rows = views.iterations(agent=agent, phase=phase, status=status_, limit=limit, since=start, until=end)
         else:
-            rows = stale_listing(views, stale, tracker.clock.now(), agent=agent, phase=phase, status=status_)[:limit]
+            now = tracker.clock.now()
+            rows = stale_listing(views, stale, now, agent=agent, phase=phase, status=status_, since=start, until=end)[
+                :limit
+            ]
     if as_json:
         print_json([row.model_dump(mode="json") for row in rows])
         return
@@ -161,20 +173,40 @@ def status(
     out.print(table)
 
 
+def check_phase_option(tracker: PerformanceTracker, views: ReadModels, phase: str) -> None:
+    """Refuse a `--phase` that is neither one of the tracker's phases nor one an iteration of the store has been
+    in (a host-registered one): `UnknownPhaseError` naming `--phase`, the value and the phases known."""
+    if phase in tracker.catalog.names:
+        return
+    if views.catch_up_on_read:
+        views.sync()
+    seen = views.view.phases()
+    if phase not in seen:
+        known = ", ".join(dict.fromkeys([*tracker.catalog.names, *seen]))
+        raise UnknownPhaseError("--phase", phase, f"is not a phase of this store; known: {known}")
+
+
 @app.command()
 def metrics(
     store: StoreOption = DEFAULT_STORE,
     agent: Annotated[str | None, typer.Option(help="One agent's totals instead of all agents'.")] = None,
     as_json: JsonOption = False,
     catch_up: CatchUpOption = True,
+    since: SinceOption = None,
+    until: UntilOption = None,
 ) -> None:
-    """Cumulative metric totals, across all agents or for one (from the read models)."""
+    """Cumulative metric totals, across all agents or for one (from the read models); with --since or --until,
+    over the iterations started in that range."""
     with (
         cli_errors(store),
         open_tracker(store, migrate=False) as tracker,
         ReadModels(tracker, background=False, catch_up_on_read=catch_up) as views,
     ):
-        rows = views.overall_metrics() if agent is None else views.agent_metrics(agent)
+        start, end = parse_range(since, until)
+        if start is not None or end is not None:
+            rows = views.metrics_started(agent, start, end)
+        else:
+            rows = views.overall_metrics() if agent is None else views.agent_metrics(agent)
     if as_json:
         print_json([row.model_dump(mode="json") for row in rows])
         return
@@ -226,7 +258,7 @@ def verify(
         report = (
             verify_store(tracker, require_records=require_records)
             if iteration_id is None
-            else verify_iteration(tracker, parse_iteration_id(iteration_id), require_records=require_records)
+            else verify_iteration(tracker, resolve_iteration_id(tracker, iteration_id), require_records=require_records)
         )
         if stopped is not None:
             stuck = Problem(

@@ -196,11 +196,18 @@ class ReadModels:
         return self.view.current_phase(iid)
 
     def iterations(
-        self, agent: str | None = None, phase: str | None = None, status: Status | str | None = None, limit: int = 1000
+        self,
+        agent: str | None = None,
+        phase: str | None = None,
+        status: Status | str | None = None,
+        limit: int = 1000,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
     ) -> list[CurrentPhase]:
-        """Iterations, newest first, by agent, phase and status."""
+        """Iterations, newest first, by agent, phase and status, started in [since, until) (timezone-aware)."""
         self._fresh()
-        return self.view.iterations(agent=agent, phase=phase, status=status, limit=limit)
+        return self.view.iterations(agent=agent, phase=phase, status=status, limit=limit, since=since, until=until)
 
     def metrics(self, iteration_id: UUID | str) -> list[IterationMetric]:
         """One iteration's metric totals."""
@@ -212,6 +219,13 @@ class ReadModels:
         """Per-agent totals (every agent when `agent` is None)."""
         self._fresh()
         return self.view.agent_metrics(agent)
+
+    def metrics_started(
+        self, agent: str | None = None, since: datetime | None = None, until: datetime | None = None
+    ) -> list[AgentMetric]:
+        """Metric totals over the iterations (of one agent) started in [since, until) (see `ViewQueries`)."""
+        self._fresh()
+        return self.view.metrics_started(agent, since, until)
 
     def overall_metrics(self) -> list[AgentMetric]:
         """Totals across all agents."""

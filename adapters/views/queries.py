@@ -187,18 +187,43 @@ class ViewQueries(ABC):
             raise IterationNotFoundError(iteration_id)
         return self._current_row(row)
 
+    def phases(self) -> list[str]:
+        """The names of every phase an iteration is in or has been in, sorted (a full scan of two view tables)."""
+        with self._transaction(commit=False) as c:
+            c.execute(self.statements.select_phases)
+            return [str(row["phase"]) for row in c.fetchall()]
+
+    def ids_with_prefix(self, prefix: str, limit: int = 6) -> list[UUID]:
+        """Ids of the iterations in the current-phase table whose 32 hex digits start with `prefix` (1-32
+        lowercase hex digits, no dashes; `ValueError` otherwise), in id order, at most `limit`."""
+        if not 0 < len(prefix) <= 32 or prefix.strip("0123456789abcdef"):
+            raise ValueError(f"not a lowercase hex prefix: {prefix!r}")
+        low, high = (UUID(prefix.ljust(32, pad)) for pad in "0f")
+        with self._transaction(commit=False) as c:
+            c.execute(self.statements.select_ids_between, (self._db_id(low), self._db_id(high), limit))
+            return [self._uuid(row["id"]) for row in c.fetchall()]
+
     def iterations(
         self,
         agent: str | None = None,
         phase: str | None = None,
         status: Status | str | None = None,
         limit: int = 1000,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
     ) -> list[CurrentPhase]:
-        """Current-phase rows, newest first, filtered by agent, phase and status."""
+        """Current-phase rows, newest first, filtered by agent, phase and status, started in [since, until)."""
         check_filter_text("agent", agent)
         check_filter_text("phase", phase)
         check_filter_text("status", None if status is None else str(status))
-        given = {"agent_id": agent, "phase": phase, "status": None if status is None else str(status)}
+        given = {
+            "agent_id": agent,
+            "phase": phase,
+            "status": None if status is None else str(status),
+            "since": self._db_time(since),
+            "until": self._db_time(until),
+        }
         filters = [column for column, value in given.items() if value is not None]
         with self._transaction(commit=False) as c:
             c.execute(self.statements.select_iterations(filters), [*(given[f] for f in filters), limit])
@@ -224,6 +249,19 @@ class ViewQueries(ABC):
             else:
                 c.execute(self.statements.select_agent_metrics, (agent,))
             return [self._agent_row(r, r["agent_id"]) for r in c.fetchall()]
+
+    def metrics_started(
+        self, agent: str | None = None, since: datetime | None = None, until: datetime | None = None
+    ) -> list[AgentMetric]:
+        """Metric totals over the iterations (of one agent) started in [since, until), and how many of them
+        reported each metric, by metric (`agent_id` is `agent`); a join of the per-iteration totals, not the
+        per-agent table, so it costs a scan of the selected iterations' metrics."""
+        check_filter_text("agent", agent)
+        given = {"agent": agent, "since": self._db_time(since), "until": self._db_time(until)}
+        filters = [name for name, value in given.items() if value is not None]
+        with self._transaction(commit=False) as c:
+            c.execute(self.statements.select_metrics_started(filters), [given[name] for name in filters])
+            return [self._agent_row(r, agent) for r in c.fetchall()]
 
     def overall_metrics(self) -> list[AgentMetric]:
         """Totals across all agents (`agent_id` is None)."""

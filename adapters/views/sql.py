@@ -141,6 +141,11 @@ class ViewStatements:
             "visits = excluded.visits"
         )
         self.select_current_one = q(f"SELECT {cols} FROM {cur} WHERE id = %s")
+        # Ids from the lowest to the highest id with a hex prefix (both bounds given): the primary key's index
+        # serves it on both stores (PostgreSQL's uuid orders as its bytes, SQLite's ids are lowercase hex text).
+        # Every phase an iteration is in or has been in (host-registered ones included).
+        self.select_phases = f"SELECT phase FROM {cur} UNION SELECT phase FROM {dur} ORDER BY phase"
+        self.select_ids_between = q(f"SELECT id FROM {cur} WHERE id >= %s AND id <= %s ORDER BY id LIMIT %s")
         self.select_current = f"SELECT {cols} FROM {cur}"
         self.select_metrics_of = q(
             f"SELECT iteration_id, metric, total FROM {met} WHERE iteration_id = %s ORDER BY metric"
@@ -187,6 +192,7 @@ class ViewStatements:
             "GROUP BY agent_id, phase, provider, model ORDER BY agent_id, phase, provider, model"
         )
         self._cur, self._dur = cur, dur
+        self._sum = t.sum
         self.select_all_metrics = f"SELECT iteration_id, metric, total FROM {met}"
         self.select_all_durations = f"SELECT iteration_id, phase, duration_ms, visits FROM {dur}"
         self.select_every_row = [(table, f"SELECT * FROM {table}") for table in self.tables]
@@ -195,9 +201,11 @@ class ViewStatements:
         self.added_columns = [(cur, "failed_in", "text")]
 
     def select_iterations(self, filters: Sequence[str]) -> str:
-        """Current-phase rows whose `filters` columns (fixed names) each equal a parameter, newest first, limited."""
+        """Current-phase rows whose `filters` columns (fixed names) each equal a parameter, newest first, limited;
+        the filters `since` and `until` are a range of `started_at` instead: [since, until)."""
         ph = self.placeholder
-        where = " AND ".join(f"{column} = {ph}" for column in filters)
+        ranges = {"since": f"started_at >= {ph}", "until": f"started_at < {ph}"}
+        where = " AND ".join(ranges.get(column, f"{column} = {ph}") for column in filters)
         return f"{self.select_current}{' WHERE ' if where else ''}{where} ORDER BY started_at DESC, id LIMIT {ph}"
 
     def select_phase_duration_buckets(self, buckets: int) -> str:
@@ -235,6 +243,17 @@ class ViewStatements:
             "SELECT c.id, c.agent_id, c.iteration_number, c.status, c.started_at, c.finished_at, "
             f"(SELECT COALESCE(SUM(m.total), 0) FROM {met} m WHERE m.iteration_id = c.id AND m.metric IN ({names}))"
             f" AS tokens FROM {cur} c WHERE {' AND '.join(conditions)} ORDER BY c.agent_id, c.iteration_number, c.id"
+        )
+
+    def select_metrics_started(self, filters: Sequence[str]) -> str:
+        """Metric totals (the exact sum of each metric's totals) and how many iterations reported each, over the
+        iterations `filters` select (names from `REPORT_FILTERS`: agent, since, until), by metric."""
+        conditions = [REPORT_FILTERS[name].replace("%s", self.placeholder) for name in filters]
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        cur, met, *_ = self.tables
+        return (
+            f"SELECT m.metric AS metric, {self._sum}(m.total) AS total, count(*) AS iterations FROM {met} m "
+            f"JOIN {cur} c ON c.id = m.iteration_id{where} GROUP BY m.metric ORDER BY m.metric"
         )
 
     def select_report(self, filters: Sequence[str]) -> tuple[str, str, str]:

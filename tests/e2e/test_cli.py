@@ -98,20 +98,20 @@ def test_history_prints_a_failed_iterations_events(demo_store: tuple[str, dict[s
 
 
 @pytest.mark.parametrize(
-    ("args", "fragment"),
+    ("args", "fragment", "code"),
     [
-        (["show", "not-a-uuid"], "iteration_id='not-a-uuid': must be a UUID"),
-        (["show", "00000000-0000-4000-8000-000000000000"], "no such iteration"),
-        (["history", "00000000-0000-4000-8000-000000000000"], "no such iteration"),
+        (["show", "not-a-uuid"], "iteration_id='not-a-uuid': must be a UUID", 2),
+        (["show", "00000000-0000-4000-8000-000000000000"], "no such iteration", 1),
+        (["history", "00000000-0000-4000-8000-000000000000"], "no such iteration", 1),
     ],
 )
 def test_bad_ids_give_one_line_and_a_nonzero_exit(
-    demo_store: tuple[str, dict[str, object]], args: list[str], fragment: str
+    demo_store: tuple[str, dict[str, object]], args: list[str], fragment: str, code: int
 ) -> None:
-    """A malformed or unknown id prints one line on stderr, no traceback, and exits 1."""
+    """A malformed id is a usage error (exit 2), an unknown one exits 1: one line on stderr, no traceback."""
     store, _ = demo_store
     result = run(*args, "--store", store)
-    assert result.returncode == 1
+    assert result.returncode == code
     assert fragment in result.stderr
     assert result.stderr.count("\n") == 1
     assert "Traceback" not in result.stderr

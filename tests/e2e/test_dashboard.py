@@ -382,7 +382,7 @@ def test_last_event_id_resumes_after_that_position(store: tuple[str, Performance
 
 
 def test_serve_refuses_bad_options_in_one_line(server: Server) -> None:
-    """A bad --stale-after, or a port already taken, is one line naming the option, exit 1, no traceback."""
+    """A bad --stale-after, or a port already taken, is one line naming the option, exit 2, no traceback."""
     for args, named in (
         (["--stale-after", "soon"], "--stale-after='soon'"),
         (["--port", str(server.port)], "--host/--port='127.0.0.1:"),
@@ -394,7 +394,7 @@ def test_serve_refuses_bad_options_in_one_line(server: Server) -> None:
             timeout=60,
             check=False,
         )
-        assert done.returncode == 1, done.stderr
+        assert done.returncode == 2, done.stderr
         assert done.stderr.startswith(f"itertrack: error: {named}"), done.stderr
         assert "Traceback" not in done.stderr
 

@@ -46,7 +46,7 @@ def test_a_bad_user_file_is_one_line_naming_the_row_and_field(tmp_path: Path) ->
     path.write_text(json.dumps(table))
     for args in (("prices", "list"), ("prices", "check", "--store", f"sqlite:///{tmp_path / 'x.db'}")):
         result = run(*args, prices=path)
-        assert result.returncode == 1
+        assert result.returncode == 2  # a bad input file is a usage error
         assert result.stdout == ""
         model = table["prices"][3]["models"][0]
         assert result.stderr == (

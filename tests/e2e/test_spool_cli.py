@@ -93,13 +93,13 @@ def test_discard_drops_a_stuck_change_and_prints_all_it_held(stuck_spool: tuple[
 def test_only_stuck_changes_can_be_retried_or_discarded(
     stuck_spool: tuple[str, Path], command: str, named: str, reason: str
 ) -> None:
-    """Naming a change that waits (or none) is one line naming the id, exit 1, and nothing changes."""
+    """Naming a change that waits (or none) is one line naming the id, exit 2 (a bad argument), and nothing changes."""
     store, _ = stuck_spool
     before = status(store)
     ids = [str(e["id"]) for e in before["entries"]]  # type: ignore[attr-defined]
     change_id = ids[1] if named == "second" else named
     result = itertrack("spool", command, change_id, "--store", store)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert result.stderr.strip() == f"itertrack: error: id={change_id}: {reason}"
     assert status(store) == before
 

@@ -82,12 +82,12 @@ def test_status_stale_lists_only_running_iterations_idle_that_long(hosts: Hosts)
 
 @pytest.mark.parametrize("bad", ["2x", "30", "0m", "1h1h", "-5m", ""])
 def test_a_bad_duration_is_a_typed_error_naming_the_option(hosts: Hosts, bad: str) -> None:
-    """A duration that does not parse: one line naming --stale and the value, exit 1, nothing written."""
+    """A duration that does not parse: one line naming --stale and the value, exit 2 (usage), nothing written."""
     old = hosts.running(3, 1)
     before = hosts.state(old)
     for command in ("status", "abandon"):
         result = run(command, f"--stale={bad}", "--store", hosts.store)
-        assert result.returncode == 1, (command, result.stdout, result.stderr)
+        assert result.returncode == 2, (command, result.stdout, result.stderr)
         assert result.stderr.startswith(f"itertrack: error: --stale={bad!r}"), result.stderr
     assert hosts.state(old) == before
 
@@ -144,11 +144,11 @@ def test_abandon_of_a_finished_iteration_is_refused_and_writes_nothing(hosts: Ho
 
 
 def test_abandon_needs_ids_or_stale_but_not_both(hosts: Hosts) -> None:
-    """Neither, or both: a typed error, exit 1."""
+    """Neither, or both: a typed error, exit 2 (usage)."""
     running = hosts.running(3, 1)
     neither = run("abandon", "--store", hosts.store)
     both = run("abandon", str(running), "--stale", "1h", "--store", hosts.store)
-    assert (neither.returncode, both.returncode) == (1, 1)
+    assert (neither.returncode, both.returncode) == (2, 2)
     assert "iteration ids" in neither.stderr
     assert "--stale='1h'" in both.stderr
     assert hosts.state(running)["status"] is Status.RUNNING

@@ -252,7 +252,7 @@ def test_a_failing_handler_stops_at_its_event_until_retried_or_skipped(
     assert retried.attempts == [5]
     # Skip exactly that event, recorded; the next run carries on after it.
     wrong = cli("consumers", "skip", name, "--position", "6", "--reason", "x", "--store", durable_store)
-    assert wrong.returncode == 1
+    assert wrong.returncode == 2
     assert "position=6" in wrong.stderr
     done = cli("consumers", "skip", name, "--position", "5", "--reason", "bad payload", "--store", durable_store)
     assert done.returncode == 0, done.stderr

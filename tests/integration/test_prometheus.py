@@ -303,7 +303,7 @@ def test_metrics_server_command_names_a_port_it_cannot_bind(sqlite_store: str) -
             timeout=60,
             check=False,
         )
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert result.stderr.startswith(f"itertrack: error: port={port}: cannot be bound on 127.0.0.1")
     assert "Traceback" not in result.stderr
 

@@ -124,5 +124,5 @@ def test_replay_command_answers_what_was_it_doing_and_what_had_it_cost(tmp_path:
     naive = subprocess.run([*command, "--at", "2026-01-02T03:04:05.350"], capture_output=True, text=True, check=False)
     assert json.loads(naive.stdout)["as_of"]["version"] == 3  # no offset: UTC
     bad = subprocess.run([*command, "--at", "teatime"], capture_output=True, text=True, check=False)
-    assert bad.returncode == 1
+    assert bad.returncode == 2
     assert "at='teatime': is not an ISO-8601 timestamp" in bad.stderr

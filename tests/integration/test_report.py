@@ -141,5 +141,5 @@ def test_report_filters_by_agent_and_start_time(seeded: tuple[str, PerformanceTr
     bad = subprocess.run(
         [ITERTRACK, "report", "--store", store, "--since", "soon"], capture_output=True, text=True, check=False
     )
-    assert bad.returncode == 1
+    assert bad.returncode == 2
     assert "since='soon': is not an ISO-8601 timestamp" in bad.stderr
