@@ -18,7 +18,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict
 
 from itertrack.domain.model.iteration import Iteration
-from itertrack.projections.cost import Cost, TokenCounts, Unpriced, call_day, price_call, sum_costs
+from itertrack.projections.cost import Cost, CostTotal, TokenCounts, Unpriced, call_day, price_call, sum_costs
 from itertrack.projections.pricing import PriceTable
 from itertrack.projections.rows import LLMCallRow
 
@@ -139,11 +139,13 @@ _KEYS: Mapping[str, Callable[[Call], str | None]] = {
 COST_GROUPS: tuple[str, ...] = tuple(_KEYS)
 
 
-def _line(group: dict[str, str | None], calls: Sequence[Call], table: PriceTable) -> CostLine:
-    known = [c for c in calls if c.tokens is not None]
+def price_calls(calls: Iterable[Call], table: PriceTable) -> CostTotal:
+    """Each call with usage priced at its date (a call whose response named no model is unpriced), summed with
+    priced and unpriced kept apart; calls without usage are left out (they have no tokens to price)."""
     costs: list[Cost] = []
-    for c in known:
-        assert c.tokens is not None  # for mypy: filtered above
+    for c in calls:
+        if c.tokens is None:
+            continue
         if c.model is None:
             reason = "the response named no model"
             costs.append(Unpriced(c.provider, "", call_day(c.at), c.tokens, reason, table.version))
@@ -159,7 +161,12 @@ def _line(group: dict[str, str | None], calls: Sequence[Call], table: PriceTable
                 inference_geo=c.inference_geo,
             )
         )
-    total = sum_costs(costs, table_version=table.version)
+    return sum_costs(costs, table_version=table.version)
+
+
+def _line(group: dict[str, str | None], calls: Sequence[Call], table: PriceTable) -> CostLine:
+    known = [c for c in calls if c.tokens is not None]
+    total = price_calls(known, table)
     unpriced_calls = sum(u.calls for u in total.unpriced)
     unknown = len(calls) - len(known)
     return CostLine(

@@ -26,8 +26,7 @@ from itertrack.domain.model.metrics import tokens_metric
 from itertrack.domain.model.phases import Status
 from itertrack.domain.model.state import IterationState
 from itertrack.domain.model.usage import USAGE_FIELDS
-from itertrack.projections.cost import price_call, sum_costs
-from itertrack.projections.costing import Call, calls_of_events, calls_of_rows, cost_report
+from itertrack.projections.costing import Call, calls_of_events, calls_of_rows, cost_report, price_calls
 from itertrack.projections.pricing import PriceTable
 from itertrack.projections.trend import Trend, fit_trend, median_window, rolling_median
 
@@ -43,22 +42,7 @@ CHART_POINTS = 400
 
 def calls_usd(calls: Iterable[Call], table: PriceTable) -> Decimal | None:
     """The dollars of the calls that have a price (each priced once, at its date); None when none has one."""
-    costs = []
-    for c in calls:
-        if c.tokens is None or c.model is None:
-            continue
-        costs.append(
-            price_call(
-                table,
-                provider=c.provider,
-                model=c.model,
-                at=c.at,
-                tokens=c.tokens,
-                batch=c.batch,
-                inference_geo=c.inference_geo,
-            )
-        )
-    total = sum_costs(costs, table_version=table.version)
+    total = price_calls(calls, table)
     return total.usd if total.priced_calls else None
 
 
