@@ -1,5 +1,6 @@
 """The async tracker's rows of `make bench` (issue 13): event-loop lag under 200 concurrent iterations, their durable
-throughput against one commit per change with the plain driver, and one lone iteration's latency against the sync
+throughput against one commit per change with the plain driver (the cheapest durable insert of the same row, one
+autocommit INSERT: see `bench_support`), and one lone iteration's latency against the sync
 tracker's. Each row beside its floor, measured in the same run."""
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ async def concurrent_iterations(store: str, iterations: int, tracked: bool) -> t
 
 
 def floor_rate(insert: Callable[[], None], changes: int) -> float:
-    """Changes per second of one commit per change with the plain driver."""
+    """Changes per second of one commit per change with the plain driver: `insert` is a floor's (one
+    autocommit INSERT of the row of one change), called `changes` times back to back from one thread."""
     started = time.perf_counter()
     for _ in range(changes):
         insert()
@@ -133,7 +135,7 @@ def async_rows(folder: Path, pg_url: str, pg_schema: str, quick: bool) -> list[R
             Row(
                 path=f"async tracker: {iterations} concurrent iterations, durable changes/s, {label}",
                 measured=f"{rate:,.0f} changes/s",
-                floor=f"one commit per change, plain driver: {floor:,.0f}/s",
+                floor=f"one autocommit insert per change, plain driver: {floor:,.0f}/s",
                 ratio=rate / floor,
                 target=">= 5x the floor",
                 met=rate >= 5 * floor,

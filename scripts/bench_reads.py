@@ -36,6 +36,8 @@ def _floor_catch_up(store: str, tracker: PerformanceTracker, page: int) -> float
 
 
 def _floor_sqlite(path: str, tables: dict[str, list[dict[str, Any]]], page: int) -> None:
+    """Plain sqlite3: every event row read in pages of `page` by rowid, then the finished view rows (computed
+    beforehand, not timed) inserted into copies of the view tables, one transaction per `page` rows."""
     conn = sqlite3.connect(path, isolation_level=None)
     last = 0
     select = "SELECT rowid, * FROM stored_events WHERE rowid > ? ORDER BY rowid LIMIT ?"
@@ -56,6 +58,8 @@ def _floor_sqlite(path: str, tables: dict[str, list[dict[str, Any]]], page: int)
 
 
 def _floor_postgres(url: str, schema: str, tables: dict[str, list[dict[str, Any]]], page: int) -> None:
+    """Plain psycopg: the same as `_floor_sqlite`, by notification id; `executemany` (pipelined) and one commit
+    per `page` rows."""
     with psycopg.connect(url) as conn:
         last = 0
         events = sql.Identifier(schema, "performancetracker_events")
@@ -148,6 +152,8 @@ def state_reads(store: str, label: str, rounds: int, repeat: int) -> list[Row]:
         for n in range(19):
             tracker.update_metrics(iid, {"analysis_tokens": n})
         tenth = tracker.history(iid)[9].timestamp
+        # The floor: one select of the iteration's rows by the primary key's leading column (prepared after
+        # its first uses on PostgreSQL, cached by sqlite3), rows fetched, nothing decoded.
         if url.scheme == "sqlite":
             conn: Any = sqlite3.connect(url.path)
 
