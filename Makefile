@@ -12,7 +12,7 @@ STRICT    := --config-settings editable_mode=strict
 PIP       := PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip
 LINK_TREE := build/__editable__.itertrack-*/itertrack
 
-.PHONY: run test bench drills lint typecheck pytest link postgres nats chromium install install-dev clean
+.PHONY: run test bench drills lint typecheck pytest link postgres nats chromium valgrind install install-dev clean
 
 run: $(VENV)/.installed link
 	$(BIN)/itertrack demo
@@ -55,6 +55,10 @@ nats:
 chromium:
 	@bash scripts/ensure_chromium.sh
 
+# Debian's valgrind, for the benchmark's instruction counts of the write path (scripts/bench_callgrind.py).
+valgrind:
+	@bash scripts/ensure_valgrind.sh
+
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
@@ -78,7 +82,7 @@ clean:
 	rm -rf $(VENV) build .mypy_cache .ruff_cache .pytest_cache .hypothesis itertrack.db itertrack.db-wal itertrack.db-shm
 
 # Every path against its floor (takes several minutes; run on a quiet machine).
-bench: $(VENV)/.installed-dev link postgres nats
+bench: $(VENV)/.installed-dev link postgres nats valgrind
 	$(BIN)/python -m scripts.bench
 
 # Outage, kill, contention and load drills against the local PostgreSQL (stops and starts it);

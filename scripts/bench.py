@@ -18,6 +18,7 @@ from pathlib import Path
 import psycopg
 
 from scripts.bench_async import async_rows
+from scripts.bench_callgrind import callgrind_rows
 from scripts.bench_feed import feed_rows
 from scripts.bench_group import group_rows
 from scripts.bench_otlp import otlp_rows
@@ -47,6 +48,7 @@ def run(quick: bool, pg_url: str, nats_url: str) -> list[Row]:
     with tempfile.TemporaryDirectory() as tmp, pg_schema(pg_url) as schema:
         folder = Path(tmp)
         rows += write_rows(folder, pg_url, schema, quick)
+        rows += callgrind_rows(quick)
         with pg_schema(pg_url) as s:
             rows += async_rows(folder, pg_url, s, quick)
         with pg_schema(pg_url) as s:

@@ -33,6 +33,8 @@ def test_quick_bench_writes_every_row(tmp_path: Path, postgres_url: str) -> None
     for expected in (
         "tracked change, SQLite file",
         "tracked change, PostgreSQL",
+        "tracked call, whole iterations of 12 calls, SQLite file",
+        "tracked call, whole iterations of 12 calls, PostgreSQL",
         "whole iteration",
         "8 writer processes, PostgreSQL",
         "catch-up of",
@@ -57,5 +59,11 @@ def test_quick_bench_writes_every_row(tmp_path: Path, postgres_url: str) -> None
     ):
         assert any(expected in p for p in paths), expected
     assert all(row["measured"] and row["target"] for row in data["rows"])
+    counted = [row for row in data["rows"] if row["path"].startswith("instructions per tracked change")]
+    assert [row["path"].rsplit(", ", 1)[-1] for row in counted] == ["memory store", "SQLite file"]
+    for row in counted:  # measured (valgrind present), each beside the floor's count with the ratio
+        assert row["measured"].endswith(" instructions"), row
+        assert "instructions per raw sqlite3 autocommit insert" in row["floor"], row
+        assert row["ratio"] > 0, row
     assert data["quick"] is True
     assert data["machine"]["cpus"]
