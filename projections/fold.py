@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from itertrack.domain.model.iteration import Iteration
@@ -55,91 +56,112 @@ class BatchFold:
 
     def __init__(self, loaded: LoadedState) -> None:
         self.loaded = loaded
-        self.changes = BatchChanges()
+        self._changes = BatchChanges()
+        # The current-phase rows read or changed so far, as mutable field dicts: an event updates its row in
+        # place, and the pydantic row is built once per changed row when `changes` is read.
+        self._rows: dict[UUID, dict[str, Any]] = {}
+        self._stale: dict[UUID, None] = {}  # changed since `changes` was last read, in first-changed order
 
-    def _current(self, iteration_id: UUID) -> CurrentPhase | None:
-        return self.changes.current.get(iteration_id) or self.loaded.current.get(iteration_id)
+    @property
+    def changes(self) -> BatchChanges:
+        """What the events applied so far change (the current-phase rows brought up to date on each read)."""
+        current = self._changes.current
+        for iteration_id in self._stale:
+            # model_construct: every value here was validated when its event was (model_copy is 3x slower).
+            current[iteration_id] = CurrentPhase.model_construct(**self._rows[iteration_id])
+        self._stale.clear()
+        return self._changes
+
+    def _row(self, iteration_id: UUID) -> dict[str, Any] | None:
+        """The row of an iteration as the events so far left it (a field dict; None before it started)."""
+        row = self._rows.get(iteration_id)
+        if row is None:
+            loaded = self.loaded.current.get(iteration_id)
+            if loaded is None:
+                return None
+            row = self._rows[iteration_id] = dict(loaded.__dict__)
+        return row
 
     def _metric(self, key: MetricKey) -> Amount | None:
-        if key in self.changes.metrics:
-            return self.changes.metrics[key]
+        metrics = self._changes.metrics
+        if key in metrics:
+            return metrics[key]
         return self.loaded.metrics.get(key)
-
-    def _duration(self, key: DurationKey) -> tuple[float, int]:
-        if key in self.changes.durations:
-            return self.changes.durations[key]
-        return self.loaded.durations.get(key, (0.0, 0))
 
     def _add_stay(self, iteration_id: UUID, phase: str, ms: float, entered: bool) -> None:
         key = (iteration_id, phase)
-        spent, visits = self._duration(key)
-        self.changes.durations[key] = (spent + ms, visits + (1 if entered else 0))
+        durations = self._changes.durations
+        before = durations.get(key)
+        spent, visits = before if before is not None else self.loaded.durations.get(key, (0.0, 0))
+        durations[key] = (spent + ms, visits + (1 if entered else 0))
 
-    def _count(self, current: CurrentPhase, event: Iteration.MetricsRecorded | Iteration.LLMCallRecorded) -> None:
+    def _count(self, row: dict[str, Any], event: Iteration.MetricsRecorded | Iteration.LLMCallRecorded) -> None:
         """A metrics event's amounts; an LLM call's row, and its tokens as the same token metrics `record_usage`
         added before calls were events (a call without usage adds none)."""
         if isinstance(event, Iteration.MetricsRecorded):
-            self._add_metrics(current, event.metrics)
+            self._add_metrics(row, event.metrics)
             return
         if event.usage is not None:
-            self._add_metrics(current, event.usage.as_metrics(event.phase))
-        self.changes.llm_calls[(current.id, event.originator_version)] = LLMCallRow.of(event, current.agent_id)
+            self._add_metrics(row, event.usage.as_metrics(event.phase))
+        self._changes.llm_calls[(row["id"], event.originator_version)] = LLMCallRow.of(event, row["agent_id"])
 
-    def _add_metrics(self, current: CurrentPhase, metrics: Mapping[str, Amount]) -> None:
+    def _add_metrics(self, row: dict[str, Any], metrics: Mapping[str, Amount]) -> None:
+        iteration_id, agent_id = row["id"], row["agent_id"]
+        changed, agent_deltas = self._changes.metrics, self._changes.agent_deltas
         for name, amount in metrics.items():
-            key = (current.id, name)
+            key = (iteration_id, name)
             before = self._metric(key)
-            self.changes.metrics[key] = amount if before is None else before + amount
-            total_delta, iterations_delta = self.changes.agent_deltas.get((current.agent_id, name), (0, 0))
-            self.changes.agent_deltas[(current.agent_id, name)] = (
-                total_delta + amount,
-                iterations_delta + (1 if before is None else 0),
-            )
+            changed[key] = amount if before is None else before + amount
+            total_delta, iterations_delta = agent_deltas.get((agent_id, name), (0, 0))
+            agent_deltas[(agent_id, name)] = (total_delta + amount, iterations_delta + (1 if before is None else 0))
 
     def apply(self, event: Iteration.Event) -> None:
         """Apply one event; events at or below the row's last version were applied before and are skipped."""
-        current = self._current(event.originator_id)
+        iteration_id = event.originator_id
+        row = self._row(iteration_id)
         if isinstance(event, Iteration.Started):
-            if current is not None:
+            if row is not None:
                 return
-            self.changes.current[event.originator_id] = CurrentPhase(
-                id=event.originator_id,
-                agent_id=event.agent_id,
-                iteration_number=event.iteration_number,
-                phase="initializing",
-                status=status_of("initializing"),
-                error=None,
-                phase_entered_at=event.timestamp,
-                started_at=event.timestamp,
-                finished_at=None,
-                updated_at=event.timestamp,
-                last_version=event.originator_version,
-            )
-            self._add_stay(event.originator_id, "initializing", 0.0, entered=True)
-            self.changes.applied_events += 1
+            self._rows[iteration_id] = {
+                "id": iteration_id,
+                "agent_id": event.agent_id,
+                "iteration_number": event.iteration_number,
+                "phase": "initializing",
+                "status": status_of("initializing"),
+                "error": None,
+                "phase_entered_at": event.timestamp,
+                "started_at": event.timestamp,
+                "finished_at": None,
+                "updated_at": event.timestamp,
+                "last_version": event.originator_version,
+                "failed_in": None,
+            }
+            self._stale[iteration_id] = None
+            self._add_stay(iteration_id, "initializing", 0.0, entered=True)
+            self._changes.applied_events += 1
             return
-        if current is None or event.originator_version <= current.last_version:
+        if row is None or event.originator_version <= row["last_version"]:
             return
-        update: dict[str, object] = {"updated_at": event.timestamp, "last_version": event.originator_version}
         if isinstance(event, Iteration.PhaseChanged):
-            if current.phase not in TERMINAL_PHASES:
-                self._add_stay(current.id, current.phase, _ms(event.timestamp, current.phase_entered_at), entered=False)
-            if event.phase not in TERMINAL_PHASES:
-                self._add_stay(current.id, event.phase, 0.0, entered=True)
+            phase = row["phase"]
+            if phase not in TERMINAL_PHASES:
+                self._add_stay(iteration_id, phase, _ms(event.timestamp, row["phase_entered_at"]), entered=False)
+            terminal = event.phase in TERMINAL_PHASES
+            if not terminal:
+                self._add_stay(iteration_id, event.phase, 0.0, entered=True)
             if event.phase == "failed":
-                update["failed_in"] = current.phase
-            update.update(
-                phase=event.phase,
-                status=status_of(event.phase),
-                error=event.error,
-                phase_entered_at=event.timestamp,
-                finished_at=event.timestamp if event.phase in TERMINAL_PHASES else None,
-            )
+                row["failed_in"] = phase
+            row["phase"] = event.phase
+            row["status"] = status_of(event.phase)
+            row["error"] = event.error
+            row["phase_entered_at"] = event.timestamp
+            row["finished_at"] = event.timestamp if terminal else None
         elif isinstance(event, Iteration.MetricsRecorded | Iteration.LLMCallRecorded):
-            self._count(current, event)
-        # model_construct: every value here was validated when its event was (model_copy is 3x slower).
-        self.changes.current[current.id] = CurrentPhase.model_construct(**{**current.__dict__, **update})
-        self.changes.applied_events += 1
+            self._count(row, event)
+        row["updated_at"] = event.timestamp
+        row["last_version"] = event.originator_version
+        self._stale[iteration_id] = None
+        self._changes.applied_events += 1
 
 
 def fold(events: Iterable[Iteration.Event], loaded: LoadedState) -> BatchChanges:

@@ -11,7 +11,10 @@ from eventsourcing.projection import Projection
 from itertrack.domain.model.errors import StoreError
 from itertrack.domain.model.iteration import Iteration
 
-DEFAULT_BATCH_SIZE = 500
+# Events per views transaction at most: a batch is also cut when the subscription has no more at hand, so
+# following the log applies small batches at once; catching up applies big ones (fewer commits, and each
+# index page a batch dirties written once for many rows).
+DEFAULT_BATCH_SIZE = 5000
 
 
 class PositionConflictError(StoreError):

@@ -16,7 +16,7 @@ from itertrack.adapters.retry import retry_delay
 from itertrack.adapters.views.queries import ViewQueries
 from itertrack.adapters.views.sql import APPLICATION_NAME, LLM_CALL_COLUMNS
 from itertrack.domain.model.iteration import Iteration
-from itertrack.projections.fold import LoadedState, fold, metric_keys, phase_keys, touched_ids
+from itertrack.projections.fold import BatchChanges, LoadedState, fold, metric_keys, phase_keys, touched_ids
 from itertrack.projections.projection import PositionConflictError
 from itertrack.projections.rows import CurrentPhase, LLMCallRow
 
@@ -117,7 +117,6 @@ class ViewTables(ViewQueries, TrackingRecorder, ABC):
         return self._retrying(lambda: self._apply_once(events, expected, new))
 
     def _apply_once(self, events: Sequence[Iteration.Event], expected: int, new: int) -> int:
-        s = self.statements
         position_moved = False
         try:
             with self._write_transaction() as c:
@@ -129,25 +128,7 @@ class ViewTables(ViewQueries, TrackingRecorder, ABC):
                     if c.fetchone() is None:
                         raise PositionConflictError(f"read models moved past position {expected} meanwhile")
                 position_moved = True
-                changes = fold(events, self._load(c, events))
-                # One call per statement: fewer round trips, and fewer hand-offs of the GIL to the
-                # subscription's reading thread (each waits out the switch interval).
-                rows: list[tuple[str, list[tuple[Any, ...]]]] = [
-                    (s.upsert_current, [self._current_params(row) for row in changes.current.values()]),
-                    (
-                        s.upsert_metric,
-                        [(self._db_id(i), m, self._db_total(t)) for (i, m), t in changes.metrics.items()],
-                    ),
-                    (
-                        s.add_agent_metric,
-                        [(a, m, self._db_total(t), n) for (a, m), (t, n) in changes.agent_deltas.items()],
-                    ),
-                    (s.upsert_duration, [(self._db_id(i), p, d, v) for (i, p), (d, v) in changes.durations.items()]),
-                    (s.insert_llm_call, [self._llm_call_params(row) for row in changes.llm_calls.values()]),
-                ]
-                for statement, params in rows:
-                    if params:
-                        c.executemany(statement, params)
+                self._write(c, fold(events, self._load(c, events)))
         except IntegrityError as e:
             if position_moved:
                 # A constraint a view row breaks is an error of its own, never retried as a position conflict
@@ -155,6 +136,22 @@ class ViewTables(ViewQueries, TrackingRecorder, ABC):
                 raise
             raise PositionConflictError(f"read models were started from position 0 by another process: {e}") from e
         return len(events)
+
+    def _write(self, c: Any, changes: BatchChanges) -> None:
+        """Write a batch's changed rows, in its transaction: one `executemany` per statement."""
+        s = self.statements
+        # One call per statement: fewer round trips, and fewer hand-offs of the GIL to the
+        # subscription's reading thread (each waits out the switch interval).
+        rows: list[tuple[str, list[tuple[Any, ...]]]] = [
+            (s.upsert_current, [self._current_params(row) for row in changes.current.values()]),
+            (s.upsert_metric, [(self._db_id(i), m, self._db_total(t)) for (i, m), t in changes.metrics.items()]),
+            (s.add_agent_metric, [(a, m, self._db_total(t), n) for (a, m), (t, n) in changes.agent_deltas.items()]),
+            (s.upsert_duration, [(self._db_id(i), p, d, v) for (i, p), (d, v) in changes.durations.items()]),
+            (s.insert_llm_call, [self._llm_call_params(row) for row in changes.llm_calls.values()]),
+        ]
+        for statement, params in rows:
+            if params:
+                c.executemany(statement, params)
 
     def _load(self, c: Any, events: Sequence[Iteration.Event]) -> LoadedState:
         """Read the rows a batch touches, in the batch's own transaction."""
