@@ -21,7 +21,7 @@ from itertrack.adapters.views.keeper import view_for
 from itertrack.adapters.views.runner import catch_up as catch_up_views
 from itertrack.adapters.views.verify import verify_store
 from itertrack.domain import PerformanceTracker
-from scripts.bench_support import Row, file_size, percentile, seed_events, side_by_side
+from scripts.bench_support import Row, file_size, percentile, side_by_side
 
 ITERTRACK = str(Path(sys.executable).with_name("itertrack"))
 
@@ -148,11 +148,13 @@ def _floor_postgres(url: str, schema: str, tables: dict[str, list[dict[str, Any]
 
 
 def catch_up(store: str, label: str, events: int, target: float) -> Row:
-    """Row: catch-up of `events` into all read models, against reading and writing the same rows with plain SQL."""
+    """Row: catch-up of `events` into all read models (the default batches), against reading the events and
+    writing the same view rows with plain SQL. The events are written with the plain driver first (what
+    `seed_events` writes, in seconds: `seed_stored_events`)."""
     with PerformanceTracker(store=store, migrate=True) as tracker:
-        written = seed_events(tracker, events)
+        written = seed_stored_events(store, events)
         started = time.perf_counter()
-        catch_up_views(tracker, view_for(store_of(tracker).factory), batch_size=500)
+        catch_up_views(tracker, view_for(store_of(tracker).factory))
         ours = written / (time.perf_counter() - started)
         theirs = written / _floor_catch_up(store, tracker, 500)
     ratio = ours / theirs
@@ -161,8 +163,8 @@ def catch_up(store: str, label: str, events: int, target: float) -> Row:
         measured=f"{ours:,.0f} events/s",
         floor=f"{theirs:,.0f} events/s (read rows + write view rows, plain SQL)",
         ratio=round(ratio, 2),
-        target=f">= {target:,.0f}/s and >= 0.5x",
-        met=ours >= target and ratio >= 0.5,
+        target=f">= {target:,.0f}/s",
+        met=ours >= target,
     )
 
 
@@ -251,11 +253,11 @@ def state_reads(store: str, label: str, rounds: int, repeat: int) -> list[Row]:
 def at_scale(store: str, label: str, events: int, db_path: Path | None) -> list[Row]:
     """Rows: `verify` and `project --rebuild` over a large store, as seconds per million events."""
     with PerformanceTracker(store=store, migrate=True) as tracker:
-        written = seed_events(tracker, events)
+        written = seed_stored_events(store, events)
         view = view_for(store_of(tracker).factory)
         started = time.perf_counter()
         view.reset()
-        catch_up_views(tracker, view, batch_size=500)
+        catch_up_views(tracker, view)
         rebuild = time.perf_counter() - started
         started = time.perf_counter()
         report = verify_store(tracker)
@@ -296,21 +298,25 @@ def at_scale(store: str, label: str, events: int, db_path: Path | None) -> list[
 
 
 def catch_up_scaling(folder: Path, sizes: tuple[int, ...]) -> Row:
-    """Scaling row: catch-up rate at growing store sizes (it should stay flat, i.e. time grows linearly)."""
+    """Scaling row: catch-up rate at growing store sizes on SQLite (it should stay flat, i.e. time grows
+    linearly); each store seeded with the plain driver (`seed_stored_events`)."""
     rates = []
     for size in sizes:
-        with PerformanceTracker(store=f"sqlite:///{folder / f'scale-{size}.db'}", migrate=True) as tracker:
-            written = seed_events(tracker, size)
+        store = f"sqlite:///{folder / f'scale-{size}.db'}"
+        with PerformanceTracker(store=store, migrate=True) as tracker:
+            written = seed_stored_events(store, size)
             started = time.perf_counter()
-            catch_up_views(tracker, view_for(store_of(tracker).factory), batch_size=500)
+            catch_up_views(tracker, view_for(store_of(tracker).factory))
             rates.append(written / (time.perf_counter() - started))
+        for path in folder.glob(f"scale-{size}.db*"):
+            path.unlink()  # a million events take about 500 MB
     spread = max(rates) / min(rates)
     return Row(
         path="catch-up rate at " + " / ".join(f"{s:,}" for s in sizes) + " events, SQLite",
         measured=" / ".join(f"{r:,.0f}" for r in rates) + " events/s",
         floor="none",
         ratio=round(spread, 2),
-        target="linear (rate max/min <= 1.5)",
-        met=spread <= 1.5,
+        target="flat (rate max/min <= 1.2)",
+        met=spread <= 1.2,
         note="ratio here is fastest/slowest rate",
     )
