@@ -9,9 +9,12 @@ from eventsourcing.persistence import Tracking
 from eventsourcing.projection import Projection
 
 from itertrack.domain.model.errors import StoreError
-from itertrack.domain.model.iteration import Iteration
+from itertrack.projections.fold import FoldInput
 
-DEFAULT_BATCH_SIZE = 500
+# Events per views transaction at most: a batch is also cut when the subscription has no more at hand, so
+# following the log applies small batches at once; catching up applies big ones (fewer commits, and each
+# index page a batch dirties written once for many rows).
+DEFAULT_BATCH_SIZE = 5000
 
 
 class PositionConflictError(StoreError):
@@ -29,7 +32,7 @@ class ViewStore(Protocol):
         """The notification id of the last event applied (0 before the first)."""
         ...
 
-    def apply(self, events: Sequence[Iteration.Event], expected: int, new: int) -> int:
+    def apply(self, events: Sequence[FoldInput], expected: int, new: int) -> int:
         """Fold consecutive events onto the rows they touch (read in the same transaction), write them and move
         the position from `expected` to `new`, in one transaction; `PositionConflictError` if it moved."""
         ...

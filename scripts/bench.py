@@ -60,15 +60,15 @@ def run(quick: bool, pg_url: str, nats_url: str) -> list[Row]:
         rows.append(append_to_visible(f"sqlite:///{folder / 'follow.db'}", "SQLite file", appends, 150))
         with pg_schema(pg_url) as s:
             rows.append(append_to_visible(f"{pg_url}?schema={s}", "PostgreSQL", appends, 50))
-        events = 6_000 if quick else 200_000
-        rows.append(catch_up(f"sqlite:///{folder / 'catchup.db'}", "SQLite file", events, 20_000))
+        events = 6_000 if quick else 1_000_002  # issue 18: catch-up of a million events
+        rows.append(catch_up(f"sqlite:///{folder / 'catchup.db'}", "SQLite file", events, 50_000))
         with pg_schema(pg_url) as s:
-            rows.append(catch_up(f"{pg_url}?schema={s}", "PostgreSQL", events, 10_000))
+            rows.append(catch_up(f"{pg_url}?schema={s}", "PostgreSQL", events, 25_000))
         big = 12_000 if quick else 1_000_000
         rows += at_scale(f"sqlite:///{folder / 'big.db'}", "SQLite file", big, folder / "big.db")
         with pg_schema(pg_url) as s:
             rows += at_scale(f"{pg_url}?schema={s}", "PostgreSQL", 12_000 if quick else 200_000, None)
-        rows.append(catch_up_scaling(folder, (1_200, 6_000) if quick else (10_002, 100_002)))
+        rows.append(catch_up_scaling(folder, (1_200, 6_000) if quick else (10_002, 1_000_002)))
         rows += feed_rows(folder, pg_url, quick)
         rows += otlp_rows(folder, quick)
         rows += relay_rows(folder, nats_url, quick)

@@ -10,8 +10,32 @@ from typing import Any
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 
 from itertrack.adapters.store.postgres_failures import driver_error
-from itertrack.adapters.views.sql import APPLICATION_NAME, POSTGRES_TYPES, ViewStatements
+from itertrack.adapters.views.sql import (
+    APPLICATION_NAME,
+    CURRENT_COLUMNS,
+    LLM_CALL_COLUMNS,
+    POSTGRES_TYPES,
+    ViewStatements,
+)
 from itertrack.adapters.views.tables import ViewTables
+from itertrack.projections.fold import BatchChanges
+
+# The element type of each column's array in the bulk writes (`unnest`): the columns' own types.
+_CURRENT_ARRAYS = ("uuid", "text", "int4", "text", "text", "text", *("timestamptz",) * 4, "int4", "text")
+_CALL_ARRAYS = (
+    ("uuid", "int4", "text", "text", "text", "text", "timestamptz", "int4")
+    + ("int8",) * 6
+    + ("text", "text", "int4", "text", "float8", "text")
+)
+# A total travels as two arrays, the float ones and the int ones (each None where the other holds the value), so
+# that each reaches the numeric column as a single-row insert sends it: a float as float8 (cast to numeric by
+# PostgreSQL, as on assignment), an int exactly (as text: psycopg could not type one array of both).
+_TOTAL = "COALESCE({f}::numeric, {n}::numeric)"
+
+
+def _unnest(types: tuple[str, ...]) -> str:
+    return f"unnest({', '.join(f'%s::{t}[]' for t in types)})"
+
 
 TRACKING_TABLE = "itertrack_read_models_tracking"
 
@@ -35,6 +59,46 @@ class PostgresViewTables(ViewTables, PostgresTrackingRecorder):
         # these views, in any process, queues on it before touching a row (it is not the lock that keeps one
         # `itertrack project` per store, which is a session lock on another key: see views/lock.py).
         self.write_lock_key = zlib.crc32(f"itertrack-read-models-write:{self.datastore.schema}".encode())
+        self._bulk = self._bulk_statements()
+
+    def _bulk_statements(self) -> dict[str, str]:
+        """The batch's writes as one statement per table, each row's values in arrays (`unnest`): one round
+        trip per table instead of one per row; the same conflict rules as the single-row statements."""
+        cur, met, agt, dur, calls = self.statements.tables
+        cols = ", ".join(CURRENT_COLUMNS)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in CURRENT_COLUMNS[1:])
+        call_cols = ", ".join(LLM_CALL_COLUMNS)
+        return {
+            "current": f"INSERT INTO {cur} ({cols}) SELECT * FROM {_unnest(_CURRENT_ARRAYS)} "
+            f"ON CONFLICT (id) DO UPDATE SET {updates}",
+            "metric": f"INSERT INTO {met} (iteration_id, metric, total) "
+            f"SELECT i, m, {_TOTAL.format(f='f', n='n')} FROM {_unnest(('uuid', 'text', 'float8', 'text'))} "
+            "AS t(i, m, f, n) ON CONFLICT (iteration_id, metric) DO UPDATE SET total = excluded.total",
+            "agent": f"INSERT INTO {agt} (agent_id, metric, total, iterations) "
+            f"SELECT a, m, {_TOTAL.format(f='f', n='n')}, k FROM {_unnest(('text', 'text', 'float8', 'text', 'int8'))} "
+            f"AS t(a, m, f, n, k) ON CONFLICT (agent_id, metric) DO UPDATE SET total = {agt}.total + excluded.total, "
+            f"iterations = {agt}.iterations + excluded.iterations",
+            "duration": f"INSERT INTO {dur} (iteration_id, phase, duration_ms, visits) "
+            f"SELECT * FROM {_unnest(('uuid', 'text', 'float8', 'int8'))} ON CONFLICT (iteration_id, phase) "
+            "DO UPDATE SET duration_ms = excluded.duration_ms, visits = excluded.visits",
+            "calls": f"INSERT INTO {calls} ({call_cols}) SELECT * FROM {_unnest(_CALL_ARRAYS)}",
+        }
+
+    def _write(self, c: Any, changes: BatchChanges) -> None:
+        """Write a batch's changed rows with one statement per table (arrays of values, `unnest`): per row,
+        the single-row upserts cost the driver far more than the server. Keys are unique within each
+        statement (the fold's dicts), as `ON CONFLICT DO UPDATE` requires."""
+        bulk = self._bulk
+        writes: list[tuple[str, list[tuple[Any, ...]]]] = [
+            ("current", [self._current_params(row) for row in changes.current.values()]),
+            ("metric", [(i, m, *_split(t)) for (i, m), t in changes.metrics.items()]),
+            ("agent", [(a, m, *_split(t), n) for (a, m), (t, n) in changes.agent_deltas.items()]),
+            ("duration", [(i, p, d, v) for (i, p), (d, v) in changes.durations.items()]),
+            ("calls", [self._llm_call_params(row) for row in changes.llm_calls.values()]),
+        ]
+        for name, rows in writes:
+            if rows:
+                c.execute(bulk[name], [list(column) for column in zip(*rows, strict=True)])
 
     def _transaction(self, *, commit: bool) -> AbstractContextManager[Any]:
         return self.datastore.transaction(commit=commit)
@@ -81,3 +145,10 @@ class PostgresViewTables(ViewTables, PostgresTrackingRecorder):
 
 
 # The store package still imports the old name; the composition root will import `PostgresViewTables` instead.
+
+
+def _split(total: int | float) -> tuple[float | None, str | None]:
+    """A total as (float, None) or (None, the int's digits): see `_TOTAL`."""
+    if isinstance(total, float):
+        return total, None
+    return None, str(total)

@@ -21,14 +21,16 @@ from eventsourcing.utils import EnvType
 from itertrack.adapters.bootstrap import store_of
 from itertrack.adapters.library_hooks import runner_error, runner_subscription, set_runner_error, subscription_wakeup
 from itertrack.adapters.store.postgres import PostgresRecorder
+from itertrack.adapters.views.decode import FoldMapper
 from itertrack.adapters.views.subscriptions import PollingSubscription, has_buffered
 from itertrack.adapters.views.tables import ViewTables
 from itertrack.domain.service.tracker import PerformanceTracker
 from itertrack.projections.projection import DEFAULT_BATCH_SIZE, ReadModelsResetError, ViewProjection
 
 
-def _log_of(tracker: PerformanceTracker) -> type[Application[UUID]]:
-    """The class the library's runner 'constructs' its application from: the open tracker's log."""
+def _log_of(tracker: PerformanceTracker, mapper: Any = None) -> type[Application[UUID]]:
+    """The class the library's runner 'constructs' its application from: the open tracker's log, decoded by
+    `mapper` (default: the tracker's own)."""
 
     class TrackerLog(Application[UUID]):
         """The tracker's recorder and mapper, borrowed; closing it leaves the tracker to its owner."""
@@ -38,7 +40,7 @@ def _log_of(tracker: PerformanceTracker) -> type[Application[UUID]]:
         def __init__(self, env: EnvType | None = None) -> None:  # the runner passes its env
             # Deliberately not Application.__init__: nothing is built, the open tracker's parts are reused.
             self.recorder = store_of(tracker).recorder
-            self.mapper = store_of(tracker).mapper
+            self.mapper = mapper if mapper is not None else store_of(tracker).mapper
 
         def close(self) -> None:
             """The tracker stays open: it belongs to whoever opened it."""
@@ -100,6 +102,7 @@ class BatchRunner(BaseProjectionRunner[Application[UUID]]):
         tracking_recorder: TrackingRecorder,
         *,
         poll_interval: float | None = None,
+        mapper: Any = None,
     ) -> None:
         self.progress = RunnerProgress()
         self.tracking = tracking_recorder
@@ -110,7 +113,7 @@ class BatchRunner(BaseProjectionRunner[Application[UUID]]):
         try:
             super().__init__(
                 projection=projection,
-                application_class=_log_of(tracker),
+                application_class=_log_of(tracker, mapper),
                 tracking_recorder=tracking_recorder,
                 topics=(),
             )
@@ -194,7 +197,8 @@ class ViewRunner(BatchRunner):
     """Subscribes to the tracker's log (LISTEN/NOTIFY on PostgreSQL, polling on SQLite) and keeps the views.
 
     The library's runner applies one event per transaction; this one applies what the subscription
-    has already fetched (up to `batch_size` events) in one transaction with one position.
+    has already fetched (up to `batch_size` events) in one transaction with one position. The commonest
+    events reach the fold as facts read straight from their stored JSON (`FoldMapper`), the others as events.
     """
 
     def __init__(
@@ -208,7 +212,8 @@ class ViewRunner(BatchRunner):
     ) -> None:
         self.view = view
         self.projection = ViewProjection(view, batch_size=batch_size, on_batch=on_batch)
-        super().__init__(tracker, self.projection, view, poll_interval=poll_interval)
+        mapper = FoldMapper(store_of(tracker).mapper)
+        super().__init__(tracker, self.projection, view, poll_interval=poll_interval, mapper=mapper)
 
     def position(self) -> int:
         """The views' position (the notification id of the last event applied)."""

@@ -15,8 +15,7 @@ from eventsourcing.persistence import IntegrityError, TrackingRecorder
 from itertrack.adapters.retry import retry_delay
 from itertrack.adapters.views.queries import ViewQueries
 from itertrack.adapters.views.sql import APPLICATION_NAME, LLM_CALL_COLUMNS
-from itertrack.domain.model.iteration import Iteration
-from itertrack.projections.fold import LoadedState, fold, metric_keys, phase_keys, touched_ids
+from itertrack.projections.fold import BatchChanges, FoldInput, LoadedState, fold, touched_ids
 from itertrack.projections.projection import PositionConflictError
 from itertrack.projections.rows import CurrentPhase, LLMCallRow
 
@@ -101,7 +100,7 @@ class ViewTables(ViewQueries, TrackingRecorder, ABC):
 
     # -- batches -------------------------------------------------------------------------------
 
-    def apply(self, events: Sequence[Iteration.Event], expected: int, new: int) -> int:
+    def apply(self, events: Sequence[FoldInput], expected: int, new: int) -> int:
         """Fold a batch of consecutive events onto the rows it touches, write them and move the position from
         `expected` to `new`: one transaction, under the views' write lock; returns how many events were applied.
 
@@ -116,8 +115,7 @@ class ViewTables(ViewQueries, TrackingRecorder, ABC):
         """
         return self._retrying(lambda: self._apply_once(events, expected, new))
 
-    def _apply_once(self, events: Sequence[Iteration.Event], expected: int, new: int) -> int:
-        s = self.statements
+    def _apply_once(self, events: Sequence[FoldInput], expected: int, new: int) -> int:
         position_moved = False
         try:
             with self._write_transaction() as c:
@@ -129,25 +127,7 @@ class ViewTables(ViewQueries, TrackingRecorder, ABC):
                     if c.fetchone() is None:
                         raise PositionConflictError(f"read models moved past position {expected} meanwhile")
                 position_moved = True
-                changes = fold(events, self._load(c, events))
-                # One call per statement: fewer round trips, and fewer hand-offs of the GIL to the
-                # subscription's reading thread (each waits out the switch interval).
-                rows: list[tuple[str, list[tuple[Any, ...]]]] = [
-                    (s.upsert_current, [self._current_params(row) for row in changes.current.values()]),
-                    (
-                        s.upsert_metric,
-                        [(self._db_id(i), m, self._db_total(t)) for (i, m), t in changes.metrics.items()],
-                    ),
-                    (
-                        s.add_agent_metric,
-                        [(a, m, self._db_total(t), n) for (a, m), (t, n) in changes.agent_deltas.items()],
-                    ),
-                    (s.upsert_duration, [(self._db_id(i), p, d, v) for (i, p), (d, v) in changes.durations.items()]),
-                    (s.insert_llm_call, [self._llm_call_params(row) for row in changes.llm_calls.values()]),
-                ]
-                for statement, params in rows:
-                    if params:
-                        c.executemany(statement, params)
+                self._write(c, fold(events, self._load(c, events)))
         except IntegrityError as e:
             if position_moved:
                 # A constraint a view row breaks is an error of its own, never retried as a position conflict
@@ -156,36 +136,51 @@ class ViewTables(ViewQueries, TrackingRecorder, ABC):
             raise PositionConflictError(f"read models were started from position 0 by another process: {e}") from e
         return len(events)
 
-    def _load(self, c: Any, events: Sequence[Iteration.Event]) -> LoadedState:
-        """Read the rows a batch touches, in the batch's own transaction."""
+    def _write(self, c: Any, changes: BatchChanges) -> None:
+        """Write a batch's changed rows, in its transaction: one `executemany` per statement."""
+        s = self.statements
+        # One call per statement: fewer round trips, and fewer hand-offs of the GIL to the
+        # subscription's reading thread (each waits out the switch interval).
+        rows: list[tuple[str, list[tuple[Any, ...]]]] = [
+            (s.upsert_current, [self._current_params(row) for row in changes.current.values()]),
+            (s.upsert_metric, [(self._db_id(i), m, self._db_total(t)) for (i, m), t in changes.metrics.items()]),
+            (s.add_agent_metric, [(a, m, self._db_total(t), n) for (a, m), (t, n) in changes.agent_deltas.items()]),
+            (s.upsert_duration, [(self._db_id(i), p, d, v) for (i, p), (d, v) in changes.durations.items()]),
+            (s.insert_llm_call, [self._llm_call_params(row) for row in changes.llm_calls.values()]),
+        ]
+        for statement, params in rows:
+            if params:
+                c.executemany(statement, params)
+
+    def _load(self, c: Any, events: Sequence[FoldInput]) -> LoadedState:
+        """Read the rows of the iterations a batch touches, in the batch's own transaction (every metric and
+        duration row of each: more than the batch needs is harmless, and cheaper than choosing). Metric and
+        duration rows are only ever written with their iteration's current-phase row, so the iterations
+        without one (new in this batch: all of them in a catch-up from scratch) cost one look-up only."""
         ids = touched_ids(events)
         loaded = LoadedState()
         if not ids:
             return loaded
-        db_ids = [self._db_id(i) for i in ids]
-        cond, params = self._where_in("id", db_ids)
+        cond, params = self._where_in("id", [self._db_id(i) for i in ids])
         c.execute(f"{self.statements.select_current} WHERE {cond}", params)
         for row in c.fetchall():
             current = self._current_row(row)
             loaded.current[current.id] = current
-        wanted_metrics = set(metric_keys(events))
-        if wanted_metrics:
-            cond, params = self._where_in("iteration_id", db_ids)
-            c.execute(f"SELECT iteration_id, metric, total FROM {self.statements.tables[1]} WHERE {cond}", params)
-            for row in c.fetchall():
-                key = (self._uuid(row["iteration_id"]), row["metric"])
-                if key in wanted_metrics:
-                    loaded.metrics[key] = self._total(row["total"])
-        wanted_phases = set(phase_keys(events, loaded.current))
-        cond, params = self._where_in("iteration_id", db_ids)
+        if not loaded.current:
+            return loaded
+        cond, params = self._where_in("iteration_id", [self._db_id(i) for i in loaded.current])
+        c.execute(f"SELECT iteration_id, metric, total FROM {self.statements.tables[1]} WHERE {cond}", params)
+        for row in c.fetchall():
+            loaded.metrics[(self._uuid(row["iteration_id"]), row["metric"])] = self._total(row["total"])
         c.execute(
             f"SELECT iteration_id, phase, duration_ms, visits FROM {self.statements.tables[3]} WHERE {cond}",
             params,
         )
         for row in c.fetchall():
-            key = (self._uuid(row["iteration_id"]), row["phase"])
-            if key in wanted_phases:
-                loaded.durations[key] = (float(row["duration_ms"]), int(row["visits"]))
+            loaded.durations[(self._uuid(row["iteration_id"]), row["phase"])] = (
+                float(row["duration_ms"]),
+                int(row["visits"]),
+            )
         return loaded
 
     # -- the one write lock ------------------------------------------------------------------------
