@@ -26,13 +26,13 @@ from itertrack.adapters.cli.cost_tables import print_cost
 from itertrack.adapters.cli.ids import resolve_iteration_id
 from itertrack.adapters.cli.terminal import shown
 from itertrack.adapters.prices import load_price_table
-from itertrack.adapters.report.html import GanttRow, render_html
+from itertrack.adapters.report.html import render_html
 from itertrack.adapters.store.url import DEFAULT_STORE
 from itertrack.adapters.views.keeper import ReadModels
+from itertrack.adapters.web.pages import Dashboard
 from itertrack.domain.model.errors import InvalidInputError
 from itertrack.projections.costing import CostReport, calls_of_rows, cost_report, unattributed_tokens
-from itertrack.projections.report import Filters, Report, ReportRows, agent_series, build_report
-from itertrack.projections.timeline import phase_stays
+from itertrack.projections.report import Filters, Report, ReportRows, build_report
 
 
 @app.command()
@@ -69,15 +69,7 @@ def report(
             costs = report_costs(views, rows, tracker.catalog.names)
             if html is not None:
                 ids = chosen or ([it.id for it in rows.iterations[-timeline_count:]] if timeline_count else [])
-                now = tracker.clock.now()
-                gantt = []
-                for iid in ids:
-                    state = tracker.get_iteration(iid)
-                    label = f"{state.agent_id} #{state.iteration_number}"
-                    gantt.append(
-                        GanttRow(iteration_id=iid, label=label, stays=tuple(phase_stays(tracker.history(iid))), now=now)
-                    )
-                page = render_html(result, gantt, agent_series(rows, tracker.catalog.names), costs)
+                page = render_html(result, Dashboard(views, load_price_table()), ids, costs)
         if html is not None:
             write_output(html, page, "--html")
             out.print(Text.assemble("wrote ", shown(html), f" ({len(page):,} bytes)"))
