@@ -5,8 +5,9 @@ network, and its Content-Security-Policy runs only those scripts and fetches not
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
@@ -73,6 +74,15 @@ def render_html(
         "costs": [_cost_section(name, costs[name]) for name in COST_SECTIONS if costs and name in costs],
     }
     return environment().get_template("report.html").render(context)
+
+
+def dollars_by_iteration(cost: CostReport, iterations: Iterable[UUID]) -> dict[UUID, Decimal | None]:
+    """The dollars of each of `iterations` from a cost report grouped by iteration (None: no priced call), so the
+    dashboard's agents data (`Dashboard.finished_usd`) need not price the same calls again."""
+    if cost.by != ("iteration",):
+        raise ValueError(f"cost must be grouped by iteration, not {cost.by}")
+    usd = {line.group["iteration"]: line.usd for line in cost.lines}
+    return {iid: usd.get(str(iid)) for iid in iterations}
 
 
 def _scope(report: Report) -> str:

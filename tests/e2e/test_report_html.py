@@ -245,3 +245,21 @@ def test_filters_and_the_chosen_timeline_are_kept(store: str, tmp_path: Path) ->
     labels = {b["iteration"].split(" · ")[0] for b in charts["chart-timeline"]["layer"][0]["data"]["values"]}
     assert labels == {"slower #6", "slower #7", "slower #8"}
     assert "No failures." in html
+
+
+def test_agent_dollars_agree_with_the_cost_section(opened: Opened) -> None:
+    """Each agent's dollars in the agents table (the dashboard's data, fed with the report's per-iteration
+    dollars) are those of its line in the report's cost by agent."""
+    page = opened.page
+    agents = {
+        (row.locator("td").nth(0).text_content() or ""): (row.locator("td").nth(4).text_content() or "")
+        for row in page.locator("table.agents tbody tr").all()
+    }
+    by_agent = page.locator("table.cost").nth(1)
+    costs = {
+        (row.locator("td").nth(0).text_content() or ""): (row.locator("td").nth(3).text_content() or "")
+        for row in by_agent.locator("tbody tr").all()
+    }
+    assert agents["slower"] == costs["slower"]
+    assert agents["steady"] == costs["steady"]
+    assert agents["slower"].startswith("$0.0")
