@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -28,11 +29,15 @@ from scripts.bench_web import build_store
 ITERTRACK = str(Path(sys.executable).with_name("itertrack"))
 
 
-def timed(*args: str) -> float:
-    """Seconds `itertrack args...` took (it must succeed)."""
+def timed(*args: str) -> tuple[float, float]:
+    """Wall seconds `itertrack args...` took (it must succeed), and its CPU seconds (user + system: what a busy
+    shared machine changes least)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run([ITERTRACK, *args], check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - started
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def drawn_in(page_file: Path) -> tuple[float, int]:
@@ -64,11 +69,23 @@ def main() -> None:
         print(f"building {args.iterations:,} iterations in {folder} ...", flush=True)
         print(f"  built in {build_store(url, args.iterations):.0f} s", flush=True)
     page = folder / "report.html"
-    json_s, html_s = [], []
+    json_s: list[float] = []
+    html_s: list[float] = []
+    json_cpu: list[float] = []
+    html_cpu: list[float] = []
     for _ in range(args.runs):
-        json_s.append(timed("report", "--json", "--store", url))
-        html_s.append(timed("report", "--html", str(page), "--store", url))
-        print(f"  json {json_s[-1]:.1f} s, html {html_s[-1]:.1f} s, load {os.getloadavg()[0]:.1f}", flush=True)
+        for wall, cpu, command in (
+            (json_s, json_cpu, ("report", "--json", "--store", url)),
+            (html_s, html_cpu, ("report", "--html", str(page), "--store", url)),
+        ):
+            w, c = timed(*command)
+            wall.append(w)
+            cpu.append(c)
+        print(
+            f"  json {json_s[-1]:.1f} s ({json_cpu[-1]:.1f} s CPU), html {html_s[-1]:.1f} s ({html_cpu[-1]:.1f} s "
+            f"CPU), load {os.getloadavg()[0]:.1f}",
+            flush=True,
+        )
     draw_s, charts = drawn_in(page)
     machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
     print(f"\nmachine: {machine}; store: SQLite, {args.iterations:,} iterations; load {os.getloadavg()}")
@@ -77,6 +94,11 @@ def main() -> None:
         f"report --json (floor): median {statistics.median(json_s):.1f} s "
         f"(runs {', '.join(f'{s:.1f}' for s in json_s)}); "
         f"ratio {statistics.median(html_s) / statistics.median(json_s):.2f}"
+    )
+    print(
+        f"CPU: report --html median {statistics.median(html_cpu):.1f} s, "
+        f"report --json {statistics.median(json_cpu):.1f} s; "
+        f"ratio {statistics.median(html_cpu) / statistics.median(json_cpu):.2f}"
     )
     print(f"file: {page.stat().st_size:,} bytes; {charts} charts drawn in chromium {draw_s:.1f} s after opening it")
 
