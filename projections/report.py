@@ -182,18 +182,6 @@ def _phase_order(rows: ReportRows, known: Iterable[str]) -> list[str]:
     return order + sorted(seen - set(order))
 
 
-def agent_series(rows: ReportRows, known_phases: Iterable[str]) -> dict[str, list[tuple[int, float, float]]]:
-    """Per agent, each finished iteration's (number, time ms, tokens), for trend charts."""
-    token_names = {tokens_metric(p) for p in _phase_order(rows, known_phases)}
-    series: dict[str, list[tuple[int, float, float]]] = defaultdict(list)
-    for it in rows.iterations:
-        if it.status is not Status.RUNNING:
-            time_ms = sum(rows.durations.get(it.id, {}).values())
-            tokens = sum(v for name, v in rows.tokens.get(it.id, {}).items() if name in token_names)
-            series[it.agent_id].append((it.iteration_number, time_ms, tokens))
-    return dict(series)
-
-
 def build_report(
     rows: ReportRows, known_phases: Iterable[str], generated_at: AwareDatetime, filters: Filters
 ) -> Report:

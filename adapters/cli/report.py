@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import errno
 import os
+from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
+from uuid import UUID
 
 import typer
 from rich.table import Table
@@ -26,13 +28,14 @@ from itertrack.adapters.cli.cost_tables import print_cost
 from itertrack.adapters.cli.ids import resolve_iteration_id
 from itertrack.adapters.cli.terminal import shown
 from itertrack.adapters.prices import load_price_table
-from itertrack.adapters.report.html import GanttRow, render_html
+from itertrack.adapters.report.html import dollars_by_iteration, render_html
 from itertrack.adapters.store.url import DEFAULT_STORE
 from itertrack.adapters.views.keeper import ReadModels
+from itertrack.adapters.web.pages import Dashboard
 from itertrack.domain.model.errors import InvalidInputError
-from itertrack.projections.costing import CostReport, calls_of_rows, cost_report, unattributed_tokens
-from itertrack.projections.report import Filters, Report, ReportRows, agent_series, build_report
-from itertrack.projections.timeline import phase_stays
+from itertrack.domain.model.phases import Status
+from itertrack.projections.costing import Call, CostReport, calls_of_rows, cost_report, unattributed_tokens
+from itertrack.projections.report import Filters, Report, ReportRows, build_report
 
 
 @app.command()
@@ -69,15 +72,10 @@ def report(
             costs = report_costs(views, rows, tracker.catalog.names)
             if html is not None:
                 ids = chosen or ([it.id for it in rows.iterations[-timeline_count:]] if timeline_count else [])
-                now = tracker.clock.now()
-                gantt = []
-                for iid in ids:
-                    state = tracker.get_iteration(iid)
-                    label = f"{state.agent_id} #{state.iteration_number}"
-                    gantt.append(
-                        GanttRow(iteration_id=iid, label=label, stays=tuple(phase_stays(tracker.history(iid))), now=now)
-                    )
-                page = render_html(result, gantt, agent_series(rows, tracker.catalog.names), costs)
+                dashboard = Dashboard(views, load_price_table())
+                finished = [it.id for it in rows.iterations if it.status is not Status.RUNNING]
+                dashboard.finished_usd.update(dollars_by_iteration(costs["by_iteration"], finished))
+                page = render_html(result, dashboard, ids, costs)
         if html is not None:
             write_output(html, page, "--html")
             out.print(Text.assemble("wrote ", shown(html), f" ({len(page):,} bytes)"))
@@ -135,10 +133,10 @@ def report_costs(views: ReadModels, rows: ReportRows, phases: Sequence[str]) -> 
     agents = {it.agent_id for it in rows.iterations}
     agent = next(iter(agents)) if len(agents) == 1 else None
     calls = [c for c in calls_of_rows(views.view.llm_calls(agent=agent)) if c.iteration_id in ids]
-    extra = sum(
-        unattributed_tokens(rows.tokens.get(iid, {}), [c for c in calls if c.iteration_id == iid], phases)
-        for iid in ids
-    )
+    by_iteration: dict[UUID, list[Call]] = defaultdict(list)  # once: a scan of every call per iteration is n^2
+    for c in calls:
+        by_iteration[c.iteration_id].append(c)
+    extra = sum(unattributed_tokens(rows.tokens.get(iid, {}), by_iteration.get(iid, []), phases) for iid in ids)
     return {name: cost_report(calls, table, by, unattributed_tokens=extra) for name, by in COST_SECTIONS.items()}
 
 

@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -31,7 +28,7 @@ from itertrack.adapters.web.filters import Filters, parse_instant
 from itertrack.adapters.web.guard import Guard
 from itertrack.adapters.web.live import LiveFeed
 from itertrack.adapters.web.pages import Dashboard, parse_version
-from itertrack.adapters.web.units import human_count, human_duration
+from itertrack.adapters.web.templating import STATIC, environment
 from itertrack.domain.model.errors import (
     InvalidInputError,
     IterationError,
@@ -41,19 +38,6 @@ from itertrack.domain.model.errors import (
 from itertrack.domain.model.text import parse_iteration_id
 
 log = logging.getLogger("itertrack")
-HERE = Path(__file__).resolve().parent
-
-
-def _environment() -> Environment:
-    env = Environment(
-        loader=FileSystemLoader(HERE / "templates"),
-        autoescape=select_autoescape(default=True, default_for_string=True),
-        auto_reload=False,
-    )
-    env.filters["count"] = human_count
-    env.filters["duration"] = human_duration
-    env.filters["pretty"] = lambda value: json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
-    return env
 
 
 class JSONOut(JSONResponse):
@@ -75,7 +59,7 @@ class Handlers:
     def __init__(self, dashboard: Dashboard, feed: LiveFeed) -> None:
         self.dashboard = dashboard
         self.feed = feed
-        self.templates = Jinja2Templates(env=_environment())
+        self.templates = Jinja2Templates(env=environment())
         self.registry = _metrics_registry(dashboard)
 
     def page(self, request: Request, template: str, data: dict[str, Any], **extra: Any) -> Response:
@@ -98,21 +82,14 @@ class Handlers:
         if _is_api(request):
             return JSONOut(data)
         chart = charts.timeline_chart(data["stays"])
-        return self.page(request, "iteration.html", data, title=f"Iteration {iid}", chart=jsonable(chart))
+        return self.page(request, "iteration.html", data, title=f"Iteration {iid}", chart_spec=jsonable(chart))
 
     async def agents(self, request: Request) -> Response:
         filters = Filters.parse(request.query_params)
         data = await run_in_threadpool(self.dashboard.agents, filters)
         if _is_api(request):
             return JSONOut(data)
-        specs: dict[str, Any] = {}
-        if len(data["agents"]) == 1:
-            specs = {m["key"]: charts.measure_chart(m) for m in data["agents"][0]["measures"] if m["points"]}
-        elif data["agents"]:
-            drawn = {m["key"] for a in data["agents"] for m in a["measures"] if m["points"]}
-            specs = {
-                k: charts.agents_chart(data["agents"], k) for k in ("time", "tokens", "cost", "success") if k in drawn
-            }
+        specs = charts.agents_page_charts(data["agents"])
         return self.page(request, "agents.html", data, title="Agents", charts=jsonable(specs))
 
     async def failures(self, request: Request) -> Response:
@@ -121,7 +98,7 @@ class Handlers:
         if _is_api(request):
             return JSONOut(data)
         chart = charts.failures_chart(data["groups"]) if data["groups"] else None
-        return self.page(request, "failures.html", data, title="Failures", chart=jsonable(chart))
+        return self.page(request, "failures.html", data, title="Failures", chart_spec=jsonable(chart))
 
     async def events(self, request: Request) -> Response:
         """Server-sent events: each changed iteration's board row, `id:` its log position. `Last-Event-ID` (a
@@ -217,7 +194,7 @@ def create_app(
         Route("/events", h.events),
         Route("/healthz", h.healthz),
         Route("/metrics", h.metrics),
-        Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     app = Starlette(
         routes=routes,

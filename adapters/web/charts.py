@@ -114,6 +114,23 @@ def agents_chart(agents: Sequence[Mapping[str, Any]], key: str) -> dict[str, Any
     }
 
 
+MEASURES = ("time", "tokens", "cost", "success")
+
+
+def agent_charts(agent: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """One agent's measures that have points, by key: each with its points, smoothing and trend."""
+    return {m["key"]: measure_chart(m) for m in agent["measures"] if m["points"]}
+
+
+def agents_page_charts(agents: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The agents page's charts by measure key: one agent's points, smoothing and trend (`agent_charts`), or,
+    for several, every agent's smoothing on one chart per measure (`agents_chart`); none for no agent."""
+    if len(agents) == 1:
+        return agent_charts(agents[0])
+    drawn = {m["key"] for a in agents for m in a["measures"] if m["points"]}
+    return {k: agents_chart(agents, k) for k in MEASURES if k in drawn}
+
+
 def timeline_chart(stays: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """One iteration's phase stays as bars over time, each labelled with its phase and event version; the
     failed stay in red."""
@@ -174,3 +191,159 @@ def failures_chart(groups: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             },
         },
     }
+
+
+# Phases in a timeline: one colour each (Okabe-Ito); "failed" is always vermilion.
+PHASE_COLOURS = ("#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#f0e442", "#999999", "#000000")
+FAILED = "#d55e00"
+_STATISTICS = ("mean", "median", "95th percentile")
+
+
+def phase_time_chart(phases: Sequence[Mapping[str, Any]], unit: str) -> dict[str, Any]:
+    """Time per iteration in each phase: a bar for the mean, ticks for the median and the 95th percentile.
+
+    `phases`: in order, each {"phase", "mean", "median", "p95"} in `unit` ("ms", "s", "min" or "h") and
+    {"mean_text", "median_text", "p95_text"} as people read them."""
+    values = [
+        {"phase": p["phase"], "statistic": name, "value": p[key], "text": p[f"{key}_text"]}
+        for p in phases
+        for name, key in zip(_STATISTICS, ("mean", "median", "p95"), strict=True)
+    ]
+    return {
+        **_base(height=max(60, 30 * len(phases))),
+        "data": {"values": values},
+        "encoding": {
+            "y": {"field": "phase", "type": "nominal", "sort": None, "title": "phase"},
+            "x": {
+                "field": "value",
+                "type": "quantitative",
+                "title": f"time per iteration in the phase ({unit})",
+                "axis": {"format": _Y_FORMATS["time"], "tickCount": 6},
+            },
+            "color": {
+                "field": "statistic",
+                "type": "nominal",
+                "title": None,
+                "scale": {"domain": list(_STATISTICS), "range": ["#56b4e9", "#000000", FAILED]},
+                "legend": {"orient": "bottom"},
+            },
+            "tooltip": [
+                {"field": "phase", "type": "nominal"},
+                {"field": "statistic", "type": "nominal"},
+                {"field": "text", "type": "nominal", "title": "time"},
+            ],
+        },
+        "layer": [
+            {"transform": [{"filter": {"field": "statistic", "equal": "mean"}}], "mark": {"type": "bar"}},
+            {
+                "transform": [{"filter": {"field": "statistic", "oneOf": list(_STATISTICS[1:])}}],
+                "mark": {"type": "tick", "thickness": 3},
+            },
+        ],
+    }
+
+
+def phase_tokens_chart(phases: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Tokens per iteration in each phase (a horizontal bar per phase). `phases`: {"phase", "tokens"}."""
+    return {
+        **_base(height=max(60, 30 * len(phases))),
+        "data": {"values": [{"phase": p["phase"], "tokens": p["tokens"]} for p in phases]},
+        "mark": {"type": "bar", "color": "#0072b2"},
+        "encoding": {
+            "y": {"field": "phase", "type": "nominal", "sort": None, "title": "phase"},
+            "x": {
+                "field": "tokens",
+                "type": "quantitative",
+                "title": "tokens per iteration that entered the phase (mean)",
+                "axis": {"format": _Y_FORMATS["tokens"], "tickCount": 6},
+            },
+            "tooltip": [
+                {"field": "phase", "type": "nominal"},
+                {"field": "tokens", "type": "quantitative", "format": ",.0f"},
+            ],
+        },
+    }
+
+
+def timelines_chart(rows: Sequence[Mapping[str, Any]], unit: str, scale: float) -> dict[str, Any]:
+    """Several iterations' phase stays on one axis of time since each started (a Gantt chart, a row per
+    iteration in the given order), each bar with its phase and event version; an iteration's failure is a red
+    cross where it failed, on a bar outlined in red.
+
+    `rows`: {"label" (unique), "stays": [{"phase", "version", "start_s", "end_s", "text", "failed_in"}],
+    "failed_at_s" (None unless it failed), "error"}; `unit` and `scale` (seconds per unit) from
+    `units.seconds_unit`."""
+    bars: list[dict[str, Any]] = []
+    marks: list[dict[str, Any]] = []
+    for row in rows:
+        for s in row["stays"]:
+            bars.append(
+                {
+                    "iteration": row["label"],
+                    "phase": s["phase"],
+                    "start": s["start_s"] / scale,
+                    "end": s["end_s"] / scale,
+                    "duration": s["text"],
+                    "version": s["version"],
+                    "failed_in": s["failed_in"],
+                }
+            )
+        if row["failed_at_s"] is not None:
+            marks.append(
+                {"iteration": row["label"], "phase": "failed", "at": row["failed_at_s"] / scale, "error": row["error"]}
+            )
+    phases = list(dict.fromkeys(b["phase"] for b in bars if b["phase"] != "failed"))
+    domain = [*phases, "failed"] if marks else phases
+    colours = [*(PHASE_COLOURS[i % len(PHASE_COLOURS)] for i in range(len(phases))), FAILED][: len(domain)]
+    colour = {
+        "field": "phase",
+        "type": "nominal",
+        "title": "phase",
+        "scale": {"domain": domain, "range": colours},
+        "legend": {"orient": "bottom"},
+    }
+    y = {
+        "field": "iteration",
+        "type": "nominal",
+        "sort": [r["label"] for r in rows],
+        "title": None,
+        "axis": {"labelLimit": 320},
+    }
+    x_title = f"time since the iteration started ({unit})"
+    layers: list[dict[str, Any]] = [
+        {
+            "data": {"values": bars},
+            "mark": {"type": "bar", "height": {"band": 0.7}},
+            "encoding": {
+                "y": y,
+                "x": {"field": "start", "type": "quantitative", "title": x_title, "axis": {"format": ",.3~r"}},
+                "x2": {"field": "end"},
+                "color": colour,
+                "stroke": {"condition": {"test": "datum.failed_in", "value": FAILED}, "value": None},
+                "strokeWidth": {"condition": {"test": "datum.failed_in", "value": 2}, "value": 0},
+                "tooltip": [
+                    {"field": "iteration", "type": "nominal"},
+                    {"field": "phase", "type": "nominal"},
+                    {"field": "duration", "type": "nominal", "title": "time in phase"},
+                    {"field": "version", "type": "quantitative", "title": "event version"},
+                ],
+            },
+        },
+    ]
+    if marks:
+        layers.append(
+            {
+                "data": {"values": marks},
+                "mark": {"type": "point", "shape": "cross", "size": 140, "filled": True, "opacity": 1},
+                "encoding": {
+                    "y": y,
+                    "x": {"field": "at", "type": "quantitative", "title": x_title},
+                    "color": colour,
+                    "tooltip": [
+                        {"field": "iteration", "type": "nominal"},
+                        {"field": "error", "type": "nominal", "title": "failed"},
+                    ],
+                },
+            }
+        )
+    return {**_base(height=max(60, 26 * len(rows))), "layer": layers}

@@ -19,7 +19,7 @@ from itertrack.adapters.bootstrap import store_of
 from itertrack.adapters.views.keeper import ReadModels
 from itertrack.adapters.views.queries import FinishedTokens
 from itertrack.adapters.web.filters import Filters
-from itertrack.adapters.web.units import human_duration, human_usd
+from itertrack.adapters.web.units import human_duration, human_usd, seconds_unit
 from itertrack.domain.model.errors import InvalidInputError
 from itertrack.domain.model.iteration import Iteration
 from itertrack.domain.model.metrics import tokens_metric
@@ -252,7 +252,7 @@ class Dashboard:
             tokens = [it.tokens for it in its]
             usd_points = [(float(it.iteration_number), usd_of.get(it.id)) for it in its]
             success = [1.0 if it.status is Status.COMPLETED else 0.0 for it in its]
-            time_unit, time_scale = _time_unit(seconds)
+            time_unit, time_scale = seconds_unit(seconds)
             measures = [
                 _measure("time", f"wall time ({time_unit})", numbers, [s / time_scale for s in seconds], time_unit),
                 _measure("tokens", "tokens", numbers, tokens, "tokens"),
@@ -356,20 +356,6 @@ class Dashboard:
                 for (phase, error), its in ordered
             ],
         }
-
-
-def _time_unit(seconds: Sequence[float]) -> tuple[str, float]:
-    """The unit the time chart reads best in, from the median: ms, s, min or h."""
-    if not seconds:
-        return "s", 1.0
-    middle = sorted(seconds)[len(seconds) // 2]
-    if middle < 1:
-        return "ms", 0.001
-    if middle >= 2 * 3600:
-        return "h", 3600.0
-    if middle >= 120:
-        return "min", 60.0
-    return "s", 1.0
 
 
 def _measure(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import ROUND_HALF_EVEN, Decimal
 
 _UNITS = (("d", 86_400), ("h", 3_600), ("min", 60))
@@ -40,3 +41,18 @@ def human_usd(value: Decimal | float | None) -> str:
 def human_count(value: float | None) -> str:
     """A count with thousands separators ("12,345"); "-" for None."""
     return "-" if value is None else f"{round(value):,}"
+
+
+def seconds_unit(seconds: Sequence[float]) -> tuple[str, float]:
+    """The unit a chart of these durations (seconds) reads best in, from their median, and its size in
+    seconds: ("ms", 0.001), ("s", 1.0), ("min", 60.0) or ("h", 3600.0); ("s", 1.0) for none."""
+    if not seconds:
+        return "s", 1.0
+    middle = sorted(seconds)[len(seconds) // 2]
+    if middle < 1:
+        return "ms", 0.001
+    if middle >= 2 * 3600:
+        return "h", 3600.0
+    if middle >= 120:
+        return "min", 60.0
+    return "s", 1.0

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import math
 import random
 from collections.abc import MutableMapping
@@ -15,7 +17,8 @@ from itertrack.adapters.cli.serve import is_loopback
 from itertrack.adapters.web.filters import Filters
 from itertrack.adapters.web.guard import Guard, cookie_value, host_of
 from itertrack.adapters.web.pages import verdict
-from itertrack.adapters.web.units import human_duration, human_usd
+from itertrack.adapters.web.templating import _script, inline_assets
+from itertrack.adapters.web.units import human_duration, human_usd, seconds_unit
 from itertrack.domain.model.errors import InvalidInputError
 from itertrack.projections.trend import fit_trend, median_window, rolling_median, t95
 
@@ -177,3 +180,26 @@ def test_token_link_never_redirects_off_the_server() -> None:
     scope = {"type": "http", "path": "//evil.example/x", "query_string": b"token=t0ken", "headers": [], "root_path": ""}
     asyncio.run(guard(scope, receive, send))
     assert dict(sent[0]["headers"])[b"location"] == b"/evil.example/x"
+
+
+def test_seconds_unit_follows_the_median() -> None:
+    """A chart's time unit comes from the median duration: ms under a second, min from 2 min, h from 2 h."""
+    assert seconds_unit([]) == ("s", 1.0)
+    assert seconds_unit([0.2, 0.5, 40.0]) == ("ms", 0.001)
+    assert seconds_unit([3.0, 50.0, 70.0]) == ("s", 1.0)
+    assert seconds_unit([200.0]) == ("min", 60.0)
+    assert seconds_unit([3 * 3600.0]) == ("h", 3600.0)
+
+
+def test_inline_assets_name_each_script_by_its_hash() -> None:
+    """The self-contained page's policy lets exactly its four inline scripts run (each by its SHA-256) and
+    fetches from nowhere; a script that would end its <script> element early is refused."""
+    assets = inline_assets()
+    for code in (*assets.chart_scripts, assets.app_script):
+        digest = base64.b64encode(hashlib.sha256(str(code).encode()).digest()).decode()
+        assert f"'sha256-{digest}'" in assets.csp
+    assert assets.csp.startswith("default-src 'none'; ")
+    assert [name.split("@")[0] for name, _ in assets.licences] == ["vega", "vega-lite", "vega-embed"]
+    for bad in ("x = '</SCRIPT>'", "<!-- y"):
+        with pytest.raises(ValueError, match="cannot be inlined"):
+            _script(bad, "bad.js")
