@@ -109,7 +109,7 @@ def consumers(ctx: typer.Context, store: StoreOption = DEFAULT_STORE, as_json: J
     ):
         rows = consumer_statuses(tracker)
     if as_json:
-        print_json([row.model_dump(mode="json") for row in rows])
+        print_json("consumers", {"consumers": [row.model_dump(mode="python") for row in rows]})
         return
     table = Table(title=f"Consumers ({len(rows)})")
     for column in ("name", "position", "lag (events)", "lag (s)", "state", "last error", "skips"):

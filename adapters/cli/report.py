@@ -25,6 +25,7 @@ from itertrack.adapters.cli.common import (
 from itertrack.adapters.cli.cost_tables import print_cost
 from itertrack.adapters.cli.ids import resolve_iteration_id
 from itertrack.adapters.cli.terminal import shown
+from itertrack.adapters.documents.analytics import ReportData
 from itertrack.adapters.prices import load_price_table
 from itertrack.adapters.report.html import GanttRow, render_html
 from itertrack.adapters.store.url import DEFAULT_STORE
@@ -83,9 +84,7 @@ def report(
             out.print(Text.assemble("wrote ", shown(html), f" ({len(page):,} bytes)"))
             return
     if as_json:
-        data = result.model_dump(mode="json")
-        data["cost"] = {name: cost.model_dump(mode="json") for name, cost in costs.items()}
-        print_json(data)
+        print_json("report", ReportData.of(result, costs))
         return
     print_report(result)
     shown_costs = [(name, c) for name, c in costs.items() if c.total.calls or c.unattributed_tokens]

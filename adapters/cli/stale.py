@@ -137,19 +137,19 @@ def abandon(
                     listed = stale_iterations(views, idle, tracker.clock.now())
                 abandoned, skipped = abandon_stale(tracker, listed, idle)
     if as_json:
-        print_json({"abandoned": abandoned, "skipped": skipped})
+        print_json("abandon", {"abandoned": abandoned, "skipped": skipped})
         return
     for row in abandoned:
         out.print(
             escape_controls(
-                f"abandoned {row['id']} (agent {row['agent_id']!r}, iteration {row['iteration_number']}, "
+                f"abandoned {row['iteration_id']} (agent {row['agent_id']!r}, iteration {row['iteration_number']}, "
                 f"in {row['phase']}, no change since {row['since']})"
             ),
             markup=False,
             highlight=False,
         )
     for row in skipped:  # host text (agent ids, phases, reasons) with its control characters escaped
-        out.print(escape_controls(f"skipped {row['id']}: {row['reason']}"), markup=False, highlight=False)
+        out.print(escape_controls(f"skipped {row['iteration_id']}: {row['reason']}"), markup=False, highlight=False)
     if not abandoned and not skipped:
         out.print(f"no running iteration without a change for {stale}", markup=False, highlight=False)
 
@@ -173,16 +173,18 @@ def abandon_stale(
         # The views may lag the log: the decision is taken on the iteration's own events.
         state = tracker.get_iteration(row.id)
         if state.status is not Status.RUNNING:
-            skipped.append({"id": str(state.id), "reason": f"finished since it was listed ({state.phase})"})
+            skipped.append({"iteration_id": str(state.id), "reason": f"finished since it was listed ({state.phase})"})
             continue
         if state.updated_at > tracker.clock.now() - idle:
-            skipped.append({"id": str(state.id), "reason": f"changed since it was listed ({state.updated_at})"})
+            skipped.append(
+                {"iteration_id": str(state.id), "reason": f"changed since it was listed ({state.updated_at})"}
+            )
             continue
         try:
             abandoned.append(_end(tracker, state))
         except IterationFinishedError:
             # Its host finished it between the check and the write: its own ending stands.
-            skipped.append({"id": str(state.id), "reason": "finished by its host meanwhile"})
+            skipped.append({"iteration_id": str(state.id), "reason": "finished by its host meanwhile"})
     return abandoned, skipped
 
 
@@ -190,10 +192,10 @@ def _end(tracker: PerformanceTracker, state: IterationState) -> dict[str, Any]:
     error = abandoned_error(state)
     tracker.update_phase(state.id, Phase.FAILED, error=error)
     return {
-        "id": str(state.id),
+        "iteration_id": str(state.id),
         "agent_id": state.agent_id,
         "iteration_number": state.iteration_number,
         "phase": state.phase,
-        "since": state.updated_at.isoformat(),
+        "since": state.updated_at,
         "error": error,
     }

@@ -30,6 +30,8 @@ from itertrack.adapters.cli.common import (
 from itertrack.adapters.cli.ids import resolve_iteration_id
 from itertrack.adapters.cli.stale import StaleOption, stale_listing
 from itertrack.adapters.cli.terminal import shown
+from itertrack.adapters.documents.analytics import Filters, MetricsData
+from itertrack.adapters.documents.iterations import IterationRow, StatusData, StatusFilters
 from itertrack.adapters.store.url import DEFAULT_STORE, redact
 from itertrack.adapters.views.follower import Follower
 from itertrack.adapters.views.keeper import ReadModels, lock_for, view_for, view_position
@@ -154,7 +156,10 @@ def status(
                 :limit
             ]
     if as_json:
-        print_json([row.model_dump(mode="json") for row in rows])
+        filters = StatusFilters(
+            agent=agent, phase=phase, status=status_, since=start, until=end, stale=stale, limit=limit
+        )
+        print_json("status", StatusData(filters=filters, iterations=[IterationRow.of(row) for row in rows]))
         return
     table = Table(title=f"Iterations ({len(rows)} shown)")
     for column in ("id", "agent", "#", "phase", "status", "in phase since", "updated", "error"):
@@ -208,7 +213,7 @@ def metrics(
         else:
             rows = views.overall_metrics() if agent is None else views.agent_metrics(agent)
     if as_json:
-        print_json([row.model_dump(mode="json") for row in rows])
+        print_json("metrics", MetricsData.of(Filters(agent=agent, since=start, until=end), rows))
         return
     out.print(_metrics_table(rows, Text("all agents") if agent is None else Text.assemble("agent ", shown(agent))))
 
@@ -269,7 +274,7 @@ def verify(
             )
             report = report.model_copy(update={"ok": False, "problems": (stuck, *report.problems)})
     if as_json:
-        print_json(report.model_dump(mode="json"))
+        print_json("verify", report.model_dump(mode="python"))
     else:
         out.print(
             f"checked {report.events:,} events of {report.iterations:,} iterations, {report.records:,} records and "
