@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -15,7 +14,6 @@ from itertrack.adapters.cli.common import (
     StoreOption,
     app,
     cli_errors,
-    err,
     open_tracker,
     out,
     parse_instant,
@@ -23,6 +21,7 @@ from itertrack.adapters.cli.common import (
 )
 from itertrack.adapters.cli.cost_tables import print_cost
 from itertrack.adapters.cli.ids import resolve_iteration_id
+from itertrack.adapters.cli.progress import counting
 from itertrack.adapters.cli.terminal import shown
 from itertrack.adapters.demo.fakes import Scenario, SimulatedClock
 from itertrack.adapters.demo.run import run_demo
@@ -64,17 +63,8 @@ def demo(
         clock = SimulatedClock(start=system.now(), new_id=system.new_id)
         scenario = Scenario(clock, seed=seed, failure_rate=failure_rate)
         with open_tracker(store, clock=clock, migrate=True) as tracker:
-            with Progress(
-                TextColumn("[bold]tracking iterations"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=err,
-                transient=True,
-                disable=as_json or not err.is_terminal,
-            ) as progress:
-                task = progress.add_task("demo", total=iterations)
-                run = run_demo(tracker, scenario, iterations, agents, lambda: progress.advance(task))
+            with counting("tracking iterations", iterations, as_json=as_json) as advance:
+                run = run_demo(tracker, scenario, iterations, agents, lambda: advance(1))
             states = [tracker.get_iteration(i) for i in run.iteration_ids]
             summary = summarize(states, tracker.catalog.names)
         if as_json:

@@ -24,6 +24,7 @@ from itertrack.adapters.cli.common import (
 )
 from itertrack.adapters.cli.cost_tables import print_cost
 from itertrack.adapters.cli.ids import resolve_iteration_id
+from itertrack.adapters.cli.progress import caught_up
 from itertrack.adapters.cli.terminal import shown
 from itertrack.adapters.documents.analytics import ReportData
 from itertrack.adapters.prices import load_price_table
@@ -63,6 +64,7 @@ def report(
             until=None if until is None else parse_instant(until, "until"),
         )
         with open_tracker(store, migrate=False) as tracker, ReadModels(tracker, background=False) as views:
+            caught_up(views, as_json=as_json)
             views.sync()
             chosen = [resolve_iteration_id(tracker, i, "--timeline") for i in timeline or []]
             rows = views.view.report_rows(filters.agent, filters.since, filters.until)

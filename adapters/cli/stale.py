@@ -14,8 +14,20 @@ from typing import Annotated, Any
 
 import typer
 
-from itertrack.adapters.cli.common import JsonOption, StoreOption, app, cli_errors, open_tracker, out, print_json
+from itertrack.adapters.cli.common import (
+    JsonOption,
+    SinceOption,
+    StoreOption,
+    UntilOption,
+    app,
+    cli_errors,
+    open_tracker,
+    out,
+    parse_range,
+    print_json,
+)
 from itertrack.adapters.cli.ids import resolve_iteration_id
+from itertrack.adapters.cli.progress import caught_up
 from itertrack.adapters.cli.terminal import escape_controls
 from itertrack.adapters.store.url import DEFAULT_STORE
 from itertrack.adapters.views.keeper import ReadModels
@@ -115,18 +127,20 @@ def abandon(
     store: StoreOption = DEFAULT_STORE,
     stale: StaleOption = None,
     as_json: JsonOption = False,
+    agent: Annotated[str | None, typer.Option(help="With --stale: only this agent's iterations.")] = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
 ) -> None:
     """End running iterations whose host is gone as `failed` (one event each, naming who ended it and why).
 
     By id: every id must name a running iteration, else nothing is written. With --stale: the running
-    iterations with no change for that long; one that finished or changed since it was listed is skipped.
+    iterations with no change for that long (of --agent, started in [--since, --until) when given); one that
+    finished or changed since it was listed is skipped.
     """
     with cli_errors(store):
-        if stale is not None and iteration_ids:
-            raise InvalidInputError("--stale", stale, "give either --stale DURATION or iteration ids, not both")
-        if stale is None and not iteration_ids:
-            raise InvalidInputError("iteration_id", None, "give one or more iteration ids, or --stale DURATION")
+        _check_selection(stale, iteration_ids, agent=agent, since=since, until=until)
         idle = None if stale is None else parse_duration(stale)
+        start, end = parse_range(since, until)
         with open_tracker(store, migrate=False) as tracker:
             if idle is None:
                 ids = [resolve_iteration_id(tracker, i) for i in iteration_ids or []]
@@ -134,7 +148,8 @@ def abandon(
                 skipped: list[dict[str, Any]] = []
             else:
                 with ReadModels(tracker, background=False, catch_up_on_read=True) as views:
-                    listed = stale_iterations(views, idle, tracker.clock.now())
+                    caught_up(views, as_json=as_json)
+                    listed = stale_iterations(views, idle, tracker.clock.now(), agent=agent, since=start, until=end)
                 abandoned, skipped = abandon_stale(tracker, listed, idle)
     if as_json:
         print_json("abandon", {"abandoned": abandoned, "skipped": skipped})
@@ -152,6 +167,19 @@ def abandon(
         out.print(escape_controls(f"skipped {row['iteration_id']}: {row['reason']}"), markup=False, highlight=False)
     if not abandoned and not skipped:
         out.print(f"no running iteration without a change for {stale}", markup=False, highlight=False)
+
+
+def _check_selection(stale: str | None, ids: list[str] | None, **filters: str | None) -> None:
+    """Either ids or --stale; the filters (--agent, --since, --until) only with --stale. `InvalidInputError`
+    naming the option otherwise."""
+    if stale is not None and ids:
+        raise InvalidInputError("--stale", stale, "give either --stale DURATION or iteration ids, not both")
+    if stale is None and not ids:
+        raise InvalidInputError("iteration_id", None, "give one or more iteration ids, or --stale DURATION")
+    if stale is None:
+        for option, value in filters.items():
+            if value is not None:
+                raise InvalidInputError(f"--{option}", value, "selects among stale iterations: give it with --stale")
 
 
 def abandon_ids(tracker: PerformanceTracker, ids: list[Any]) -> list[dict[str, Any]]:

@@ -97,8 +97,8 @@ def envelope_model(kind: Kind) -> type[BaseModel]:
     model: type[BaseModel] = create_model(
         title,
         __config__=ConfigDict(extra="forbid", populate_by_name=True),
-        schema_=(Literal[kind.schema_name], Field(alias="schema")),  # type: ignore[valid-type]
-        schema_version=(Literal[kind.version], ...),  # type: ignore[valid-type]
+        schema_=(Literal[kind.schema_name], Field(alias="schema")),  # type: ignore[arg-type]
+        schema_version=(Literal[kind.version], ...),  # type: ignore[arg-type]
         data=(kind.data, ...),
     )
     model.__doc__ = kind.about

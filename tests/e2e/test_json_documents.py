@@ -13,7 +13,7 @@ import pytest
 import typer
 from documents_support import payload
 
-from itertrack.adapters.cli.app import app
+from itertrack.adapters.cli.common import app
 from itertrack.domain import PerformanceTracker
 
 ITERTRACK = str(Path(sys.executable).with_name("itertrack"))
