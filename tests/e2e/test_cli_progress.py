@@ -34,6 +34,7 @@ class OnTerminal:
     def __init__(self, *args: str, env: dict[str, str] | None = None, terminal: bool = True) -> None:
         self.shown = b""
         self._lock = threading.Lock()
+        self._reader: threading.Thread | None = None
         environment = {k: v for k, v in os.environ.items() if k not in ("FORCE_TERMINAL", "NO_COLOR", "TERM")}
         environment.update({"TERM": "xterm-256color", "ITERTRACK_PROGRESS_DELAY": "0", **(env or {})})
         if terminal:
@@ -49,7 +50,6 @@ class OnTerminal:
             self.process = subprocess.Popen(
                 [ITERTRACK, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environment
             )
-            self._reader = None
 
     def _read(self, master: int) -> None:
         try:
