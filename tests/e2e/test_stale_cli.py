@@ -38,9 +38,9 @@ class Hosts:
         self.seed += 1  # each tracker its own ids
         return PerformanceTracker(store=self.store, clock=FakeClock(start, seed=self.seed))
 
-    def running(self, hours_ago: float, number: int, phase: str = "backtest_execution") -> UUID:
+    def running(self, hours_ago: float, number: int, phase: str = "backtest_execution", agent: str = "agent-1") -> UUID:
         with self.tracker(hours_ago) as tracker:
-            iid = tracker.start_iteration("agent-1", number)
+            iid = tracker.start_iteration(agent, number)
             tracker.update_phase(iid, phase)
             return iid
 
@@ -152,3 +152,28 @@ def test_abandon_needs_ids_or_stale_but_not_both(hosts: Hosts) -> None:
     assert "iteration ids" in neither.stderr
     assert "--stale='1h'" in both.stderr
     assert hosts.state(running)["status"] is Status.RUNNING
+
+
+def test_abandon_stale_takes_agent_since_and_until_like_status(hosts: Hosts) -> None:
+    """`abandon --stale` narrowed by --agent and by a start-time range ends only the iterations `status --stale`
+    lists with the same options; those options without --stale are a usage error naming the option."""
+    mine_old = hosts.running(5, 1, agent="agent-a")
+    mine = hosts.running(3, 2, agent="agent-a")
+    theirs = hosts.running(3, 3, agent="agent-b")
+    cut = (datetime.now(UTC) - timedelta(hours=4)).isoformat()
+    listed = run("status", "--stale", "2h", "--agent", "agent-a", "--since", cut, "--store", hosts.store, "--json")
+    assert [row["iteration_id"] for row in payload(listed.stdout, "status")["iterations"]] == [str(mine)]
+    result = run("abandon", "--stale", "2h", "--agent", "agent-a", "--since", cut, "--store", hosts.store, "--json")
+    assert result.returncode == 0, result.stderr
+    assert [row["iteration_id"] for row in payload(result.stdout, "abandon")["abandoned"]] == [str(mine)]
+    assert [hosts.state(i)["status"] for i in (mine_old, mine, theirs)] == [
+        Status.RUNNING,
+        Status.FAILED,
+        Status.RUNNING,
+    ]
+    until = run("abandon", "--stale", "2h", "--until", cut, "--store", hosts.store, "--json")
+    assert [row["iteration_id"] for row in payload(until.stdout, "abandon")["abandoned"]] == [str(mine_old)]
+    without = run("abandon", str(theirs), "--agent", "agent-b", "--store", hosts.store)
+    assert without.returncode == 2
+    assert "--agent='agent-b': selects among stale iterations: give it with --stale" in without.stderr
+    assert hosts.state(theirs)["status"] is Status.RUNNING
