@@ -20,7 +20,7 @@ from itertrack.adapters.documents.iterations import (
     SavedRecord,
     timeline,
 )
-from itertrack.adapters.documents.types import Instant, Model, Usd
+from itertrack.adapters.documents.types import Amount, Instant, Model, Usd
 from itertrack.domain.model.iteration import Iteration
 from itertrack.domain.model.state import IterationState
 
@@ -42,7 +42,7 @@ class BoardData(Model):
 
     position: int
     server_time: Instant
-    stale_after_s: float
+    stale_after_s: Amount
     filters: Filters
     running: list[BoardRow]
     running_not_shown: int
