@@ -62,7 +62,9 @@ class PhaseVisit(Model):
 
 
 class IterationDetail(Model):
-    """One iteration's state (`show`, `replay`, `/api/iterations/{id}`): as of its latest or a chosen version."""
+    """One iteration's state (`show`, `replay`, `/api/iterations/{id}`): as of its latest or a chosen version;
+    every field of an `IterationRow`, and its metric totals, phase history, whether its record is saved, and how
+    many of its changes wait in this host's spool."""
 
     iteration_id: UUID
     agent_id: str
@@ -70,6 +72,8 @@ class IterationDetail(Model):
     phase: str
     status: Status
     error: str | None
+    failed_in: str | None
+    phase_entered_at: Instant
     metrics: dict[str, Amount]
     phase_history: list[PhaseVisit]
     saved: bool
@@ -84,6 +88,9 @@ class IterationDetail(Model):
         """The document form of a state (`id` becomes `iteration_id`)."""
         data = state.model_dump(mode="python")
         data["iteration_id"] = data.pop("id")
+        history = state.phase_history
+        data["phase_entered_at"] = history[-1].entered_at
+        data["failed_in"] = history[-2].phase if state.status is Status.FAILED and len(history) > 1 else None
         return cls.model_validate(data)
 
 
