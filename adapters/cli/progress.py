@@ -26,6 +26,7 @@ from rich.progress import (
 
 from itertrack.adapters.cli.common import err
 from itertrack.adapters.settings import load_settings
+from itertrack.adapters.store.unavailable import store_unavailable_as_typed_error
 from itertrack.adapters.views.keeper import ReadModels
 from itertrack.adapters.views.runner import catch_up
 
@@ -126,9 +127,12 @@ def waiting(
         yield finish
 
 
+@store_unavailable_as_typed_error()
 def caught_up(views: ReadModels, *, as_json: bool = False) -> int:
     """Apply the events the read models lack before a command reads them (nothing with --no-catch-up), with a
-    bar of how many there are once it takes more than `DELAY`; returns how many were applied."""
+    bar of how many there are once it takes more than `ITERTRACK_PROGRESS_DELAY`; returns how many were applied.
+
+    Raises `StoreUnavailableError` (typed) when the store cannot be reached, as a read's own catch-up does."""
     if not views.catch_up_on_read:
         return 0
     position = views.position()
