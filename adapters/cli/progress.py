@@ -25,6 +25,7 @@ from rich.progress import (
 )
 
 from itertrack.adapters.cli.common import err
+from itertrack.adapters.cli.terminal import escape_controls
 from itertrack.adapters.settings import load_settings
 from itertrack.adapters.store.unavailable import store_unavailable_as_typed_error
 from itertrack.adapters.views.keeper import ReadModels
@@ -89,14 +90,14 @@ def counting(
     """A bar of `total` steps (events to apply) labelled `description`; yields `advance(n)`."""
     console = console or err
     columns: list[ProgressColumn | str] = [
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),  # rich draws it in ASCII when the console's encoding is not UTF-8
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     ]
     progress = Progress(*columns, console=console, transient=True, auto_refresh=True, refresh_per_second=5)
-    task = progress.add_task(description, total=max(total, 0))
+    task = progress.add_task(escape_controls(description), total=max(total, 0))
     with _shown_after(progress, drawn(as_json, console) and total > 0, _delay(delay)):
         yield lambda n: progress.advance(task, n)
 
@@ -116,13 +117,14 @@ def waiting(
     limit = "" if limit_s is None else f" (gives up after {int(limit_s) // 60} min)"
     progress = Progress(
         SpinnerColumn("dots" if _utf8(console) else "line"),
-        TextColumn(description + limit),
+        TextColumn("{task.description}", markup=False),
         TimeElapsedColumn(),
         console=console,
         transient=True,
         refresh_per_second=5,
     )
-    progress.add_task(description, total=None)
+    # Host text (a consumer's name) is never read as markup or a format, and its control characters are escaped.
+    progress.add_task(escape_controls(description + limit), total=None)
     with _shown_after(progress, enabled and drawn(False, console), _delay(delay)) as finish:
         yield finish
 
