@@ -35,7 +35,7 @@ pytest: $(VENV)/.installed-dev link
 # Strict mode links the files that exist when it runs (modules and package data: py.typed, *.toml): one added,
 # removed or renamed since is not importable until the links are laid again (--no-deps: a few seconds).
 # Compares file lists, not times.
-LINK_DIFF = diff <(find domain projections adapters -name __pycache__ -prune -o -type f \( -name '*.py' -o -name py.typed -o -name '*.toml' -o -path '*/web/templates/*' -o -path '*/web/static/*' \) -print | LC_ALL=C sort) \
+LINK_DIFF = diff <(find domain projections adapters -name __pycache__ -prune -o -type f \( -name '*.py' -o -name py.typed -o -name '*.toml' -o -path '*/documents/schemas/*.json' -o -path '*/web/templates/*' -o -path '*/web/static/*' \) -print | LC_ALL=C sort) \
                  <(cd $(LINK_TREE) 2>/dev/null && find . ! -type d | sed 's|^\./||' | LC_ALL=C sort)
 link: | $(VENV)/.installed
 	@$(LINK_DIFF) >/dev/null || { echo "link: the links under build/ differ from the package files; relinking"; \

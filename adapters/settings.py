@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     # address other than loopback); `--token` wins.
     serve_token: str | None = None
 
+    # The CLI: how many seconds a wait (catching up the read models, a lock held elsewhere) lasts before its
+    # progress bar or spinner appears on a terminal; 0 shows it at once.
+    progress_delay: float = Field(default=1.0, ge=0, le=3600)
+
     @model_validator(mode="before")
     @classmethod
     def _blank_means_default(cls, values: Any) -> Any:

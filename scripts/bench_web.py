@@ -99,7 +99,7 @@ def wait_healthy(base: str, process: subprocess.Popen[bytes]) -> None:
 
 def first_renders(browser: Browser, base: str) -> list[tuple[str, float, float]]:
     """Per page: seconds from navigation to the page with every chart drawn, and its JSON twin's seconds."""
-    some = httpx.get(f"{base}/api/failures", timeout=300).json()["groups"][0]["iterations"][0]["iteration_id"]
+    some = httpx.get(f"{base}/api/failures", timeout=300).json()["data"]["groups"][0]["iterations"][0]["iteration_id"]
     pages = [
         ("/", "/api/board", 0),
         ("/agents", "/api/agents", 4),
@@ -145,7 +145,7 @@ def followers(browser: Browser, base: str, url: str, count: int, pid: int) -> tu
             page.wait_for_selector(f"#it-{written[-1]}", timeout=30_000)
         seen_s = time.perf_counter() - started
     rss = rss_mib(pid)
-    clients = int(httpx.get(f"{base}/healthz", timeout=30).json()["live_clients"])
+    clients = int(httpx.get(f"{base}/healthz", timeout=30).json()["data"]["live_clients"])
     for context, _ in contexts:
         context.close()
     return rss, seen_s, clients

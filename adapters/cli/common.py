@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -13,9 +12,11 @@ from importlib.metadata import version as package_version
 from typing import Annotated, Any, NoReturn
 
 import typer
+from pydantic import BaseModel
 from rich.console import Console
 
 from itertrack.adapters.cli.terminal import escape_controls
+from itertrack.adapters.documents.envelope import dumps
 from itertrack.adapters.store.url import DEFAULT_STORE, redact
 from itertrack.domain.model.errors import InvalidInputError, IterationError, StoreError
 from itertrack.domain.service.tracker import PerformanceTracker
@@ -109,9 +110,10 @@ def open_tracker(store: str, **kwargs: Any) -> PerformanceTracker:
     return PerformanceTracker(store=store, env=env, **kwargs)
 
 
-def print_json(data: Any) -> None:
-    """Stable JSON on stdout."""
-    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+def print_json(name: str, data: BaseModel | dict[str, Any]) -> None:
+    """The document `name` holding `data` (see `itertrack.adapters.documents`) on stdout: the envelope
+    `{"schema": "itertrack.<name>", "schema_version": N, "data": {...}}`, indented, non-ASCII as `\\u` escapes."""
+    sys.stdout.write(dumps(name, data, indent=2) + "\n")
 
 
 def parse_range(since: str | None, until: str | None) -> tuple[datetime | None, datetime | None]:

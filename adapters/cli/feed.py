@@ -24,6 +24,7 @@ from itertrack.adapters.cli.common import (
     print_json,
     stderr_log,
 )
+from itertrack.adapters.cli.progress import waiting
 from itertrack.adapters.cli.terminal import shown
 from itertrack.adapters.feed.checkpoints import ConsumerTables
 from itertrack.adapters.feed.registry import load_consumer, parse_options
@@ -72,11 +73,15 @@ def consume(
         previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
 
         def started() -> None:
+            lock_taken()
             where = "following" if follow else "catching up"
             err.print(Text.assemble(f"consumer {name}: {where} ", shown(redact(store)), " (Ctrl-C to stop)"))
 
         try:
-            with store_unavailable_as_typed_error(redact(store)):
+            with (
+                store_unavailable_as_typed_error(redact(store)),
+                waiting(f"waiting for the running consumer {name} to stop", enabled=wait) as lock_taken,
+            ):
                 handled = run_consumer(
                     tracker,
                     consumer,
@@ -109,7 +114,7 @@ def consumers(ctx: typer.Context, store: StoreOption = DEFAULT_STORE, as_json: J
     ):
         rows = consumer_statuses(tracker)
     if as_json:
-        print_json([row.model_dump(mode="json") for row in rows])
+        print_json("consumers", {"consumers": [row.model_dump(mode="python") for row in rows]})
         return
     table = Table(title=f"Consumers ({len(rows)})")
     for column in ("name", "position", "lag (events)", "lag (s)", "state", "last error", "skips"):

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -16,7 +14,6 @@ from itertrack.adapters.cli.common import (
     StoreOption,
     app,
     cli_errors,
-    err,
     open_tracker,
     out,
     parse_instant,
@@ -24,14 +21,28 @@ from itertrack.adapters.cli.common import (
 )
 from itertrack.adapters.cli.cost_tables import print_cost
 from itertrack.adapters.cli.ids import resolve_iteration_id
+from itertrack.adapters.cli.progress import counting
 from itertrack.adapters.cli.terminal import shown
 from itertrack.adapters.demo.fakes import Scenario, SimulatedClock
 from itertrack.adapters.demo.run import run_demo
+from itertrack.adapters.documents.analytics import DemoData
+from itertrack.adapters.documents.iterations import (
+    AsOf,
+    Cost,
+    Event,
+    HistoryData,
+    IterationDetail,
+    ReplayData,
+    Requested,
+    SavedRecord,
+    ShowData,
+    SoFar,
+)
+from itertrack.adapters.documents.iterations import timeline as document_timeline
 from itertrack.adapters.prices import load_price_table
 from itertrack.adapters.store.url import DEFAULT_STORE, redact
 from itertrack.domain.model.errors import InvalidInputError
 from itertrack.domain.model.iteration import Iteration
-from itertrack.domain.model.state import IterationState
 from itertrack.domain.service.clock import SystemClock
 from itertrack.projections.costing import calls_of_events, cost_report, unattributed_tokens
 from itertrack.projections.run_summary import RunSummary, summarize
@@ -52,28 +63,12 @@ def demo(
         clock = SimulatedClock(start=system.now(), new_id=system.new_id)
         scenario = Scenario(clock, seed=seed, failure_rate=failure_rate)
         with open_tracker(store, clock=clock, migrate=True) as tracker:
-            with Progress(
-                TextColumn("[bold]tracking iterations"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=err,
-                transient=True,
-                disable=as_json or not err.is_terminal,
-            ) as progress:
-                task = progress.add_task("demo", total=iterations)
-                run = run_demo(tracker, scenario, iterations, agents, lambda: progress.advance(task))
+            with counting("tracking iterations", iterations, as_json=as_json) as advance:
+                run = run_demo(tracker, scenario, iterations, agents, lambda: advance(1))
             states = [tracker.get_iteration(i) for i in run.iteration_ids]
             summary = summarize(states, tracker.catalog.names)
         if as_json:
-            print_json(
-                {
-                    "store": redact(store),
-                    "summary": summary.model_dump(mode="json"),
-                    "iteration_ids": [str(i) for i in run.iteration_ids],
-                    "failed_ids": [str(i) for i in run.failed_ids],
-                }
-            )
+            print_json("demo", DemoData.of(redact(store), summary, list(run.iteration_ids), list(run.failed_ids)))
             return
         print_summary(summary, redact(store))
         completed = [s.id for s in states if s.status == "completed"]
@@ -119,22 +114,6 @@ def print_summary(summary: RunSummary, store: str) -> None:
         out.print(failures)
 
 
-def _timeline(state: IterationState) -> list[dict[str, Any]]:
-    rows = []
-    visits = list(state.phase_history)
-    for index, visit in enumerate(visits):
-        until: datetime | None = visits[index + 1].entered_at if index + 1 < len(visits) else None
-        rows.append(
-            {
-                "phase": visit.phase,
-                "entered_at": visit.entered_at.isoformat(),
-                "version": visit.version,
-                "stayed_ms": None if until is None else round((until - visit.entered_at).total_seconds() * 1000, 3),
-            }
-        )
-    return rows
-
-
 @app.command()
 def show(
     iteration_id: IdArgument,
@@ -148,13 +127,17 @@ def show(
         calls = calls_of_events(state.agent_id, tracker.history(state.id))
         extra = unattributed_tokens(state.metrics, calls, tracker.catalog.names)
         cost = cost_report(calls, load_price_table(), ("phase", "model"), unattributed_tokens=extra)
-    timeline = _timeline(state)
+    timeline = document_timeline(state)
     if as_json:
-        data = state.model_dump(mode="json")
-        data["timeline"] = timeline
-        data["record"] = None if record is None else record.model_dump(mode="json")
-        data["cost"] = cost.model_dump(mode="json")
-        print_json(data)
+        print_json(
+            "show",
+            ShowData(
+                iteration=IterationDetail.of(state),
+                timeline=timeline,
+                record=SavedRecord.of(record),
+                cost=Cost.of(cost),
+            ),
+        )
         return
     summary = Table(show_header=False, title=f"Iteration {state.id}")
     for key, value in (
@@ -180,9 +163,9 @@ def show(
     phases = Table(title="Phase timeline")
     for column in ("phase", "entered at", "version", "stayed (ms)"):
         phases.add_column(column)
-    for row in timeline:
-        stayed = "-" if row["stayed_ms"] is None else f"{row['stayed_ms']:,.3f}"
-        phases.add_row(shown(row["phase"]), row["entered_at"], str(row["version"]), stayed)
+    for stay in timeline:
+        stayed = "-" if stay.time_ms is None else f"{stay.time_ms:,.3f}"
+        phases.add_row(shown(stay.phase), stay.entered_at.isoformat(), str(stay.version), stayed)
     out.print(phases)
     if cost.total.calls or cost.unattributed_tokens:
         print_cost(cost, "LLM cost")
@@ -204,20 +187,6 @@ def describe(event: Iteration.Event) -> str:
     return type(event).__name__
 
 
-def event_json(event: Iteration.Event) -> dict[str, Any]:
-    """One event as stable JSON: version, timestamp, event name and its own fields."""
-    data = event.model_dump(
-        mode="json", exclude={"originator_id", "originator_version", "timestamp", "originator_topic"}
-    )
-    return {
-        "iteration_id": str(event.originator_id),
-        "version": event.originator_version,
-        "timestamp": event.timestamp.isoformat(),
-        "event": type(event).__name__,
-        "data": data,
-    }
-
-
 @app.command()
 def history(
     iteration_id: IdArgument,
@@ -228,7 +197,7 @@ def history(
     with cli_errors(store), open_tracker(store, migrate=False) as tracker:
         events = tracker.history(resolve_iteration_id(tracker, iteration_id))
     if as_json:
-        print_json([event_json(e) for e in events])
+        print_json("history", HistoryData(iteration_id=events[0].originator_id, events=[Event.of(e) for e in events]))
         return
     table = Table(title=f"History of {events[0].originator_id}")
     for column in ("version", "time", "event", "change"):
@@ -277,14 +246,15 @@ def replay(
     as_of = events[-1].timestamp
     if as_json:
         print_json(
-            {
-                "iteration_id": str(state.id),
-                "requested": {"version": version, "at": None if instant is None else instant.isoformat()},
-                "as_of": {"version": state.version, "timestamp": as_of.isoformat()},
-                "events": [event_json(e) for e in events],
-                "state": state.model_dump(mode="json"),
-                "cost": cost,
-            }
+            "replay",
+            ReplayData(
+                iteration_id=state.id,
+                requested=Requested(version=version, at=instant),
+                as_of=AsOf(version=state.version, timestamp=as_of),
+                events=[Event.of(e) for e in events],
+                iteration=IterationDetail.of(state),
+                so_far=SoFar(**cost),
+            ),
         )
         return
     for event in events:

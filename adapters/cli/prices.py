@@ -43,7 +43,9 @@ def prices_list(as_json: JsonOption = False) -> None:
     with cli_errors(DEFAULT_STORE):
         table = load_price_table()
     if as_json:
-        print_json({**_table_header(table), "table": table.data.model_dump(mode="json", exclude_none=True)})
+        print_json(
+            "prices.list", {**_table_header(table), "table": table.data.model_dump(mode="json", exclude_none=True)}
+        )
         return
     out.print(
         escape_controls(f"Price table {table.version} (source: {table.source}); USD per million tokens"),
@@ -89,21 +91,22 @@ def prices_check(store: StoreOption = DEFAULT_STORE, as_json: JsonOption = False
         missing = unpriced_models(table, calls)
     if as_json:
         print_json(
+            "prices.check",
             {
                 **_table_header(table),
-                "checked": [{"provider": p, "model": m, "day": d.isoformat()} for p, m, d in calls],
+                "checked": [{"provider": p, "model": m, "day": d} for p, m, d in calls],
                 "unpriced": [
                     {
                         "provider": u.provider,
                         "model": u.model,
-                        "first_day": u.first.isoformat(),
-                        "last_day": u.last.isoformat(),
+                        "first_day": u.first,
+                        "last_day": u.last,
                         "days": u.calls,
                         "reason": u.reason,
                     }
                     for u in missing
                 ],
-            }
+            },
         )
     else:
         _print_check(table, len(calls), missing)

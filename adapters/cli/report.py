@@ -26,7 +26,9 @@ from itertrack.adapters.cli.common import (
 )
 from itertrack.adapters.cli.cost_tables import print_cost
 from itertrack.adapters.cli.ids import resolve_iteration_id
+from itertrack.adapters.cli.progress import caught_up
 from itertrack.adapters.cli.terminal import shown
+from itertrack.adapters.documents.analytics import ReportData
 from itertrack.adapters.prices import load_price_table
 from itertrack.adapters.report.html import dollars_by_iteration, render_html
 from itertrack.adapters.store.url import DEFAULT_STORE
@@ -65,6 +67,7 @@ def report(
             until=None if until is None else parse_instant(until, "until"),
         )
         with open_tracker(store, migrate=False) as tracker, ReadModels(tracker, background=False) as views:
+            caught_up(views, as_json=as_json)
             views.sync()
             chosen = [resolve_iteration_id(tracker, i, "--timeline") for i in timeline or []]
             rows = views.view.report_rows(filters.agent, filters.since, filters.until)
@@ -81,9 +84,7 @@ def report(
             out.print(Text.assemble("wrote ", shown(html), f" ({len(page):,} bytes)"))
             return
     if as_json:
-        data = result.model_dump(mode="json")
-        data["cost"] = {name: cost.model_dump(mode="json") for name, cost in costs.items()}
-        print_json(data)
+        print_json("report", ReportData.of(result, costs))
         return
     print_report(result)
     shown_costs = [(name, c) for name, c in costs.items() if c.total.calls or c.unattributed_tokens]

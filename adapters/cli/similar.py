@@ -45,7 +45,7 @@ def similar(
     with cli_errors(store), open_tracker(store, migrate=False) as tracker:
         found = similar_iterations(tracker, resolve_iteration_id(tracker, iteration_id), limit=limit)
     if as_json:
-        print_json(found.model_dump(mode="json"))
+        print_json("similar", found.model_dump(mode="python"))
         return
     table = Table(
         title=f"Nearest to {found.target.iteration_id} ({found.model_name} {found.model_version})",

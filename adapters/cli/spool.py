@@ -15,6 +15,9 @@ from rich.text import Text
 from itertrack.adapters.bootstrap import spooling_writer
 from itertrack.adapters.cli.common import JsonOption, StoreOption, app, cli_errors, open_tracker, out, print_json
 from itertrack.adapters.cli.terminal import shown
+from itertrack.adapters.documents.iterations import SavedRecord
+from itertrack.adapters.documents.operations import SpooledChange as SpooledChangeDocument
+from itertrack.adapters.documents.operations import SpoolStatusData
 from itertrack.adapters.settings import load_settings
 from itertrack.adapters.spool.location import open_spool, spool_location
 from itertrack.adapters.spool.port import SpooledChange
@@ -63,7 +66,7 @@ def spool_status(store: StoreOption = DEFAULT_STORE, as_json: JsonOption = False
             spool.close()
         quarantined = [describe(path) for path in quarantined_files(status.path)]
     if as_json:
-        print_json({**status.model_dump(mode="json"), "quarantined": [q.model_dump(mode="json") for q in quarantined]})
+        print_json("spool.status", SpoolStatusData.of(status, quarantined))
     else:
         out.print(
             Text.assemble("spool ", shown(status.path), f": {status.waiting} change(s) waiting, {status.stuck} stuck")
@@ -117,7 +120,7 @@ def spool_recover(
         finally:
             spool.close()
     if as_json:
-        print_json({"read": read, "added": added})
+        print_json("spool.recover", {"read": read, "added": added})
     else:
         out.print(
             f"{added} of {read} readable change(s) added to the spool; the forwarder (or `spool flush`) sends them"
@@ -132,7 +135,7 @@ def spool_flush(store: StoreOption = DEFAULT_STORE, as_json: JsonOption = False)
         with open_tracker(store, migrate=False, env={"ITERTRACK_FORWARD": "n"}) as tracker:
             result = spooling_writer(tracker).flush()
     if as_json:
-        print_json(result.model_dump(mode="json"))
+        print_json("spool.flush", result.model_dump(mode="python"))
     else:
         if result.forwarded_elsewhere:
             out.print("another process is forwarding this spool now; nothing sent from here")
@@ -170,14 +173,14 @@ def _state(data: bytes) -> Any:
 def _dump(change: SpooledChange) -> dict[str, Any]:
     """Everything a spooled change holds, for the operator's record of what was discarded."""
     return {
-        "id": change.id,
+        "change_id": change.id,
         "iteration_id": str(change.iteration_id),
         "stuck": change.stuck,
         "events": [
             {"version": e.originator_version, "topic": e.topic, "state": _state(e.state)} for e in change.events
         ],
         "deferred": None if change.deferred is None else change.deferred.model_dump(mode="json"),
-        "record": None if change.record is None else change.record.model_dump(mode="json"),
+        "record": SavedRecord.of(change.record),
     }
 
 
@@ -198,7 +201,7 @@ def spool_retry(ids: ChangeIds, store: StoreOption = DEFAULT_STORE, as_json: Jso
         finally:
             spool.close()
     if as_json:
-        print_json({"retry": retried})
+        print_json("spool.retry", {"retried": retried})
     else:
         out.print(f"{len(retried)} change(s) will be tried again at the next flush: {', '.join(map(str, retried))}")
 
@@ -212,10 +215,11 @@ def spool_discard(ids: ChangeIds, store: StoreOption = DEFAULT_STORE, as_json: J
             dropped = _stuck(spool, ids)
             # The operator's record of what is dropped goes out (and is flushed) before anything is removed.
             if as_json:
-                print_json({"discarded": [_dump(change) for change in dropped]})
+                print_json("spool.discard", {"discarded": [_dump(change) for change in dropped]})
             else:
                 for change in dropped:
-                    sys.stdout.write(json.dumps(_dump(change), sort_keys=True) + "\n")  # raw: no markup, no wrapping
+                    # One line each, raw: no markup, no wrapping (as the JSON document's `discarded` items).
+                    sys.stdout.write(SpooledChangeDocument.model_validate(_dump(change)).model_dump_json() + "\n")
             sys.stdout.flush()
             spool.remove(*(change.id for change in dropped))
         finally:

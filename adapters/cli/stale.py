@@ -14,8 +14,20 @@ from typing import Annotated, Any
 
 import typer
 
-from itertrack.adapters.cli.common import JsonOption, StoreOption, app, cli_errors, open_tracker, out, print_json
+from itertrack.adapters.cli.common import (
+    JsonOption,
+    SinceOption,
+    StoreOption,
+    UntilOption,
+    app,
+    cli_errors,
+    open_tracker,
+    out,
+    parse_range,
+    print_json,
+)
 from itertrack.adapters.cli.ids import resolve_iteration_id
+from itertrack.adapters.cli.progress import caught_up
 from itertrack.adapters.cli.terminal import escape_controls
 from itertrack.adapters.store.url import DEFAULT_STORE
 from itertrack.adapters.views.keeper import ReadModels
@@ -115,18 +127,20 @@ def abandon(
     store: StoreOption = DEFAULT_STORE,
     stale: StaleOption = None,
     as_json: JsonOption = False,
+    agent: Annotated[str | None, typer.Option(help="With --stale: only this agent's iterations.")] = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
 ) -> None:
     """End running iterations whose host is gone as `failed` (one event each, naming who ended it and why).
 
     By id: every id must name a running iteration, else nothing is written. With --stale: the running
-    iterations with no change for that long; one that finished or changed since it was listed is skipped.
+    iterations with no change for that long (of --agent, started in [--since, --until) when given); one that
+    finished or changed since it was listed is skipped.
     """
     with cli_errors(store):
-        if stale is not None and iteration_ids:
-            raise InvalidInputError("--stale", stale, "give either --stale DURATION or iteration ids, not both")
-        if stale is None and not iteration_ids:
-            raise InvalidInputError("iteration_id", None, "give one or more iteration ids, or --stale DURATION")
+        _check_selection(stale, iteration_ids, agent=agent, since=since, until=until)
         idle = None if stale is None else parse_duration(stale)
+        start, end = parse_range(since, until)
         with open_tracker(store, migrate=False) as tracker:
             if idle is None:
                 ids = [resolve_iteration_id(tracker, i) for i in iteration_ids or []]
@@ -134,24 +148,38 @@ def abandon(
                 skipped: list[dict[str, Any]] = []
             else:
                 with ReadModels(tracker, background=False, catch_up_on_read=True) as views:
-                    listed = stale_iterations(views, idle, tracker.clock.now())
+                    caught_up(views, as_json=as_json)
+                    listed = stale_iterations(views, idle, tracker.clock.now(), agent=agent, since=start, until=end)
                 abandoned, skipped = abandon_stale(tracker, listed, idle)
     if as_json:
-        print_json({"abandoned": abandoned, "skipped": skipped})
+        print_json("abandon", {"abandoned": abandoned, "skipped": skipped})
         return
     for row in abandoned:
         out.print(
             escape_controls(
-                f"abandoned {row['id']} (agent {row['agent_id']!r}, iteration {row['iteration_number']}, "
+                f"abandoned {row['iteration_id']} (agent {row['agent_id']!r}, iteration {row['iteration_number']}, "
                 f"in {row['phase']}, no change since {row['since']})"
             ),
             markup=False,
             highlight=False,
         )
     for row in skipped:  # host text (agent ids, phases, reasons) with its control characters escaped
-        out.print(escape_controls(f"skipped {row['id']}: {row['reason']}"), markup=False, highlight=False)
+        out.print(escape_controls(f"skipped {row['iteration_id']}: {row['reason']}"), markup=False, highlight=False)
     if not abandoned and not skipped:
         out.print(f"no running iteration without a change for {stale}", markup=False, highlight=False)
+
+
+def _check_selection(stale: str | None, ids: list[str] | None, **filters: str | None) -> None:
+    """Either ids or --stale; the filters (--agent, --since, --until) only with --stale. `InvalidInputError`
+    naming the option otherwise."""
+    if stale is not None and ids:
+        raise InvalidInputError("--stale", stale, "give either --stale DURATION or iteration ids, not both")
+    if stale is None and not ids:
+        raise InvalidInputError("iteration_id", None, "give one or more iteration ids, or --stale DURATION")
+    if stale is None:
+        for option, value in filters.items():
+            if value is not None:
+                raise InvalidInputError(f"--{option}", value, "selects among stale iterations: give it with --stale")
 
 
 def abandon_ids(tracker: PerformanceTracker, ids: list[Any]) -> list[dict[str, Any]]:
@@ -173,16 +201,18 @@ def abandon_stale(
         # The views may lag the log: the decision is taken on the iteration's own events.
         state = tracker.get_iteration(row.id)
         if state.status is not Status.RUNNING:
-            skipped.append({"id": str(state.id), "reason": f"finished since it was listed ({state.phase})"})
+            skipped.append({"iteration_id": str(state.id), "reason": f"finished since it was listed ({state.phase})"})
             continue
         if state.updated_at > tracker.clock.now() - idle:
-            skipped.append({"id": str(state.id), "reason": f"changed since it was listed ({state.updated_at})"})
+            skipped.append(
+                {"iteration_id": str(state.id), "reason": f"changed since it was listed ({state.updated_at})"}
+            )
             continue
         try:
             abandoned.append(_end(tracker, state))
         except IterationFinishedError:
             # Its host finished it between the check and the write: its own ending stands.
-            skipped.append({"id": str(state.id), "reason": "finished by its host meanwhile"})
+            skipped.append({"iteration_id": str(state.id), "reason": "finished by its host meanwhile"})
     return abandoned, skipped
 
 
@@ -190,10 +220,10 @@ def _end(tracker: PerformanceTracker, state: IterationState) -> dict[str, Any]:
     error = abandoned_error(state)
     tracker.update_phase(state.id, Phase.FAILED, error=error)
     return {
-        "id": str(state.id),
+        "iteration_id": str(state.id),
         "agent_id": state.agent_id,
         "iteration_number": state.iteration_number,
         "phase": state.phase,
-        "since": state.updated_at.isoformat(),
+        "since": state.updated_at,
         "error": error,
     }

@@ -8,7 +8,6 @@ from types import FrameType
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -28,8 +27,11 @@ from itertrack.adapters.cli.common import (
     stderr_log,
 )
 from itertrack.adapters.cli.ids import resolve_iteration_id
+from itertrack.adapters.cli.progress import caught_up, counting, waiting
 from itertrack.adapters.cli.stale import StaleOption, stale_listing
 from itertrack.adapters.cli.terminal import shown
+from itertrack.adapters.documents.analytics import Filters, MetricsData
+from itertrack.adapters.documents.iterations import IterationRow, StatusData, StatusFilters
 from itertrack.adapters.store.url import DEFAULT_STORE, redact
 from itertrack.adapters.views.follower import Follower
 from itertrack.adapters.views.keeper import ReadModels, lock_for, view_for, view_position
@@ -48,6 +50,8 @@ CatchUpOption = Annotated[
     bool,
     typer.Option("--catch-up/--no-catch-up", help="Apply pending events first (--no-catch-up for read-only roles)."),
 ]
+# How long `project --wait` waits for the running projection to stop (seconds).
+LOCK_WAIT_S = 3600.0
 BatchOption = Annotated[int, typer.Option(min=1, max=100_000, help="Events applied per transaction.")]
 
 
@@ -64,23 +68,19 @@ def project(
     """Bring the read models up to date (once, from zero with --rebuild, or continuously with --follow)."""
     with cli_errors(store), open_tracker(store, migrate=False) as tracker:
         lock = lock_for(store_of(tracker).factory)
-        lock.acquire(wait=wait)
+        if wait:
+            with waiting("waiting for the running projection to stop", LOCK_WAIT_S):
+                lock.acquire(wait=True, timeout=LOCK_WAIT_S)
+        else:
+            lock.acquire()
         try:
             view = view_for(store_of(tracker).factory)
             if rebuild:
                 view.reset()
             todo = view_position(tracker, view)
-            with Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=err,
-                transient=True,
-                disable=not err.is_terminal,
-            ) as progress:
-                task = progress.add_task("rebuilding" if rebuild else "catching up", total=None)
-                applied = catch_up(tracker, view, batch_size=batch_size, on_batch=lambda n: progress.advance(task, n))
+            what = "rebuilding the read models" if rebuild else "catching up the read models"
+            with counting(what, todo.latest - todo.applied) as advance:
+                applied = catch_up(tracker, view, batch_size=batch_size, on_batch=advance)
             done = view_position(tracker, view)
             out.print(
                 f"{'rebuilt' if rebuild else 'caught up'}: applied {applied} events "
@@ -144,6 +144,7 @@ def status(
         ReadModels(tracker, background=False, catch_up_on_read=catch_up) as views,
     ):
         start, end = parse_range(since, until)
+        caught_up(views, as_json=as_json)
         if phase is not None:
             check_phase_option(tracker, views, phase)
         if stale is None:
@@ -154,7 +155,10 @@ def status(
                 :limit
             ]
     if as_json:
-        print_json([row.model_dump(mode="json") for row in rows])
+        filters = StatusFilters(
+            agent=agent, phase=phase, status=status_, since=start, until=end, stale=stale, limit=limit
+        )
+        print_json("status", StatusData(filters=filters, iterations=[IterationRow.of(row) for row in rows]))
         return
     table = Table(title=f"Iterations ({len(rows)} shown)")
     for column in ("id", "agent", "#", "phase", "status", "in phase since", "updated", "error"):
@@ -203,12 +207,13 @@ def metrics(
         ReadModels(tracker, background=False, catch_up_on_read=catch_up) as views,
     ):
         start, end = parse_range(since, until)
+        caught_up(views, as_json=as_json)
         if start is not None or end is not None:
             rows = views.metrics_started(agent, start, end)
         else:
             rows = views.overall_metrics() if agent is None else views.agent_metrics(agent)
     if as_json:
-        print_json([row.model_dump(mode="json") for row in rows])
+        print_json("metrics", MetricsData.of(Filters(agent=agent, since=start, until=end), rows))
         return
     out.print(_metrics_table(rows, Text("all agents") if agent is None else Text.assemble("agent ", shown(agent))))
 
@@ -223,10 +228,11 @@ def _metrics_table(rows: list[AgentMetric], whose: Text) -> Table:
     return table
 
 
-def _advance(tracker: PerformanceTracker) -> str | None:
+def _advance(tracker: PerformanceTracker, as_json: bool) -> str | None:
     """Catch the read models up as `status` does; the error that stops them, if one does."""
     try:
         with ReadModels(tracker, background=False) as views:
+            caught_up(views, as_json=as_json)
             views.sync()
     except Exception as e:  # whatever stops the views is what verify reports
         return f"{type(e).__name__}: {e}"
@@ -254,7 +260,7 @@ def verify(
     with the error that stops it; how far the views are behind the log, and since when, is always reported.
     """
     with cli_errors(store), open_tracker(store, migrate=False) as tracker:
-        stopped = _advance(tracker) if catch_up else None
+        stopped = _advance(tracker, as_json) if catch_up else None
         report = (
             verify_store(tracker, require_records=require_records)
             if iteration_id is None
@@ -269,7 +275,7 @@ def verify(
             )
             report = report.model_copy(update={"ok": False, "problems": (stuck, *report.problems)})
     if as_json:
-        print_json(report.model_dump(mode="json"))
+        print_json("verify", report.model_dump(mode="python"))
     else:
         out.print(
             f"checked {report.events:,} events of {report.iterations:,} iterations, {report.records:,} records and "

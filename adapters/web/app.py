@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -21,9 +23,11 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from itertrack.adapters.documents.dashboard import AgentsData, IterationPageData
+from itertrack.adapters.documents.envelope import render
 from itertrack.adapters.prometheus import build_registry
 from itertrack.adapters.web import charts
-from itertrack.adapters.web.encode import dumps, jsonable
+from itertrack.adapters.web.encode import jsonable
 from itertrack.adapters.web.filters import Filters, parse_instant
 from itertrack.adapters.web.guard import Guard
 from itertrack.adapters.web.live import LiveFeed
@@ -41,10 +45,15 @@ log = logging.getLogger("itertrack")
 
 
 class JSONOut(JSONResponse):
-    """JSON with times in ISO 8601 UTC (`Z`) and exact dollar strings."""
+    """A document of the JSON vocabulary (`itertrack.adapters.documents`): `JSONOut("board", data)` answers
+    `{"schema": "itertrack.board", "schema_version": N, "data": ...}` (times in ISO 8601 UTC with `Z`, dollars as
+    exact strings)."""
+
+    def __init__(self, name: str, data: BaseModel | dict[str, Any], status_code: int = 200) -> None:
+        super().__init__(render(name, data), status_code=status_code)
 
     def render(self, content: Any) -> bytes:
-        return dumps(content).encode()
+        return json.dumps(content, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def _metrics_registry(dashboard: Dashboard) -> CollectorRegistry:
@@ -71,7 +80,7 @@ class Handlers:
         filters = Filters.parse(request.query_params)
         data = await run_in_threadpool(self.dashboard.board, filters)
         if _is_api(request):
-            return JSONOut(data)
+            return JSONOut("board", data)
         return self.page(request, "board.html", data, title="Live board")
 
     async def iteration(self, request: Request) -> Response:
@@ -80,7 +89,8 @@ class Handlers:
         at = parse_instant(request.query_params.get("at"), "at")
         data = await run_in_threadpool(lambda: self.dashboard.iteration(iid, version=version, at=at))
         if _is_api(request):
-            return JSONOut(data)
+            events = await run_in_threadpool(self.dashboard.models.tracker.history, iid)
+            return JSONOut("iteration", IterationPageData.of(data, events))
         chart = charts.timeline_chart(data["stays"])
         return self.page(request, "iteration.html", data, title=f"Iteration {iid}", chart_spec=jsonable(chart))
 
@@ -88,7 +98,7 @@ class Handlers:
         filters = Filters.parse(request.query_params)
         data = await run_in_threadpool(self.dashboard.agents, filters)
         if _is_api(request):
-            return JSONOut(data)
+            return JSONOut("agents", AgentsData.of(data))
         specs = charts.agents_page_charts(data["agents"])
         return self.page(request, "agents.html", data, title="Agents", charts=jsonable(specs))
 
@@ -96,7 +106,7 @@ class Handlers:
         filters = Filters.parse(request.query_params)
         data = await run_in_threadpool(self.dashboard.failures, filters)
         if _is_api(request):
-            return JSONOut(data)
+            return JSONOut("failures", data)
         chart = charts.failures_chart(data["groups"]) if data["groups"] else None
         return self.page(request, "failures.html", data, title="Failures", chart_spec=jsonable(chart))
 
@@ -122,7 +132,7 @@ class Handlers:
         data = await run_in_threadpool(self.dashboard.health)
         data["live_clients"] = self.feed.clients
         data["live_position"] = self.feed.position
-        return JSONOut(data)
+        return JSONOut("health", data)
 
     async def metrics(self, _request: Request) -> Response:
         """prometheus_client's text exposition of the read models' registry (each scrape reads the views)."""
@@ -135,7 +145,7 @@ class Handlers:
         async def handle(request: Request, exc: Exception) -> Response:
             message = str(exc)
             if _is_api(request) or request.url.path in ("/events", "/healthz"):
-                return JSONOut({"error": message}, status_code=status)
+                return JSONOut("error", {"status": status, "error": message}, status_code=status)
             context = {"message": message, "status": status, "nav": "", "title": text, "filters": Filters()}
             return self.templates.TemplateResponse(request, "error.html", context, status_code=status)
 

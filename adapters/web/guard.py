@@ -14,6 +14,8 @@ from urllib.parse import parse_qsl, urlencode
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from itertrack.adapters.documents.envelope import dumps
+
 COOKIE = "itertrack_session"
 # No inline script runs (data rides in <script type="application/json">); Vega compiles its expressions
 # with the Function constructor, hence 'unsafe-eval'. Nothing is loaded from elsewhere.
@@ -66,7 +68,7 @@ class Guard:
         if self.hosts is not None:
             given_host = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"host"), "")
             if host_of(given_host) not in self.hosts:
-                await _refuse(send_with_headers, 400, b'{"error":"this dashboard answers only to its own address"}')
+                await _refuse(send_with_headers, 400, _error(400, "this dashboard answers only to its own address"))
                 return
         if self.token is None or self._has_token(scope):
             await self.app(scope, receive, send_with_headers)
@@ -87,8 +89,8 @@ class Guard:
             )
             await send_with_headers({"type": "http.response.body", "body": b""})
             return
-        body = (
-            b'{"error":"a token is required: Authorization: Bearer <token>, or open the page once with ?token=<token>"}'
+        body = _error(
+            401, "a token is required: Authorization: Bearer <token>, or open the page once with ?token=<token>"
         )
         await send_with_headers(
             {
@@ -116,6 +118,11 @@ class Guard:
                 if morsel is not None and hmac.compare_digest(morsel.value.encode(), cookie_value(self.token).encode()):
                     return True
         return False
+
+
+def _error(status: int, message: str) -> bytes:
+    """The `itertrack.error` document's JSON."""
+    return dumps("error", {"status": status, "error": message}).encode()
 
 
 async def _refuse(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 from uuid import UUID
 
 from itertrack.adapters.bootstrap import store_of
-from itertrack.adapters.web.encode import dumps
+from itertrack.adapters.documents.dashboard import BoardRow
 from itertrack.adapters.web.pages import Dashboard, touched
 
 log = logging.getLogger("itertrack")
@@ -162,5 +162,6 @@ class LiveFeed:
 
 
 def _message(position: int, event: str, data: Any) -> str:
-    text = dumps(data) if not isinstance(data, int) else json.dumps(data)
+    """One SSE message; an `iteration` message's data is a board row (`BoardRow`, as in `/api/board`)."""
+    text = BoardRow.model_validate(data).model_dump_json() if event == "iteration" else json.dumps(data)
     return f"id: {position}\nevent: {event}\ndata: {text}\n\n"

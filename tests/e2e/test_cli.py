@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from documents_support import payload
 
 ITERTRACK = str(Path(sys.executable).with_name("itertrack"))
 
@@ -35,16 +35,16 @@ def demo_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str,
         "--json",
     )
     assert result.returncode == 0, result.stderr
-    return store, json.loads(result.stdout)
+    return store, payload(result.stdout, "demo")
 
 
 def test_demo_tracks_every_iteration(demo_store: tuple[str, dict[str, object]]) -> None:
     """The demo's JSON lists 12 iterations, its counts add up, and its failures are among them."""
     _, output = demo_store
-    summary = output["summary"]
+    summary = output["totals"]
     assert isinstance(summary, dict)
     ids = output["iteration_ids"]
-    failed = output["failed_ids"]
+    failed = output["failed_iteration_ids"]
     assert isinstance(ids, list)
     assert isinstance(failed, list)
     assert len(ids) == summary["iterations"] == 12
@@ -66,16 +66,17 @@ def test_show_prints_the_state_of_a_demo_iteration(demo_store: tuple[str, dict[s
     """`show --json` of a demo iteration matches what the demo tracked, with a timeline and the saved record."""
     store, output = demo_store
     ids = output["iteration_ids"]
-    failed = output["failed_ids"]
+    failed = output["failed_iteration_ids"]
     assert isinstance(ids, list)
     assert isinstance(failed, list)
     completed = next(i for i in ids if i not in failed)
     result = run("show", completed, "--store", store, "--json")
     assert result.returncode == 0, result.stderr
-    state = json.loads(result.stdout)
-    assert (state["id"], state["status"], state["phase"]) == (completed, "completed", "completed")
-    assert state["record"]["id"] == completed
-    assert state["timeline"][0]["phase"] == "initializing"
+    shown = payload(result.stdout, "show")
+    state = shown["iteration"]
+    assert (state["iteration_id"], state["status"], state["phase"]) == (completed, "completed", "completed")
+    assert shown["record"]["iteration_id"] == completed
+    assert shown["timeline"][0]["phase"] == "initializing"
     assert state["metrics"]["analysis_tokens"] > 0
     table = run("show", completed, "--store", store)
     assert table.returncode == 0
@@ -85,11 +86,11 @@ def test_show_prints_the_state_of_a_demo_iteration(demo_store: tuple[str, dict[s
 def test_history_prints_a_failed_iterations_events(demo_store: tuple[str, dict[str, object]]) -> None:
     """`history --json` lists versions 1..n ending in the failed phase with its error."""
     store, output = demo_store
-    failed = output["failed_ids"]
+    failed = output["failed_iteration_ids"]
     assert isinstance(failed, list)
     result = run("history", failed[0], "--store", store, "--json")
     assert result.returncode == 0, result.stderr
-    events = json.loads(result.stdout)
+    events = payload(result.stdout, "history")["events"]
     assert [e["version"] for e in events] == list(range(1, len(events) + 1))
     assert events[0]["event"] == "Started"
     assert events[-1]["event"] == "PhaseChanged"

@@ -3,7 +3,6 @@ output on a terminal that cannot show every character; each through the `itertra
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from pathlib import Path
 from uuid import UUID
 
 import pytest
+from documents_support import payload
 
 from itertrack.domain import PerformanceTracker
 
@@ -67,7 +67,7 @@ def test_verify_and_report_timeline_take_a_prefix(prefix_store: str, tmp_path: P
     """`verify ID` checks the one iteration a prefix names; `report --timeline ID` charts it."""
     checked = run("verify", "abce5", "--json", "--store", prefix_store)
     assert checked.returncode == 0, checked.stderr
-    assert json.loads(checked.stdout)["iterations"] == 1
+    assert payload(checked.stdout, "verify")["iterations"] == 1
     page = tmp_path / "r.html"
     charted = run("report", "--html", str(page), "--timeline", "abce5", "--store", prefix_store)
     assert charted.returncode == 0, charted.stderr
@@ -82,7 +82,7 @@ def test_a_prefix_finds_an_iteration_the_views_have_not_seen(prefix_store: str) 
         tracker.start_iteration("agent-late", 1, iteration_id=late)
     result = run("show", "0123ab", "--json", "--store", prefix_store)
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["id"] == str(late)
+    assert payload(result.stdout, "show")["iteration"]["iteration_id"] == str(late)
 
 
 def test_an_ambiguous_prefix_lists_up_to_five_matches(prefix_store: str) -> None:
@@ -114,7 +114,7 @@ def test_prefixes_on_postgresql(pg_store: str) -> None:
     store = _prefix_store(pg_store)
     unique = run("show", "abce5678", "--json", "--store", store)
     assert unique.returncode == 0, unique.stderr
-    assert json.loads(unique.stdout)["id"] == str(LONE)
+    assert payload(unique.stdout, "show")["iteration"]["iteration_id"] == str(LONE)
     ambiguous = run("show", "abcd-1234", "--store", store)
     assert ambiguous.returncode == 2
     assert str(SHARED[4]) in ambiguous.stderr
@@ -161,9 +161,9 @@ def test_an_unknown_phase_is_a_usage_error_naming_the_known_ones(tmp_path: Path)
     assert "risk_review" in typo.stderr
     registered = run("status", "--phase", "risk_review", "--json", "--store", store)
     assert registered.returncode == 0, registered.stderr
-    assert [row["id"] for row in json.loads(registered.stdout)] == [str(iid)]
+    assert [row["iteration_id"] for row in payload(registered.stdout, "status")["iterations"]] == [str(iid)]
     built_in = run("status", "--phase", "analysis", "--json", "--store", store)
-    assert (built_in.returncode, json.loads(built_in.stdout)) == (0, [])
+    assert (built_in.returncode, payload(built_in.stdout, "status")["iterations"]) == (0, [])
 
 
 @pytest.mark.parametrize(
@@ -235,27 +235,30 @@ def _ranges(store: str) -> None:
     """`status` and `metrics` take --since and --until like `report`: iterations started in [since, until)."""
     listed = run("status", "--limit", "1000", "--json", "--store", store)
     assert listed.returncode == 0, listed.stderr
-    rows = json.loads(listed.stdout)
+    rows = payload(listed.stdout, "status")["iterations"]
     starts = sorted(row["started_at"] for row in rows)
     cut, later = starts[len(starts) // 3], starts[2 * len(starts) // 3]
 
     def status(*args: str) -> list[str]:
         result = run("status", "--limit", "1000", "--json", *args, "--store", store)
         assert result.returncode == 0, result.stderr
-        return [row["id"] for row in json.loads(result.stdout)]
+        return [row["iteration_id"] for row in payload(result.stdout, "status")["iterations"]]
 
-    assert status("--since", cut) == [r["id"] for r in rows if r["started_at"] >= cut]
-    assert status("--until", cut) == [r["id"] for r in rows if r["started_at"] < cut]
-    assert status("--since", cut, "--until", later) == [r["id"] for r in rows if cut <= r["started_at"] < later]
+    assert status("--since", cut) == [r["iteration_id"] for r in rows if r["started_at"] >= cut]
+    assert status("--until", cut) == [r["iteration_id"] for r in rows if r["started_at"] < cut]
+    assert status("--since", cut, "--until", later) == [
+        r["iteration_id"] for r in rows if cut <= r["started_at"] < later
+    ]
     agent = rows[0]["agent_id"]
     assert status("--agent", agent, "--since", cut) == [
-        r["id"] for r in rows if r["started_at"] >= cut and r["agent_id"] == agent
+        r["iteration_id"] for r in rows if r["started_at"] >= cut and r["agent_id"] == agent
     ]
 
     def metrics(*args: str) -> dict[str, tuple[float, int]]:
         result = run("metrics", "--json", *args, "--store", store)
         assert result.returncode == 0, result.stderr
-        return {row["metric"]: (row["total"], row["iterations"]) for row in json.loads(result.stdout)}
+        rows = payload(result.stdout, "metrics")["metrics"]
+        return {row["metric"]: (row["total"], row["iterations"]) for row in rows}
 
     whole, before, after = metrics(), metrics("--until", cut), metrics("--since", cut)
     assert before

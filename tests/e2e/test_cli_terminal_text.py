@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -10,6 +9,7 @@ from pathlib import Path
 from uuid import UUID
 
 import pytest
+from documents_support import payload
 
 from itertrack.domain import PerformanceTracker
 
@@ -57,4 +57,4 @@ def test_json_keeps_the_error_as_it_was(hostile: tuple[str, UUID]) -> None:
     store, iid = hostile
     result = run("show", str(iid), "--store", store, "--json")
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["error"] == HOSTILE_ERROR
+    assert payload(result.stdout, "show")["iteration"]["error"] == HOSTILE_ERROR

@@ -13,11 +13,13 @@ from urllib.parse import quote
 import httpx
 import pytest
 from dashboard_support import ITERTRACK, Server, chromium_path, serving
+from documents_support import payload, vocabulary_problems
 from playwright.sync_api import Browser, ConsoleMessage, Dialog, Page, sync_playwright
 from playwright.sync_api import Request as PlaywrightRequest
 from prometheus_client.parser import text_string_to_metric_families
 from support import wait_for
 
+from itertrack.adapters.documents.dashboard import BoardRow
 from itertrack.adapters.views.keeper import ReadModels
 from itertrack.domain import PerformanceTracker
 
@@ -164,7 +166,7 @@ def test_pages_render_with_charts_and_no_console_errors(
     """Every page renders, its charts draw (SVG from the vendored Vega), nothing is fetched from elsewhere and
     the console stays clean; every page has its JSON twin."""
     page = watched.page
-    board = server.get("/api/board").json()
+    board = payload(server.get("/api/board").text, "board")
     failed = board["failed"][0]["iteration_id"]
     done = board["completed"][0]["iteration_id"]
     for path, charts in [
@@ -181,8 +183,12 @@ def test_pages_render_with_charts_and_no_console_errors(
         assert page.locator("h1").count() == 1
     api = {p: server.get(p) for p in ("/api/agents", "/api/failures", f"/api/iterations/{failed}", "/healthz")}
     assert all(r.status_code == 200 for r in api.values())
-    assert api[f"/api/iterations/{failed}"].json()["iteration"]["error"] == board["failed"][0]["error"]
-    assert api["/api/failures"].json()["failed"] == 2
+    assert (
+        payload(api[f"/api/iterations/{failed}"].text, "iteration")["iteration"]["error"] == board["failed"][0]["error"]
+    )
+    assert payload(api["/api/failures"].text, "failures")["failed"] == 2
+    assert payload(api["/api/agents"].text, "agents")["agents"]
+    assert payload(api["/healthz"].text, "health")["ok"] is True
     assert watched.problems == []
     assert watched.outside == []
 
@@ -202,11 +208,13 @@ def test_replay_shows_the_state_as_of_an_event(
     assert "version 2 of 3" in (page.locator(".replay").text_content() or "")
     assert page.locator("#iteration-error").count() == 0
     second = tracker.history(iid)[1].timestamp.isoformat()
-    as_of = httpx.get(f"{server.url}/api/iterations/{iid}", params={"at": second}, timeout=10).json()
+    as_of = payload(
+        httpx.get(f"{server.url}/api/iterations/{iid}", params={"at": second}, timeout=10).text, "iteration"
+    )
     assert (as_of["version"], as_of["iteration"]["phase"], as_of["iteration"]["status"]) == (2, "analysis", "running")
     bad = httpx.get(f"{server.url}/api/iterations/{iid}", params={"at": "noon"}, timeout=10)
     assert bad.status_code == 400
-    assert bad.json()["error"].startswith("at=")
+    assert payload(bad.text, "error")["error"].startswith("at=")
 
 
 def test_a_running_iteration_without_changes_is_flagged_stale(browser: Browser, tmp_path: Path) -> None:
@@ -286,13 +294,14 @@ def test_filters_change_what_is_shown(watched: Watched, store: tuple[str, Perfor
     page.goto("/failures?agent=beta")
     assert page.locator(".failures tbody tr").count() == 2
     future = "2999-01-01T00:00:00Z"
-    board = server.get("/api/board", params={"since": future}).json()
+    board = payload(server.get("/api/board", params={"since": future}).text, "board")
     assert board["running"] == board["completed"] == board["failed"] == []
-    assert server.get("/api/agents", params={"until": "2000-01-01T00:00:00Z"}).json()["agents"] == []
-    assert [a["agent_id"] for a in server.get("/api/agents", params={"agent": "beta"}).json()["agents"]] == ["beta"]
+    assert payload(server.get("/api/agents", params={"until": "2000-01-01T00:00:00Z"}).text, "agents")["agents"] == []
+    beta = payload(server.get("/api/agents", params={"agent": "beta"}).text, "agents")
+    assert [a["agent_id"] for a in beta["agents"]] == ["beta"]
     bad = server.get("/api/board", params={"status": "sideways"})
     assert bad.status_code == 400
-    assert "status" in bad.json()["error"]
+    assert "status" in payload(bad.text, "error")["error"]
     page.goto("/?since=yesterday")
     assert "since" in (page.locator(".error-message").text_content() or "")
     assert [p for p in watched.problems if "400" not in p] == []
@@ -359,7 +368,9 @@ def _iterations_sent(server: Server, headers: dict[str, str], after: int, count:
             if line.startswith("id: "):
                 event_id = int(line[4:])
             elif line.startswith("data: {"):
-                sent.append((event_id, json.loads(line[6:])["iteration_id"]))
+                row = json.loads(line[6:])
+                assert vocabulary_problems(row) == []
+                sent.append((event_id, BoardRow.model_validate(row).model_dump(mode="json")["iteration_id"]))
                 if len(sent) == count:
                     break
     return sent
@@ -369,10 +380,14 @@ def test_last_event_id_resumes_after_that_position(store: tuple[str, Performance
     """A reconnect's Last-Event-ID wins over the page's ?after=: every iteration changed after that position is
     sent again (from the server's memory while it holds the range), in log order, ids being log positions."""
     tracker = store[1]
-    before = server.get("/healthz").json()["log_position"]
+    before = payload(server.get("/healthz").text, "health")["log_position"]
     written = [tracker.start_iteration("resume", n) for n in range(1, 4)]
-    wait_for(lambda: server.get("/healthz").json()["live_position"] > before + 2, 5, "the feed to see the writes")
-    latest = server.get("/healthz").json()["log_position"]
+    wait_for(
+        lambda: payload(server.get("/healthz").text, "health")["live_position"] > before + 2,
+        5,
+        "the feed to see the writes",
+    )
+    latest = payload(server.get("/healthz").text, "health")["log_position"]
     sent = _iterations_sent(server, {"Last-Event-ID": str(before)}, latest, 3)
     assert [iid for _, iid in sent] == [str(i) for i in written]
     assert [pos for pos, _ in sent] == sorted(pos for pos, _ in sent)

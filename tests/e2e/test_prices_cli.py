@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from documents_support import payload
+
 from itertrack.domain import PerformanceTracker
 
 ITERTRACK = str(Path(sys.executable).with_name("itertrack"))
@@ -31,17 +33,17 @@ def test_list_shows_the_shipped_table_its_version_and_multipliers() -> None:
 
 def test_list_json_is_a_table_a_user_can_load_back(tmp_path: Path) -> None:
     """`table` of `list --json`, saved as .json and named by ITERTRACK_PRICES, is the same table (same version)."""
-    shipped = json.loads(run("prices", "list", "--json").stdout)
+    shipped = payload(run("prices", "list", "--json").stdout, "prices.list")
     assert shipped["source"] == "shipped"
     path = tmp_path / "mine.json"
     path.write_text(json.dumps(shipped["table"]))
-    mine = json.loads(run("prices", "list", "--json", prices=path).stdout)
+    mine = payload(run("prices", "list", "--json", prices=path).stdout, "prices.list")
     assert (mine["source"], mine["version"]) == (str(path), shipped["version"])
 
 
 def test_a_bad_user_file_is_one_line_naming_the_row_and_field(tmp_path: Path) -> None:
     path = tmp_path / "bad.json"
-    table = json.loads(run("prices", "list", "--json").stdout)["table"]
+    table = payload(run("prices", "list", "--json").stdout, "prices.list")["table"]
     table["prices"][3]["cache_write_1h"] = "-2"
     path.write_text(json.dumps(table))
     for args in (("prices", "list"), ("prices", "check", "--store", f"sqlite:///{tmp_path / 'x.db'}")):
@@ -62,7 +64,7 @@ def test_check_on_the_demo_store_finds_every_model_priced(tmp_path: Path) -> Non
     result = run("prices", "check", "--store", store)
     assert result.returncode == 0, result.stderr
     assert "every model has a price" in result.stdout
-    as_json = json.loads(run("prices", "check", "--store", store, "--json").stdout)
+    as_json = payload(run("prices", "check", "--store", store, "--json").stdout, "prices.check")
     assert as_json["checked"]
     assert (as_json["unpriced"], as_json["source"]) == ([], "shipped")
 

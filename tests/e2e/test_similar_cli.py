@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 from uuid import UUID
 
 import pytest
+from documents_support import payload
 from embedding_support import Spec, run_iteration
 from fake_clock import FakeClock
 
@@ -39,7 +39,7 @@ def test_similar_prints_neighbours_as_json_and_table_and_errors_in_one_line(tmp_
 
     result = run("similar", str(a), "--limit", "2", "--json", "--store", store)
     assert result.returncode == 0, result.stderr
-    answer = json.loads(result.stdout)
+    answer = payload(result.stdout, "similar")
     assert answer["target"]["iteration_id"] == str(a)
     assert [UUID(n["iteration_id"]) for n in answer["neighbours"]] == [b, c]
     first = answer["neighbours"][0]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -10,6 +9,7 @@ from pathlib import Path
 from uuid import UUID, uuid4
 
 import pytest
+from documents_support import payload
 
 from itertrack.adapters.spool.sqlite_file import SQLiteSpool
 from itertrack.domain import IterationRecord
@@ -47,17 +47,17 @@ def itertrack(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def status(store: str) -> dict[str, object]:
-    result = json.loads(itertrack("spool", "status", "--store", store, "--json").stdout)
+    result = payload(itertrack("spool", "status", "--store", store, "--json").stdout, "spool.status")
     assert isinstance(result, dict)
     return result
 
 
 def test_retry_clears_the_stuck_mark_so_the_next_flush_tries_again(stuck_spool: tuple[str, Path]) -> None:
     store, _ = stuck_spool
-    first = status(store)["entries"][0]["id"]  # type: ignore[index]
+    first = status(store)["entries"][0]["change_id"]  # type: ignore[index]
     result = itertrack("spool", "retry", str(first), "--store", store, "--json")
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == {"retry": [first]}
+    assert payload(result.stdout, "spool.retry") == {"retried": [first]}
     after = status(store)
     assert (after["waiting"], after["stuck"]) == (2, 0)
 
@@ -65,10 +65,10 @@ def test_retry_clears_the_stuck_mark_so_the_next_flush_tries_again(stuck_spool: 
 def test_discard_drops_a_stuck_change_and_prints_all_it_held(stuck_spool: tuple[str, Path]) -> None:
     """Only the stuck change goes: the change after it was never held up by it and still waits."""
     store, path = stuck_spool
-    ids = [str(e["id"]) for e in status(store)["entries"]]  # type: ignore[attr-defined]
+    ids = [str(e["change_id"]) for e in status(store)["entries"]]  # type: ignore[attr-defined]
     result = itertrack("spool", "discard", ids[0], "--store", store, "--json")
     assert result.returncode == 0, result.stderr
-    (dropped,) = json.loads(result.stdout)["discarded"]
+    (dropped,) = payload(result.stdout, "spool.discard")["discarded"]
     assert dropped["iteration_id"] == str(ITERATION)
     assert dropped["stuck"] == "refused by the stored iteration: it is completed"
     assert dropped["deferred"]["change"]["kind"] == "save"
@@ -96,7 +96,7 @@ def test_only_stuck_changes_can_be_retried_or_discarded(
     """Naming a change that waits (or none) is one line naming the id, exit 2 (a bad argument), and nothing changes."""
     store, _ = stuck_spool
     before = status(store)
-    ids = [str(e["id"]) for e in before["entries"]]  # type: ignore[attr-defined]
+    ids = [str(e["change_id"]) for e in before["entries"]]  # type: ignore[attr-defined]
     change_id = ids[1] if named == "second" else named
     result = itertrack("spool", command, change_id, "--store", store)
     assert result.returncode == 2
@@ -132,7 +132,7 @@ def test_a_damaged_spool_is_quarantined_listed_by_status_and_recovered(tmp_path:
     path.write_bytes(b"not a database " * 400)
     result = itertrack("spool", "status", "--store", store, "--json")
     assert result.returncode == 4, result.stderr
-    shown = json.loads(result.stdout)
+    shown = payload(result.stdout, "spool.status")
     assert (shown["waiting"], shown["stuck"]) == (0, 0)
     [damaged] = shown["quarantined"]
     assert damaged["readable_rows"] == 0
@@ -154,7 +154,7 @@ def test_a_damaged_spool_is_quarantined_listed_by_status_and_recovered(tmp_path:
         spool.close()
     result = itertrack("spool", "recover", str(readable), "--store", store, "--json")
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == {"read": 1, "added": 1}
+    assert payload(result.stdout, "spool.recover") == {"read": 1, "added": 1}
     after = status(store)
     assert (after["waiting"], after["stuck"]) == (1, 0)
     assert [e["deferred"] for e in after["entries"]] == ["metrics x"]  # type: ignore[attr-defined]

@@ -6,7 +6,6 @@ those timestamps); the commands run as processes on the system clock.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -14,6 +13,7 @@ from pathlib import Path
 from uuid import UUID
 
 import pytest
+from documents_support import payload
 from fake_clock import FakeClock
 
 from itertrack.domain import PerformanceTracker, Status
@@ -38,9 +38,9 @@ class Hosts:
         self.seed += 1  # each tracker its own ids
         return PerformanceTracker(store=self.store, clock=FakeClock(start, seed=self.seed))
 
-    def running(self, hours_ago: float, number: int, phase: str = "backtest_execution") -> UUID:
+    def running(self, hours_ago: float, number: int, phase: str = "backtest_execution", agent: str = "agent-1") -> UUID:
         with self.tracker(hours_ago) as tracker:
-            iid = tracker.start_iteration("agent-1", number)
+            iid = tracker.start_iteration(agent, number)
             tracker.update_phase(iid, phase)
             return iid
 
@@ -69,11 +69,11 @@ def test_status_stale_lists_only_running_iterations_idle_that_long(hosts: Hosts)
 
     listed = run("status", "--stale", "2h", "--store", hosts.store, "--json")
     assert listed.returncode == 0, listed.stderr
-    assert [row["id"] for row in json.loads(listed.stdout)] == [str(old)]
+    assert [row["iteration_id"] for row in payload(listed.stdout, "status")["iterations"]] == [str(old)]
 
     wider = run("status", "--stale", "30m", "--store", hosts.store, "--json")
     assert wider.returncode == 0, wider.stderr
-    assert {row["id"] for row in json.loads(wider.stdout)} == {str(old), str(recent)}
+    assert {row["iteration_id"] for row in payload(wider.stdout, "status")["iterations"]} == {str(old), str(recent)}
 
     table = run("status", "--stale", "90m", "--store", hosts.store)
     assert table.returncode == 0, table.stderr
@@ -102,16 +102,16 @@ def test_abandon_stale_fails_idle_iterations_with_an_event_saying_who_and_since_
 
     result = run("abandon", "--stale", "2h", "--store", hosts.store, "--json")
     assert result.returncode == 0, result.stderr
-    output = json.loads(result.stdout)
+    output = payload(result.stdout, "abandon")
     expected_error = f"abandoned by itertrack abandon: no change since {since.isoformat()}"
-    assert [(row["id"], row["error"]) for row in output["abandoned"]] == [(str(old), expected_error)]
+    assert [(row["iteration_id"], row["error"]) for row in output["abandoned"]] == [(str(old), expected_error)]
     assert output["skipped"] == []
 
     assert hosts.state(old)["status"] is Status.FAILED
     assert hosts.state(old)["error"] == expected_error
     assert hosts.state(recent)["status"] is Status.RUNNING
     history = run("history", str(old), "--store", hosts.store, "--json")
-    last = json.loads(history.stdout)[-1]
+    last = payload(history.stdout, "history")["events"][-1]
     assert (last["event"], last["data"]["phase"], last["data"]["error"]) == ("PhaseChanged", "failed", expected_error)
 
     again = run("abandon", "--stale", "2h", "--store", hosts.store)
@@ -152,3 +152,28 @@ def test_abandon_needs_ids_or_stale_but_not_both(hosts: Hosts) -> None:
     assert "iteration ids" in neither.stderr
     assert "--stale='1h'" in both.stderr
     assert hosts.state(running)["status"] is Status.RUNNING
+
+
+def test_abandon_stale_takes_agent_since_and_until_like_status(hosts: Hosts) -> None:
+    """`abandon --stale` narrowed by --agent and by a start-time range ends only the iterations `status --stale`
+    lists with the same options; those options without --stale are a usage error naming the option."""
+    mine_old = hosts.running(5, 1, agent="agent-a")
+    mine = hosts.running(3, 2, agent="agent-a")
+    theirs = hosts.running(3, 3, agent="agent-b")
+    cut = (datetime.now(UTC) - timedelta(hours=4)).isoformat()
+    listed = run("status", "--stale", "2h", "--agent", "agent-a", "--since", cut, "--store", hosts.store, "--json")
+    assert [row["iteration_id"] for row in payload(listed.stdout, "status")["iterations"]] == [str(mine)]
+    result = run("abandon", "--stale", "2h", "--agent", "agent-a", "--since", cut, "--store", hosts.store, "--json")
+    assert result.returncode == 0, result.stderr
+    assert [row["iteration_id"] for row in payload(result.stdout, "abandon")["abandoned"]] == [str(mine)]
+    assert [hosts.state(i)["status"] for i in (mine_old, mine, theirs)] == [
+        Status.RUNNING,
+        Status.FAILED,
+        Status.RUNNING,
+    ]
+    until = run("abandon", "--stale", "2h", "--until", cut, "--store", hosts.store, "--json")
+    assert [row["iteration_id"] for row in payload(until.stdout, "abandon")["abandoned"]] == [str(mine_old)]
+    without = run("abandon", str(theirs), "--agent", "agent-b", "--store", hosts.store)
+    assert without.returncode == 2
+    assert "--agent='agent-b': selects among stale iterations: give it with --stale" in without.stderr
+    assert hosts.state(theirs)["status"] is Status.RUNNING

@@ -6,11 +6,12 @@ every catch-up batch fails (the issue's own case, an overflowing total, no longe
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+
+from documents_support import payload
 
 from itertrack.domain import PerformanceTracker
 
@@ -21,7 +22,7 @@ def verify(store: str, *args: str) -> tuple[int, dict[str, object]]:
     done = subprocess.run(
         [ITERTRACK, "verify", "--store", store, "--json", *args], capture_output=True, text=True, check=False
     )
-    return done.returncode, json.loads(done.stdout)
+    return done.returncode, payload(done.stdout, "verify")
 
 
 def test_views_that_cannot_advance_are_a_problem_naming_the_error_the_lag_and_since_when(tmp_path: Path) -> None:

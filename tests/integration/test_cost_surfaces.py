@@ -4,7 +4,6 @@ Dollars in the comments are computed by hand (USD per million tokens from projec
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from pathlib import Path
 from uuid import UUID
 
 import pytest
+from documents_support import payload
 from fake_clock import FakeClock
 
 from itertrack.adapters.views.keeper import ReadModels
@@ -107,12 +107,12 @@ def test_show_and_report_give_the_cost_in_dollars(sqlite_store: str, tmp_path: P
     iid = track_calls(sqlite_store)
     shown = run_cli("show", str(iid), "--store", sqlite_store, "--json")
     assert shown.returncode == 0, shown.stderr
-    cost = json.loads(shown.stdout)["cost"]
+    cost = payload(shown.stdout, "show")["cost"]
     assert Decimal(cost["total"]["usd"]) == Decimal("0.009")
     assert cost["unattributed_tokens"] == 7
     reported = run_cli("report", "--store", sqlite_store, "--json")
     assert reported.returncode == 0, reported.stderr
-    sections = json.loads(reported.stdout)["cost"]
+    sections = payload(reported.stdout, "report")["cost"]
     assert set(sections) == {"by_phase", "by_agent", "by_model", "by_iteration"}
     agent_line = sections["by_agent"]["lines"][0]
     assert agent_line["group"] == {"agent": "agent-1"}
@@ -128,7 +128,7 @@ def test_show_and_report_give_the_cost_in_dollars(sqlite_store: str, tmp_path: P
     )
     mine = run_cli("show", str(iid), "--store", sqlite_store, "--json", env={"ITERTRACK_PRICES": str(user_file)})
     assert mine.returncode == 0, mine.stderr
-    assert Decimal(json.loads(mine.stdout)["cost"]["total"]["usd"]) == Decimal("0.0222")
+    assert Decimal(payload(mine.stdout, "show")["cost"]["total"]["usd"]) == Decimal("0.0222")
 
 
 def test_an_unknown_grouping_is_a_typed_error(sqlite_store: str) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+from documents_support import payload
 from feed_support import CollectingConsumer, KeysConsumer, RowsConsumer, rows_of
 from support import TcpProxy, all_events, wait_for
 
@@ -64,7 +65,7 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 def status_of(store: str, name: str) -> dict[str, Any]:
     done = cli("consumers", "--json", "--store", store)
     assert done.returncode == 0, done.stderr
-    rows = {row["name"]: row for row in json.loads(done.stdout)}
+    rows = {row["name"]: row for row in payload(done.stdout, "consumers")["consumers"]}
     return rows[name]  # type: ignore[no-any-return]
 
 

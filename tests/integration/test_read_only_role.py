@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import uuid
@@ -12,6 +11,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 import pytest
+from documents_support import payload
 from psycopg import sql
 
 from itertrack.adapters.bootstrap import spooling_writer
@@ -71,7 +71,7 @@ def test_a_read_only_role_reads_the_views_and_cannot_write(
         [ITERTRACK, "status", "--store", reader, "--no-catch-up", "--json"], capture_output=True, text=True, check=False
     )
     assert status.returncode == 0, status.stderr
-    assert [row["id"] for row in json.loads(status.stdout)] == [str(iid)]
+    assert [row["iteration_id"] for row in payload(status.stdout, "status")["iterations"]] == [str(iid)]
     metrics = subprocess.run(
         [ITERTRACK, "metrics", "--store", reader, "--no-catch-up", "--json"],
         capture_output=True,
@@ -79,7 +79,7 @@ def test_a_read_only_role_reads_the_views_and_cannot_write(
         check=False,
     )
     assert metrics.returncode == 0, metrics.stderr
-    assert json.loads(metrics.stdout)[0]["total"] == 42
+    assert payload(metrics.stdout, "metrics")["metrics"][0]["total"] == 42
 
     with PerformanceTracker(store=reader) as read_only:
         with pytest.raises(StorePermissionError, match="permission denied"):  # the server's refusal, typed
@@ -141,8 +141,8 @@ def test_the_dashboard_serves_a_read_only_role(
     with serving(reader, tmp_path / "serve.log", "--no-catch-up") as server:
         for path in ("/", "/agents", "/failures", f"/iterations/{iid}", "/api/board", "/healthz"):
             assert server.get(path).status_code == 200, (path, server.get(path).text)
-        assert server.get("/api/failures").json()["groups"][0]["error"] == "boom"
-        position = server.get("/api/board").json()["position"]
+        assert payload(server.get("/api/failures").text, "failures")["groups"][0]["error"] == "boom"
+        position = payload(server.get("/api/board").text, "board")["position"]
         later = writer.start_iteration("agent-2", 1)  # the views (kept by no one here) do not hold it
         import httpx  # noqa: PLC0415
 
@@ -150,5 +150,5 @@ def test_the_dashboard_serves_a_read_only_role(
             for line in events.iter_lines():
                 if line.startswith("data:") and str(later) in line:
                     break
-        assert server.get("/healthz").json()["behind"] > 0
+        assert payload(server.get("/healthz").text, "health")["behind"] > 0
     assert "permission denied" not in (tmp_path / "serve.log").read_text()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from collections.abc import Callable
@@ -12,6 +11,7 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import pytest
+from documents_support import payload
 from fake_clock import FakeClock
 
 from itertrack.domain import InvalidInputError, PerformanceTracker, Status
@@ -116,13 +116,13 @@ def test_replay_command_answers_what_was_it_doing_and_what_had_it_cost(tmp_path:
     command = [str(Path(sys.executable).with_name("itertrack")), "replay", str(iid), "--store", store, "--json"]
     result = subprocess.run([*command, "--at", ms(2000).isoformat()], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
-    data = json.loads(result.stdout)
+    data = payload(result.stdout, "replay")
     assert data["as_of"]["version"] == 4
-    assert data["state"]["phase"] == "backtest_execution"
-    assert data["cost"] == {"tokens": 500, "time_ms": 0}
+    assert data["iteration"]["phase"] == "backtest_execution"
+    assert data["so_far"] == {"tokens": 500, "time_ms": 0}
     assert [e["version"] for e in data["events"]] == [1, 2, 3, 4]
     naive = subprocess.run([*command, "--at", "2026-01-02T03:04:05.350"], capture_output=True, text=True, check=False)
-    assert json.loads(naive.stdout)["as_of"]["version"] == 3  # no offset: UTC
+    assert payload(naive.stdout, "replay")["as_of"]["version"] == 3  # no offset: UTC
     bad = subprocess.run([*command, "--at", "teatime"], capture_output=True, text=True, check=False)
     assert bad.returncode == 2
     assert "at='teatime': is not an ISO-8601 timestamp" in bad.stderr

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 import subprocess
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from documents_support import payload
 
 from itertrack.adapters.demo.fakes import Scenario, SimulatedClock
 from itertrack.adapters.demo.run import run_demo
@@ -60,7 +60,7 @@ def test_report_json_equals_independent_statistics(seeded: tuple[str, Performanc
         [ITERTRACK, "report", "--store", store, "--json"], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
+    report = payload(result.stdout, "report")
 
     times: dict[str, list[float]] = defaultdict(list)
     tokens: dict[str, float] = defaultdict(float)
@@ -78,18 +78,17 @@ def test_report_json_equals_independent_statistics(seeded: tuple[str, Performanc
         total_tokens = sum(state.metrics.get(f"{p}_tokens", 0) for p in spent)
         agents[state.agent_id].append((state.iteration_number, sum(spent.values()), total_tokens, state.status.value))
 
-    assert report["schema_version"] == "itertrack.report/1"
     assert report["totals"]["iterations"] == len(ids)
     assert {p["phase"] for p in report["phases"]} == set(times)
     for p in report["phases"]:
         values = times[p["phase"]]
         p95 = statistics.quantiles(values, n=20, method="inclusive")[18] if len(values) > 1 else values[0]
         assert p["iterations"] == len(values)
-        assert close(p["time_ms"]["mean"], statistics.fmean(values)), p["phase"]
-        assert close(p["time_ms"]["p50"], statistics.median(values)), p["phase"]
-        assert close(p["time_ms"]["p95"], p95), p["phase"]
-        assert close(p["time_ms"]["max"], max(values)), p["phase"]
-        assert p["tokens_total"] == tokens[p["phase"]]
+        assert close(p["time_ms_mean"], statistics.fmean(values)), p["phase"]
+        assert close(p["time_ms_p50"], statistics.median(values)), p["phase"]
+        assert close(p["time_ms_p95"], p95), p["phase"]
+        assert close(p["time_ms_max"], max(values)), p["phase"]
+        assert p["tokens"] == tokens[p["phase"]]
         assert close(p["tokens_per_iteration"], tokens[p["phase"]] / len(values))
 
     assert {f["phase"]: f["count"] for f in report["failures"]} == {k: sum(v.values()) for k, v in failures.items()}
@@ -132,7 +131,7 @@ def test_report_filters_by_agent_and_start_time(seeded: tuple[str, PerformanceTr
             [ITERTRACK, "report", "--store", store, "--json", *args], capture_output=True, text=True, check=False
         )
         assert result.returncode == 0, result.stderr
-        data: dict[str, Any] = json.loads(result.stdout)
+        data: dict[str, Any] = payload(result.stdout, "report")
         return data
 
     assert report("--agent", "agent-2")["totals"]["iterations"] == sum(s.agent_id == "agent-2" for s in states)

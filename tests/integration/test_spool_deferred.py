@@ -3,12 +3,12 @@ and applied on the stored iteration once it answers."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
 from uuid import UUID
 
 import pytest
+from documents_support import payload
 from fake_clock import FakeClock
 from spool_support import (
     ITERTRACK,
@@ -150,7 +150,7 @@ def test_a_deferred_change_the_stored_iteration_refuses_is_set_aside_with_its_re
         [ITERTRACK, "spool", "status", "--store", pg_store, "--json"], capture_output=True, text=True, check=False
     )
     assert shown.returncode == 4, shown.stderr  # a change is stuck: a person is needed
-    entries = json.loads(shown.stdout)["entries"]
+    entries = payload(shown.stdout, "spool.status")["entries"]
     assert [(e["deferred"], e["versions"]) for e in entries] == [
         ("phase analysis", []),
         ("metrics analysis_tokens", []),

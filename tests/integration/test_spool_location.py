@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import stat
@@ -12,6 +11,7 @@ from pathlib import Path
 from uuid import uuid4
 
 import pytest
+from documents_support import payload
 from eventsourcing.persistence import StoredEvent
 
 from itertrack.adapters.settings import load_settings
@@ -35,7 +35,7 @@ def status(store: str, cwd: Path, state: Path) -> tuple[int, dict[str, object]]:
         cwd=cwd,
         env=env,
     )
-    return result.returncode, json.loads(result.stdout)
+    return result.returncode, payload(result.stdout, "spool.status")
 
 
 def test_spool_status_from_any_working_directory_sees_what_a_host_spooled(

@@ -3,13 +3,13 @@ spool and are forwarded in order, once."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from documents_support import payload
 from spool_support import (
     ITERTRACK,
     Open,
@@ -114,7 +114,7 @@ def test_spooled_changes_whose_versions_another_writer_took_are_applied_again(
         [ITERTRACK, "spool", "status", "--store", pg_store, "--json"], capture_output=True, text=True, check=False
     )
     assert shown.returncode == 0, shown.stderr
-    data = json.loads(shown.stdout)
+    data = payload(shown.stdout, "spool.status")
     assert (data["waiting"], data["stuck"]) == (0, 0)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import uuid
@@ -12,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from documents_support import payload
 from support import all_events, raw_sql
 
 from itertrack.adapters.demo.fakes import Scenario, SimulatedClock
@@ -124,11 +124,11 @@ def test_verify_command_applies_require_records_only_when_asked(
     command = [str(Path(sys.executable).with_name("itertrack")), "verify", "--store", store, "--json"]
     default = subprocess.run(command, capture_output=True, text=True, check=False)
     assert default.returncode == 0, default.stdout + default.stderr
-    assert json.loads(default.stdout)["require_records"] is False
-    assert json.loads(default.stdout)["problems"] == []
+    assert payload(default.stdout, "verify")["require_records"] is False
+    assert payload(default.stdout, "verify")["problems"] == []
     required = subprocess.run([*command, "--require-records"], capture_output=True, text=True, check=False)
     assert required.returncode == 1, required.stdout + required.stderr
-    report = json.loads(required.stdout)
+    report = payload(required.stdout, "verify")
     assert report["require_records"] is True
     assert report["problems"] == [
         {"check": "records", "iteration_id": str(iid), "detail": "completed without a record"}
@@ -238,7 +238,7 @@ def test_verify_command_exits_nonzero_with_the_list(
         run("DELETE FROM agent_iterations WHERE id = %s", (db_id(store, victim),))
     broken = subprocess.run([*command, "--json"], capture_output=True, text=True, check=False)
     assert broken.returncode == 1
-    report = json.loads(broken.stdout)
+    report = payload(broken.stdout, "verify")
     assert report["ok"] is False
     assert report["problems"] == [
         {"check": "records", "iteration_id": str(victim), "detail": "was saved but its record is missing"}

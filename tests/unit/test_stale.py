@@ -68,8 +68,8 @@ def test_abandon_stale_skips_iterations_that_moved_on_since_the_listing(
 
     abandoned, skipped = abandon_stale(tracker, listed, timedelta(hours=2))
 
-    assert [row["id"] for row in abandoned] == [str(idle)]
-    assert [row["id"] for row in skipped] == [str(finished), str(changed)]
+    assert [row["iteration_id"] for row in abandoned] == [str(idle)]
+    assert [row["iteration_id"] for row in skipped] == [str(finished), str(changed)]
     assert "finished since it was listed (completed)" in skipped[0]["reason"]
     assert "changed since it was listed" in skipped[1]["reason"]
     assert tracker.get_iteration(finished).status is Status.COMPLETED
@@ -90,5 +90,5 @@ def test_a_host_finishing_between_the_check_and_the_write_wins(
 
     abandoned, skipped = abandon_stale(tracker, listed[:1], timedelta(hours=2))
 
-    assert (abandoned, skipped) == ([], [{"id": str(raced), "reason": "finished by its host meanwhile"}])
+    assert (abandoned, skipped) == ([], [{"iteration_id": str(raced), "reason": "finished by its host meanwhile"}])
     assert real(raced).status is Status.COMPLETED
