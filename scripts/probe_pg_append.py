@@ -58,8 +58,10 @@ def fresh_schema(url: str) -> Iterator[str]:
 class OneRoundTripFloor:
     """The same row, inserted by one prepared autocommit INSERT (one round trip) into a table of the same shape."""
 
-    def __init__(self, url: str, schema: str) -> None:
+    def __init__(self, url: str, schema: str, *, async_commit: bool = False) -> None:
         self.conn = psycopg.connect(url, autocommit=True)
+        if async_commit:
+            self.conn.execute("SET synchronous_commit = off")
         table = sql.Identifier(schema, "floor_events")
         self.conn.execute(
             sql.SQL(
@@ -90,11 +92,27 @@ def median_ms(fn: Callable[[], object], repeat: int) -> float:
     return statistics.median(times) * 1000
 
 
-def change(url: str, rounds: int, repeat: int) -> dict[str, list[float]]:
-    """Per-round medians (ms) of a tracked change and of the floor, interleaved."""
+def _without_flush_waits(tracker: PerformanceTracker) -> None:
+    """`synchronous_commit = off` on every connection of the tracker's pool (adapters' internals, probe only)."""
+    from itertrack.adapters.bootstrap import store_of  # noqa: PLC0415  # only for --async-commit
+
+    pool = store_of(tracker).recorder.datastore.pool  # type: ignore[attr-defined]
+    held = [pool.getconn() for _ in range(pool.max_size)]
+    for conn in held:
+        conn.execute("SET synchronous_commit = off")
+    for conn in held:
+        pool.putconn(conn)
+
+
+def change(url: str, rounds: int, repeat: int, *, async_commit: bool = False) -> dict[str, list[float]]:
+    """Per-round medians (ms) of a tracked change and of the floor, interleaved. `async_commit`: both without
+    waiting for the WAL flush (`synchronous_commit = off`), to see round trips and CPU without the disk."""
     with fresh_schema(url) as schema:
-        floor = OneRoundTripFloor(url, schema)
-        with PerformanceTracker(store=f"{url}?schema={schema}", migrate=True) as tracker:
+        floor = OneRoundTripFloor(url, schema, async_commit=async_commit)
+        spool = "&spool=off" if async_commit else ""
+        with PerformanceTracker(store=f"{url}?schema={schema}{spool}", migrate=True) as tracker:
+            if async_commit:
+                _without_flush_waits(tracker)
             iid = tracker.start_iteration("probe", 1)
 
             def tracked() -> None:
@@ -168,14 +186,15 @@ def _summary(values: list[float]) -> str:
     return f"median {statistics.median(values):.3f} (min {min(values):.3f}, max {max(values):.3f}, n={len(values)})"
 
 
-def compare(base_python: str, runs: int, rounds: int, repeat: int, url: str) -> None:
+def compare(base_python: str, runs: int, rounds: int, repeat: int, url: str, *, async_commit: bool) -> None:
     """`change` with this interpreter and `base_python` alternately; medians of round medians and ratios."""
     got: dict[str, dict[str, list[float]]] = {"base": {"ours": [], "floor": []}, "new": {"ours": [], "floor": []}}
     ratios: dict[str, list[float]] = {"base": [], "new": []}
     for _ in range(runs):
         for name, python in (("base", base_python), ("new", sys.executable)):
             out = subprocess.run(
-                [python, __file__, "change", "--url", url, "--rounds", str(rounds), "--repeat", str(repeat)],
+                [python, __file__, "change", "--url", url, "--rounds", str(rounds), "--repeat", str(repeat)]
+                + (["--async-commit"] if async_commit else []),
                 check=True,
                 capture_output=True,
                 text=True,
@@ -201,15 +220,16 @@ def main() -> None:
     parser.add_argument("--changes", type=int, default=500)
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--base-python")
+    parser.add_argument("--async-commit", action="store_true", help="synchronous_commit = off on both sides")
     args = parser.parse_args()
     if args.what == "change":
-        print(json.dumps(change(args.url, args.rounds, args.repeat)))
+        print(json.dumps(change(args.url, args.rounds, args.repeat, async_commit=args.async_commit)))
     elif args.what == "writers":
         print(json.dumps(writers(args.url, args.changes, args.runs)))
     else:
         if not args.base_python:
             parser.error("compare needs --base-python")
-        compare(args.base_python, args.runs, args.rounds, args.repeat, args.url)
+        compare(args.base_python, args.runs, args.rounds, args.repeat, args.url, async_commit=args.async_commit)
 
 
 if __name__ == "__main__":

@@ -143,8 +143,8 @@ class PostgresRecorder(PostgresApplicationRecorder, IterationRecordStore):
         self.append = AppendFunction(
             self.datastore.schema, self.events_table_name, self.channel_name, self.datastore.originator_id_type
         )
-        self.sql_create_statements.append(self.append.create_statement)
-        self._call_bytes: bytes | None = None  # the call, rendered once
+        self.sql_create_statements.extend(self.append.create_statements)
+        self._call_bytes: dict[bool, bytes] = {}  # the call (True: its one-event form), rendered once
         self._lock_bytes: bytes | None = None  # BEGIN and the library's lock statements, rendered once
         # The connection whose transaction holds the events table's lock for this thread (inside `serialised`):
         # this thread's insert goes on it (any other would wait for that lock).
@@ -175,32 +175,41 @@ class PostgresRecorder(PostgresApplicationRecorder, IterationRecordStore):
         records = records_of(kwargs)
         if not stored_events and not records:
             return None
-        params = self.append.params(stored_events, records)
+        one = len(stored_events) == 1 and not records
+        params = self.append.one_params(stored_events[0]) if one else self.append.params(stored_events, records)
         holding = getattr(self._holding, "conn", None)
         if holding is not None:
             with _as_library_errors(holding) as conn:
-                return self._append_holding(conn, params, stored_events)
+                return self._append_holding(conn, one, params, stored_events)
         with self.datastore.get_connection() as conn:
             if _closed_by_peer(conn):
                 # Nothing sent yet: certainly not stored (the caller may retry once on a fresh connection).
                 conn.close()
                 raise psycopg.OperationalError("server closed the connection before the change was sent")
             try:
-                rows = self._call(conn, params)
+                rows = self._call(conn, one, params)
             except psycopg.Error as e:
                 if _may_have_committed(e):
                     raise CommitOutcomeUnknown(str(e)) from e
                 self._raise_if_not_migrated(e)
                 raise
+        return self._ids(one, rows, stored_events)
+
+    def _ids(self, one: bool, rows: list[tuple[Any, ...]], stored_events: Sequence[StoredEvent]) -> list[int] | None:
+        """The events' notification ids from the call's rows (None for a call without events)."""
+        if one:
+            return [rows[0][0]]
         return self.append.notification_ids(rows, stored_events) if stored_events else None
 
-    def _append_holding(self, conn: Any, params: list[Any], stored_events: Sequence[StoredEvent]) -> list[int] | None:
+    def _append_holding(
+        self, conn: Any, one: bool, params: list[Any], stored_events: Sequence[StoredEvent]
+    ) -> list[int] | None:
         """The append in the transaction `serialised` holds the lock in, then its COMMIT (two round trips: the
         contended path). A failure before the COMMIT was sent certainly stored nothing: it is rolled back."""
         if _closed_by_peer(conn):
             raise psycopg.OperationalError("server closed the connection before the change was sent")
         try:
-            rows = self._call(conn, params)
+            rows = self._call(conn, one, params)
         except BaseException as e:
             if conn.info.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
                 with suppress(psycopg.Error):
@@ -214,16 +223,19 @@ class PostgresRecorder(PostgresApplicationRecorder, IterationRecordStore):
             if _may_have_committed(e):
                 raise CommitOutcomeUnknown(str(e)) from e
             raise
-        return self.append.notification_ids(rows, stored_events) if stored_events else None
+        return self._ids(one, rows, stored_events)
 
-    def _call(self, conn: Any, params: list[Any]) -> list[tuple[Any, int, int]]:
-        """One call of the append function: Bind, Execute and Sync in one message once prepared."""
-        if self._call_bytes is None:
-            self._call_bytes = self.append.call_statement.as_bytes(conn)
+    def _call(self, conn: Any, one: bool, params: list[Any]) -> list[tuple[Any, ...]]:
+        """One call of the append function (`one`: its one-event form): Bind, Execute and Sync in one message once
+        prepared."""
+        statement = self._call_bytes.get(one)
+        if statement is None:
+            call = self.append.call_one_statement if one else self.append.call_statement
+            statement = self._call_bytes[one] = call.as_bytes(conn)
         cursor = conn.cursor(row_factory=tuple_row)
         try:
-            cursor.execute(self._call_bytes, params, prepare=True, binary=True)
-            return cast(list[tuple[Any, int, int]], cursor.fetchall())
+            cursor.execute(statement, params, prepare=True, binary=True)
+            return cast(list[tuple[Any, ...]], cursor.fetchall())
         except psycopg.Error as e:
             # The server adds where in the function it failed (CONTEXT: the statement's text): the message
             # stays what the statement alone gave, as when the statements were sent themselves.
@@ -358,10 +370,12 @@ class PostgresRecorder(PostgresApplicationRecorder, IterationRecordStore):
                 row = curs.fetchone()
                 if row is None or row["t"] is None:
                     missing.append(name)
-            curs.execute("SELECT to_regprocedure(%s) AS f", (f'"{self.datastore.schema}".{self.append.signature}',))
-            row = curs.fetchone()
-            if row is None or row["f"] is None:
-                missing.append(f"function {self.append.name}")
+            for signature in self.append.signatures:
+                curs.execute("SELECT to_regprocedure(%s) AS f", (f'"{self.datastore.schema}".{signature}',))
+                row = curs.fetchone()
+                if row is None or row["f"] is None:
+                    missing.append(f"function {self.append.name}")
+                    break
         return missing
 
     def select_record_ids(self) -> list[UUID]:

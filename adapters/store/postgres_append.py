@@ -5,14 +5,16 @@ inserts the saving step's `agent_iterations` rows (when given), takes the events
 `LOCK TABLE ... IN EXCLUSIVE MODE`: notification ids are then taken and committed one transaction at a time,
 so they follow commit order and no follower reading `id > position` passes over an id that commits later),
 sends the `NOTIFY` the library's subscriptions `LISTEN` for, inserts the events, and returns each event's
-notification id. On an autocommit connection the call is one implicit transaction: records and events
-commit together or not at all, and a taken (id, version) or record id aborts it with `23505`.
+notification id; its overload `(originator id, version, topic, state)` does the same for one event and no
+record (a tracked change), and returns that event's id. On an autocommit connection the call is one implicit
+transaction: records and events commit together or not at all, and a taken (id, version) or record id aborts
+it with `23505`.
 
 The library's own server-side function (`POSTGRES_ENABLE_DB_FUNCTIONS`) takes no lock: two writers' ids can
 commit out of order and a follower skips the earlier one for good (tests/integration/test_pg_append_order.py
 reproduces it). It also cannot write the saving step's record.
 
-`itertrack migrate` creates (or replaces) the function with the tables. A store migrated by an older release
+`itertrack migrate` creates (or replaces) both forms with the tables. A store migrated by an older release
 lacks it: opening a tracker on it raises `StoreNotMigratedError` naming the function, and so does a write
 that finds it missing (a tracker started offline): there is no second, slower write path to fall back on.
 """
@@ -59,6 +61,28 @@ BEGIN
 END
 $itertrack_append$"""
 
+# The common case, one event and no record, has a form of its own (an overload of the same name): scalar
+# parameters cost the client a fraction of what adapting four one-element arrays does (10 us against 60-80).
+_CREATE_ONE = """\
+CREATE OR REPLACE FUNCTION {schema}.{function}(
+    p_originator_id {id_type}, p_originator_version bigint, p_topic text, p_state bytea)
+RETURNS bigint
+LANGUAGE plpgsql
+AS $itertrack_append$
+DECLARE
+    r_notification_id bigint;
+BEGIN
+    LOCK TABLE {schema}.{events} IN EXCLUSIVE MODE;
+    NOTIFY {channel};
+    INSERT INTO {schema}.{events} (originator_id, originator_version, topic, state)
+    VALUES (p_originator_id, p_originator_version, p_topic, p_state)
+    RETURNING notification_id INTO r_notification_id;
+    RETURN r_notification_id;
+END
+$itertrack_append$"""
+
+_CALL_ONE = "SELECT {schema}.{function}(%b::{id_type}, %b::bigint, %b::text, %b::bytea)"
+
 _CALL = (
     "SELECT r_originator_id, r_originator_version, r_notification_id FROM {schema}.{function}("
     "%b::{id_type}[], %b::bigint[], %b::text[], %b::bytea[], %b::jsonb)"
@@ -93,10 +117,19 @@ class AppendFunction:
             "events": Identifier(events_table),
             "channel": Identifier(channel),
         }
-        self.create_statement: Composed = SQL(_CREATE).format(**parts)
+        self.create_statements: list[Composed] = [SQL(_CREATE).format(**parts), SQL(_CREATE_ONE).format(**parts)]
         self.call_statement: Composed = SQL(_CALL).format(**parts)
-        # What `to_regprocedure` finds when the function exists (its argument types name it).
-        self.signature = f"{self.name}({id_type}[], bigint[], text[], bytea[], jsonb)"
+        self.call_one_statement: Composed = SQL(_CALL_ONE).format(**parts)
+        # What `to_regprocedure` finds when the function exists (its argument types name each form).
+        self.signatures = (
+            f"{self.name}({id_type}[], bigint[], text[], bytea[], jsonb)",
+            f"{self.name}({id_type}, bigint, text, bytea)",
+        )
+
+    @staticmethod
+    def one_params(stored_event: StoredEvent) -> list[Any]:
+        """The parameters of the one-event form (`call_one_statement`), which returns the notification id."""
+        return [stored_event.originator_id, stored_event.originator_version, stored_event.topic, stored_event.state]
 
     @staticmethod
     def params(stored_events: Sequence[StoredEvent], records: Sequence[IterationRecord]) -> list[Any]:

@@ -63,9 +63,9 @@ def library_insert(conn: psycopg.Connection[Any], recorder: PostgresRecorder, ev
 
 def our_insert(conn: psycopg.Connection[Any], recorder: PostgresRecorder, event: StoredEvent) -> int:
     """One event through our append function, as the recorder calls it; its notification id."""
-    params = recorder.append.params([event], [])
-    rows = conn.execute(recorder.append.call_statement, params, prepare=True, binary=True).fetchall()
-    return int(rows[0][2])
+    params = recorder.append.one_params(event)
+    rows = conn.execute(recorder.append.call_one_statement, params, prepare=True, binary=True).fetchall()
+    return int(rows[0][0])
 
 
 def connect(postgres_url: str, *, autocommit: bool) -> psycopg.Connection[Any]:
@@ -156,9 +156,10 @@ def test_a_tracked_change_is_one_prepared_round_trip(pg_store: str, open_tracker
 
 
 def drop_append_function(postgres_url: str, recorder: PostgresRecorder) -> None:
-    """The store as an older release left it: its tables, without our append function."""
+    """The store as an older release left it: its tables, without our append function (either form)."""
     with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(f'DROP FUNCTION "{recorder.datastore.schema}".{recorder.append.signature}')
+        for signature in recorder.append.signatures:
+            conn.execute(f'DROP FUNCTION "{recorder.datastore.schema}".{signature}')
 
 
 def test_a_store_without_the_append_function_is_not_migrated_until_itertrack_migrate(
