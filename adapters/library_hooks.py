@@ -118,21 +118,22 @@ HOOKS: tuple[LibraryHook, ...] = (
         "sql_create_statements",
         ("read",),
         "store/postgres.py PostgresRecorder",
-        "the records table's CREATE is appended, so create_table() makes it with the events table",
+        "the records table's and our append function's CREATEs are appended: create_table() makes them with the"
+        " events table",
     ),
     LibraryHook(
         PostgresAggregateRecorder,
         "lock_table_statements",
         ("read",),
         "store/postgres.py PostgresRecorder",
-        "our one-query insert takes the library's table lock, so notification ids follow commit order",
+        "`serialised` holds the library's table lock (the one our append function takes) while a retry catches up",
     ),
     LibraryHook(
         PostgresApplicationRecorder,
         "channel_name",
         ("read",),
         "store/postgres.py PostgresRecorder",
-        "our one-query insert sends the NOTIFY the library's subscriptions LISTEN for",
+        "our append function (store/postgres_append.py) sends the NOTIFY the library's subscriptions LISTEN for",
     ),
     LibraryHook(
         ListenNotifySubscription,

@@ -8,7 +8,6 @@ import threading
 import zlib
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from typing import Any, cast
 from uuid import UUID
 
@@ -30,11 +29,12 @@ from eventsourcing.persistence import (
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore, PostgresFactory
 from psycopg import ClientCursor
 from psycopg.pq import TransactionStatus
+from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Composed, Identifier
-from psycopg.types.json import Jsonb
 
 from itertrack.adapters.library_hooks import postgres_connect_kwargs, postgres_pool, unretried_select_events
-from itertrack.adapters.store.record_rows import COLUMNS, JSON_COLUMNS, RECORDS_TABLE, records_of
+from itertrack.adapters.store.postgres_append import AppendFunction
+from itertrack.adapters.store.record_rows import COLUMNS, RECORDS_TABLE, records_of
 from itertrack.adapters.store.record_store import IterationRecordStore
 from itertrack.adapters.store.shared_pools import Lease, SharedPools
 from itertrack.adapters.store.unavailable import CommitOutcomeUnknown
@@ -42,7 +42,6 @@ from itertrack.adapters.views.lock import AdvisoryProjectionLock, ProjectionLock
 from itertrack.adapters.views.postgres import TRACKING_TABLE, PostgresViewTables
 from itertrack.adapters.views.sql import VIEW_TABLES
 from itertrack.domain.model.errors import StoreNotMigratedError
-from itertrack.domain.model.records import IterationRecord
 
 log = logging.getLogger("itertrack")
 
@@ -116,16 +115,6 @@ def _may_have_committed(error: psycopg.Error) -> bool:
     return sqlstate is None or sqlstate.startswith(("08", "57P"))
 
 
-@dataclass(frozen=True)
-class RenderedStatements:
-    """The SQL of an insert transaction, as bytes ready to send."""
-
-    record: bytes
-    lock: list[bytes]
-    notify: bytes
-    insert: bytes
-
-
 class PostgresRecorder(PostgresApplicationRecorder, IterationRecordStore):
     """Writes the iteration record inside the same transaction as the events that mark it saved."""
 
@@ -146,31 +135,22 @@ class PostgresRecorder(PostgresApplicationRecorder, IterationRecordStore):
             ).format(schema=schema, table=table)
         )
         columns = SQL(", ").join(Identifier(c) for c in COLUMNS)
-        self.insert_record_statement = SQL("INSERT INTO {schema}.{table} ({columns}) VALUES ({values})").format(
-            schema=schema, table=table, columns=columns, values=SQL(", ").join(SQL("%s") for _ in COLUMNS)
-        )
         self.select_record_statement = SQL("SELECT {columns} FROM {schema}.{table} WHERE id = %s").format(
             schema=schema, table=table, columns=columns
         )
         self.select_record_ids_statement = SQL("SELECT id FROM {schema}.{table}").format(schema=schema, table=table)
-        self._rendered_statements: RenderedStatements | None = None
+        # Our append function (postgres_append.py), created with the tables by `create_table()` (`migrate`).
+        self.append = AppendFunction(
+            self.datastore.schema, self.events_table_name, self.channel_name, self.datastore.originator_id_type
+        )
+        self.sql_create_statements.extend(self.append.create_statements)
+        self._call_bytes: dict[bool, bytes] = {}  # the call (True: its one-event form), rendered once
+        self._lock_bytes: bytes | None = None  # BEGIN and the library's lock statements, rendered once
         # The connection whose transaction holds the events table's lock for this thread (inside `serialised`):
         # this thread's insert goes on it (any other would wait for that lock).
         self._holding = threading.local()
         # One lock key per schema, so migrations of different schemas do not wait on each other.
         self.migrate_lock_key = zlib.crc32(f"itertrack-migrate:{self.datastore.schema}".encode())
-
-    @staticmethod
-    def _record_params(record: IterationRecord) -> list[Any]:
-        return [
-            record.id,
-            record.agent_id,
-            record.iteration_number,
-            *(None if getattr(record, col) is None else Jsonb(getattr(record, col)) for col in JSON_COLUMNS),
-            record.manual_guidance,
-            record.iteration_status,
-            record.created_at,
-        ]
 
     def select_events(self, originator_id: Any, **kwargs: Any) -> Any:
         """The library's select without its retry loop (10 x 0.2 s and a connect timeout each): an
@@ -182,86 +162,105 @@ class PostgresRecorder(PostgresApplicationRecorder, IterationRecordStore):
 
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
         """Insert the records (one change's, `iteration_record=`, or a group's, `iteration_records=`) and the
-        events in one transaction, sent as one query; the events' notification ids in stored-event order.
+        events in one transaction; the events' notification ids in stored-event order (None without events).
 
-        eventsourcing 9.5.6 sends the statements through psycopg's pipeline (about a dozen client-side
-        waits per insert, twice the cost of the row itself here) and catches exceptions inside its
-        transaction block, re-raising them after the commit, so a non-database error after the record
-        insert committed the record alone. Here the whole transaction (BEGIN, record, the library's
-        lock and notify, the events, COMMIT) is one multi-statement query with client-side binding:
-        one round trip, and a failed statement aborts the transaction, which is then rolled back.
+        One call of our append function (postgres_append.py), prepared and with binary parameters, on an
+        autocommit connection: one round trip once the connection has prepared it (its first call on a
+        connection costs one more). The function takes the library's table lock, so notification ids
+        follow commit order. Inside `serialised` the call runs in the transaction holding the lock, which a
+        COMMIT then ends. Raises the library's `IntegrityError` for a taken (id, version) or record id,
+        `CommitOutcomeUnknown` when the connection failed once the commit may have run, and
+        `StoreNotMigratedError` when the store lacks the function (migrated by an older release).
         """
+        records = records_of(kwargs)
+        if not stored_events and not records:
+            return None
+        one = len(stored_events) == 1 and not records
+        params = self.append.one_params(stored_events[0]) if one else self.append.params(stored_events, records)
         holding = getattr(self._holding, "conn", None)
-        with self.datastore.get_connection() if holding is None else _as_library_errors(holding) as conn:
-            statements, params = self._transaction(conn, stored_events, records_of(kwargs))
+        if holding is not None:
+            with _as_library_errors(holding) as conn:
+                return self._append_holding(conn, one, params, stored_events)
+        with self.datastore.get_connection() as conn:
             if _closed_by_peer(conn):
                 # Nothing sent yet: certainly not stored (the caller may retry once on a fresh connection).
                 conn.close()
                 raise psycopg.OperationalError("server closed the connection before the change was sent")
-            cursor = ClientCursor(conn)
             try:
-                cursor.execute(b"; ".join(statements), params)
-                return self._returned_ids(cursor, stored_events) if stored_events else None
+                rows = self._call(conn, one, params)
             except psycopg.Error as e:
                 if _may_have_committed(e):
                     raise CommitOutcomeUnknown(str(e)) from e
-                if conn.info.transaction_status != TransactionStatus.IDLE:
-                    conn.execute("ROLLBACK")
+                self._raise_if_not_migrated(e)
                 raise
-            except BaseException:
-                if conn.info.transaction_status != TransactionStatus.IDLE:
-                    conn.execute("ROLLBACK")
-                raise
-            finally:
-                cursor.close()
+        return self._ids(one, rows, stored_events)
 
-    def _transaction(
-        self, conn: Any, stored_events: Sequence[StoredEvent], records: Sequence[IterationRecord]
-    ) -> tuple[list[bytes], list[Any]]:
-        """The statements and parameters of one insert transaction."""
-        rendered = self._rendered(conn)
-        statements: list[bytes] = [b"BEGIN"]
-        params: list[Any] = []
-        for record in records:
-            statements.append(rendered.record)
-            params += self._record_params(record)
-        if stored_events:
-            statements += self._append_events(rendered, len(stored_events))
-            for s in stored_events:
-                params += [s.originator_id, s.originator_version, s.topic, s.state]
-        statements.append(b"COMMIT")
-        return statements, params
+    def _ids(self, one: bool, rows: list[tuple[Any, ...]], stored_events: Sequence[StoredEvent]) -> list[int] | None:
+        """The events' notification ids from the call's rows (None for a call without events)."""
+        if one:
+            return [rows[0][0]]
+        return self.append.notification_ids(rows, stored_events) if stored_events else None
 
-    def _append_events(self, rendered: RenderedStatements, count: int) -> list[bytes]:
-        """Lock the table (so notification ids follow commit order), notify followers, insert the events."""
-        values = b", ".join([b"(%s, %s, %s, %s)"] * count)
-        returning = b" RETURNING notification_id, originator_id, originator_version"
-        return [*rendered.lock, rendered.notify, rendered.insert + values + returning]
+    def _append_holding(
+        self, conn: Any, one: bool, params: list[Any], stored_events: Sequence[StoredEvent]
+    ) -> list[int] | None:
+        """The append in the transaction `serialised` holds the lock in, then its COMMIT (two round trips: the
+        contended path). A failure before the COMMIT was sent certainly stored nothing: it is rolled back."""
+        if _closed_by_peer(conn):
+            raise psycopg.OperationalError("server closed the connection before the change was sent")
+        try:
+            rows = self._call(conn, one, params)
+        except BaseException as e:
+            if conn.info.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
+                with suppress(psycopg.Error):
+                    conn.execute(b"ROLLBACK")
+            if isinstance(e, psycopg.Error):
+                self._raise_if_not_migrated(e)
+            raise
+        try:
+            conn.execute(b"COMMIT")
+        except psycopg.Error as e:
+            if _may_have_committed(e):
+                raise CommitOutcomeUnknown(str(e)) from e
+            raise
+        return self._ids(one, rows, stored_events)
 
-    @staticmethod
-    def _returned_ids(cursor: Any, stored_events: Sequence[StoredEvent]) -> list[int]:
-        """The notification ids of the events insert (the one statement of the query that returns rows), in
-        stored-event order (RETURNING's row order is not promised), so a group's caller can find its own."""
-        while True:
-            if cursor.description is not None:
-                ids = {(str(row["originator_id"]), row["originator_version"]): row["notification_id"] for row in cursor}
-                return [ids[(str(s.originator_id), s.originator_version)] for s in stored_events]
-            if not cursor.nextset():
-                msg = "the events insert returned no notification ids"
-                raise ProgrammingError(msg)
+    def _call(self, conn: Any, one: bool, params: list[Any]) -> list[tuple[Any, ...]]:
+        """One call of the append function (`one`: its one-event form): Bind, Execute and Sync in one message once
+        prepared."""
+        statement = self._call_bytes.get(one)
+        if statement is None:
+            call = self.append.call_one_statement if one else self.append.call_statement
+            statement = self._call_bytes[one] = call.as_bytes(conn)
+        cursor = conn.cursor(row_factory=tuple_row)
+        try:
+            cursor.execute(statement, params, prepare=True, binary=True)
+            return cast(list[tuple[Any, ...]], cursor.fetchall())
+        except psycopg.Error as e:
+            # The server adds where in the function it failed (CONTEXT: the statement's text): the message
+            # stays what the statement alone gave, as when the statements were sent themselves.
+            text = str(e)
+            if "\nCONTEXT:" in text:
+                e.args = (text.split("\nCONTEXT:", 1)[0], *e.args[1:])
+            raise
+        finally:
+            cursor.close()
 
-    def _rendered(self, conn: Any) -> RenderedStatements:
-        """Statements composed once (with the connection's quoting) instead of per insert."""
-        if self._rendered_statements is None:
-            schema, table = Identifier(self.datastore.schema), Identifier(self.events_table_name)
-            insert = SQL("INSERT INTO {0}.{1} (originator_id, originator_version, topic, state) VALUES ")
-            self._rendered_statements = RenderedStatements(
-                record=self.insert_record_statement.as_bytes(conn),
-                lock=[cast(Composed, s).as_bytes(conn) for s in self.lock_table_statements],
-                notify=SQL("NOTIFY {0}").format(Identifier(self.channel_name)).as_bytes(conn),
-                insert=insert.format(schema, table).as_bytes(conn),
+    def _raise_if_not_migrated(self, error: psycopg.Error) -> None:
+        """`StoreNotMigratedError` when `error` says the append function does not exist."""
+        if isinstance(error, psycopg.errors.UndefinedFunction) and self.append.name in str(error):
+            raise StoreNotMigratedError(
+                f"the store has no function {self.datastore.schema}.{self.append.name} (it was migrated by an "
+                "older release): run `itertrack migrate`"
+            ) from error
+
+    def _lock_statement(self, conn: Any) -> bytes:
+        """BEGIN and the library's lock statements, composed once (with the connection's quoting)."""
+        if self._lock_bytes is None:
+            self._lock_bytes = b"; ".join(
+                [b"BEGIN", *(cast(Composed, s).as_bytes(conn) for s in self.lock_table_statements)]
             )
-        return self._rendered_statements
+        return self._lock_bytes
 
     def closed_by_server(self, error: BaseException) -> bool:
         cause: BaseException | None = error
@@ -301,7 +300,7 @@ class PostgresRecorder(PostgresApplicationRecorder, IterationRecordStore):
         with self.datastore.get_connection() as conn:
             cursor = ClientCursor(conn)
             try:
-                cursor.execute(b"; ".join([b"BEGIN", *self._rendered(conn).lock]))
+                cursor.execute(self._lock_statement(conn))
             finally:
                 cursor.close()
             self._holding.conn = conn
@@ -362,7 +361,7 @@ class PostgresRecorder(PostgresApplicationRecorder, IterationRecordStore):
             conn.close()
 
     def missing_tables(self) -> list[str]:
-        """Tables of this store that do not exist yet."""
+        """Tables of this store that do not exist yet, and its append function (`function NAME`) if missing."""
         wanted = [self.events_table_name, RECORDS_TABLE, TRACKING_TABLE, *VIEW_TABLES]
         with self.datastore.transaction(commit=False) as curs:
             missing = []
@@ -371,6 +370,12 @@ class PostgresRecorder(PostgresApplicationRecorder, IterationRecordStore):
                 row = curs.fetchone()
                 if row is None or row["t"] is None:
                     missing.append(name)
+            for signature in self.append.signatures:
+                curs.execute("SELECT to_regprocedure(%s) AS f", (f'"{self.datastore.schema}".{signature}',))
+                row = curs.fetchone()
+                if row is None or row["f"] is None:
+                    missing.append(f"function {self.append.name}")
+                    break
         return missing
 
     def select_record_ids(self) -> list[UUID]:

@@ -9,8 +9,10 @@ import psycopg
 import pytest
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 from fake_clock import FakeClock
+from psycopg import sql
 from pydantic import JsonValue
 
+from itertrack.adapters.bootstrap import store_of
 from itertrack.adapters.store.postgres import PostgresRecorder
 from itertrack.adapters.store.url import parse_store_url
 from itertrack.domain import Iteration, LLMUsage, PerformanceTracker, Status
@@ -181,6 +183,27 @@ def _count_record_rows(store: str) -> int:
         return int(row[0])
 
 
+def fail_events_after_the_record(tracker: PerformanceTracker) -> None:
+    """A trigger on the tracker's PostgreSQL events table divides by zero when the iteration's record exists."""
+    recorder = store_of(tracker).recorder
+    assert isinstance(recorder, PostgresRecorder)
+    schema = recorder.datastore.schema
+    with recorder.datastore.get_connection() as conn:
+        conn.execute(
+            sql.SQL(
+                "CREATE FUNCTION {schema}.fail_after_record() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                "IF EXISTS (SELECT 1 FROM {schema}.agent_iterations WHERE id = NEW.originator_id) THEN "
+                "PERFORM 1 / 0; END IF; RETURN NEW; END $$"
+            ).format(schema=sql.Identifier(schema))
+        )
+        conn.execute(
+            sql.SQL(
+                "CREATE TRIGGER fail_after_record BEFORE INSERT ON {events} "
+                "FOR EACH ROW EXECUTE FUNCTION {schema}.fail_after_record()"
+            ).format(events=sql.Identifier(schema, recorder.events_table_name), schema=sql.Identifier(schema))
+        )
+
+
 def test_failure_inside_the_saving_transaction_leaves_neither_row_nor_event(
     durable_store: str, open_tracker: Open, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -200,21 +223,13 @@ def test_failure_inside_the_saving_transaction_leaves_neither_row_nor_event(
         "_insert_events",
         fail_when_saving(SQLiteApplicationRecorder._insert_events),  # noqa: SLF001  # fault injection after the record row
     )
-    # On PostgreSQL the transaction is one query: a statement that fails right after the record insert.
-    original_transaction = PostgresRecorder._transaction  # noqa: SLF001  # fault injection: the one-query transaction is private
-
-    def fail_after_record(
-        self: PostgresRecorder, conn: object, stored_events: object, records: list[object]
-    ) -> tuple[list[bytes], list[object]]:
-        statements, params = original_transaction(self, conn, stored_events, records)  # type: ignore[arg-type]
-        if records:
-            statements.insert(2, b"SELECT 1 / 0")  # BEGIN, the record insert, then this
-        return statements, params
-
-    monkeypatch.setattr(PostgresRecorder, "_transaction", fail_after_record)
     is_pg = durable_store.startswith("postgresql")
     clock = FakeClock()
     tracker = open_tracker(durable_store, clock=clock)
+    if is_pg:
+        # On PostgreSQL the append is one server-side function: the events insert fails inside it, after its
+        # record insert, for the events of an iteration whose record that transaction holds.
+        fail_events_after_the_record(tracker)
     chosen = clock.new_id()
     with pytest.raises(Exception, match="division by zero" if is_pg else "disk full"):
         service(tracker, clock).run_iteration("agent-1", 1, iteration_id=chosen)

@@ -1,10 +1,11 @@
 """A commit whose acknowledgement is lost: the network dies right after the COMMIT was sent (issue 11, item 4).
 
-The proxy lets the insert's one query (it ends with the COMMIT) reach PostgreSQL, discards the reply and
-cuts the network at that moment; the server commits. Without a spool the call raises `OutcomeUnknownError`
-(the change landed although the call failed); a retry with the same `change_id=` is a no-op, so the stored
-totals count the change once. With a spool the call returns and the forwarder recognises the landed rows.
-A call that failed before anything was sent raises plain `StoreUnavailableError`: it certainly did not land.
+The proxy lets the append's one message (the call of the append function: one transaction) reach PostgreSQL,
+discards the reply and cuts the network at that moment; the server commits. Without a spool the call raises
+`OutcomeUnknownError` (the change landed although the call failed); a retry with the same `change_id=` is a
+no-op, so the stored totals count the change once. With a spool the call returns and the forwarder recognises
+the landed rows. A call that failed before anything was sent raises plain `StoreUnavailableError`: it certainly
+did not land.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from itertrack.domain import (
     StoreUnavailableError,
 )
 
-# In the events insert only: its one query (BEGIN ... INSERT ... RETURNING notification_id; COMMIT).
-INSERT = b"RETURNING notification_id"
+# In the append only: the call of the append function is prepared, so the message that runs it (Bind) carries
+# no SQL text, only the parameters; every event's topic names the iteration's class, and no read binds one.
+INSERT = b"itertrack.domain.model.iteration:Iteration."
 
 
 def retry_until_answered(call: Callable[[], object]) -> object:
