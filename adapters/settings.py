@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     group_commit_changes: int = Field(default=256, ge=1, le=100_000)
     group_commit_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=1024**3)
 
+    # Followers of the log (`project --follow`, `consume`, the in-process read models) after a store outage:
+    # the first wait before trying again, and the longest, in seconds (the waits double between, jittered).
+    follow_retry_first: float = Field(default=0.5, ge=0.01, le=3600)
+    follow_retry_max: float = Field(default=30.0, ge=0.01, le=86400)
+
     # `itertrack serve`: the token every request to the dashboard must carry (required when it is bound to an
     # address other than loopback); `--token` wins.
     serve_token: str | None = None

@@ -26,6 +26,7 @@ from typing import Generic, TypeVar
 import psycopg
 from eventsourcing.persistence import InterfaceError, OperationalError
 
+from itertrack.adapters.settings import load_settings
 from itertrack.adapters.store.postgres_failures import Failure, failure_of, server_reason
 from itertrack.adapters.store.sqlite_failures import sqlite_error, sqlite_failure
 from itertrack.adapters.store.unavailable import CANNOT_WAIT, store_unavailable_as_typed_error
@@ -121,7 +122,8 @@ class Follower(Generic[RunnerT]):
     failure (`itertrack project` takes its projection lock again there, in case it went with its
     connection); `on_change(runner, error)` is told of each runner that starts (error None) and of each
     failure (runner None). `name` begins the log lines; `shown` names the store in typed errors.
-    Delays are in seconds.
+    Delays are in seconds: `first_delay` and `max_delay` default to the settings `ITERTRACK_FOLLOW_RETRY_FIRST`
+    (0.5) and `ITERTRACK_FOLLOW_RETRY_MAX` (30); `StoreConfigError` when one is malformed.
     """
 
     def __init__(
@@ -133,8 +135,8 @@ class Follower(Generic[RunnerT]):
         log: logging.Logger | None = None,
         before_restart: Callable[[], None] | None = None,
         on_change: Callable[[RunnerT | None, Exception | None], None] | None = None,
-        first_delay: float = FIRST_DELAY_S,
-        max_delay: float = MAX_DELAY_S,
+        first_delay: float | None = None,
+        max_delay: float | None = None,
     ) -> None:
         self._start = start
         self.name = name
@@ -142,7 +144,11 @@ class Follower(Generic[RunnerT]):
         self.log = log or logging.getLogger("itertrack")
         self._before_restart = before_restart
         self._on_change = on_change
-        self.first_delay, self.max_delay = first_delay, max_delay
+        if first_delay is None or max_delay is None:
+            settings = load_settings()
+            first_delay = settings.follow_retry_first if first_delay is None else first_delay
+            max_delay = settings.follow_retry_max if max_delay is None else max_delay
+        self.first_delay, self.max_delay = first_delay, max(first_delay, max_delay)
         self._stopping = threading.Event()
         self._runner: RunnerT | None = None
         self._down_since: float | None = None  # monotonic time the current outage began

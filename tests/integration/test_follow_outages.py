@@ -242,18 +242,18 @@ def test_a_dropped_view_table_stops_follow_with_one_clear_line(
 def test_sigterm_during_the_back_off_stops_follow_at_once(
     pg_store: str, open_tracker: Open, followers: Callable[..., FollowProcess], proxy: TcpProxy
 ) -> None:
-    """While PostgreSQL is cut off and the follower waits (seconds by then) to try again, SIGTERM stops it within
-    a second."""
+    """While PostgreSQL is cut off and the follower waits to try again, SIGTERM stops it at once, not after the
+    wait: its back-off is set to 120 s here (with equal jitter the first wait is at least 60 s), so a follower that
+    sat out its wait before stopping could not end within the 30 s the test allows, however busy the machine."""
     tracker = open_tracker(pg_store)
-    follower = followers(through(proxy, pg_store))
+    slow_retries = {"ITERTRACK_FOLLOW_RETRY_FIRST": "120", "ITERTRACK_FOLLOW_RETRY_MAX": "120"}
+    follower = followers(through(proxy, pg_store), slow_retries)
     wait_for(caught_up(tracker), 60, "the follower's first catch-up")
     proxy.cut()
     wait_for(lambda: follower.said("lost the store") == 1, 60, "the follower to notice the cut")
     time.sleep(CUT_S)  # the outage's length (the scenario): by now the follower waits seconds between attempts
     assert follower.proc.poll() is None, follower.err
-    sent = time.monotonic()
     follower.proc.send_signal(signal.SIGTERM)
     assert follower.finish(timeout=30) == 0, follower.err
-    assert time.monotonic() - sent < 1.0
     assert "stopped" in follower.out
     assert not any("Traceback" in line for line in follower.err), follower.err
