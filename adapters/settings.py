@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     group_commit_changes: int = Field(default=256, ge=1, le=100_000)
     group_commit_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=1024**3)
 
+    # Audit replay (domain/service/replay_cache.py): the most entries (decoded events plus remembered states,
+    # about 2-3 KiB each) kept in this process so that states as of a version or an instant are not decoded
+    # again; 0 keeps none (every such read decodes the events it needs, as before the cache).
+    replay_cache_entries: int = Field(default=10_000, ge=0, le=10_000_000)
+
     # `itertrack serve`: the token every request to the dashboard must carry (required when it is bound to an
     # address other than loopback); `--token` wins.
     serve_token: str | None = None
@@ -108,6 +113,8 @@ def _expected(field: str) -> str:
         if field.endswith("_bytes")
         else "changes"
         if field.endswith("_changes")
+        else "entries"
+        if field.endswith("_entries")
         else "seconds"
     )
     return f"must be a whole number of {unit} from {low} to {high}"
