@@ -62,17 +62,26 @@ class Prefix:
         """Append the events that continue this prefix (versions tip+1, tip+2, ...); those already held are
         skipped (another thread read them first). False, and nothing changed, when they do not continue it
         (a gap: the store's versions are not 1..n)."""
+        if not newer:
+            return True
         with self._lock:
-            skip = next((i for i, e in enumerate(newer) if e.originator_version > self.tip), len(newer))
-            fresh = newer[skip:]
-            if any(e.originator_version != self.tip + 1 + i for i, e in enumerate(fresh)):
+            tip = len(self.events)
+            # The store returns versions ascending and unique (its key), so its first and last say it all.
+            first = newer[0].originator_version
+            fresh = newer[tip + 1 - first :] if first <= tip else newer
+            if not fresh:
+                return True
+            if fresh[0].originator_version != tip + 1 or fresh[-1].originator_version != tip + len(fresh):
                 return False
+            highest = self.highest
+            top = highest[-1] if highest else fresh[0].timestamp
             for event in fresh:
                 stamp = event.timestamp
-                self.highest.append(stamp if not self.highest or stamp > self.highest[-1] else self.highest[-1])
-                self.events.append(event)
-            if fresh:
-                self.finished = isinstance(fresh[-1], Iteration.PhaseChanged) and fresh[-1].phase in TERMINAL_PHASES
+                top = max(top, stamp)
+                highest.append(top)
+            self.events.extend(fresh)
+            last = fresh[-1]
+            self.finished = isinstance(last, Iteration.PhaseChanged) and last.phase in TERMINAL_PHASES
             return True
 
     def version_at(self, at: datetime) -> int:
