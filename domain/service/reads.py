@@ -101,7 +101,7 @@ class IterationReads:
         """A prefix that decides the version as of `at`: the held one when it holds an event after `at` (or
         ends the iteration), else the held one with what the store has after it (None: a gap, see `_read`)."""
         prefix = self.replays.get(iid)
-        if prefix is not None and (prefix.finished or prefix.highest[-1] > at):
+        if prefix is not None and (prefix.finished or prefix.latest() > at):
             return prefix
         return self._read(iid, prefix)
 

@@ -42,7 +42,8 @@ class Prefix:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.events: list[Iteration.Event] = []
-        # highest[i] = the latest timestamp among events 1..i+1 (non-decreasing, so bisectable).
+        # highest[i] = the latest timestamp among events 1..i+1 (non-decreasing, so bisectable); filled when
+        # an instant is asked for.
         self.highest: list[datetime] = []
         self._states: dict[int, IterationState] = {}
         # Whether the last event ends the iteration (then no event can follow it).
@@ -73,12 +74,6 @@ class Prefix:
                 return True
             if fresh[0].originator_version != tip + 1 or fresh[-1].originator_version != tip + len(fresh):
                 return False
-            highest = self.highest
-            top = highest[-1] if highest else fresh[0].timestamp
-            for event in fresh:
-                stamp = event.timestamp
-                top = max(top, stamp)
-                highest.append(top)
             self.events.extend(fresh)
             last = fresh[-1]
             self.finished = isinstance(last, Iteration.PhaseChanged) and last.phase in TERMINAL_PHASES
@@ -87,7 +82,22 @@ class Prefix:
     def version_at(self, at: datetime) -> int:
         """How many held events have no earlier event after `at`: the version as of `at`, when an event after
         `at` is held (otherwise newer events may change the answer). 0 when `at` is before the first event."""
-        return bisect_right(self.highest, at)
+        return bisect_right(self._highest(), at)
+
+    def latest(self) -> datetime:
+        """The latest timestamp held (the prefix must not be empty)."""
+        return self._highest()[-1]
+
+    def _highest(self) -> list[datetime]:
+        """The running maximum of the held timestamps, brought up to the tip (only instants need it)."""
+        with self._lock:
+            highest = self.highest
+            if len(highest) < len(self.events):
+                top = highest[-1] if highest else self.events[0].timestamp
+                for event in self.events[len(highest) :]:
+                    top = max(top, event.timestamp)
+                    highest.append(top)
+            return highest
 
     def state(self, version: int, *, remember: bool) -> IterationState:
         """The state as of `version` (1..tip): a remembered one, or a fold of the held events."""
@@ -96,10 +106,11 @@ class Prefix:
             events = None if known is not None else self.events[:version]
         if known is None:
             assert events is not None
-            known = state_of(events)
-            if remember:
-                with self._lock:
-                    known = self._states.setdefault(version, known)
+            built = state_of(events)
+            if not remember:
+                return built  # no one else holds it
+            with self._lock:
+                known = self._states.setdefault(version, built)
         # The state is frozen, but its metrics dict is not: each caller gets its own.
         return known.model_copy(update={"metrics": dict(known.metrics)})
 
