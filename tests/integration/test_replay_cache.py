@@ -4,8 +4,10 @@ prefix are seen; a warm read asks the store only for events after the prefix; th
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -159,6 +161,24 @@ def test_another_writers_newer_events_are_seen(durable_store: str, open_tracker:
     writer.update_phase(iid, "completed")
     assert reader.version_at(iid, clock.now()) == 5
     assert reader.get_iteration(iid, version=5).status == "completed"
+
+
+def test_a_writer_process_newer_events_are_seen(durable_store: str, open_tracker: Open) -> None:
+    """The same with the writer in another process: the reader's held prefix is extended, not trusted."""
+    reader = open_tracker(durable_store)
+    iid = reader.start_iteration("agent-1", 1)
+    before = reader.get_iteration(iid, at=datetime.now(UTC))
+    assert (before.version, reader.history(iid)[-1].originator_version) == (1, 1)
+    code = (
+        "import sys; from itertrack.domain import PerformanceTracker\n"
+        "with PerformanceTracker(store=sys.argv[1]) as t:\n"
+        "    t.update_metrics(sys.argv[2], {'analysis_tokens': 4}); t.update_phase(sys.argv[2], 'completed')\n"
+    )
+    subprocess.run([sys.executable, "-c", code, durable_store, str(iid)], check=True, timeout=120)
+    now = datetime.now(UTC) + timedelta(seconds=1)
+    assert reader.get_iteration(iid, at=now).status == "completed"
+    assert reader.get_iteration(iid, version=2).metrics == {"analysis_tokens": 4}
+    assert [e.originator_version for e in reader.history(iid)] == [1, 2, 3]
 
 
 def test_a_warm_read_asks_the_store_only_for_events_after_the_prefix(
