@@ -68,7 +68,7 @@ class IterationReads:
     def version_at(self, iid: UUID, at: object) -> int:
         """The last version whose timestamp is at or before `at` (`replay.version_at`, from the held events)."""
         instant = checked_instant(at)
-        prefix = self._prefix_at(iid, instant)
+        prefix = self._prefix_at(iid, instant, self.replays.get(iid))
         if prefix is None:
             return version_at(self._stored(iid), instant)
         version = prefix.version_at(instant)
@@ -78,6 +78,7 @@ class IterationReads:
 
     def _as_of_version(self, iid: UUID, version: int) -> IterationState:
         prefix = self.replays.get(iid)
+        held = prefix is not None
         if prefix is None or (version > prefix.tip and not prefix.finished):
             # Read only up to `version`, as a read without the cache would: a cold read costs no more.
             prefix = self._read(iid, prefix, lte=version)
@@ -85,22 +86,22 @@ class IterationReads:
                 return state_of(self._stored(iid, lte=version, version=version))
         if version > prefix.tip:
             raise beyond_last(version, prefix.tip)
-        return self.replays.state(iid, prefix, version)
+        return self.replays.state(iid, prefix, version, remember=held)
 
     def _as_of_instant(self, iid: UUID, at: datetime) -> IterationState:
-        prefix = self._prefix_at(iid, at)
+        held = self.replays.get(iid)
+        prefix = self._prefix_at(iid, at, held)
         if prefix is None:
             events = self._stored(iid)
             return state_of(events[: version_at(events, at)])
         version = prefix.version_at(at)
         if version == 0:
             raise before_start(at, prefix.events[0])
-        return self.replays.state(iid, prefix, version)
+        return self.replays.state(iid, prefix, version, remember=held is not None)
 
-    def _prefix_at(self, iid: UUID, at: datetime) -> Prefix | None:
+    def _prefix_at(self, iid: UUID, at: datetime, prefix: Prefix | None) -> Prefix | None:
         """A prefix that decides the version as of `at`: the held one when it holds an event after `at` (or
         ends the iteration), else the held one with what the store has after it (None: a gap, see `_read`)."""
-        prefix = self.replays.get(iid)
         if prefix is not None and (prefix.finished or prefix.latest() > at):
             return prefix
         return self._read(iid, prefix)

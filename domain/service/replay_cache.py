@@ -147,10 +147,14 @@ class ReplayCache:
             self._account(key, target)
         return target
 
-    def state(self, key: object, prefix: Prefix, version: int) -> IterationState:
-        """The state as of `version` (1..prefix.tip), remembered in the prefix while the bound allows."""
+    def state(self, key: object, prefix: Prefix, version: int, *, remember: bool = True) -> IterationState:
+        """The state as of `version` (1..prefix.tip), remembered in the prefix while the bound allows.
+
+        `remember=False` for a prefix just read (a cold read): built and handed over, no copy; a state asked
+        for again of a held prefix is remembered then.
+        """
         before = prefix.entries
-        state = prefix.state(version, remember=self.max_entries > 0)
+        state = prefix.state(version, remember=remember and self.max_entries > 0)
         if prefix.entries != before:
             self._account(key, prefix)
         return state
