@@ -75,7 +75,9 @@ def wire_tracker(
         )
     else:
         writer = DirectWriter(event_store)
-    return TrackerPorts(store=event_store, writer=writer, retry=retry)
+    return TrackerPorts(
+        store=event_store, writer=writer, retry=retry, replay_cache_entries=settings.replay_cache_entries
+    )
 
 
 def store_of(tracker: PerformanceTracker) -> EventSourcedStore:

@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     follow_retry_first: float = Field(default=0.5, ge=0.01, le=3600)
     follow_retry_max: float = Field(default=30.0, ge=0.01, le=86400)
 
+    # Audit replay (domain/service/replay_cache.py): the most entries (decoded events plus remembered states,
+    # about 2-3 KiB each) kept in this process so that states as of a version or an instant are not decoded
+    # again; 0 keeps none (every such read decodes the events it needs, as before the cache).
+    replay_cache_entries: int = Field(default=10_000, ge=0, le=10_000_000)
+
     # `itertrack serve`: the token every request to the dashboard must carry (required when it is bound to an
     # address other than loopback); `--token` wins.
     serve_token: str | None = None
@@ -117,6 +122,8 @@ def _expected(field: str) -> str:
         if field.endswith("_bytes")
         else "changes"
         if field.endswith("_changes")
+        else "entries"
+        if field.endswith("_entries")
         else "seconds"
     )
     return f"must be a whole number of {unit} from {low} to {high}"

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -211,14 +211,24 @@ def append_to_visible(store: str, label: str, appends: int, target_ms: float) ->
 
 
 def state_reads(store: str, label: str, rounds: int, repeat: int) -> list[Row]:
-    """Rows: a 20-event iteration's state by id, as of a version, as of an instant, against one indexed select."""
+    """Rows: a 20-event iteration's state by id, as of a version, as of an instant, against one indexed select.
+
+    Warm rows read through a tracker whose replay cache already holds the iteration (as in a long-lived
+    process that read it before: the dashboard, a host); cold rows through a tracker that keeps nothing
+    (`ITERTRACK_REPLAY_CACHE_ENTRIES=0`: every read selects and decodes what it needs, as a one-shot
+    `itertrack replay` does).
+    """
     url = parse_store_url(store)
     rows = []
-    with PerformanceTracker(store=store, migrate=True) as tracker:
+    with (
+        PerformanceTracker(store=store, migrate=True) as tracker,
+        PerformanceTracker(store=store, env={"ITERTRACK_REPLAY_CACHE_ENTRIES": "0"}) as cold,
+    ):
         iid = tracker.start_iteration("bench", 1)
         for n in range(19):
             tracker.update_metrics(iid, {"analysis_tokens": n})
-        tenth = tracker.history(iid)[9].timestamp
+        events = tracker.history(iid)
+        tenth, after = events[9].timestamp, events[-1].timestamp + timedelta(days=1)
         # The floor: one select of the iteration's rows by the primary key's leading column (prepared after
         # its first uses on PostgreSQL, cached by sqlite3), rows fetched, nothing decoded.
         if url.scheme == "sqlite":
@@ -235,11 +245,20 @@ def state_reads(store: str, label: str, rounds: int, repeat: int) -> list[Row]:
             def floor() -> object:
                 return conn.execute(select, (iid,)).fetchall()
 
-        for what, call in (
-            ("by id", lambda: tracker.get_iteration(iid)),
-            ("as of a version", lambda: tracker.get_iteration(iid, version=10)),
-            ("as of an instant", lambda: tracker.get_iteration(iid, at=tenth)),
-        ):
+        cases: list[tuple[str, Callable[[], object], str]] = [
+            ("by id", lambda: tracker.get_iteration(iid), "<= 2x"),
+            ("as of a version, warm (no query)", lambda: tracker.get_iteration(iid, version=10), "<= 2x"),
+            ("as of an instant, warm (no query)", lambda: tracker.get_iteration(iid, at=tenth), "<= 2x"),
+            (
+                "as of an instant after its last event, warm (one query for newer events)",
+                lambda: tracker.get_iteration(iid, at=after),
+                "<= 2x",
+            ),
+            ("as of a version, cold (selects and decodes 10 events)", lambda: cold.get_iteration(iid, version=10), ""),
+            ("as of an instant, cold (selects and decodes 20 events)", lambda: cold.get_iteration(iid, at=tenth), ""),
+        ]
+        for what, call, target in cases:
+            call()  # warms the cache for the warm rows
             ours, theirs = side_by_side(call, floor, rounds, repeat)
             ratio = ours / theirs
             rows.append(
@@ -248,8 +267,8 @@ def state_reads(store: str, label: str, rounds: int, repeat: int) -> list[Row]:
                     measured=f"{ours:.3f} ms",
                     floor=f"{theirs:.3f} ms (one indexed select of its rows)",
                     ratio=round(ratio, 2),
-                    target="<= 2x",
-                    met=ratio <= 2,
+                    target=target or "state it",
+                    met=ratio <= 2 if target else None,
                 )
             )
         conn.close()

@@ -54,7 +54,6 @@ from itertrack.domain.service.clock import Clock, SystemClock
 from itertrack.domain.service.contention import RecentContention
 from itertrack.domain.service.interruptions import failure_message
 from itertrack.domain.service.reads import IterationReads
-from itertrack.domain.service.replay import version_at
 from itertrack.domain.service.store_ports import VersionTakenError
 from itertrack.domain.service.wiring import TrackerPorts, installed_wiring
 
@@ -106,7 +105,7 @@ class PerformanceTracker:
         self._locks = [threading.Lock() for _ in range(_LOCK_STRIPES)]
         self._contention = RecentContention(self.clock.monotonic)
         self._closed = False
-        self._reads = IterationReads(self._store, self._writer, self._lock)
+        self._reads = IterationReads(self._store, self._writer, self._lock, ports.replay_cache_entries)
         self._writer.watch(forgotten=self._forget_between_changes, saved=self._tell_save_listeners)
 
     def __enter__(self) -> Self:
@@ -371,7 +370,7 @@ class PerformanceTracker:
         """The last version of the iteration whose event timestamp is at or before `at`."""
         iid = parse_iteration_id(iteration_id)
         self._ensure_open()
-        return version_at(self._reads.history(iid), at)
+        return self._reads.version_at(iid, at)
 
     def history(self, iteration_id: UUID | str) -> list[Iteration.Event]:
         """The iteration's immutable events, oldest first (`IterationNotFoundError` if it has none)."""

@@ -15,6 +15,7 @@ from typing import Protocol
 
 from itertrack.domain.model.errors import StoreConfigError
 from itertrack.domain.service.clock import Clock
+from itertrack.domain.service.replay_cache import DEFAULT_MAX_ENTRIES
 from itertrack.domain.service.store_ports import IterationStore, IterationWriter, RetryPause
 
 ENTRY_POINT_GROUP = "itertrack.wiring"
@@ -27,6 +28,8 @@ class TrackerPorts:
     store: IterationStore
     writer: IterationWriter
     retry: RetryPause
+    # Audit replay's bound (replay_cache.py): decoded events plus remembered states kept in this process.
+    replay_cache_entries: int = DEFAULT_MAX_ENTRIES
 
 
 class Wiring(Protocol):
