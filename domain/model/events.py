@@ -8,7 +8,6 @@ from uuid import UUID, SafeUUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-
 # The bits `UUID(..., version=4)` clears, and those it sets (variant RFC 4122, version 4).
 _V4_CLEAR = ~((0xC000 << 48) | (0xF000 << 64))
 _V4_SET = (0x8000 << 48) | (4 << 76)
