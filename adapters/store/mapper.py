@@ -12,6 +12,8 @@ from eventsourcing.utils import get_topic, resolve_topic
 from pydantic import BaseModel
 
 _HEADER_FIELDS = frozenset({"originator_id", "originator_version"})
+# The same, as the serializer takes it (never changed: it is passed to every call).
+_EXCLUDED: set[str] = set(_HEADER_FIELDS)
 
 
 class PydanticMapper(Mapper[UUID]):
@@ -30,7 +32,7 @@ class PydanticMapper(Mapper[UUID]):
             state = json.dumps(data, separators=(",", ":")).encode()
         else:
             # `model_dump_json` without its wrapper, as bytes (the same JSON: it calls this serializer).
-            state = cls.__pydantic_serializer__.to_json(model, exclude=_HEADER_FIELDS)
+            state = cls.__pydantic_serializer__.to_json(model, exclude=_EXCLUDED)
         if self.compressor:
             state = self.compressor.compress(state)
         if self.cipher:
