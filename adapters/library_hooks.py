@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
-from eventsourcing.persistence import ListenNotifySubscription, Subscription
+from eventsourcing.persistence import ListenNotifySubscription, StoredEvent, Subscription
 from eventsourcing.popo import POPOAggregateRecorder, POPORecorder
 from eventsourcing.postgres import ConnectionPool as PostgresConnectionPool
 from eventsourcing.postgres import (
@@ -55,10 +55,24 @@ HOOKS: tuple[LibraryHook, ...] = (
     LibraryHook(
         POPOAggregateRecorder,
         "_insert_events",
-        ("override", "call"),
+        ("override",),
         "store/memory.py MemoryRecorder",
         "the one insert path (insert_events calls it): the record is stored only if the events are",
         ("self", "stored_events", "**"),
+    ),
+    LibraryHook(
+        POPOAggregateRecorder,
+        "_stored_events",
+        ("read", "write"),
+        "store/memory.py MemoryRecorder",
+        "the events in notification order: appended to by our insert, in one pass (the library's takes two)",
+    ),
+    LibraryHook(
+        POPOAggregateRecorder,
+        "_stored_events_index",
+        ("read", "write"),
+        "store/memory.py MemoryRecorder",
+        "str(originator id) -> version -> position in `_stored_events`: the version check and its update",
     ),
     LibraryHook(
         SQLiteApplicationRecorder,
@@ -246,6 +260,12 @@ def parameters_of(function: Callable[..., Any]) -> tuple[str, ...]:
 def popo_lock(recorder: POPORecorder) -> threading.RLock:
     """The in-memory recorder's database lock."""
     return recorder._database_lock
+
+
+def popo_events(recorder: POPOAggregateRecorder) -> tuple[list[StoredEvent], dict[str, dict[int, int]]]:
+    """The in-memory recorder's events (notification order) and its index: str(originator id) -> version ->
+    position in that list (a defaultdict: reading an absent id adds an empty dict, as the library's reads do)."""
+    return recorder._stored_events, recorder._stored_events_index
 
 
 def sqlite_pool(datastore: SQLiteDatastore) -> SQLiteConnectionPool:

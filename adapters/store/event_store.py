@@ -45,8 +45,13 @@ def _typed_errors(
 
     @wraps(method)
     def typed(self: EventSourcedStore, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
-        with store_unavailable_as_typed_error(self.shown):
+        try:
             return method(self, *args, **kwargs)
+        except Exception:
+            # Translated only when it fails: entering the context manager on every call cost ~2 us per change.
+            with store_unavailable_as_typed_error(self.shown):
+                raise
+            raise  # not translated (the context manager lets it through): unchanged
 
     return typed
 
@@ -90,6 +95,11 @@ class EventSourcedStore(IterationStore):
     ) -> None:
         self.shown = shown  # the store as errors name it (its redacted URL)
         self.app = TrackerApplication(factory, env)
+        # The library's aggregate cache (None when the settings turn it off), read on every tracked change.
+        repository = self.app.repository
+        self._cache = repository.cache
+        # The cache `load` may answer from itself: the repository's `get` then only looks it up.
+        self._cache_as_is = None if repository.fastforward or repository.deepcopy_from_cache else repository.cache
         recorder = self.app.recorder
         if not isinstance(recorder, IterationRecordStore):
             self.app.close()
@@ -119,7 +129,7 @@ class EventSourcedStore(IterationStore):
         """Stored events to domain events and back."""
         return self.app.mapper
 
-    def _once_more_if_closed(self, call: Callable[[], _T]) -> _T:
+    def _once_more_if_closed(self, call: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
         """Run a store call; if the server had closed the pooled connection it used (a restart, a failover),
         drop the pool's broken connections and run it once more on a fresh one.
 
@@ -127,16 +137,24 @@ class EventSourcedStore(IterationStore):
         on the retry (`VersionTakenError`), and the tracker recognises them by their event ids.
         """
         try:
-            return call()
+            return call(*args, **kwargs)
         except (OperationalError, InterfaceError) as e:
             if not self.records.closed_by_server(e):
                 raise
             log.info("a pooled connection was closed by the server; retrying once on a fresh one: %s", e)
             self.records.drop_broken_connections()
-            return call()
+            return call(*args, **kwargs)
 
     @_typed_errors
     def load(self, iteration_id: UUID) -> Iteration:
+        cache = self._cache_as_is
+        if cache is not None:
+            # What the repository's `get` does for a cached aggregate when it neither fast-forwards nor deep-copies,
+            # without its layers: this is on the path of every tracked change.
+            try:
+                return cast(Iteration, cache.get(iteration_id))
+            except KeyError:
+                pass
         try:
             iteration: Iteration = self._once_more_if_closed(lambda: self.app.repository.get(iteration_id))
         except AggregateNotFoundError:
@@ -145,7 +163,7 @@ class EventSourcedStore(IterationStore):
 
     @store_unavailable_as_typed_error()
     def catch_up(self, iteration_id: UUID) -> int:
-        cache = self.app.repository.cache
+        cache = self._cache
         if cache is None:
             return 0
         try:
@@ -162,16 +180,16 @@ class EventSourcedStore(IterationStore):
         return len(newer)
 
     def is_cached(self, iteration_id: UUID) -> bool:
-        cache = self.app.repository.cache
+        cache = self._cache
         return cache is not None and iteration_id in cache.cache
 
     def keep(self, iteration: Iteration) -> None:
-        cache = self.app.repository.cache
+        cache = self._cache
         if cache is not None:
             cache.put(iteration.id, iteration)
 
     def evict(self, iteration_id: UUID) -> None:
-        cache = self.app.repository.cache
+        cache = self._cache
         if cache is not None:
             with suppress(KeyError):
                 cache.get(iteration_id, evict=True)
@@ -193,9 +211,7 @@ class EventSourcedStore(IterationStore):
         Raises `VersionTakenError` when a version (or the record's id) is taken.
         """
         try:
-            ids = self._once_more_if_closed(
-                lambda: self.app.recorder.insert_events(list(stored), iteration_record=record)
-            )
+            ids = self._once_more_if_closed(self.app.recorder.insert_events, list(stored), iteration_record=record)
         except IntegrityError as e:
             raise VersionTakenError(str(e)) from e
         return max(ids) if ids else None

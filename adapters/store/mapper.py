@@ -12,6 +12,8 @@ from eventsourcing.utils import get_topic, resolve_topic
 from pydantic import BaseModel
 
 _HEADER_FIELDS = frozenset({"originator_id", "originator_version"})
+# The same, as the serializer takes it (never changed: it is passed to every call).
+_EXCLUDED: set[str] = set(_HEADER_FIELDS)
 
 
 class PydanticMapper(Mapper[UUID]):
@@ -22,13 +24,15 @@ class PydanticMapper(Mapper[UUID]):
 
     def to_stored_event(self, domain_event: DomainEventProtocol[UUID]) -> StoredEvent:
         model = cast(BaseModel, domain_event)
-        class_version: int = getattr(type(model), "class_version", 1)
+        cls = type(model)
+        class_version: int = getattr(cls, "class_version", 1)
         if class_version > 1:
             data = model.model_dump(mode="json", exclude=set(_HEADER_FIELDS))
             data["class_version"] = class_version
             state = json.dumps(data, separators=(",", ":")).encode()
         else:
-            state = model.model_dump_json(exclude=set(_HEADER_FIELDS)).encode()
+            # `model_dump_json` without its wrapper, as bytes (the same JSON: it calls this serializer).
+            state = cls.__pydantic_serializer__.to_json(model, exclude=_EXCLUDED)
         if self.compressor:
             state = self.compressor.compress(state)
         if self.cipher:

@@ -9,7 +9,7 @@ from uuid import UUID
 from eventsourcing.persistence import ApplicationRecorder, IntegrityError, StoredEvent
 from eventsourcing.popo import POPOApplicationRecorder, POPOFactory
 
-from itertrack.adapters.library_hooks import popo_lock
+from itertrack.adapters.library_hooks import popo_events, popo_lock
 from itertrack.adapters.store.record_rows import records_of
 from itertrack.adapters.store.record_store import IterationRecordStore
 from itertrack.adapters.views.lock import NoProjectionLock, ProjectionLock
@@ -25,18 +25,42 @@ class MemoryRecorder(POPOApplicationRecorder, IterationRecordStore):
         self._records: dict[UUID, dict[str, Any]] = {}
 
     def _insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
-        records = records_of(kwargs)
+        records = records_of(kwargs) if kwargs else []
         with popo_lock(self):
-            ids_given = [record.id for record in records]
-            if len(set(ids_given)) < len(ids_given) or any(i in self._records for i in ids_given):
-                msg = f"iteration record among {ids_given} already stored"
-                raise IntegrityError(msg)
+            if records:
+                ids_given = [record.id for record in records]
+                if len(set(ids_given)) < len(ids_given) or any(i in self._records for i in ids_given):
+                    msg = f"iteration record among {ids_given} already stored"
+                    raise IntegrityError(msg)
             # Raises before changing anything when a version is taken.
-            ids = super()._insert_events(stored_events, **kwargs)
+            ids = self._append(stored_events)
             for record in records:
                 if record.id is not None:
                     self._records[record.id] = record.model_dump()
             return ids
+
+    def _append(self, stored_events: Sequence[StoredEvent]) -> list[int]:
+        """The library's version check and append (same structures, same errors), in one pass over the events:
+        each originator id is made a string once, not twice. Called holding the recorder's lock."""
+        events, index = popo_events(self)
+        keys = []
+        new: set[tuple[str, int]] = set()
+        for s in stored_events:
+            key = str(s.originator_id)
+            if s.originator_version in index[key]:
+                msg = f"Stored event already recorded: {s}"
+                raise IntegrityError(msg)
+            new.add((key, s.originator_version))
+            keys.append(key)
+        if len(new) < len(stored_events):
+            msg = f"Stored events are not unique: {stored_events}"
+            raise IntegrityError(msg)
+        ids = []
+        for key, s in zip(keys, stored_events, strict=True):
+            events.append(s)
+            index[key][s.originator_version] = len(events) - 1
+            ids.append(len(events))
+        return ids
 
     def migrate(self) -> None:
         """Nothing to create in memory."""

@@ -7,7 +7,13 @@ from datetime import datetime
 from typing import Any, ClassVar, NamedTuple, cast
 from uuid import UUID
 
-from eventsourcing.domain import BaseAggregate, CanInitAggregate, CanMutateAggregate
+from eventsourcing.domain import (
+    BaseAggregate,
+    CanInitAggregate,
+    CanMutateAggregate,
+    OriginatorIDError,
+    OriginatorVersionError,
+)
 from pydantic import BaseModel
 
 from itertrack.domain.model.change_keys import is_keyed
@@ -76,14 +82,30 @@ class Iteration(BaseAggregate[UUID]):
             return self.fingerprint_of(**{name: getattr(self, name) for name in self.content_fields})
 
         def mutate(self, aggregate: Any) -> Any:
-            """Apply the event; an event of a keyed change is remembered by id (and fingerprint) as well."""
-            mutated: Any = super().mutate(aggregate)
+            """Apply the event; an event of a keyed change is remembered by id (and fingerprint) as well.
+
+            The library's `CanMutateAggregate.mutate`, inlined (this runs once per tracked change): raises its
+            `OriginatorIDError` / `OriginatorVersionError` unless the event is the aggregate's next one.
+            """
+            originator_id = self.originator_id
+            if originator_id is not aggregate.id and originator_id != aggregate.id:
+                raise OriginatorIDError(originator_id, aggregate.id)
+            next_version = aggregate.version + 1
+            if self.originator_version != next_version:
+                raise OriginatorVersionError(self.originator_version, next_version)
+            self.apply(aggregate)  # before anything is set: it may raise
+            aggregate.version = self.originator_version
+            aggregate.modified_on = self.timestamp
+            self._remember(aggregate)
+            return aggregate
+
+        def _remember(self, aggregate: Any) -> None:
             # The id of the event the iteration's state was last changed by: a change made on this state is
             # made on exactly this history (the spool's forwarder checks it before sending events as they are).
-            mutated.last_event_id = self.event_id
-            if is_keyed(self.event_id):
-                mutated.keyed_changes[self.event_id] = self.fingerprint()
-            return mutated
+            event_id = self.event_id
+            aggregate.last_event_id = event_id
+            if is_keyed(event_id):
+                aggregate.keyed_changes[event_id] = self.fingerprint()
 
     class Started(Event, CanInitAggregate[UUID]):
         """The iteration began, in phase `initializing`."""
@@ -92,6 +114,12 @@ class Iteration(BaseAggregate[UUID]):
         originator_topic: str
         agent_id: str
         iteration_number: int
+
+        def mutate(self, aggregate: Any) -> Any:
+            """Make the aggregate (the library's `CanInitAggregate.mutate`) and remember this event."""
+            created: Any = CanInitAggregate.mutate(self, aggregate)
+            self._remember(created)
+            return created
 
         def apply(self, aggregate: Any) -> None:
             aggregate.agent_id = self.agent_id
@@ -211,25 +239,54 @@ class Iteration(BaseAggregate[UUID]):
 
     def take_events(self) -> list[Iteration.Event]:
         """The events triggered since the last call, oldest first (the aggregate forgets them)."""
-        return cast(list[Iteration.Event], self.collect_events())
+        pending = self.pending_events
+        taken = cast(list[Iteration.Event], pending.copy())
+        pending.clear()
+        return taken
+
+    def trigger_event(self, event_class: type[CanMutateAggregate[UUID]], **kwargs: Any) -> None:
+        """Make the next event of this iteration from `kwargs` (pydantic validates them), apply it, keep it pending.
+
+        The library's `trigger_event` without what this aggregate does not use (explicit topics) and without
+        copying `kwargs` (a fresh dict already): it runs once per tracked change. Raises pydantic's
+        `ValidationError` for a bad field, and what the event's `apply` raises; nothing changes then.
+        """
+        kwargs["originator_id"] = self.id
+        kwargs["originator_version"] = self.version + 1
+        if kwargs.get("timestamp") is None:
+            kwargs["timestamp"] = event_class.create_timestamp()
+        try:
+            new_event = event_class(**kwargs)
+        except TypeError as e:
+            msg = f"Can't construct event {event_class}: {e}"
+            raise TypeError(msg) from None
+        new_event.mutate(self)
+        self.pending_events.append(new_event)
 
     def change_phase(self, phase: str, error: str | None, at: datetime, event_id: UUID | None = None) -> None:
         """Enter `phase` (already checked against the tracker's catalog); `failed` needs an error."""
-        self._refuse_if_finished(f"phase change to {phase!r}")
+        if self.phase in TERMINAL_PHASES:
+            self._refuse_if_finished(f"phase change to {phase!r}")
         error = checked_error(phase, error)
         self.trigger_event(self.PhaseChanged, phase=phase, error=error, timestamp=at, **_with_id(event_id))
 
     def record_metrics(self, metrics: Mapping[str, Amount], at: datetime, event_id: UUID | None = None) -> None:
         """Add validated amounts to the running totals."""
-        self._refuse_if_finished(f"metrics update {sorted(metrics)}")
+        if self.phase in TERMINAL_PHASES:
+            self._refuse_if_finished(f"metrics update {sorted(metrics)}")
+        totals = self.metrics
         for name, amount in metrics.items():
-            if self.metrics.get(name, 0) + amount > MAX_AMOUNT:
+            if totals.get(name, 0) + amount > MAX_AMOUNT:
                 raise InvalidMetricError(f"metrics[{name!r}]", amount, f"would take the total past {MAX_AMOUNT}")
-        self.trigger_event(self.MetricsRecorded, metrics=dict(metrics), timestamp=at, **_with_id(event_id))
+        if event_id is None:
+            self.trigger_event(self.MetricsRecorded, metrics=dict(metrics), timestamp=at)
+        else:
+            self.trigger_event(self.MetricsRecorded, metrics=dict(metrics), timestamp=at, event_id=event_id)
 
     def record_llm_call(self, call: Mapping[str, Any], at: datetime, event_id: UUID | None = None) -> None:
         """Record one LLM call (the `LLMCallRecorded` fields, already validated); its tokens join the totals."""
-        self._refuse_if_finished(f"LLM call in {call['phase']!r}")
+        if self.phase in TERMINAL_PHASES:
+            self._refuse_if_finished(f"LLM call in {call['phase']!r}")
         usage: LLMUsage | None = call.get("usage")
         if usage is not None:
             for name, amount in usage.as_metrics(call["phase"]).items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
+from typing import cast
 
 from itertrack.domain.model.errors import InvalidMetricError
 
@@ -29,6 +30,11 @@ def tokens_metric(phase: str) -> str:
 
 def check_amount(name: str, amount: object) -> Amount:
     """An amount is a finite, non-negative int or float; bool is not a number here."""
+    kind = type(amount)
+    if kind is int or kind is float:  # the common case, decided in one chained comparison
+        number = cast(Amount, amount)
+        if 0 <= number <= MAX_AMOUNT:  # false for NaN and the infinities too
+            return number
     field = f"metrics[{name!r}]"
     if isinstance(amount, bool) or not isinstance(amount, int | float):
         raise InvalidMetricError(field, amount, "must be an int or a float")

@@ -29,7 +29,7 @@ class SystemClock:
     """The real clock and a random UUID4 source."""
 
     def now(self) -> datetime:
-        return datetime.fromtimestamp(time.time(), tz=UTC)
+        return datetime.now(UTC)
 
     def monotonic(self) -> float:
         return time.monotonic()

@@ -31,6 +31,8 @@ class RecentContention:
 
     def active(self, iteration_id: UUID) -> bool:
         """Whether another writer changed this iteration recently (a dict look-up when it did not)."""
+        if not self._until:
+            return False  # nobody contended lately (the common case): not even a look-up
         until = self._until.get(iteration_id)
         if until is None:
             return False

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
@@ -54,7 +54,7 @@ from itertrack.domain.service.clock import Clock, SystemClock
 from itertrack.domain.service.contention import RecentContention
 from itertrack.domain.service.interruptions import failure_message
 from itertrack.domain.service.reads import IterationReads
-from itertrack.domain.service.store_ports import VersionTakenError
+from itertrack.domain.service.store_ports import IterationWriter, VersionTakenError
 from itertrack.domain.service.wiring import TrackerPorts, installed_wiring
 
 log = logging.getLogger("itertrack")
@@ -98,6 +98,9 @@ class PerformanceTracker:
         self.ports = ports
         self._store = ports.store
         self._writer = ports.writer
+        # Whether the writer may keep changes (a spool): the port's default never does, and asking it would
+        # cost a look-up of the cached copy on every change.
+        self._writer_keeps = type(self._writer).must_keep_change is not IterationWriter.must_keep_change
         self._retry = ports.retry
         # How many changes lost a version race and were re-applied on a re-loaded iteration.
         self.conflicts_retried = 0
@@ -412,7 +415,9 @@ class PerformanceTracker:
 
     def _now_after(self, iteration: Iteration) -> datetime:
         # Event times never run backwards within an iteration, even across hosts' clocks.
-        return max(self._now(), iteration.modified_on)
+        now = self._now()
+        last = iteration.modified_on
+        return now if now >= last else last
 
     def _elapsed_ms(self, started: float) -> float:
         return round(max(0.0, self.clock.monotonic() - started) * 1000.0, 3)
@@ -482,7 +487,7 @@ class PerformanceTracker:
             )
 
     def _saved(self, notification_id: int | None) -> None:
-        if notification_id is not None:
+        if notification_id is not None and self._save_listeners:
             self._tell_save_listeners(notification_id)
 
     def _change(
@@ -494,8 +499,10 @@ class PerformanceTracker:
         store is away and this process has no copy): the call returns and nothing is lost.
         """
         self._ensure_open()  # before the writer is consulted: a closed tracker neither reads nor spools
-        with self._lock(iteration_id):
-            if self._writer.must_keep_change(iteration_id, cached=self._store.is_cached(iteration_id)):
+        with self._locks[iteration_id.int % _LOCK_STRIPES]:  # self._lock(iteration_id), inlined
+            if self._writer_keeps and self._writer.must_keep_change(
+                iteration_id, cached=self._store.is_cached(iteration_id)
+            ):
                 self._keep_change(iteration_id, change, record, outage=False)
                 return
             queue_at_once = self._contention.active(iteration_id)
@@ -503,14 +510,17 @@ class PerformanceTracker:
                 done = False
                 queued = queue_at_once or attempt > 1
                 try:
-                    if queued and not self._store.is_cached(iteration_id):
-                        # Read the whole history before taking the lock (a lost try evicted the copy it changed):
-                        # under the lock only what came since is read, so the lock is held briefly.
-                        self._store.load(iteration_id)
-                    # After a lost race (or while others write this iteration), the change is saved holding the
-                    # store's lock, under which no other writer can commit: it cannot lose the race.
-                    with self._store.serialised(iteration_id) if queued else nullcontext():
-                        done = self._attempt(iteration_id, change, record, catch_up=queued, key=key)
+                    if not queued:
+                        done = self._attempt(iteration_id, change, record, catch_up=False, key=key)
+                    else:
+                        if not self._store.is_cached(iteration_id):
+                            # Read the whole history before taking the lock (a lost try evicted the copy it
+                            # changed): under the lock only what came since is read, so it is held briefly.
+                            self._store.load(iteration_id)
+                        # After a lost race (or while others write this iteration), the change is saved holding
+                        # the store's lock, under which no other writer can commit: it cannot lose the race.
+                        with self._store.serialised(iteration_id):
+                            done = self._attempt(iteration_id, change, record, catch_up=True, key=key)
                 except StoreUnavailableError:
                     if done:
                         return  # written (or spooled); only releasing the retry lock failed: never keep it twice
@@ -538,7 +548,7 @@ class PerformanceTracker:
             self._contention.seen(iteration_id)  # another writer changed it since this process's last change
         # The cached copy itself (no copy per change): any failure below evicts it.
         iteration = self._store.load(iteration_id)
-        if change.event_id in iteration.keyed_changes:
+        if iteration.keyed_changes and change.event_id in iteration.keyed_changes:
             # A retry of a keyed change that landed (its first call may have raised OutcomeUnknownError).
             self._confirm_retry(iteration, change.event_id, change.fingerprints(), record, key)
             return True
