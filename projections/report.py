@@ -17,6 +17,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict
 from itertrack.domain.model.metrics import tokens_metric
 from itertrack.domain.model.phases import TERMINAL_PHASES, Status
 from itertrack.projections.rows import CurrentPhase
+from itertrack.projections.trend import fit_trend
 
 SCHEMA_VERSION = "itertrack.report/1"
 TOP_ERRORS = 5
@@ -61,17 +62,29 @@ class PhaseFailures(_Model):
     errors: tuple[ErrorCount, ...]
 
 
+class SlopeFit(_Model):
+    """A least-squares slope per iteration number (`slope`, in the measure's unit per iteration number), its 95%
+    interval (`low`, `high`: t over the residuals, None with fewer than 3 points), the points fitted (`n`), and
+    whether the interval excludes 0 (`clear`): a slope whose interval spans 0 says nothing about the direction."""
+
+    slope: float
+    low: float | None
+    high: float | None
+    n: int
+    clear: bool
+
+
 class Trend(_Model):
-    """How an agent's finished iterations change with the iteration number (least-squares slopes)."""
+    """How an agent's finished iterations change with the iteration number: least-squares slopes of wall time (ms),
+    tokens and success (1 completed, 0 failed) with their 95% intervals (projections/trend.py; None: fewer than 2
+    iteration numbers), and the success rates of the first and second halves."""
 
     iterations: int
-    time_ms_per_iteration_number: float | None
-    tokens_per_iteration_number: float | None
+    time_ms_per_iteration_number: SlopeFit | None
+    tokens_per_iteration_number: SlopeFit | None
+    success_per_iteration_number: SlopeFit | None
     success_rate_first_half: float | None
     success_rate_second_half: float | None
-    faster: bool | None
-    cheaper: bool | None
-    more_successful: bool | None
 
 
 class AgentReport(_Model):
@@ -147,18 +160,19 @@ def _rate(completed: int, failed: int) -> float | None:
     return None if completed + failed == 0 else round(completed / (completed + failed), 4)
 
 
-def _slope(xs: Sequence[float], ys: Sequence[float]) -> float | None:
-    if len(set(xs)) < 2:
+def _slope(xs: Sequence[float], ys: Sequence[float]) -> SlopeFit | None:
+    fit = fit_trend(xs, ys)
+    if fit is None:
         return None
-    return round(statistics.linear_regression(xs, ys).slope, 3)
+    low = None if fit.low is None else round(fit.low, 6)
+    high = None if fit.high is None else round(fit.high, 6)
+    return SlopeFit(slope=round(fit.slope, 6), low=low, high=high, n=fit.n, clear=fit.clear)
 
 
 def trend_of(finished: Sequence[tuple[int, float, float, bool]]) -> Trend:
     """Trend of (iteration number, time ms, tokens, succeeded) over finished iterations."""
     ordered = sorted(finished, key=lambda f: f[0])
     xs = [float(f[0]) for f in ordered]
-    time_slope = _slope(xs, [f[1] for f in ordered])
-    token_slope = _slope(xs, [f[2] for f in ordered])
     half = len(ordered) // 2
     first = [f[3] for f in ordered[:half]]
     second = [f[3] for f in ordered[half:]]
@@ -166,13 +180,11 @@ def trend_of(finished: Sequence[tuple[int, float, float, bool]]) -> Trend:
     second_rate = round(sum(second) / len(second), 4) if second and first else None
     return Trend(
         iterations=len(ordered),
-        time_ms_per_iteration_number=time_slope,
-        tokens_per_iteration_number=token_slope,
+        time_ms_per_iteration_number=_slope(xs, [f[1] for f in ordered]),
+        tokens_per_iteration_number=_slope(xs, [f[2] for f in ordered]),
+        success_per_iteration_number=_slope(xs, [1.0 if f[3] else 0.0 for f in ordered]),
         success_rate_first_half=first_rate,
         success_rate_second_half=second_rate,
-        faster=None if time_slope is None else time_slope < 0,
-        cheaper=None if token_slope is None else token_slope < 0,
-        more_successful=None if first_rate is None or second_rate is None else second_rate > first_rate,
     )
 
 

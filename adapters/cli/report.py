@@ -37,7 +37,7 @@ from itertrack.adapters.web.pages import Dashboard
 from itertrack.domain.model.errors import InvalidInputError
 from itertrack.domain.model.phases import Status
 from itertrack.projections.costing import Call, CostReport, calls_of_rows, cost_report, unattributed_tokens
-from itertrack.projections.report import Filters, Report, ReportRows, build_report
+from itertrack.projections.report import Filters, Report, ReportRows, SlopeFit, build_report
 
 
 @app.command()
@@ -172,7 +172,7 @@ def print_report(result: Report) -> None:
             errors = Text("; ").join(Text.assemble(shown(e.error), f" ({e.count})") for e in f.errors)
             failures.add_row(shown(f.phase), str(f.count), errors)
         out.print(failures)
-    agents = Table(title="Per agent (trend: least-squares slope over iteration numbers)")
+    agents = Table(title="Per agent (trend: least-squares slope over iteration numbers, 95% interval)")
     for column in ("agent", "iterations", "success", "time s", "tokens", "ms/iteration no.", "tokens/iteration no."):
         agents.add_column(column, justify="left" if column == "agent" else "right")
     for a in result.agents:
@@ -182,7 +182,16 @@ def print_report(result: Report) -> None:
             "-" if a.success_rate is None else f"{a.success_rate:.0%}",
             f"{a.time_ms / 1000:,.1f}",
             f"{a.tokens:,.0f}",
-            "-" if a.trend.time_ms_per_iteration_number is None else f"{a.trend.time_ms_per_iteration_number:+,.0f}",
-            "-" if a.trend.tokens_per_iteration_number is None else f"{a.trend.tokens_per_iteration_number:+,.0f}",
+            _slope_text(a.trend.time_ms_per_iteration_number),
+            _slope_text(a.trend.tokens_per_iteration_number),
         )
     out.print(agents)
+
+
+def _slope_text(fit: SlopeFit | None) -> str:
+    """A slope with its 95% interval ("+12 (-3 to +27)"), "-" when there are too few iterations."""
+    if fit is None:
+        return "-"
+    if fit.low is None or fit.high is None:
+        return f"{fit.slope:+,.0f}"
+    return f"{fit.slope:+,.0f} ({fit.low:+,.0f} to {fit.high:+,.0f})"

@@ -126,18 +126,28 @@ class DemoData(Model):
         )
 
 
+class SlopeFit(Model):
+    """A least-squares slope per iteration number, its 95% interval (`low`, `high`; None with fewer than 3 points),
+    the points fitted (`n`) and whether the interval excludes 0 (`clear`)."""
+
+    slope: float
+    low: float | None
+    high: float | None
+    n: int
+    clear: bool
+
+
 class AgentTrend(Model):
-    """Least-squares slopes over iteration numbers of an agent's finished iterations, and the success rates of
-    their first and second halves; `faster`, `cheaper`, `more_successful` are the slopes' signs (None: too few)."""
+    """Least-squares slopes over iteration numbers of an agent's finished iterations (wall time in ms, tokens,
+    success as 1/0), each with its 95% interval (None: too few), and the success rates of the first and second
+    halves. A direction is only claimed where `clear` (the interval excludes 0)."""
 
     iterations: int
-    time_ms_per_iteration_number: float | None
-    tokens_per_iteration_number: float | None
+    time_ms_per_iteration_number: SlopeFit | None
+    tokens_per_iteration_number: SlopeFit | None
+    success_per_iteration_number: SlopeFit | None
     success_rate_first_half: float | None
     success_rate_second_half: float | None
-    faster: bool | None
-    cheaper: bool | None
-    more_successful: bool | None
 
 
 class AgentTotals(Totals):

@@ -49,6 +49,14 @@ def per_phase_ms(events: list[Any]) -> tuple[dict[str, float], str | None]:
     return dict(spent), failed_in
 
 
+# Two-sided 95% quantiles of Student's t by degrees of freedom (any statistics table, e.g. NIST's
+# Engineering Statistics Handbook 1.3.6.7.2), for the slopes' intervals.
+t_95 = {
+    1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+    11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093, 20: 2.086,
+}  # fmt: skip
+
+
 def close(a: float | None, b: float | None) -> bool:
     return (a is None and b is None) or (a is not None and b is not None and math.isclose(a, b, abs_tol=2e-3))
 
@@ -106,18 +114,29 @@ def test_report_json_equals_independent_statistics(seeded: tuple[str, Performanc
         assert close(a["time_ms"], sum(r[1] for r in rows))
         assert a["tokens"] == sum(r[2] for r in rows)
         xs = [float(r[0]) for r in done]
-        assert close(
-            a["trend"]["time_ms_per_iteration_number"], statistics.linear_regression(xs, [r[1] for r in done]).slope
-        )
-        assert close(
-            a["trend"]["tokens_per_iteration_number"], statistics.linear_regression(xs, [r[2] for r in done]).slope
-        )
+        for key, ys in (
+            ("time_ms_per_iteration_number", [r[1] for r in done]),
+            ("tokens_per_iteration_number", [r[2] for r in done]),
+            ("success_per_iteration_number", [1.0 if r[3] == "completed" else 0.0 for r in done]),
+        ):
+            fit = a["trend"][key]
+            line = statistics.linear_regression(xs, ys)
+            assert close(fit["slope"], line.slope)
+            assert fit["n"] == len(done)
+            # The 95% interval of the slope: t(n-2) times its standard error, from the residuals.
+            n = len(done)
+            mean_x = sum(xs) / n
+            sxx = sum((x - mean_x) ** 2 for x in xs)
+            residuals = sum((y - line.intercept - line.slope * x) ** 2 for x, y in zip(xs, ys, strict=True))
+            half = t_95[n - 2] * (residuals / (n - 2) / sxx) ** 0.5
+            assert close(fit["low"], line.slope - half)
+            assert close(fit["high"], line.slope + half)
+            assert fit["clear"] is (fit["low"] > 0 or fit["high"] < 0)
         half = len(done) // 2
         first = sum(r[3] == "completed" for r in done[:half]) / half
         second = sum(r[3] == "completed" for r in done[half:]) / (len(done) - half)
         assert close(a["trend"]["success_rate_first_half"], first)
         assert close(a["trend"]["success_rate_second_half"], second)
-        assert a["trend"]["more_successful"] is (second > first)
 
 
 def test_report_filters_by_agent_and_start_time(seeded: tuple[str, PerformanceTracker, list[uuid.UUID]]) -> None:
