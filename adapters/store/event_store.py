@@ -27,7 +27,7 @@ from eventsourcing.utils import Environment
 
 from itertrack.adapters.store.group_commit import DEFAULT_MAX_BYTES, DEFAULT_MAX_CHANGES, GroupCommit
 from itertrack.adapters.store.record_store import IterationRecordStore
-from itertrack.adapters.store.unavailable import store_unavailable_as_typed_error
+from itertrack.adapters.store.unavailable import CommitOutcomeUnknown, store_unavailable_as_typed_error
 from itertrack.domain.model.errors import IterationNotFoundError, StoreConfigError
 from itertrack.domain.model.iteration import Iteration
 from itertrack.domain.model.records import IterationRecord
@@ -143,7 +143,16 @@ class EventSourcedStore(IterationStore):
                 raise
             log.info("a pooled connection was closed by the server; retrying once on a fresh one: %s", e)
             self.records.drop_broken_connections()
-            return call(*args, **kwargs)
+            if not isinstance(e, CommitOutcomeUnknown):
+                return call(*args, **kwargs)
+            try:
+                return call(*args, **kwargs)
+            except IntegrityError:
+                raise  # its own rows, or another writer's: the caller tells which (VersionTakenError)
+            except Exception as retry_error:
+                # The first attempt may have committed: whatever kept the retry from answering (no connection to
+                # be had, say), its outcome is still unknown, never "not written".
+                raise CommitOutcomeUnknown(f"{e}; the retry on a fresh connection failed too: {retry_error}") from e
 
     @_typed_errors
     def load(self, iteration_id: UUID) -> Iteration:

@@ -14,13 +14,17 @@ from collections.abc import Callable
 from pathlib import Path
 from uuid import UUID
 
+import psycopg
+import psycopg_pool
 import pytest
+from eventsourcing.persistence import OperationalError
 from fake_clock import FakeClock
 from spool_support import Open, flush, through, versions, without_spool
 from support import TcpProxy, wait_for
 from switchable_store import SwitchableStore, spooling_tracker
 
-from itertrack.adapters.bootstrap import spooling_writer
+from itertrack.adapters.bootstrap import spooling_writer, store_of
+from itertrack.adapters.store.unavailable import CommitOutcomeUnknown
 from itertrack.domain import (
     Iteration,
     OutcomeUnknownError,
@@ -218,3 +222,29 @@ def test_a_keyed_change_retried_while_it_waits_in_the_spool_lands_once(tmp_path:
         assert host.get_iteration(iid).metrics == {"analysis_tokens": 5}
     finally:
         host.close()
+
+
+@pytest.mark.postgres
+def test_a_retry_that_cannot_connect_after_an_unknown_outcome_keeps_it_unknown(
+    pg_store: str, open_tracker: Open, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An insert whose connection died after it was sent is retried once on a fresh connection; when that retry
+    cannot even get a connection (a loaded machine, the server still away), the call raises OutcomeUnknownError,
+    since the first attempt may have landed, not a StoreUnavailableError that reads as "not written"."""
+    host = open_tracker(without_spool(pg_store), migrate=True)
+    iid = host.start_iteration("agent-1", 1)
+    recorder = store_of(host).app.recorder
+    attempts: list[int] = []
+
+    def insert_events(*_args: object, **_kwargs: object) -> None:
+        attempts.append(len(attempts) + 1)
+        if len(attempts) == 1:  # as the recorder raises it when the connection died after sending
+            lost = "consuming input failed: server closed the connection unexpectedly"
+            raise CommitOutcomeUnknown(lost) from psycopg.OperationalError(lost)
+        waited = "couldn't get a connection after 2.00 sec"  # as the library raises the pool's timeout
+        raise OperationalError(waited) from psycopg_pool.PoolTimeout(waited)
+
+    monkeypatch.setattr(recorder, "insert_events", insert_events)
+    with pytest.raises(OutcomeUnknownError):
+        host.update_metrics(iid, {"analysis_tokens": 5})
+    assert attempts == [1, 2]
