@@ -27,7 +27,11 @@ from eventsourcing.utils import Environment
 
 from itertrack.adapters.store.group_commit import DEFAULT_MAX_BYTES, DEFAULT_MAX_CHANGES, GroupCommit
 from itertrack.adapters.store.record_store import IterationRecordStore
-from itertrack.adapters.store.unavailable import CommitOutcomeUnknown, store_unavailable_as_typed_error
+from itertrack.adapters.store.unavailable import (
+    CommitOutcomeUnknown,
+    commit_may_have_landed,
+    store_unavailable_as_typed_error,
+)
 from itertrack.domain.model.errors import IterationNotFoundError, StoreConfigError
 from itertrack.domain.model.iteration import Iteration
 from itertrack.domain.model.records import IterationRecord
@@ -143,7 +147,7 @@ class EventSourcedStore(IterationStore):
                 raise
             log.info("a pooled connection was closed by the server; retrying once on a fresh one: %s", e)
             self.records.drop_broken_connections()
-            if not isinstance(e, CommitOutcomeUnknown):
+            if not commit_may_have_landed(e):  # also when a clean-up's error replaced the recorder's
                 return call(*args, **kwargs)
             try:
                 return call(*args, **kwargs)

@@ -31,7 +31,7 @@ class CommitOutcomeUnknown(OperationalError):  # noqa: N818  # the library's err
     """A recorder's insert lost its connection after the transaction's COMMIT was sent: it may have landed."""
 
 
-def _commit_may_have_landed(error: BaseException) -> bool:
+def commit_may_have_landed(error: BaseException) -> bool:
     """Whether `error`, or an error it was raised from or while handling (a retry's), is `CommitOutcomeUnknown`."""
     seen: set[int] = set()
     cause: BaseException | None = error
@@ -56,7 +56,7 @@ def store_unavailable_as_typed_error(shown: str = "the store") -> Iterator[None]
     except StoreError:
         raise
     except (PersistenceError, psycopg.Error) as e:
-        if _commit_may_have_landed(e):
+        if commit_may_have_landed(e):
             raise OutcomeUnknownError(server_reason(e)) from e
         failure = failure_of(e)
         if failure is None and isinstance(e, OperationalError | InterfaceError | psycopg.OperationalError):
