@@ -29,7 +29,7 @@ class SystemClock:
     """The real clock and a random UUID4 source."""
 
     def now(self) -> datetime:
-        return datetime.now(UTC)
+        return datetime.now(UTC)  # the one seam where the domain reads the wall clock (Clock port)
 
     def monotonic(self) -> float:
         return time.monotonic()
