@@ -9,6 +9,7 @@ application name), refuses connections for a few seconds, then lets them through
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import sqlite3
@@ -25,6 +26,7 @@ import psycopg
 
 from itertrack.adapters.bootstrap import store_of
 from itertrack.adapters.views.keeper import view_for
+from itertrack.adapters.views.tables import ViewTables
 from itertrack.domain import PerformanceTracker
 from itertrack.domain.model.errors import StoreUnavailableError
 from scripts.drill_support import ITERTRACK, check, say, verified
@@ -168,6 +170,30 @@ def _through_a_restart(store: str, seconds: float) -> None:
             proxy.cut()
 
 
+def _moved_past(view: ViewTables, position: int) -> bool:
+    return view.position() > position
+
+
+def _lock_while_paused(follower: _Follower, holder: sqlite3.Connection, tracker: PerformanceTracker) -> None:
+    """Pause the follower with events left to apply, and take the file's write lock. A follower paused inside its
+    own write transaction (applying a batch) holds the lock: it is let go on, and paused again."""
+    view = view_for(store_of(tracker).factory)
+    deadline = time.monotonic() + 60
+    while True:
+        follower.proc.send_signal(signal.SIGSTOP)
+        _until(lambda: not _caught_up(tracker)(), 60, "an event the follower has not applied")
+        try:
+            holder.execute("BEGIN IMMEDIATE")  # waits up to the connection's 1 s timeout
+        except sqlite3.OperationalError:
+            stopped_at = view.position()
+            follower.proc.send_signal(signal.SIGCONT)
+            if time.monotonic() > deadline:
+                raise
+            _until(functools.partial(_moved_past, view, stopped_at), 60, "the follower to commit its transaction")
+        else:
+            return
+
+
 def _through_a_held_lock(store: str, seconds: float, *, small: bool) -> None:
     hold = 3.0 if small else LOCK_HOLD_S
     busy = "1" if small else "5"
@@ -179,11 +205,9 @@ def _through_a_held_lock(store: str, seconds: float, *, small: bool) -> None:
             _following(tracker, writers)
             time.sleep(min(seconds / 4, 5.0))  # writing and following before the lock
             # The follower is paused while the lock is taken, so that it meets it with events to apply.
-            follower.proc.send_signal(signal.SIGSTOP)
-            holder = sqlite3.connect(store.removeprefix("sqlite:///"), isolation_level=None)
+            holder = sqlite3.connect(store.removeprefix("sqlite:///"), isolation_level=None, timeout=1.0)
             try:
-                _until(lambda: not _caught_up(tracker)(), 60, "an event the follower has not applied")
-                holder.execute("BEGIN IMMEDIATE")
+                _lock_while_paused(follower, holder, tracker)
                 follower.proc.send_signal(signal.SIGCONT)
                 held = time.monotonic()
                 _until(lambda: follower.said("lost the store") == 1, 60, "the follower to meet the lock")

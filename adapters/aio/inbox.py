@@ -1,59 +1,70 @@
-"""Outcomes of worker jobs handed to an event loop in batches: one wake-up of the loop per batch, not per job.
+"""Outcomes handed from worker threads to an event loop in batches: one wake-up of the loop per batch, and a bounded
+number handled per pass of the loop.
 
 Each `call_soon_threadsafe` writes to the loop's self-pipe and schedules a callback; with hundreds of changes
-in flight that is hundreds of wake-ups per second, each taking the GIL from the workers and delaying the
-loop's own work. The inbox keeps outcomes in a list and schedules one drain while any wait.
+in flight that is hundreds of wake-ups per second, each taking the GIL from the workers. The inbox keeps
+outcomes in a list and schedules one drain while any wait. A drain handles at most `per_pass` of them and
+leaves the rest to the loop's next pass: each outcome resumes a task, and a pass that resumed hundreds at
+once would hold the loop (and every timer of the host) for milliseconds.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import threading
-from typing import Any
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Generic, TypeVar
 
-log = logging.getLogger("itertrack")
+_T = TypeVar("_T")
 
-Outcome = tuple["asyncio.Future[Any]", object, BaseException | None, object]
+DEFAULT_PER_PASS = 8
 
 
-class LoopInbox:
-    """Settles futures of one loop from worker threads, in order of arrival, a batch per loop wake-up."""
+class LoopInbox(Generic[_T]):
+    """Hands items from any thread to `handle(item)` on `loop`, in order of arrival, `per_pass` per loop pass.
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    `lost(items)` is called (in the putting thread) with items that arrive after the loop closed.
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        handle: Callable[[_T], None],
+        lost: Callable[[list[_T]], None],
+        per_pass: int = DEFAULT_PER_PASS,
+    ) -> None:
         self.loop = loop
+        self._handle = handle
+        self._lost = lost
+        self._per_pass = max(1, per_pass)
         self._lock = threading.Lock()
-        self._waiting: list[Outcome] = []
+        self._waiting: deque[_T] = deque()
         self._drain_scheduled = False
 
-    def put(self, future: asyncio.Future[Any], result: object, error: BaseException | None, key: object) -> None:
-        """Settle `future` with `result` (or `error`) on the loop, soon (from any thread). A failure nobody can be
-        told of (the caller was cancelled, or the loop closed) is logged as a warning."""
+    def put(self, items: Iterable[_T]) -> None:
+        """Hand `items` to the loop (from any thread); the loop handles them soon, in order."""
         with self._lock:
-            self._waiting.append((future, result, error, key))
-            if self._drain_scheduled:
+            self._waiting.extend(items)
+            if self._drain_scheduled or not self._waiting:
                 return
             self._drain_scheduled = True
         try:
             self.loop.call_soon_threadsafe(self._drain)
         except RuntimeError:  # the loop is closed: nobody can be told
-            for _, _, lost, lost_key in self._take():
-                if lost is not None:
-                    log.warning("a change to %s finished after its event loop closed and failed: %r", lost_key, lost)
-
-    def _take(self) -> list[Outcome]:
-        with self._lock:
-            taken, self._waiting = self._waiting, []
-            self._drain_scheduled = False
-        return taken
+            with self._lock:
+                taken = list(self._waiting)
+                self._waiting.clear()
+                self._drain_scheduled = False
+            self._lost(taken)
 
     def _drain(self) -> None:
-        for future, result, error, key in self._take():
-            if future.cancelled():
-                if error is not None:
-                    log.warning("a change to %s whose caller was cancelled failed: %r", key, error)
-                continue
-            if error is not None:
-                future.set_exception(error)
-            else:
-                future.set_result(result)
+        with self._lock:
+            n = min(self._per_pass, len(self._waiting))
+            taken = [self._waiting.popleft() for _ in range(n)]
+            more = bool(self._waiting)
+            self._drain_scheduled = more
+        for item in taken:
+            self._handle(item)
+        if more:
+            self.loop.call_soon(self._drain)

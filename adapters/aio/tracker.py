@@ -1,25 +1,26 @@
 """The tracker for asyncio hosts: the same operations as coroutines, with no store I/O on the event loop.
 
-Each call is handed to the iteration's lane (adapters/aio/lanes.py): a pool of worker threads runs the
-sync `PerformanceTracker`'s call there, one at a time per iteration, in the order the calls were made, while
-other iterations' calls run beside it (and share commits, where the store's writer groups them). The
-coroutine waits on a future the worker settles, so the loop keeps running while the store works.
+Each call is queued in its iteration's lane (adapters/aio/dispatch.py): a change is decided on the loop in
+short passes (pure Python) and written by one writer thread, with every other change decided meanwhile, in
+one store transaction; what needs the store to be decided (an iteration not in this process's cache, reads,
+the saving step) runs on a worker thread the way the sync tracker runs it. The coroutine waits on a future
+that the outcome settles, so the loop keeps running while the store works.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import weakref
-from collections.abc import AsyncIterator, Callable, Hashable, Mapping
+from collections.abc import AsyncIterator, Hashable, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Self, TypeVar
 from uuid import UUID
 
-from itertrack.adapters.aio.inbox import LoopInbox
-from itertrack.adapters.aio.lanes import Lanes
+from itertrack.adapters.aio.dispatch import Call, Dispatcher
+from itertrack.domain.model.change_keys import check_change_id
+from itertrack.domain.model.changes import Change
 from itertrack.domain.model.errors import InvalidInputError, StoreError
 from itertrack.domain.model.iteration import Iteration
 from itertrack.domain.model.llm_calls import DEFAULT_PROVIDER
@@ -44,8 +45,13 @@ class AsyncPerformanceTracker:
 
     Open it with `async with AsyncPerformanceTracker(store=...) as tracker:` (or `await tracker.open()` and
     `await tracker.aclose()`); the arguments are `PerformanceTracker`'s (store URL, phases, clock, ...), or
-    `tracker=` an open sync tracker to share (it is then left open). `workers` threads (default 16) run the
-    calls; store I/O, connecting and retries happen on them.
+    `tracker=` an open sync tracker to share (it is then left open, and its threads' changes share commits
+    with this one's). It serves the event loop that opened it; a call from another loop raises `StoreError`.
+
+    Work off the loop: one writer thread writes the changes decided on the loop, sharing transactions (group
+    commit); `workers` threads (default 16) run what needs the store to be decided (loading an iteration this
+    process has not cached, reads, the saving step, a change that lost a version race, every change while
+    a spool holds changes), as well as connecting, retries and outages.
 
     Ordering: calls naming one iteration apply in the order they were made (when each coroutine started:
     the order of `await`s, or of `asyncio.create_task` calls), also when the host does not await one before
@@ -78,22 +84,20 @@ class AsyncPerformanceTracker:
         self._sync: PerformanceTracker | None = tracker
         self._owns_sync = tracker is None
         self._workers = workers
-        self._lanes: Lanes | None = None
-        # One inbox per event loop the tracker is called from (usually one): outcomes reach it in batches.
-        self._inboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopInbox] = weakref.WeakKeyDictionary()
+        self._dispatch: Dispatcher | None = None
         self._closed = False
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def open(self) -> Self:
-        """Open the store (off the loop: connecting and migrating may take seconds) and start the workers."""
+        """Open the store (off the loop: connecting and migrating may take seconds) and start the threads."""
         if self._closed:
             raise StoreError("the tracker is closed")
-        if self._lanes is not None:
+        if self._dispatch is not None:
             return self
         if self._sync is None:
             self._sync = await asyncio.to_thread(PerformanceTracker, self._store_url, **self._options)
-        self._lanes = Lanes(self._workers, name="itertrack-async")
+        self._dispatch = Dispatcher(self._sync, asyncio.get_running_loop(), self._workers)
         return self
 
     async def aclose(self) -> None:
@@ -102,9 +106,10 @@ class AsyncPerformanceTracker:
         if self._closed:
             return
         self._closed = True
-        lanes, self._lanes = self._lanes, None
-        if lanes is not None:
-            await asyncio.to_thread(lanes.close)
+        dispatch, self._dispatch = self._dispatch, None
+        if dispatch is not None:
+            await dispatch.drained()
+            await asyncio.to_thread(dispatch.close)
         if self._sync is not None and self._owns_sync:
             await asyncio.to_thread(self._sync.close)
 
@@ -134,10 +139,21 @@ class AsyncPerformanceTracker:
         change_id: str | None = None,
     ) -> UUID:
         """Begin tracking an iteration; as `PerformanceTracker.start_iteration`."""
-        key: Hashable = object() if iteration_id is None else parse_iteration_id(iteration_id)
         sync = self.sync
-        return await self._run(
-            key, lambda: sync.start_iteration(agent_id, iteration_number, iteration_id, change_id=change_id)
+        given = None if iteration_id is None else parse_iteration_id(iteration_id)
+        if check_change_id(change_id) is not None:  # a keyed start may be a retry: the sync tracker's way
+            lane: Hashable = object() if given is None else sync.lane_of(given)
+            return await self._submit(
+                Call(lane, lambda: sync.start_iteration(agent_id, iteration_number, given, change_id=change_id))
+            )
+        new_id = sync.clock.new_id() if given is None else given
+        return await self._submit(
+            Call(
+                sync.lane_of(new_id),
+                lambda: sync.start_iteration(agent_id, iteration_number, new_id),
+                decide=lambda: sync.decide_start(agent_id, iteration_number, new_id),
+                value=new_id,
+            )
         )
 
     async def update_phase(
@@ -145,17 +161,14 @@ class AsyncPerformanceTracker:
     ) -> None:
         """Record that the iteration entered `phase`; as `PerformanceTracker.update_phase`."""
         iid = parse_iteration_id(iteration_id)
-        sync = self.sync
-        await self._run(iid, lambda: sync.update_phase(iid, phase, error, change_id=change_id))
+        await self._submit(self._change_call(iid, self.sync.phase_change(iid, phase, error, change_id), change_id))
 
     async def update_metrics(
         self, iteration_id: UUID | str, metrics: Mapping[str, Amount], *, change_id: str | None = None
     ) -> None:
         """Add each amount to its metric's total; as `PerformanceTracker.update_metrics`."""
         iid = parse_iteration_id(iteration_id)
-        taken = dict(metrics) if isinstance(metrics, Mapping) else metrics  # the host may reuse its dict
-        sync = self.sync
-        await self._run(iid, lambda: sync.update_metrics(iid, taken, change_id=change_id))
+        await self._submit(self._change_call(iid, self.sync.metrics_change(iid, metrics, change_id), change_id))
 
     async def record_usage(
         self,
@@ -201,31 +214,29 @@ class AsyncPerformanceTracker:
     ) -> LLMUsage | None:
         """Record one LLM call made in `phase`; as `PerformanceTracker.record_llm_call` (None: usage unknown)."""
         iid = parse_iteration_id(iteration_id)
-        sync = self.sync
-        return await self._run(
+        call = self.sync.llm_call_change(
             iid,
-            lambda: sync.record_llm_call(
-                iid,
-                phase,
-                model=model,
-                usage=usage,
-                duration_ms=duration_ms,
-                request_id=request_id,
-                provider=provider,
-                batch=batch,
-                inference_geo=inference_geo,
-                change_id=change_id,
-            ),
+            phase,
+            model=model,
+            usage=usage,
+            duration_ms=duration_ms,
+            request_id=request_id,
+            provider=provider,
+            batch=batch,
+            inference_geo=inference_geo,
+            change_id=change_id,
         )
+        usage_read: LLMUsage | None = await self._submit(self._change_call(iid, call, change_id, value=call.usage))
+        return usage_read
 
     async def save_iteration(
         self, record: IterationRecord | Mapping[str, Any], *, change_id: str | None = None
     ) -> UUID:
         """The saving step, under the iteration's id; as `PerformanceTracker.save_iteration`."""
         parsed = IterationRecord.parse(record)
-        key: Hashable = object() if parsed.id is None else parsed.id
         sync = self.sync
-        return await self._run(key, lambda: sync.save_iteration(parsed, change_id=change_id))
+        lane: Hashable = object() if parsed.id is None else sync.lane_of(parsed.id)
+        return await self._submit(Call(lane, lambda: sync.save_iteration(parsed, change_id=change_id)))
 
     @asynccontextmanager
     async def track_phase(self, iteration_id: UUID | str, phase: str) -> AsyncIterator[None]:
@@ -249,14 +260,12 @@ class AsyncPerformanceTracker:
         except BaseException as exc:
             elapsed = self._elapsed_ms(started)
             error = failure_message(exc, cancelled=isinstance(exc, asyncio.CancelledError))
-
-            def mark_failed() -> None:
-                sync.update_metrics(iid, {time_metric(phase): elapsed})
-                sync.update_phase(iid, Phase.FAILED, error=error)
-
-            marking = self._submit(iid, mark_failed)
             try:
-                await asyncio.shield(marking)
+                # Both queued now, in order, whatever happens to this task while they are written.
+                time_taken = sync.metrics_change(iid, {time_metric(phase): elapsed}, None)
+                timed = self._submit(self._change_call(iid, time_taken, None))
+                failed = self._submit(self._change_call(iid, sync.phase_change(iid, Phase.FAILED, error, None), None))
+                await asyncio.shield(asyncio.gather(timed, failed))
             except Exception:
                 log.warning("could not mark iteration %s failed after %r in %s", iid, exc, phase, exc_info=True)
             raise
@@ -271,47 +280,42 @@ class AsyncPerformanceTracker:
         naming it; as `PerformanceTracker.get_iteration`."""
         iid = parse_iteration_id(iteration_id)
         sync = self.sync
-        return await self._run(iid, lambda: sync.get_iteration(iid, version=version, at=at))
+        return await self._submit(Call(sync.lane_of(iid), lambda: sync.get_iteration(iid, version=version, at=at)))
 
     async def history(self, iteration_id: UUID | str) -> list[Iteration.Event]:
         """The iteration's events, oldest first, after this tracker's earlier calls naming it."""
         iid = parse_iteration_id(iteration_id)
         sync = self.sync
-        return await self._run(iid, lambda: sync.history(iid))
+        return await self._submit(Call(sync.lane_of(iid), lambda: sync.history(iid)))
 
     async def get_record(self, iteration_id: UUID | str) -> IterationRecord | None:
         """The record the saving step stored under this id, if any."""
         iid = parse_iteration_id(iteration_id)
         sync = self.sync
-        return await self._run(iid, lambda: sync.get_record(iid))
+        return await self._submit(Call(sync.lane_of(iid), lambda: sync.get_record(iid)))
 
     # -- internals ------------------------------------------------------------------------
 
     def _elapsed_ms(self, started: float) -> float:
         return round(max(0.0, self.sync.clock.monotonic() - started) * 1000.0, 3)
 
-    async def _run(self, key: Hashable, call: Callable[[], _T]) -> _T:
-        return await self._submit(key, call)
+    def _change_call(self, iid: UUID, change: Change, key: str | None, value: _T | None = None) -> Call[_T | None]:
+        """A change's call: decided on the loop when it can be, else applied on a worker thread."""
+        sync = self.sync
 
-    def _submit(self, key: Hashable, call: Callable[[], _T]) -> asyncio.Future[_T]:
-        """Queue `call` in `key`'s lane now; a future of the running loop that its outcome settles."""
-        if self._closed or self._lanes is None:
+        def slow() -> _T | None:
+            sync.apply_change(iid, change, key)
+            return value
+
+        return Call(sync.lane_of(iid), slow, decide=lambda: sync.decide_change(iid, change, key), value=value)
+
+    def _submit(self, call: Call[_T]) -> asyncio.Future[_T]:
+        """Queue `call` in its lane now; a future of the running loop that its outcome settles."""
+        dispatch = self._dispatch
+        if self._closed or dispatch is None:
             raise StoreError(
                 "the tracker is closed" if self._closed else "the tracker is not open: use `async with` or `open()`"
             )
-        loop = asyncio.get_running_loop()
-        inbox = self._inboxes.get(loop)
-        if inbox is None:
-            inbox = self._inboxes[loop] = LoopInbox(loop)
-        future: asyncio.Future[_T] = loop.create_future()
-
-        def job() -> None:
-            try:
-                result = call()
-            except BaseException as e:  # delivered to the caller: the loop's task raises it
-                inbox.put(future, None, e, key)
-            else:
-                inbox.put(future, result, None, key)
-
-        self._lanes.submit(key, job)
-        return future
+        if asyncio.get_running_loop() is not dispatch.loop:
+            raise StoreError("the async tracker serves the event loop that opened it; open one per loop")
+        return dispatch.submit(call)

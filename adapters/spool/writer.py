@@ -24,7 +24,7 @@ from itertrack.domain.model.iteration import Iteration
 from itertrack.domain.model.records import IterationRecord
 from itertrack.domain.service.clock import Clock
 from itertrack.domain.service.spool_rules import must_wait_as_change
-from itertrack.domain.service.store_ports import IterationWriter, RetryPause
+from itertrack.domain.service.store_ports import IterationWriter, PendingAppend, RetryPause
 
 log = logging.getLogger("itertrack")
 
@@ -101,6 +101,41 @@ class SpoolingWriter(IterationWriter):
             return None
         state.came_back()
         return notification_id
+
+    def append_many(self, changes: Sequence[PendingAppend]) -> list[int | Exception | None]:
+        """As `append` for each change; while the store answers and nothing waits, in shared transactions.
+
+        A change whose commit the store did not answer is spooled, as `append` does (its outcome is then None).
+        """
+        if not self.writes_through():
+            return super().append_many(changes)  # one by one: each joins the spool, or goes through, as append decides
+        outcomes = self.store.append_many([(events, record, encoded) for events, _, record, _, encoded in changes])
+        answered = went_down = False
+        kept: list[int | Exception | None] = []
+        for (events, change, record, base, _), outcome in zip(changes, outcomes, strict=True):
+            if not isinstance(outcome, StoreUnavailableError):
+                answered = answered or not isinstance(outcome, Exception)
+                kept.append(outcome)
+                continue
+            went_down = True
+            iteration_id = events[0].originator_id
+            log.debug("store unavailable, spooling a change of %s: %s", iteration_id, outcome)
+            try:
+                with self.state.lock:
+                    self.state.went_down(outcome)
+                    self._spool(iteration_id, events, change, record, base)
+            except Exception as e:  # the spool could not keep it (a full or read-only file system)
+                kept.append(e)
+            else:
+                kept.append(None)
+            finally:
+                self.forwarder.start()
+        if answered and not went_down:  # a later group of the batch may have met the outage: it stays down
+            self.state.came_back()
+        return kept
+
+    def writes_through(self) -> bool:
+        return not self.state.spooling and self.state.store_up
 
     def _spool(
         self,

@@ -9,7 +9,7 @@ from itertrack.adapters.store.event_store import EventSourcedStore
 from itertrack.domain.model.changes import Change
 from itertrack.domain.model.iteration import Iteration
 from itertrack.domain.model.records import IterationRecord
-from itertrack.domain.service.store_ports import IterationWriter
+from itertrack.domain.service.store_ports import IterationWriter, PendingAppend
 
 
 class DirectWriter(IterationWriter):
@@ -27,3 +27,6 @@ class DirectWriter(IterationWriter):
         base: UUID | None = None,
     ) -> int | None:
         return self.store.append(events, record)
+
+    def append_many(self, changes: Sequence[PendingAppend]) -> list[int | Exception | None]:
+        return self.store.append_many([(events, record, encoded) for events, _, record, _, encoded in changes])

@@ -174,6 +174,15 @@ class EventSourcedStore(IterationStore):
             raise IterationNotFoundError(iteration_id) from None
         return iteration
 
+    def cached(self, iteration_id: UUID) -> Iteration | None:
+        cache = self._cache_as_is
+        if cache is None:
+            return None
+        try:
+            return cast(Iteration, cache.get(iteration_id))
+        except KeyError:
+            return None
+
     @store_unavailable_as_typed_error()
     def catch_up(self, iteration_id: UUID) -> int:
         cache = self._cache
@@ -251,6 +260,22 @@ class EventSourcedStore(IterationStore):
         `StoreUnavailableError` (`OutcomeUnknownError` when the commit may have landed) as `insert` does.
         """
         return self.group.append(self.stored(events), record)
+
+    def encode(self, events: Sequence[Iteration.Event]) -> list[StoredEvent]:
+        return self.stored(events)
+
+    def append_many(
+        self, changes: Sequence[tuple[Sequence[Iteration.Event], IterationRecord | None, object]]
+    ) -> list[int | Exception | None]:
+        """Append several changes, each atomically, sharing transactions (with other threads' changes too):
+        (events, record, their `encode`d form or None) per change. Returns per change its last notification id,
+        or the error `append` would have raised for it."""
+        return self.group.append_many(
+            [
+                (encoded if isinstance(encoded, list) else self.stored(events), record)
+                for events, record, encoded in changes
+            ]
+        )
 
     def holds(self, events: Sequence[Iteration.Event]) -> bool:
         return self.holds_stored(events[0].originator_id, self.stored(events))

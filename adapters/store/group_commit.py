@@ -29,6 +29,7 @@ DEFAULT_MAX_BYTES = 4 * 1024 * 1024
 _RECORD_BYTES = 4096
 
 CommitOne = Callable[[Sequence[StoredEvent], IterationRecord | None], int | None]
+Outcome = int | None | Exception  # a change's last notification id, or the error committing it raised
 CommitMany = Callable[[Sequence[StoredEvent], Sequence[IterationRecord]], Sequence[int] | None]
 
 
@@ -108,12 +109,38 @@ class GroupCommit:
             self._leave(me)  # interrupted while queued (Ctrl-C): never strand the callers queued behind it
             raise
         if me.lead is not None:
-            self._lead(me.lead)
+            self._lead(_taken_lead(me))
         if me.alone:
             return self._one(stored, record)  # the one retry: this change in a transaction of its own
         if me.error is not None:
             raise me.error
         return me.result
+
+    def append_many(self, changes: Sequence[tuple[Sequence[StoredEvent], IterationRecord | None]]) -> list[Outcome]:
+        """Commit several changes of one caller (an async tracker's batch) with the commits of other callers.
+
+        Each change is queued as if a caller of its own had appended it, so they share transactions with
+        each other and with other threads' changes, up to the bounds. Returns once every one is committed or
+        failed: per change, what `append` would have returned or the exception it would have raised.
+        """
+        if not changes:
+            return []
+        if len(changes) == 1:  # one change: `append`'s path, without the queue's bookkeeping when nothing is in flight
+            return [_outcome_of(self.append, *changes[0])]
+        if self._bypass():
+            return [_outcome_of(self._one, stored, record) for stored, record in changes]
+        mine = [_Pending(stored, record, _size(stored, record)) for stored, record in changes]
+        with self._lock:
+            leading = not self._busy
+            self._busy = True
+            self._queue.extend(mine)
+        if leading:
+            self._hand_over()  # the first of them leads the next commit
+        for pending in mine:
+            pending.ready.wait()
+            if pending.lead is not None:
+                self._lead(_taken_lead(pending))
+        return [_own_outcome(pending, self._one) for pending in mine]
 
     def _commit_alone(self, stored: Sequence[StoredEvent], record: IterationRecord | None) -> int | None:
         self.commits += 1
@@ -129,7 +156,7 @@ class GroupCommit:
             if queued:
                 self._queue.remove(me)
         if not queued and me.lead is not None:
-            self._lead(me.lead)
+            self._lead(_taken_lead(me))
 
     def _hand_over(self) -> None:
         """The commit in flight ended: the first queued caller leads the next, with what is queued (bounded)."""
@@ -193,6 +220,33 @@ def _settle_alone(pending: _Pending, commit: CommitOne) -> None:
         pending.result = commit(pending.stored, pending.record)
     except Exception as e:
         pending.error = e
+
+
+def _taken_lead(pending: _Pending) -> list[_Pending]:
+    """The batch a caller was chosen to lead, taken from its pending change: the batch holds that change, so
+    keeping it there would make a reference cycle, left for the cyclic garbage collector (whose pauses a host's
+    event loop feels) instead of freed when the commit ends."""
+    batch = pending.lead
+    assert batch is not None
+    pending.lead = None
+    return batch
+
+
+def _outcome_of(commit: CommitOne, stored: Sequence[StoredEvent], record: IterationRecord | None) -> Outcome:
+    try:
+        return commit(stored, record)
+    except Exception as e:  # the change's own outcome, handed back to its caller
+        return e
+
+
+def _own_outcome(pending: _Pending, commit: CommitOne) -> Outcome:
+    """A queued change's outcome once its group ended: committed, failed, or (its group failed for a reason one
+    change may have caused) committed alone now."""
+    if pending.alone:
+        return _outcome_of(commit, pending.stored, pending.record)
+    if pending.error is not None:
+        return pending.error if isinstance(pending.error, Exception) else OutcomeUnknownError(str(pending.error))
+    return pending.result
 
 
 def _own_copy(error: StoreUnavailableError) -> StoreUnavailableError:

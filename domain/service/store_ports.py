@@ -19,6 +19,10 @@ from itertrack.domain.model.changes import Change
 from itertrack.domain.model.iteration import Iteration
 from itertrack.domain.model.records import IterationRecord
 
+PendingAppend = tuple[Sequence[Iteration.Event], Change | None, IterationRecord | None, UUID | None, object]
+"""One change as `IterationWriter.append_many` takes it: `append`'s (events, change, record, base), and the events
+as `IterationStore.encode` gave them (None when not encoded yet)."""
+
 
 class VersionTakenError(Exception):
     """Raised by `IterationWriter.append` when another writer already holds one of the events' versions.
@@ -40,6 +44,18 @@ class IterationStore(ABC):
         The returned object is the cached one: the caller holds the iteration's lock while changing it,
         and calls `evict` after any failure that may have left it changed.
         """
+
+    def cached(self, iteration_id: UUID) -> Iteration | None:
+        """This process's copy of the iteration when `load` would return it without reading the store (the
+        caller changes it under the iteration's lock, as with `load`); None when there is none, or when loading
+        reads the store anyway. A store that cannot tell returns None."""
+        return None
+
+    def encode(self, events: Sequence[Iteration.Event]) -> object:
+        """The events as this store writes them (opaque to the domain), for `IterationWriter.append_many`; a
+        caller encodes them where the time is best spent (the async tracker: in its bounded loop passes, not in
+        its writer thread). None from a store that encodes when it writes."""
+        return None
 
     @abstractmethod
     def catch_up(self, iteration_id: UUID) -> int:
@@ -116,6 +132,27 @@ class IterationWriter(ABC):
         `VersionTakenError` when another writer holds one of their versions, and `StoreUnavailableError`
         when the store does not answer and nothing could keep them.
         """
+
+    def append_many(self, changes: Sequence[PendingAppend]) -> list[int | Exception | None]:
+        """Write several changes, each as `append` would, sharing store transactions where the writer can.
+
+        `changes`: (events, change, record, base) per change, as `append` takes them. Returns one outcome per
+        change, in order: what `append` would have returned, or the exception it would have raised
+        (`VersionTakenError`, `StoreUnavailableError`, ...), so one change's failure is its own. This default
+        appends them one by one; a writer with group commit writes them in one transaction.
+        """
+        outcomes: list[int | Exception | None] = []
+        for events, change, record, base, _ in changes:
+            try:
+                outcomes.append(self.append(events, change, record, base))
+            except Exception as e:  # the change's own outcome, handed back to its caller
+                outcomes.append(e)
+        return outcomes
+
+    def writes_through(self) -> bool:
+        """Whether a change goes straight to the store now (nothing of any iteration waits, the store answered
+        last): `must_keep_change` is then False for every iteration, and asking costs nothing."""
+        return True
 
     def must_keep_change(self, iteration_id: UUID, cached: bool) -> bool:
         """Whether a change of this iteration must wait as a change, not be applied here now.

@@ -52,6 +52,7 @@ from itertrack.domain.model.text import check_agent_id, check_iteration_number, 
 from itertrack.domain.model.usage import LLMUsage
 from itertrack.domain.service.clock import Clock, SystemClock
 from itertrack.domain.service.contention import RecentContention
+from itertrack.domain.service.decided import DecidedChange
 from itertrack.domain.service.interruptions import failure_message
 from itertrack.domain.service.reads import IterationReads
 from itertrack.domain.service.store_ports import IterationWriter, VersionTakenError
@@ -60,7 +61,7 @@ from itertrack.domain.service.wiring import TrackerPorts, installed_wiring
 log = logging.getLogger("itertrack")
 
 DEFAULT_MAX_ATTEMPTS = 12
-_LOCK_STRIPES = 64
+_LOCK_STRIPES = 1024
 
 
 class PerformanceTracker:
@@ -157,11 +158,14 @@ class PerformanceTracker:
         `change_id`: optional idempotency key, as for `update_metrics`.
         """
         iid = parse_iteration_id(iteration_id)
+        self._change(iid, self.phase_change(iid, phase, error, change_id), key=change_id)
+
+    def phase_change(self, iteration_id: UUID, phase: str, error: str | None, change_id: str | None) -> PhaseChange:
+        """The change `update_phase` applies, its input checked (`InvalidInputError` naming the field)."""
         phase = self.catalog.check(phase)
         # Checked here as well as in the aggregate: a change that waits in a spool is never refused later for it.
         error = checked_error(phase, error)
-        key = check_change_id(change_id)
-        self._change(iid, PhaseChange(event_id=keyed_event_id(iid, key), phase=phase, error=error), key=key)
+        return PhaseChange(event_id=keyed_event_id(iteration_id, check_change_id(change_id)), phase=phase, error=error)
 
     def update_metrics(
         self, iteration_id: UUID | str, metrics: Mapping[str, Amount], *, change_id: str | None = None
@@ -175,9 +179,12 @@ class PerformanceTracker:
         errors (`IterationFinishedError`, ...), `StoreError`.
         """
         iid = parse_iteration_id(iteration_id)
+        self._change(iid, self.metrics_change(iid, metrics, change_id), key=change_id)
+
+    def metrics_change(self, iteration_id: UUID, metrics: Mapping[str, Amount], change_id: str | None) -> MetricsChange:
+        """The change `update_metrics` applies, its input checked (`InvalidInputError` naming the field)."""
         checked = check_metrics(metrics)
-        key = check_change_id(change_id)
-        self._change(iid, MetricsChange(event_id=keyed_event_id(iid, key), metrics=checked), key=key)
+        return MetricsChange(event_id=keyed_event_id(iteration_id, check_change_id(change_id)), metrics=checked)
 
     def record_usage(
         self,
@@ -245,6 +252,38 @@ class PerformanceTracker:
         (`IterationFinishedError`, ...), `StoreError`; nothing is written then.
         """
         iid = parse_iteration_id(iteration_id)
+        call = self.llm_call_change(
+            iid,
+            phase,
+            model=model,
+            usage=usage,
+            duration_ms=duration_ms,
+            request_id=request_id,
+            provider=provider,
+            batch=batch,
+            inference_geo=inference_geo,
+            change_id=change_id,
+        )
+        self._change(iid, call, key=change_id)
+        return call.usage
+
+    def llm_call_change(
+        self,
+        iteration_id: UUID,
+        phase: str,
+        *,
+        model: str | None,
+        usage: object,
+        duration_ms: float | None,
+        request_id: str | None,
+        provider: str,
+        batch: bool,
+        inference_geo: str | None,
+        change_id: str | None,
+    ) -> LLMCallChange:
+        """The change `record_llm_call` applies, its input checked (`InvalidInputError` naming the field); its
+        `usage` is the usage read (None when unknown, which is logged as a warning here)."""
+        iid = iteration_id
         phase = self.catalog.check(phase)
         counted = LLMUsage.read(usage)
         call = LLMCallChange(
@@ -266,8 +305,7 @@ class PerformanceTracker:
                 model,
                 type(usage).__name__,
             )
-        self._change(iid, call, key=change_id)
-        return counted
+        return call
 
     @contextmanager
     def track_phase(self, iteration_id: UUID | str, phase: str) -> Iterator[None]:
@@ -354,6 +392,105 @@ class PerformanceTracker:
     def migrate(self) -> None:
         """Create the store's tables if they do not exist (safe to run from many processes)."""
         self._store.migrate()
+
+    # -- decided without waiting (the async tracker's path; domain/service/decided.py) ----------------
+
+    def lane_of(self, iteration_id: UUID) -> int:
+        """The iteration's lock stripe: changes of iterations in different stripes never wait on each other's
+        lock in this process (the async tracker orders its calls per stripe)."""
+        return iteration_id.int % _LOCK_STRIPES
+
+    def decide_start(self, agent_id: str, iteration_number: int, iteration_id: UUID | None) -> DecidedChange:
+        """`start_iteration` without a `change_id`, up to its events: the new iteration, its events not written.
+
+        Pure Python (no store I/O, no lock). Raises what `start_iteration` raises up front (`InvalidInputError`,
+        `DuplicateIterationError` for an id this process knows). Write it, then `settle` it.
+        """
+        self._ensure_open()
+        agent_id = check_agent_id(agent_id)
+        iteration_number = check_iteration_number(iteration_number)
+        new_id = self.clock.new_id() if iteration_id is None else iteration_id
+        if self._store.is_cached(new_id):
+            raise DuplicateIterationError(new_id)
+        iteration = Iteration.start(new_id, agent_id, iteration_number, self._now())
+        events = iteration.take_events()
+        return DecidedChange(iteration, events, None, None, None, None, encoded=self._store.encode(events))
+
+    def decide_change(self, iteration_id: UUID, change: Change, key: str | None = None) -> DecidedChange | None:
+        """Apply `change` to this process's copy of the iteration now, without waiting: its events, not written.
+
+        Pure Python: no store I/O, no wait for a lock. Returns None when that is not possible now (another
+        thread holds the iteration's lock, the iteration is not in this process's cache, changes wait in a
+        spool, the iteration is contended, or the change is a keyed retry): run `apply_change` instead, off the
+        event loop. On success the iteration's lock is held until `settle`. Raises the domain's errors
+        (`IterationFinishedError`, ...; the copy is then evicted and nothing is written).
+        """
+        self._ensure_open()
+        if not self._writer.writes_through() or self._contention.active(iteration_id):
+            return None
+        lock = self._locks[iteration_id.int % _LOCK_STRIPES]
+        if not lock.acquire(blocking=False):
+            return None
+        try:
+            iteration = self._store.cached(iteration_id)
+            if iteration is None or (iteration.keyed_changes and change.event_id in iteration.keyed_changes):
+                lock.release()
+                return None
+            base = iteration.last_event_id
+            change.apply(iteration, self._now_after(iteration))
+            events = iteration.take_events()
+            encoded = self._store.encode(events)
+        except BaseException:
+            self._store.evict(iteration_id)
+            lock.release()
+            raise
+        return DecidedChange(iteration, events, change, None, base, lock, key, encoded)
+
+    def settle(self, decided: DecidedChange, outcome: int | Exception | None) -> bool:
+        """Finish a decided change once the writer answered (`outcome`: what `IterationWriter.append_many` gave
+        for it); releases the iteration's lock. Does store I/O: call it off the event loop.
+
+        Returns True when the change is done (committed, kept by the writer, or found committed after a lost
+        acknowledgement), False when another writer took its version first: run `apply_change` then (it
+        re-loads and re-applies). Raises what the change's write raised (`StoreUnavailableError` unless a spool
+        kept it, `DuplicateIterationError` for a start whose id is taken, ...).
+        """
+        try:
+            if isinstance(outcome, Exception):
+                self._store.evict(decided.iteration_id)
+                return self._settle_failed(decided, outcome)
+            self._store.keep(decided.iteration)
+            self._saved(outcome)
+            return True
+        finally:
+            if decided.lock is not None:
+                decided.lock.release()
+
+    def _settle_failed(self, decided: DecidedChange, error: Exception) -> bool:
+        """`settle` of a change whose write raised `error` (the copy is evicted), as `_change` would treat it."""
+        iid, change = decided.iteration_id, decided.change
+        try:
+            if not isinstance(error, VersionTakenError):
+                raise error
+            if self._store.holds(decided.events):  # our own commit, whose acknowledgement was lost
+                if change is not None:
+                    self._store.keep(decided.iteration)
+                return True
+        except StoreUnavailableError:
+            # The store is away (or the commit's outcome unknown): a spool keeps the change itself.
+            if change is not None and self._keep_change(iid, change, decided.record, outage=True):
+                return True
+            raise
+        if change is None:
+            raise DuplicateIterationError(iid) from error
+        self._contention.seen(iid)
+        self.conflicts_retried += 1
+        return False
+
+    def apply_change(self, iteration_id: UUID, change: Change, key: str | None = None) -> None:
+        """Apply and save `change` the way every sync call does (load, apply, save, retry a lost race; may wait
+        on locks and the store): for a change `decide_change` could not take, or that lost its race."""
+        self._change(iteration_id, change, key=key)
 
     # -- queries (domain/service/reads.py) ------------------------------------------------
 

@@ -10,14 +10,14 @@ from collections import defaultdict
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
 from spool_support import through
 from support import TcpProxy
 
 from itertrack.adapters.aio import AsyncPerformanceTracker
-from itertrack.adapters.bootstrap import spooling_writer
+from itertrack.adapters.bootstrap import spooling_writer, store_of
 from itertrack.domain import (
     InvalidIterationIdError,
     InvalidMetricError,
@@ -64,6 +64,55 @@ def test_changes_fired_from_many_tasks_land_in_each_iterations_call_order(durabl
             assert sum(len(v) for v in made.values()) == 1000
             for iid in iids:
                 assert metric_values(await tracker.history(iid)) == made[iid]
+
+    run(main())
+
+
+def test_changes_from_many_tasks_share_transactions_and_one_conflict_in_the_batch_is_retried_alone(
+    tmp_path: Path,
+) -> None:
+    """50 changes to 50 iterations fired at once while another process holds the SQLite file's write lock: they are
+    decided on the loop and written in at most a few transactions once the lock is released. One iteration was
+    changed meanwhile by another tracker (this process's copy is stale): only that change loses its race, and it is
+    re-applied on the stored iteration; the 49 others land in their shared transaction, each await returning None."""
+    path = tmp_path / "itertrack.db"
+    store = f"sqlite:///{path}"
+
+    async def main() -> None:
+        async with AsyncPerformanceTracker(f"{store}?lock_timeout=60", migrate=True) as tracker:
+            # Ids in 50 different lanes (lock stripes): no change waits in its lane behind another's.
+            ids: dict[int, UUID] = {}
+            while len(ids) < 50:
+                candidate = uuid4()
+                ids.setdefault(tracker.sync.lane_of(candidate), candidate)
+            iids = [await tracker.start_iteration("agent-1", n, iid) for n, iid in enumerate(ids.values())]
+            stale = iids[25]
+            with PerformanceTracker(store) as other:
+                other.update_metrics(stale, {"analysis_tokens": 1000})
+            group = store_of(tracker.sync).group
+            commits_before, conflicts_before = group.commits, tracker.sync.conflicts_retried
+            holder = sqlite3.connect(path, isolation_level=None)
+            holder.execute("BEGIN IMMEDIATE")
+            change = tracker.update_metrics
+            fired = [asyncio.create_task(change(iid, {"analysis_tokens": n + 1})) for n, iid in enumerate(iids)]
+            cached = tracker.sync.ports.store
+
+            def decided() -> bool:  # every change applied to this process's copies: all wait for the writer
+                copies = [cached.cached(iid) for iid in iids]
+                return all(copy is not None and copy.version == 2 for copy in copies)
+
+            while not decided():
+                await asyncio.sleep(0.001)  # bounded by run()'s deadline
+            assert not any(task.done() for task in fired)  # none is reported done before its commit
+            holder.execute("ROLLBACK")
+            holder.close()
+            assert await asyncio.gather(*fired) == [None] * 50
+            assert tracker.sync.conflicts_retried - conflicts_before == 1
+            # The writer's first batch (taken before the rest was decided), the rest, and the conflict's retry alone.
+            assert group.commits - commits_before <= 4
+            for n, iid in enumerate(iids):
+                expected = [1000, n + 1] if iid == stale else [n + 1]
+                assert metric_values(await tracker.history(iid)) == expected
 
     run(main())
 
