@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from eventsourcing.persistence import StoredEvent
 
@@ -40,7 +40,8 @@ class _Pending:
     stored: Sequence[StoredEvent]
     record: IterationRecord | None
     size: int
-    ready: threading.Event = field(default_factory=threading.Event)
+    # Set when the change's group ended (or it was chosen to lead): made only for a change that queues.
+    ready: threading.Event | None = None
     lead: list[_Pending] | None = None  # set when this caller leads the next commit (itself first)
     result: int | None = None
     error: BaseException | None = None
@@ -93,7 +94,7 @@ class GroupCommit:
             return self._one(stored, record)
         with self._lock:
             if self._busy:
-                me = _Pending(stored, record, _size(stored, record))
+                me = _Pending(stored, record, _size(stored, record), threading.Event())
                 self._queue.append(me)
             else:
                 self._busy = True
@@ -104,7 +105,7 @@ class GroupCommit:
             finally:
                 self._hand_over()
         try:
-            me.ready.wait()
+            _ready(me).wait()
         except BaseException:
             self._leave(me)  # interrupted while queued (Ctrl-C): never strand the callers queued behind it
             raise
@@ -133,14 +134,30 @@ class GroupCommit:
         with self._lock:
             leading = not self._busy
             self._busy = True
-            self._queue.extend(mine)
+            if not leading:
+                for pending in mine:
+                    pending.ready = threading.Event()
+                self._queue.extend(mine)
         if leading:
-            self._hand_over()  # the first of them leads the next commit
-        for pending in mine:
-            pending.ready.wait()
-            if pending.lead is not None:
-                self._lead(_taken_lead(pending))
+            self._lead_own(mine)
+        else:
+            for pending in mine:
+                _ready(pending).wait()
+                if pending.lead is not None:
+                    self._lead(_taken_lead(pending))
         return [_own_outcome(pending, self._one) for pending in mine]
+
+    def _lead_own(self, mine: list[_Pending]) -> None:
+        """Nothing was in flight: commit one caller's changes at once, in groups within the bounds (no queue, no
+        hand-overs); changes that other threads queue meanwhile go in the commit after."""
+        try:
+            for batch in _within_bounds(mine, self.max_changes, self.max_bytes):
+                if len(batch) == 1:
+                    _settle_alone(batch[0], self._commit_alone)
+                else:
+                    self._commit_group(batch)
+        finally:
+            self._hand_over()
 
     def _commit_alone(self, stored: Sequence[StoredEvent], record: IterationRecord | None) -> int | None:
         self.commits += 1
@@ -170,7 +187,7 @@ class GroupCommit:
                 size += self._queue[0].size
                 batch.append(self._queue.popleft())
             batch[0].lead = batch
-        batch[0].ready.set()
+        _ready(batch[0]).set()
 
     def _lead(self, batch: list[_Pending]) -> None:
         """Commit the batch in one transaction (in the leader's thread), then tell each caller its outcome."""
@@ -182,7 +199,7 @@ class GroupCommit:
         finally:
             self._hand_over()
             for pending in batch[1:]:
-                pending.ready.set()
+                _ready(pending).set()
 
     def _commit_group(self, batch: list[_Pending]) -> None:
         stored = [event for pending in batch for event in pending.stored]
@@ -220,6 +237,25 @@ def _settle_alone(pending: _Pending, commit: CommitOne) -> None:
         pending.result = commit(pending.stored, pending.record)
     except Exception as e:
         pending.error = e
+
+
+def _ready(pending: _Pending) -> threading.Event:
+    """The event of a queued change (every change in the queue has one)."""
+    assert pending.ready is not None
+    return pending.ready
+
+
+def _within_bounds(pendings: list[_Pending], max_changes: int, max_bytes: int) -> list[list[_Pending]]:
+    """Consecutive groups of the changes, each within the bounds (a change over the byte bound alone)."""
+    groups: list[list[_Pending]] = []
+    size = 0
+    for pending in pendings:
+        if not groups or len(groups[-1]) >= max_changes or size + pending.size > max_bytes:
+            groups.append([])
+            size = 0
+        groups[-1].append(pending)
+        size += pending.size
+    return groups
 
 
 def _taken_lead(pending: _Pending) -> list[_Pending]:
