@@ -307,7 +307,7 @@ class AsyncPerformanceTracker:
             sync.apply_change(iid, change, key)
             return value
 
-        return Call(sync.lane_of(iid), slow, decide=lambda: sync.decide_change(iid, change, key), value=value)
+        return Call(sync.lane_of(iid), slow, decide=lambda: sync.decide_change(iid, change), value=value)
 
     def _submit(self, call: Call[_T]) -> asyncio.Future[_T]:
         """Queue `call` in its lane now; a future of the running loop that its outcome settles."""

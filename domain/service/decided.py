@@ -24,7 +24,7 @@ class DecidedChange:
 
     `change` is None for a new iteration (its start). `lock` is the iteration's lock in this process, held
     from the decision until `settle` (None for a start, which holds none): no other thread changes the copy
-    meanwhile. `key` is the change's idempotency key (None without one).
+    meanwhile.
     """
 
     iteration: Iteration
@@ -33,7 +33,6 @@ class DecidedChange:
     record: IterationRecord | None
     base: UUID | None
     lock: threading.Lock | None
-    key: str | None = None
     encoded: object = None  # the events as the store writes them (`IterationStore.encode`), None if not yet
 
     @property

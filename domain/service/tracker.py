@@ -416,7 +416,7 @@ class PerformanceTracker:
         events = iteration.take_events()
         return DecidedChange(iteration, events, None, None, None, None, encoded=self._store.encode(events))
 
-    def decide_change(self, iteration_id: UUID, change: Change, key: str | None = None) -> DecidedChange | None:
+    def decide_change(self, iteration_id: UUID, change: Change) -> DecidedChange | None:
         """Apply `change` to this process's copy of the iteration now, without waiting: its events, not written.
 
         Pure Python: no store I/O, no wait for a lock. Returns None when that is not possible now (another
@@ -444,7 +444,7 @@ class PerformanceTracker:
             self._store.evict(iteration_id)
             lock.release()
             raise
-        return DecidedChange(iteration, events, change, None, base, lock, key, encoded)
+        return DecidedChange(iteration, events, change, None, base, lock, encoded)
 
     def settle(self, decided: DecidedChange, outcome: int | Exception | None) -> bool:
         """Finish a decided change once the writer answered (`outcome`: what `IterationWriter.append_many` gave
