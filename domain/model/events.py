@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from typing import ClassVar
-from uuid import UUID, SafeUUID
+from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-# The bits `UUID(..., version=4)` clears, and those it sets (variant RFC 4122, version 4).
-_V4_CLEAR = ~((0xC000 << 48) | (0xF000 << 64))
-_V4_SET = (0x8000 << 48) | (4 << 76)
-_UNKNOWN = SafeUUID.unknown
+from itertrack.domain.model.random_ids import random_uuid4
 
 
 def new_event_id() -> UUID:
-    """A random id for one event (not the tracker's clock: event ids must never repeat across processes).
-
-    `UUID(bytes=os.urandom(16), version=4)`, without the constructor's checks of arguments it is not given
-    (made once per tracked change): the same value, type and `is_safe`.
-    """
-    uid = object.__new__(UUID)
-    object.__setattr__(uid, "int", (int.from_bytes(os.urandom(16)) & _V4_CLEAR) | _V4_SET)
-    object.__setattr__(uid, "is_safe", _UNKNOWN)
-    return uid
+    """A random id for one event (not the tracker's clock: event ids must never repeat across processes): a
+    version-4 UUID from `random_ids.random_uuid4` (no system call, so deciding a change never releases the GIL)."""
+    return random_uuid4()
 
 
 class DomainEvent(BaseModel):

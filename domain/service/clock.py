@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import time
 from datetime import UTC, datetime
 from typing import Protocol
 from uuid import UUID
+
+from itertrack.domain.model.random_ids import random_uuid4
 
 
 class Clock(Protocol):
@@ -26,7 +27,7 @@ class Clock(Protocol):
 
 
 class SystemClock:
-    """The real clock and a random UUID4 source."""
+    """The real clock and a random UUID4 source (`random_ids.random_uuid4`)."""
 
     def now(self) -> datetime:
         return datetime.now(UTC)  # the one seam where the domain reads the wall clock (Clock port)
@@ -35,4 +36,4 @@ class SystemClock:
         return time.monotonic()
 
     def new_id(self) -> UUID:
-        return UUID(bytes=os.urandom(16), version=4)
+        return random_uuid4()  # no system call: see random_ids

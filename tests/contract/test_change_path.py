@@ -7,6 +7,7 @@ gets them.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +18,7 @@ import pytest
 from itertrack.adapters.bootstrap import store_of
 from itertrack.domain import PerformanceTracker
 from itertrack.domain.model.events import new_event_id
+from itertrack.domain.service.clock import SystemClock
 
 Open = Callable[..., PerformanceTracker]
 
@@ -59,7 +61,7 @@ def test_load_answers_from_the_cache_only_as_the_settings_say(setting: str, copi
 
 
 def test_event_ids_are_random_version_4_uuids() -> None:
-    """`new_event_id` makes what `UUID(bytes=os.urandom(16), version=4)` makes (without its argument checks)."""
+    """`new_event_id` makes what `UUID(bytes=..., version=4)` makes from 16 random bytes (without its checks)."""
     ids = [new_event_id() for _ in range(2000)]
     assert len(set(ids)) == len(ids)
     for made in ids:
@@ -68,3 +70,17 @@ def test_event_ids_are_random_version_4_uuids() -> None:
         assert made == uuid.UUID(bytes=made.bytes, version=4) == uuid.UUID(str(made))
         assert hash(made) == hash(uuid.UUID(str(made)))
         assert made.is_safe is uuid.SafeUUID.unknown
+
+
+def test_event_ids_make_no_system_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An id costs no `os.urandom` (it releases the GIL, and taking it back can wait out another thread's whole
+    switch interval: 5 ms on an async host's event loop, once per change). The iteration ids of
+    `SystemClock.new_id` come from the same source."""
+
+    def no_urandom(size: int) -> bytes:
+        raise AssertionError(f"os.urandom({size}) called for an id")
+
+    monkeypatch.setattr(os, "urandom", no_urandom)
+    ids = {new_event_id() for _ in range(1000)} | {SystemClock().new_id() for _ in range(1000)}
+    assert len(ids) == 2000
+    assert {made.version for made in ids} == {4}
