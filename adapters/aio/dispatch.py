@@ -20,10 +20,11 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Hashable
+from collections.abc import Hashable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
+from itertrack.adapters.aio.calls import Call
 from itertrack.adapters.aio.inbox import LoopInbox
 from itertrack.domain.service.decided import DecidedChange
 from itertrack.domain.service.tracker import PerformanceTracker
@@ -39,27 +40,6 @@ DECIDE_BUDGET_S = 0.0004
 INLINE_BUDGET_S = 0.00015
 # At most this many changes in one batch of the writer thread (the store's group commit bounds it too).
 MAX_BATCH = 256
-
-
-class Call(Generic[_T]):
-    """One call of the host: how to decide it on the loop (`decide`, None for a call that always runs on a worker
-    thread), how to run it on a worker thread (`slow`), and what its await returns once decided and written
-    (`value`)."""
-
-    __slots__ = ("decide", "future", "lane", "slow", "value")
-
-    def __init__(
-        self,
-        lane: Hashable,
-        slow: Callable[[], _T],
-        decide: Callable[[], DecidedChange | None] | None = None,
-        value: _T | None = None,
-    ) -> None:
-        self.lane = lane
-        self.slow = slow
-        self.decide = decide
-        self.value = value
-        self.future: asyncio.Future[_T] | None = None
 
 
 Outcome = tuple[Call[Any], Any, BaseException | None]
@@ -107,7 +87,7 @@ class Dispatcher:
     def _start(self, call: Call[Any]) -> None:
         """The call's turn in its lane: decided now while this pass of the loop has time left for it (a lone
         change waits for no other pass), else in the next decide pass."""
-        if call.decide is None:
+        if not call.decidable:
             self._pool.submit(self._run_slow, call)
             return
         if not self._decide_scheduled and self._inline_time_left():
@@ -135,7 +115,6 @@ class Dispatcher:
     def _decide(self, call: Call[Any]) -> tuple[Call[Any], DecidedChange] | None:
         """Decide one change on the loop: its events for the writer thread, or None when it was settled here (a
         refused change) or sent to a worker thread (it cannot be decided without waiting)."""
-        assert call.decide is not None
         try:
             change = call.decide()
         except Exception as e:  # refused (bad value, finished iteration, ...): nothing written

@@ -18,7 +18,8 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 from uuid import UUID
 
-from itertrack.adapters.aio.dispatch import Call, Dispatcher
+from itertrack.adapters.aio.calls import Call, ChangeCall, RunCall, StartCall
+from itertrack.adapters.aio.dispatch import Dispatcher
 from itertrack.domain.model.change_keys import check_change_id
 from itertrack.domain.model.changes import Change
 from itertrack.domain.model.errors import InvalidInputError, StoreError
@@ -144,17 +145,10 @@ class AsyncPerformanceTracker:
         if check_change_id(change_id) is not None:  # a keyed start may be a retry: the sync tracker's way
             lane: Hashable = object() if given is None else sync.lane_of(given)
             return await self._submit(
-                Call(lane, lambda: sync.start_iteration(agent_id, iteration_number, given, change_id=change_id))
+                RunCall(lane, lambda: sync.start_iteration(agent_id, iteration_number, given, change_id=change_id))
             )
         new_id = sync.clock.new_id() if given is None else given
-        return await self._submit(
-            Call(
-                sync.lane_of(new_id),
-                lambda: sync.start_iteration(agent_id, iteration_number, new_id),
-                decide=lambda: sync.decide_start(agent_id, iteration_number, new_id),
-                value=new_id,
-            )
-        )
+        return await self._submit(StartCall(sync, agent_id, iteration_number, new_id))
 
     async def update_phase(
         self, iteration_id: UUID | str, phase: str, error: str | None = None, *, change_id: str | None = None
@@ -236,7 +230,7 @@ class AsyncPerformanceTracker:
         parsed = IterationRecord.parse(record)
         sync = self.sync
         lane: Hashable = object() if parsed.id is None else sync.lane_of(parsed.id)
-        return await self._submit(Call(lane, lambda: sync.save_iteration(parsed, change_id=change_id)))
+        return await self._submit(RunCall(lane, lambda: sync.save_iteration(parsed, change_id=change_id)))
 
     @asynccontextmanager
     async def track_phase(self, iteration_id: UUID | str, phase: str) -> AsyncIterator[None]:
@@ -280,19 +274,19 @@ class AsyncPerformanceTracker:
         naming it; as `PerformanceTracker.get_iteration`."""
         iid = parse_iteration_id(iteration_id)
         sync = self.sync
-        return await self._submit(Call(sync.lane_of(iid), lambda: sync.get_iteration(iid, version=version, at=at)))
+        return await self._submit(RunCall(sync.lane_of(iid), lambda: sync.get_iteration(iid, version=version, at=at)))
 
     async def history(self, iteration_id: UUID | str) -> list[Iteration.Event]:
         """The iteration's events, oldest first, after this tracker's earlier calls naming it."""
         iid = parse_iteration_id(iteration_id)
         sync = self.sync
-        return await self._submit(Call(sync.lane_of(iid), lambda: sync.history(iid)))
+        return await self._submit(RunCall(sync.lane_of(iid), lambda: sync.history(iid)))
 
     async def get_record(self, iteration_id: UUID | str) -> IterationRecord | None:
         """The record the saving step stored under this id, if any."""
         iid = parse_iteration_id(iteration_id)
         sync = self.sync
-        return await self._submit(Call(sync.lane_of(iid), lambda: sync.get_record(iid)))
+        return await self._submit(RunCall(sync.lane_of(iid), lambda: sync.get_record(iid)))
 
     # -- internals ------------------------------------------------------------------------
 
@@ -301,13 +295,7 @@ class AsyncPerformanceTracker:
 
     def _change_call(self, iid: UUID, change: Change, key: str | None, value: _T | None = None) -> Call[_T | None]:
         """A change's call: decided on the loop when it can be, else applied on a worker thread."""
-        sync = self.sync
-
-        def slow() -> _T | None:
-            sync.apply_change(iid, change, key)
-            return value
-
-        return Call(sync.lane_of(iid), slow, decide=lambda: sync.decide_change(iid, change), value=value)
+        return ChangeCall(self.sync, iid, change, key, value)
 
     def _submit(self, call: Call[_T]) -> asyncio.Future[_T]:
         """Queue `call` in its lane now; a future of the running loop that its outcome settles."""
