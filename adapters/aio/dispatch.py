@@ -53,7 +53,9 @@ class Dispatcher:
         self.loop = loop
         self._inbox: LoopInbox[Outcome] = LoopInbox(loop, self._finish, _log_lost)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="itertrack-async")
-        self._lanes: dict[Hashable, deque[Call[Any]]] = {}
+        # A lane with a call running: the calls waiting behind it (None until a second call arrives: most lanes
+        # never hold two, and a deque per change would be one more object per change for the cyclic GC).
+        self._lanes: dict[Hashable, deque[Call[Any]] | None] = {}
         self._to_decide: deque[Call[Any]] = deque()
         self._decide_scheduled = False
         self._inline_deadline: float | None = None
@@ -72,12 +74,16 @@ class Dispatcher:
         call.future = future
         self._in_flight += 1
         self._idle.clear()
-        waiting = self._lanes.get(call.lane)
-        if waiting is not None:
-            waiting.append(call)
-        else:
-            self._lanes[call.lane] = deque()
+        lanes = self._lanes
+        if call.lane not in lanes:
+            lanes[call.lane] = None
             self._start(call)
+        else:
+            waiting = lanes[call.lane]
+            if waiting is None:
+                lanes[call.lane] = deque((call,))
+            else:
+                waiting.append(call)
         return future
 
     async def drained(self) -> None:
