@@ -22,6 +22,7 @@ Usage: .venv/bin/python -m scripts.bench_callgrind [--quick]   (prints the rows)
 from __future__ import annotations
 
 import argparse
+import asyncio
 import ctypes
 import gc
 import mmap
@@ -34,18 +35,23 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from itertrack.adapters.aio import AsyncPerformanceTracker
 from itertrack.adapters.demo.fakes import SimulatedClock
 from itertrack.domain import PerformanceTracker
+from scripts.bench_async import CHANGES_PER_ITERATION, idle_iteration, one_iteration
 from scripts.bench_support import Row, SQLiteFloor
 
 ROOT = Path(__file__).resolve().parents[1]
 VALGRIND = "valgrind"
-# Cases measured in the child, in order; each dumps one file (callgrind numbers dumps 1, 2, ...).
-CASES = ("empty", "memory", "sqlite", "floor")
+# Cases measured in the child, in order; each dumps one file (callgrind numbers dumps 1, 2, ...). The sync cases
+# make `n` calls each; the async ones run `ASYNC_ITERATIONS` iterations side by side on one event loop, tracked
+# (`async`) or awaiting as often with no tracking (`async_idle`, subtracted from `async`).
+CASES = ("empty", "memory", "sqlite", "floor", "async_idle", "async")
+ASYNC_ITERATIONS = 200
 # x86-64: rax = &args[0], rdx = default result; the special preamble (rotations of rdi by 3, 13, 61 and 51
 # bits: 128 in all, rdi unchanged) and `xchg rbx, rbx` that valgrind recognises; returns rdx.
 _CLIENT_REQUEST_X86_64 = bytes.fromhex(
@@ -103,8 +109,39 @@ def _floor(path: Path) -> Callable[[], None]:
     return floor.insert
 
 
-def child(folder: Path, n: int, warm: int) -> None:
-    """Under callgrind: set up every case uncounted, then one counted region of `n` calls per case (`CASES`)."""
+def _async_regions(
+    folder: Path, start: datetime, warm: int, iterations: int
+) -> tuple[Callable[[], None], Callable[[], None], Callable[[], None]]:
+    """The async cases: (tracked region, untracked region, close), set up and warmed with `warm` iterations.
+
+    A region runs `iterations` iterations side by side on one event loop (`bench_async.one_iteration`, 10
+    changes each, awaited one by one; or `idle_iteration`, as many bare awaits), on a SQLite file through
+    `AsyncPerformanceTracker` over a tracker with a fixed clock and counted ids. Its writer thread runs too:
+    callgrind counts every thread's instructions."""
+    loop = asyncio.new_event_loop()
+    sync = _tracker(f"sqlite:///{folder / 'async.db'}", start)
+    tracker = AsyncPerformanceTracker(tracker=sync)
+    loop.run_until_complete(tracker.open())
+    numbers = iter(range(1, 1 << 62))
+
+    def region(body: Callable[[AsyncPerformanceTracker, str, int], Awaitable[None]], count: int) -> None:
+        async def side_by_side() -> None:
+            await asyncio.gather(*(body(tracker, "callgrind-async", next(numbers)) for _ in range(count)))
+
+        loop.run_until_complete(side_by_side())
+
+    def close() -> None:
+        loop.run_until_complete(tracker.aclose())
+        loop.close()
+
+    region(one_iteration, warm)
+    region(idle_iteration, warm)
+    return (lambda: region(one_iteration, iterations)), (lambda: region(idle_iteration, iterations)), close
+
+
+def child(folder: Path, n: int, warm: int, iterations: int) -> None:
+    """Under callgrind: set up every case uncounted, then one counted region per case (`CASES`): `n` calls of
+    each sync case, `iterations` iterations of each async one."""
     requests = ClientRequests()
     start = datetime(2026, 11, 25, tzinfo=UTC)
     memory = _tracker("memory://", start)
@@ -115,22 +152,31 @@ def child(folder: Path, n: int, warm: int) -> None:
         "sqlite": _changer(sqlite_file, 2),
         "floor": _floor(folder / "floor.db"),
     }
-    for case in CASES:
+    for call in calls.values():
         for _ in range(warm):
-            calls[case]()
+            call()
+    tracked, untracked, close_async = _async_regions(folder, start, warm, iterations)
+
+    def calls_of(call: Callable[[], None]) -> Callable[[], None]:
+        def region() -> None:
+            for _ in range(n):
+                call()
+
+        return region
+
+    regions = {case: calls_of(call) for case, call in calls.items()} | {"async_idle": untracked, "async": tracked}
     # The collector starts every region in the same state, whatever the start-up allocated (pyc files or
     # sources, environment): the objects so far are frozen out of its generations, its counts reset.
     gc.collect()
     gc.freeze()
     requests.request(START_INSTRUMENTATION)
     for case in CASES:
-        call = calls[case]
         gc.collect()
         requests.request(ZERO_STATS)
-        for _ in range(n):
-            call()
+        regions[case]()
         requests.request(DUMP_STATS)
     requests.request(STOP_INSTRUMENTATION)
+    close_async()
     sys.stdout.flush()
     os._exit(0)  # no interpreter shutdown: nothing more to count, and faster under valgrind
 
@@ -144,8 +190,9 @@ def _instructions(dump: Path) -> int:
     return int(match.group(1))
 
 
-def count(n: int, warm: int) -> tuple[dict[str, float], float]:
-    """Instructions per call of each case but `empty` (whose count per call is subtracted), and wall seconds.
+def count(n: int, warm: int, iterations: int) -> tuple[dict[str, float], float]:
+    """Instructions per call of each sync case but `empty` (whose count per call is subtracted), per change of
+    `async` (less `async_idle`), and wall seconds.
 
     Raises `RuntimeError` when valgrind fails or writes fewer dumps than cases."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -166,6 +213,7 @@ def count(n: int, warm: int) -> tuple[dict[str, float], float]:
                 str(folder),
                 str(n),
                 str(warm),
+                str(iterations),
             ],
             cwd=ROOT,
             env=env,
@@ -181,7 +229,9 @@ def count(n: int, warm: int) -> tuple[dict[str, float], float]:
             raise RuntimeError(msg)
         totals = dict(zip(CASES, (_instructions(d) for d in dumps), strict=True))
     empty = totals["empty"]
-    return {case: (totals[case] - empty) / n for case in CASES if case != "empty"}, seconds
+    per_call = {case: (totals[case] - empty) / n for case in ("memory", "sqlite", "floor")}
+    per_call["async"] = (totals["async"] - totals["async_idle"]) / (iterations * CHANGES_PER_ITERATION)
+    return per_call, seconds
 
 
 def callgrind_rows(quick: bool) -> list[Row]:
@@ -189,17 +239,19 @@ def callgrind_rows(quick: bool) -> list[Row]:
     instructions per raw autocommit insert. Not measured (a row saying why) without valgrind or off x86-64."""
     labels = {"memory": "memory store", "sqlite": "SQLite file"}
     paths = [f"instructions per tracked change (update_metrics), {label}" for label in labels.values()]
+    async_path = "instructions per change, async tracker ({} concurrent iterations, all threads), SQLite file"
     missing = None
     if shutil.which(VALGRIND) is None:
         missing = "not measured: valgrind not found (make bench installs it)"
     elif platform.machine() not in {"x86_64", "AMD64"}:
         missing = f"not measured: the client requests are x86-64 code, this is {platform.machine()}"
+    n, warm, iterations = (20, 10, 20) if quick else (100, 30, ASYNC_ITERATIONS)
+    paths.append(async_path.format(iterations))
     if missing is not None:
         return [Row(path=p, measured=missing, floor="", ratio=None, target="none", met=None) for p in paths]
-    n, warm = (20, 10) if quick else (100, 30)
-    per_call, seconds = count(n, warm)
+    per_call, seconds = count(n, warm, iterations)
     floor = per_call["floor"]
-    return [
+    rows = [
         Row(
             path=path,
             measured=f"{per_call[case]:,.0f} instructions",
@@ -212,17 +264,32 @@ def callgrind_rows(quick: bool) -> list[Row]:
                 f"{warm} uncounted, minus the same loop with 0 changes; {seconds:.0f} s under valgrind"
             ),
         )
-        for path, case in zip(paths, labels, strict=True)
+        for path, case in zip(paths[:2], labels, strict=True)
     ]
+    rows.append(
+        Row(
+            path=paths[-1],
+            measured=f"{per_call['async']:,.0f} instructions",
+            floor=f"{floor:,.0f} instructions per raw sqlite3 autocommit insert of the same row",
+            ratio=round(per_call["async"] / floor, 2),
+            target="none: deterministic within about 1% (the writer thread's batches follow valgrind's scheduling)",
+            met=None,
+            note=(
+                f"callgrind, every thread's user-space instructions; {iterations} iterations side by side (10 "
+                f"changes each) after {warm} uncounted, minus the same iterations awaiting with no tracking"
+            ),
+        )
+    )
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer changes (a smoke run)")
-    parser.add_argument("--child", nargs=3, metavar=("FOLDER", "N", "WARM"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=4, metavar=("FOLDER", "N", "WARM", "ITERATIONS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(Path(args.child[0]), int(args.child[1]), int(args.child[2]))
+        child(Path(args.child[0]), int(args.child[1]), int(args.child[2]), int(args.child[3]))
         return
     for row in callgrind_rows(args.quick):
         ratio = "" if row.ratio is None else f"{row.ratio:.2f}x "
