@@ -40,6 +40,13 @@ DECIDE_BUDGET_S = 0.0004
 INLINE_BUDGET_S = 0.00015
 # At most this many changes in one batch of the writer thread (the store's group commit bounds it too).
 MAX_BATCH = 256
+# The writer thread lets go of the GIL after settling this many changes of a batch. Settling holds it (pure
+# Python, ~5 us a change), and an event loop woken for a due timer meanwhile waits for it: a batch of 180
+# settled at once kept the loop's timers waiting up to about a millisecond. Measured on 200 concurrent
+# iterations (5 interleaved runs each): heartbeat lag p99 1.45 -> 1.12 ms on SQLite and 1.81 -> 1.38 ms on
+# PostgreSQL, throughput within the runs' spread (-4% and -2% at the median); every 16 changes cut p99 about
+# as much but throughput by 11-13%.
+SETTLE_YIELD_EVERY = 32
 
 
 Outcome = tuple[Call[Any], Any, BaseException | None]
@@ -213,7 +220,9 @@ class Dispatcher:
         except Exception as e:  # a writer bug: every change of the batch fails with it (and is settled)
             outcomes = [e] * len(batch)
         settled: list[Outcome] = []
-        for (call, change), written in zip(batch, outcomes, strict=True):
+        for n, ((call, change), written) in enumerate(zip(batch, outcomes, strict=True), 1):
+            if n % SETTLE_YIELD_EVERY == 0:
+                time.sleep(0)  # releases the GIL: the loop's due timers run (see SETTLE_YIELD_EVERY)
             try:
                 done = self.tracker.settle(change, written)
             except Exception as e:
