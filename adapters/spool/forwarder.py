@@ -116,9 +116,11 @@ class SpoolForwarder:
                     return
             except StoreUnavailableError:
                 self.failures += 1
-                self.state.went_down("the spool's forwarder could not reach it")  # host calls stop waiting on it
-                # After a restart every pooled connection is dead: drop them now rather than fail once per each.
-                self.store.drop_broken_connections()
+                # Ask before host calls are told the store is away (they stop waiting on it, and uncached reads
+                # fail at once): a pooled connection that a restart closed is not an outage, and a host whose
+                # own change just went through should not be refused for this loop's back-off (up to 2 s).
+                if not self._answers():
+                    self.state.went_down("the spool's forwarder could not reach it")
             except Exception:
                 self.failures += 1
                 log.warning("spool forwarding failed; will retry", exc_info=True)
@@ -131,17 +133,30 @@ class SpoolForwarder:
         answers and nothing of this process waits in the spool (it could not keep the change at all)."""
         self.failures += 1
         log.info("the spool cannot be forwarded now; will retry: %s", error)
-        try:
-            self._probe()
-        except StoreUnavailableError as down:
-            self.state.went_down(down)
-            self.store.drop_broken_connections()
+        if not self._answers():
+            self.state.went_down("the spool's forwarder could not reach it")
             return False
         with self.state.lock:
             if self.state.unforwarded:
                 return False
             self._thread = None
             return True
+
+    def _answers(self) -> bool:
+        """Whether the store answers: `_probe`, and when that fails, once more after the pool's broken
+        connections are dropped (after a restart every pooled connection is dead, and one of them failing is not
+        an outage)."""
+        try:
+            self._probe()
+        except StoreUnavailableError:
+            self.store.drop_broken_connections()
+        else:
+            return True
+        try:
+            self._probe()
+        except StoreUnavailableError:
+            return False
+        return True
 
     def _probe(self) -> None:
         """Ask the store whether it answers (one indexed read); `StoreUnavailableError` when it does not."""

@@ -63,6 +63,20 @@ def stores(host: PerformanceTracker, iid: UUID, tokens: int) -> Callable[[], boo
     return taken
 
 
+def drained(host: PerformanceTracker, iid: UUID) -> Callable[[], bool]:
+    """A condition: no change of the iteration waits in the host's spool. While the store is coming back a read
+    of an iteration this process has not loaded may still be refused (`StoreUnavailableError`, seen once in CI
+    right after a change had gone through): not drained yet."""
+
+    def done() -> bool:
+        try:
+            return host.get_iteration(iid).spooled_changes == 0
+        except StoreUnavailableError:
+            return False
+
+    return done
+
+
 def refused_then_stored(host_open: Open, store: str, proxy: TcpProxy, make_unusable: object) -> None:
     host = host_open(through(store, proxy), migrate=True, env={"ITERTRACK_FORWARD": "y"})
     iid = host.start_iteration("agent-1", 1)
@@ -110,5 +124,5 @@ def test_a_spool_that_fills_during_an_outage_still_drains_once_the_store_answers
         host.update_metrics(iid, {"analysis_tokens": 100})
     proxy.start()
     wait_for(stores(host, iid, 10), 60, "the iteration's changes to be stored again")
-    wait_for(lambda: host.get_iteration(iid).spooled_changes == 0, 60, "the spool to drain")
+    wait_for(drained(host, iid), 60, "the spool to drain")
     assert host.get_iteration(iid).metrics["analysis_tokens"] % 10 == 5  # the 5 kept, once; not the refused 100
