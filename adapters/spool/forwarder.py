@@ -116,8 +116,10 @@ class SpoolForwarder:
                     return
             except StoreUnavailableError:
                 self.failures += 1
-                # Ask before host calls are told the store is away (they stop waiting on it, and uncached reads
-                # fail at once): a pooled connection that a restart closed is not an outage, and a host whose
+                # After a restart every pooled connection is dead: drop them now rather than fail once per each.
+                self.store.drop_broken_connections()
+                # Then ask before host calls are told the store is away (they stop waiting on it, and uncached
+                # reads fail at once): a pooled connection that a restart closed is not an outage, and a host whose
                 # own change just went through should not be refused for this loop's back-off (up to 2 s).
                 if not self._answers():
                     self.state.went_down("the spool's forwarder could not reach it")
