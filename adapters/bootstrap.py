@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 from eventsourcing.utils import Environment
 
+from itertrack.adapters import ids
 from itertrack.adapters.retry import JitteredPause
 from itertrack.adapters.settings import Settings, load_settings
 from itertrack.adapters.spool.location import open_spool
@@ -24,6 +25,10 @@ from itertrack.domain.service.clock import Clock
 from itertrack.domain.service.store_ports import IterationWriter
 from itertrack.domain.service.tracker import DEFAULT_MAX_ATTEMPTS, PerformanceTracker
 from itertrack.domain.service.wiring import TrackerPorts
+
+# The composition root sets the domain's random-id seam for the process as it loads (before any tracker is
+# wired): ids without a system call per change (adapters/ids.py says why).
+ids.install()
 
 
 def store_url(store: str | None, settings: Settings) -> StoreURL:

@@ -30,7 +30,7 @@ import threading
 import time
 from pathlib import Path
 
-from itertrack.domain.model.random_ids import random_uuid4
+from itertrack.adapters.ids import random_uuid4
 from scripts.bench_async import CHANGES_PER_ITERATION, concurrent_iterations, floor_rate
 from scripts.bench_support import SQLITE_INSERT, STATE, TOPIC, SQLiteFloor, sqlite_floor_connection
 
@@ -82,7 +82,7 @@ async def ceiling_rate(path: Path, iterations: int, waves: int) -> float:
 
     async def host_task() -> None:
         for _ in range(waves):
-            oid = random_uuid4().hex  # not uuid.uuid4(): os.urandom would stall the loop (random_ids.py)
+            oid = random_uuid4().hex  # not uuid.uuid4(): os.urandom would stall the loop (adapters/ids.py)
             for version in range(CHANGES_PER_ITERATION):
                 future = loop.create_future()
                 waiting.put((future, (oid, version, TOPIC, STATE)))

@@ -7,13 +7,11 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from itertrack.domain.model.random_ids import random_uuid4
+from itertrack.domain.model.ids import random_id
 
-
-def new_event_id() -> UUID:
-    """A random id for one event (not the tracker's clock: event ids must never repeat across processes): a
-    version-4 UUID from `random_ids.random_uuid4` (no system call, so deciding a change never releases the GIL)."""
-    return random_uuid4()
+# A random id for one event (not the tracker's clock: event ids must never repeat across processes): a version-4
+# UUID from the domain's id seam (`ids.random_id` itself, no wrapper: it runs once per tracked change).
+new_event_id = random_id
 
 
 class DomainEvent(BaseModel):

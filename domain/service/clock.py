@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 from uuid import UUID
 
-from itertrack.domain.model.random_ids import random_uuid4
+from itertrack.domain.model.ids import random_id
 
 
 class Clock(Protocol):
@@ -27,7 +27,7 @@ class Clock(Protocol):
 
 
 class SystemClock:
-    """The real clock and a random UUID4 source (`random_ids.random_uuid4`)."""
+    """The real clock, and random version-4 ids from the domain's id seam (`ids.random_id`)."""
 
     def now(self) -> datetime:
         return datetime.now(UTC)  # the one seam where the domain reads the wall clock (Clock port)
@@ -36,4 +36,4 @@ class SystemClock:
         return time.monotonic()
 
     def new_id(self) -> UUID:
-        return random_uuid4()  # no system call: see random_ids
+        return random_id()  # the domain's id seam: see ids.py

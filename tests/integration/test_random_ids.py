@@ -1,5 +1,6 @@
 """Random ids after a fork: the child must not repeat its parent's sequence (ids come from a generator seeded
-once per process, not from a system call per id: domain/model/random_ids.py)."""
+once per process, not from a system call per id: adapters/ids.py, which the composition root installs behind the
+domain's id seam)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from uuid import UUID
 
 import pytest
 
+import itertrack.adapters.bootstrap  # noqa: F401  # loading the composition root installs the adapters' ids
 from itertrack.domain.model.events import new_event_id
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX fork only")

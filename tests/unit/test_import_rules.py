@@ -15,9 +15,6 @@ DRIVERS = {"psycopg", "psycopg_pool", "sqlite3"}
 # A module named inside a string (a topic such as "itertrack.adapters.bootstrap:wire") is an import too.
 NAMED_IN_STRING = re.compile(r"\bitertrack\.(?:domain|projections|adapters)(?:\.[a-z_][a-z0-9_]*)*")
 DOMAIN_FREE_OF = {"eventsourcing.persistence", "random", "socket", "psycopg", "sqlite3", "asyncio"}
-# The domain's one source of random ids (as `SystemClock` is its one reader of the wall clock): it alone may
-# import `random`, for a generator of its own (see its docstring for why not `os.urandom` per id).
-RANDOM_ID_SEAM = Path("domain/model/random_ids.py")
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -89,13 +86,11 @@ def test_the_rule_catches_a_violation() -> None:
 
 
 def test_the_domain_holds_no_infrastructure() -> None:
-    """domain/ imports nothing from eventsourcing.persistence, no randomness (but for its id seam), and starts no
-    thread and no sleep."""
+    """domain/ imports nothing from eventsourcing.persistence, no randomness, and starts no thread and no sleep."""
     offenders = [
         f"{path.relative_to(ROOT)} {what}"
         for path in sorted((ROOT / "domain").rglob("*.py"))
         for what in infrastructure_in(path.read_text(), str(path))
-        if not (path.relative_to(ROOT) == RANDOM_ID_SEAM and what == "imports random")
     ]
     assert offenders == []
 
