@@ -24,6 +24,7 @@ from collections.abc import Hashable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from itertrack.adapters.aio.budget import PassBudget
 from itertrack.adapters.aio.calls import Call
 from itertrack.adapters.aio.inbox import LoopInbox
 from itertrack.domain.service.decided import DecidedChange
@@ -65,7 +66,7 @@ class Dispatcher:
         self._lanes: dict[Hashable, deque[Call[Any]] | None] = {}
         self._to_decide: deque[Call[Any]] = deque()
         self._decide_scheduled = False
-        self._inline_deadline: float | None = None
+        self._inline = PassBudget(INLINE_BUDGET_S, loop.call_soon)
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -103,7 +104,7 @@ class Dispatcher:
         if not call.decidable:
             self._pool.submit(self._run_slow, call)
             return
-        if not self._decide_scheduled and self._inline_time_left():
+        if not self._decide_scheduled and self._inline.allows():
             decided = self._decide(call)
             if decided is not None:
                 self._writes.put(decided)
@@ -112,18 +113,6 @@ class Dispatcher:
         if not self._decide_scheduled:
             self._decide_scheduled = True
             self.loop.call_soon(self._decide_pass)
-
-    def _inline_time_left(self) -> bool:
-        """Whether changes may still be decided inline in this pass of the loop (`INLINE_BUDGET_S` per pass)."""
-        now = time.perf_counter()
-        if self._inline_deadline is None:
-            self._inline_deadline = now + INLINE_BUDGET_S
-            self.loop.call_soon(self._new_inline_budget)  # runs in the next pass: its budget starts afresh
-            return True
-        return now < self._inline_deadline
-
-    def _new_inline_budget(self) -> None:
-        self._inline_deadline = None
 
     def _decide(self, call: Call[Any]) -> tuple[Call[Any], DecidedChange] | None:
         """Decide one change on the loop: its events for the writer thread, or None when it was settled here (a
