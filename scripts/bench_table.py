@@ -5,8 +5,10 @@ Usage: .venv/bin/python -m scripts.bench_table run1.json run2.json run3.json [--
 (prints a Markdown table; `--only` keeps the rows whose path contains one of the texts)
 
 Each file is what `python -m scripts.bench --json FILE` wrote. Rows are matched by their path; a path missing
-from a run shows as "-" there and counts as not met. The verdict: "met" when every run met the target, "met in
-K of N runs", "**missed**" when none did, "-" for a row with no target to meet (state it).
+from a run shows as "-" there and counts as not met, as does a run that gave the row no verdict while another
+run did. The verdict: "met" when every run met the target, "met in K of N runs", "**missed**" when none did,
+"-" for a row no run gave a verdict (a target to state, not meet). The ratio's spread is over the runs that
+have the row.
 """
 
 from __future__ import annotations
@@ -58,10 +60,12 @@ def table(runs: Sequence[dict[str, Any]], only: Sequence[str] = ()) -> str:
         first = rows[0]
         later = " / ".join("-" if r is None else r["measured"] for r in rows[1:])
         ratios = [None if r is None else r["ratio"] for r in rows]
-        target = next(r["target"] for r in rows if r is not None)
-        mets: list[bool | None] = [False if r is None else r["met"] for r in rows]
-        if any(r is not None and r["met"] is None for r in rows):
-            mets = [None] * len(rows)  # a row with nothing to meet (its target says "state it")
+        present = [r for r in rows if r is not None]
+        targets = list(dict.fromkeys(r["target"] for r in present))
+        target = " / ".join(targets) + (" (the runs' targets differ)" if len(targets) > 1 else "")
+        mets: list[bool | None] = [None] * len(rows)
+        if any(r["met"] is not None for r in present):  # else nothing to meet (the target says "state it")
+            mets = [r is not None and r["met"] is True for r in rows]
         cells = [
             path,
             "-" if first is None else first["measured"],

@@ -3,14 +3,16 @@ the async tracker's lone-change row).
 
 One iteration, nothing else running: each change is awaited before the next is made. The probe wraps a few
 methods of the dispatcher, the inbox and the group commit with clock stamps (the wrappers add about a
-microsecond each) and prints, per round, the median time since the call was made at which each stage began:
+microsecond each) and prints, per round, the median time since the call was made at which each stage was
+reached (a stage named for an end, "decided" or "settled", is stamped when the method doing it returns):
 
     async: decided (handed to the writer) -> writer has it -> commit starts -> commit ends -> settled
            -> loop drains the outcome -> caller resumed
     sync:  commit starts -> commit ends -> caller resumed
 
 The two hand-offs between threads are "decided -> writer has it" and "settled -> loop drains"; the commit is
-the store's own work, the same call on both paths.
+the store's own work, the same call on both paths. A change that missed a stage (decided in a later pass of
+the loop, or run on a worker thread) is left out of the medians and counted.
 
 Usage: .venv/bin/python -m scripts.probe_async_lone [--store URL] [--changes 300] [--rounds 3]
 """
@@ -54,7 +56,7 @@ def _stamped(cls: type, name: str, before: str | None, after: str | None) -> Non
 
 
 def install() -> None:
-    _stamped(Dispatcher, "submit", None, "decided")  # a lone change is decided inline, within submit
+    _stamped(Dispatcher, "_decide", None, "decided")
     _stamped(Dispatcher, "_next_batch", None, "writer has it")
     _stamped(GroupCommit, "_commit_alone", "commit starts", "commit ends")
     _stamped(Dispatcher, "_write", None, "settled")
@@ -62,10 +64,15 @@ def install() -> None:
 
 
 def medians(rows: list[dict[str, int]], start: list[int], stages: tuple[str, ...]) -> str:
-    return "  ".join(
-        f"{stage} {statistics.median(row[stage] - s for row, s in zip(rows, start, strict=True)) / 1000:.1f}"
-        for stage in stages
+    """Per stage, the median us from the call to the stage, over the changes that passed every stage."""
+    whole = [(row, s) for row, s in zip(rows, start, strict=True) if all(stage in row for stage in stages)]
+    if not whole:
+        return f"no change passed every stage (of {len(rows)})"
+    figures = "  ".join(
+        f"{stage} {statistics.median(row[stage] - s for row, s in whole) / 1000:.1f}" for stage in stages
     )
+    missed = len(rows) - len(whole)
+    return figures + (f"  ({missed} of {len(rows)} changes missed a stage: left out)" if missed else "")
 
 
 async def probe(store: str, changes: int, rounds: int) -> None:

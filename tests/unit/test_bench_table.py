@@ -48,3 +48,21 @@ def test_only_keeps_the_rows_whose_path_contains_one_of_the_texts() -> None:
     runs = [{"rows": [row("async tracker: lag", "1 ms", None, True), row("tracked change", "2 ms", 1.1, True)]}]
     lines = table(runs, only=["async tracker"]).splitlines()
     assert [line.split(" | ")[0] for line in lines[2:]] == ["| async tracker: lag"]
+
+
+def test_a_run_without_a_verdict_does_not_hide_the_others_misses() -> None:
+    runs = [
+        {"rows": [row("read", "1 ms", 1.0, None, "state it")]},
+        {"rows": [row("read", "3 ms", 3.0, False)]},
+        {"rows": [row("read", "3 ms", 3.0, False)]},
+    ]
+    assert table(runs).splitlines()[2].endswith("| state it / <= 1.5x (the runs' targets differ) | **missed** |")
+
+
+def test_a_row_missing_from_run_1_is_shown_from_the_runs_that_have_it() -> None:
+    runs: list[dict[str, Any]] = [
+        {"rows": []},
+        {"rows": [row("new", "2 ms", 1.1, True)]},
+        {"rows": [row("new", "2 ms", 1.3, True)]},
+    ]
+    assert table(runs).splitlines()[2] == "| new | - | - | 2 ms / 2 ms | 1.10-1.30x | <= 1.5x | met in 2 of 3 runs |"

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
+
 from itertrack.adapters.aio.budget import PassBudget
 
 BUDGET_S = 0.00015
@@ -16,11 +18,14 @@ class FakeLoop:
     def __init__(self) -> None:
         self.now = 100.0
         self.queued: list[Callable[[], None]] = []
+        self.closed = False
 
     def clock(self) -> float:
         return self.now
 
     def call_soon(self, callback: Callable[[], None]) -> None:
+        if self.closed:
+            raise RuntimeError("Event loop is closed")
         self.queued.append(callback)
 
     def next_pass(self) -> None:
@@ -28,39 +33,63 @@ class FakeLoop:
         for callback in queued:
             callback()
 
-
-def test_a_lone_change_at_a_time_is_allowed_without_queuing_a_callback() -> None:
-    loop = FakeLoop()
-    budget = PassBudget(BUDGET_S, loop.call_soon, loop.clock)
-    for _ in range(5):
-        assert budget.allows()
-        loop.now += 0.0003  # the next change comes after this one's write
-    assert loop.queued == []
+    def allowed_in_one_pass(self, budget: PassBudget, pieces: int, each_s: float) -> list[bool]:
+        """Ask `pieces` times within one pass, `each_s` apart (an allowed piece takes that long)."""
+        allowed = []
+        for _ in range(pieces):
+            allowed.append(budget.allows())
+            self.now += each_s
+        return allowed
 
 
 def test_a_burst_in_one_pass_is_allowed_up_to_the_budget_and_again_in_the_next_pass() -> None:
     loop = FakeLoop()
     budget = PassBudget(BUDGET_S, loop.call_soon, loop.clock)
-    allowed = []
-    for _ in range(10):  # ten calls 40 us apart within one pass: 0, 40, 80, 120 us fit in 150 us
-        allowed.append(budget.allows())
-        loop.now += 0.00004
-    assert allowed == [True] * 4 + [False] * 6
+    # 40 us apart: at 0, 40, 80 and 120 us within the 150 us budget; 160 us and later past it.
+    assert loop.allowed_in_one_pass(budget, 10, 0.00004) == [True] * 4 + [False] * 6
     assert len(loop.queued) == 1  # one callback ends the budget with the pass
     loop.next_pass()
+    assert loop.allowed_in_one_pass(budget, 10, 0.00004) == [True] * 4 + [False] * 6
+    loop.next_pass()
     assert budget.allows()
-    assert loop.queued == []  # the new pass's budget has one piece of work so far
 
 
-def test_a_budget_expired_with_one_piece_of_work_starts_anew() -> None:
-    """Nothing says the pass is the same one: a new budget starts, and a second piece within it queues the callback."""
+def test_pieces_longer_than_the_budget_get_one_per_pass() -> None:
+    """However long each piece takes, a pass does the one that started its budget and no more."""
     loop = FakeLoop()
     budget = PassBudget(BUDGET_S, loop.call_soon, loop.clock)
+    assert loop.allowed_in_one_pass(budget, 200, 0.00016) == [True] + [False] * 199
+    loop.next_pass()
+    assert loop.allowed_in_one_pass(budget, 3, 0.00016) == [True, False, False]
+
+
+def test_the_budget_ends_exactly_at_its_deadline() -> None:
+    loop = FakeLoop()
+    budget = PassBudget(0.25, loop.call_soon, loop.clock)  # binary fractions: no rounding at the boundary
     assert budget.allows()
-    loop.now += 0.0002
+    loop.now += 0.125
     assert budget.allows()
-    loop.now += 0.00001
-    assert budget.allows()
+    loop.now += 0.125
+    assert not budget.allows()
+
+
+def test_each_pass_queues_one_callback_that_runs_in_the_next() -> None:
+    loop = FakeLoop()
+    budget = PassBudget(BUDGET_S, loop.call_soon, loop.clock)
+    for _ in range(3):  # a lone change per pass
+        assert budget.allows()
+        assert len(loop.queued) == 1
+        loop.now += 0.0003
+        loop.next_pass()
+    assert loop.queued == []
+
+
+def test_a_closed_loop_is_not_a_budget_started() -> None:
+    loop = FakeLoop()
+    budget = PassBudget(BUDGET_S, loop.call_soon, loop.clock)
+    loop.closed = True
+    with pytest.raises(RuntimeError):
+        budget.allows()
+    loop.closed = False
+    assert budget.allows()  # nothing was left half-set by the refusal
     assert len(loop.queued) == 1
-    loop.now += 0.0002
-    assert not budget.allows()  # this budget held two: the pass is known, and it has spent its budget
