@@ -20,11 +20,13 @@ from itertrack.domain.service.wiring import TrackerPorts
 
 
 class SwitchableRecorder(MemoryRecorder):
-    """The memory recorder, raising the library's `OperationalError` on every call while switched off."""
+    """The memory recorder, raising the library's `OperationalError` on every call while switched off, and
+    `refusing` (when set) on every insert while on: a refusal that is not an outage."""
 
     def __init__(self) -> None:
         super().__init__()
         self.up = True
+        self.refusing: Exception | None = None
 
     def _answer(self) -> None:
         if not self.up:
@@ -32,6 +34,8 @@ class SwitchableRecorder(MemoryRecorder):
 
     def insert_events(self, stored_events: Sequence[Any], **kwargs: Any) -> Sequence[int] | None:
         self._answer()
+        if self.refusing is not None:
+            raise self.refusing
         return super().insert_events(stored_events, **kwargs)
 
     def select_events(self, *args: Any, **kwargs: Any) -> Any:

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import NamedTuple, cast
 from uuid import UUID
 
+from itertrack.adapters.spool.failure_log import RepeatedFailureLog
 from itertrack.adapters.spool.port import Spool, SpooledChange, SpoolUnusableError
 from itertrack.adapters.spool.state import FlushTally, SpoolFlush, SpoolState
 from itertrack.adapters.store.event_store import EventSourcedStore
@@ -57,6 +58,8 @@ class SpoolForwarder:
         self.auto = auto
         self.closing = threading.Event()
         self.failures = 0
+        # A failure that lasts (a privilege the store's role lacks) is one warning, not one per retry.
+        self._failure_log = RepeatedFailureLog(log, "spool forwarding")
         # Told when a forward moved an iteration past the host's copy, and after each forward's commit.
         self.forgotten: Callable[[UUID], None] = store.evict
         self.saved: Callable[[int], None] = lambda notification_id: None
@@ -99,6 +102,7 @@ class SpoolForwarder:
         while not self.closing.is_set():
             try:
                 flushed = self.flush()
+                self._failure_log.recovered()
                 if not self.state.store_up:
                     # Nothing was sent, so nothing proved the store back: ask it (a failure is handled below).
                     self._probe()
@@ -123,9 +127,9 @@ class SpoolForwarder:
                 # own change just went through should not be refused for this loop's back-off (up to 2 s).
                 if not self._answers():
                     self.state.went_down("the spool's forwarder could not reach it")
-            except Exception:
+            except Exception as e:
                 self.failures += 1
-                log.warning("spool forwarding failed; will retry", exc_info=True)
+                self._failure_log.failed(e)
             self.closing.wait(delay)
             delay = min(delay * 2, 2.0)
 

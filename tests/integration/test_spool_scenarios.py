@@ -430,3 +430,35 @@ def test_a_spool_that_cannot_be_forwarded_does_not_cut_the_host_off_a_store_that
         assert writer(host).spool.count() == 1  # the waiting change stays, in order, for when the spool can drain
     finally:
         host.close()
+
+
+def test_a_forward_refused_again_and_again_is_one_warning_and_its_recovery_is_said(
+    store: SwitchableStore, opened: Callable[..., PerformanceTracker], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The forwarder retries a refusal that is not an outage (a privilege the role lacks) with back-off: one
+    warning with the traceback for the whole run of failures, not one per retry; once the store takes the
+    change, one line says it recovered and the change lands."""
+    caplog.set_level(logging.DEBUG, logger="itertrack")
+    host = opened("host", forward=True)
+    iid = host.start_iteration("agent-1", 1)
+    store.recorder.up = False
+    host.update_metrics(iid, {"analysis_tokens": 3})  # spooled: the store is off
+    store.recorder.refusing = RuntimeError("permission denied for table stored_events")
+    store.recorder.up = True
+    forwarder = writer(host).forwarder
+    forwarder.start()
+    wait_for(lambda: forwarder.failures >= 4, 30, "four refused forwards")
+    store.recorder.refusing = None
+
+    def said() -> list[tuple[str, str]]:
+        return [(r.levelname, r.getMessage()) for r in list(caplog.records) if "spool forwarding" in r.getMessage()]
+
+    wait_for(lambda: any("recovered after" in message for _, message in said()), 30, "the recovery to be said")
+    assert host.get_iteration(iid).spooled_changes == 0
+    assert versions(host, iid) == [1, 2]
+    levels = [level for level, _ in said()]
+    warnings = [message for level, message in said() if level == "WARNING"]
+    assert len(warnings) == 1, said()
+    assert "permission denied" in warnings[0]
+    assert levels.count("DEBUG") >= 3, said()
+    assert levels[-1] == "INFO", said()
