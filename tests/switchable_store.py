@@ -20,13 +20,15 @@ from itertrack.domain.service.wiring import TrackerPorts
 
 
 class SwitchableRecorder(MemoryRecorder):
-    """The memory recorder, raising the library's `OperationalError` on every call while switched off, and
-    `refusing` (when set) on every insert while on: a refusal that is not an outage."""
+    """The memory recorder, raising the library's `OperationalError` on every call while switched off, and while
+    on, `refusing` (when set) on every insert and `refusing_records` on every read of a saved record: refusals
+    that are not outages."""
 
     def __init__(self) -> None:
         super().__init__()
         self.up = True
         self.refusing: Exception | None = None
+        self.refusing_records: Exception | None = None
 
     def _answer(self) -> None:
         if not self.up:
@@ -44,6 +46,8 @@ class SwitchableRecorder(MemoryRecorder):
 
     def select_iteration_record(self, iteration_id: Any) -> dict[str, Any] | None:
         self._answer()
+        if self.refusing_records is not None:
+            raise self.refusing_records
         return super().select_iteration_record(iteration_id)
 
 

@@ -59,7 +59,9 @@ class SpoolForwarder:
         self.closing = threading.Event()
         self.failures = 0
         # A failure that lasts (a privilege the store's role lacks) is one warning, not one per retry.
-        self._failure_log = RepeatedFailureLog(log, "spool forwarding")
+        self._failure_log = RepeatedFailureLog(
+            log, "spool forwarding", then="will retry, and the changes stay in the spool meanwhile"
+        )
         # Told when a forward moved an iteration past the host's copy, and after each forward's commit.
         self.forgotten: Callable[[UUID], None] = store.evict
         self.saved: Callable[[int], None] = lambda notification_id: None
@@ -101,11 +103,7 @@ class SpoolForwarder:
         delay = 0.05
         while not self.closing.is_set():
             try:
-                flushed = self.flush()
-                self._failure_log.recovered()
-                if not self.state.store_up:
-                    # Nothing was sent, so nothing proved the store back: ask it (a failure is handled below).
-                    self._probe()
+                flushed = self._pass()
                 with self.state.lock:
                     # Stop only if nothing joined the spool since: a change spooled after this check
                     # finds no forwarder and starts one.
@@ -132,6 +130,16 @@ class SpoolForwarder:
                 self._failure_log.failed(e)
             self.closing.wait(delay)
             delay = min(delay * 2, 2.0)
+
+    def _pass(self) -> SpoolFlush:
+        """One pass of the loop: flush, and ask the store when nothing proved it back; raises what they raise."""
+        flushed = self.flush()
+        if not self.state.store_up:
+            # Nothing was sent, so nothing proved the store back: ask it (a failure is handled by the loop).
+            self._probe()
+        if not flushed.forwarded_elsewhere and not self.closing.is_set():
+            self._failure_log.recovered()  # this pass went through (not another process's, not cut short)
+        return flushed
 
     def _spool_failed(self, error: SpoolUnusableError) -> bool:
         """The spool failed, not the store: ask the store, so the host's other iterations go on to it (only an

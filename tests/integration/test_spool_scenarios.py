@@ -432,6 +432,10 @@ def test_a_spool_that_cannot_be_forwarded_does_not_cut_the_host_off_a_store_that
         host.close()
 
 
+def said_of_forwarding(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in list(caplog.records) if "spool forwarding" in r.getMessage()]
+
+
 def test_a_forward_refused_again_and_again_is_one_warning_and_its_recovery_is_said(
     store: SwitchableStore, opened: Callable[..., PerformanceTracker], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -445,20 +449,38 @@ def test_a_forward_refused_again_and_again_is_one_warning_and_its_recovery_is_sa
     host.update_metrics(iid, {"analysis_tokens": 3})  # spooled: the store is off
     store.recorder.refusing = RuntimeError("permission denied for table stored_events")
     store.recorder.up = True
-    forwarder = writer(host).forwarder
-    forwarder.start()
-    wait_for(lambda: forwarder.failures >= 4, 30, "four refused forwards")
+    writer(host).forwarder.start()
+
+    def levels() -> list[str]:
+        return [r.levelname for r in said_of_forwarding(caplog)]
+
+    wait_for(lambda: levels().count("DEBUG") >= 3, 30, "three refusals after the first")
     store.recorder.refusing = None
-
-    def said() -> list[tuple[str, str]]:
-        return [(r.levelname, r.getMessage()) for r in list(caplog.records) if "spool forwarding" in r.getMessage()]
-
-    wait_for(lambda: any("recovered after" in message for _, message in said()), 30, "the recovery to be said")
+    wait_for(lambda: "INFO" in levels(), 30, "the recovery to be said")
     assert host.get_iteration(iid).spooled_changes == 0
     assert versions(host, iid) == [1, 2]
-    levels = [level for level, _ in said()]
-    warnings = [message for level, message in said() if level == "WARNING"]
-    assert len(warnings) == 1, said()
-    assert "permission denied" in warnings[0]
-    assert levels.count("DEBUG") >= 3, said()
-    assert levels[-1] == "INFO", said()
+    records = said_of_forwarding(caplog)
+    warnings = [r for r in records if r.levelname == "WARNING"]
+    assert len(warnings) == 1, levels()
+    assert "permission denied" in warnings[0].getMessage()
+    assert warnings[0].exc_info is not None
+    infos = [r.getMessage() for r in records if r.levelname == "INFO"]
+    assert len(infos) == 1, infos
+    assert "recovered after" in infos[0]
+
+
+def test_a_store_that_refuses_the_forwarders_probe_is_not_said_to_have_recovered(
+    store: SwitchableStore, opened: Callable[..., PerformanceTracker], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Started offline with nothing to forward, the forwarder asks the store after each (empty) pass; a probe
+    refused for a reason that is not an outage is one warning for every retry, and no pass claims recovery."""
+    caplog.set_level(logging.DEBUG, logger="itertrack")
+    store.recorder.refusing_records = RuntimeError("permission denied for table iteration_records")
+    host = opened("host", forward=True, started_offline=True)
+    forwarder = writer(host).forwarder
+    forwarder.start()
+    wait_for(lambda: forwarder.failures >= 4, 30, "four refused probes")
+    levels = [r.levelname for r in said_of_forwarding(caplog)]
+    assert levels.count("WARNING") == 1, levels
+    assert "INFO" not in levels
+    store.recorder.refusing_records = None
